@@ -1,0 +1,370 @@
+//! Record index files in NVIDIA DALI's `tfrecord2idx` text format, and random access.
+//!
+//! `NAME.tfrec.idx` holds one line per record, `offset length`, where `offset` is the byte
+//! offset of the record's header and `length` the whole frame's size (12 + payload + 4),
+//! exactly as DALI's `tfrecord2idx` writes it. For a compressed file the offsets count bytes
+//! of the decompressed record stream (DALI itself reads only plain files).
+
+use std::fs::File;
+use std::io::BufReader;
+#[cfg(unix)]
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::frame::{FRAMING_LEN, HEADER_LEN, ReaderOptions, check_footer, decode_header};
+use crate::reader::RecordReader;
+use crate::{Compression, Corruption, Error, FileName, Location, Result, frame};
+
+/// One record's place in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IndexEntry {
+    /// The byte offset of the record's header.
+    pub offset: u64,
+    /// The whole frame's size: 12 + payload + 4 bytes.
+    pub len: u64,
+}
+
+impl IndexEntry {
+    /// The payload's length.
+    pub fn payload_len(&self) -> u64 {
+        self.len - FRAMING_LEN
+    }
+
+    /// The offset just past this record.
+    pub fn end(&self) -> u64 {
+        self.offset + self.len
+    }
+}
+
+/// The records of one file: count, offsets and sizes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Index {
+    entries: Vec<IndexEntry>,
+}
+
+impl Index {
+    /// The index file's path for a record file: the record file's name plus `.idx`.
+    pub fn path_for(record_file: impl AsRef<Path>) -> PathBuf {
+        let mut name = record_file.as_ref().as_os_str().to_owned();
+        name.push(".idx");
+        PathBuf::from(name)
+    }
+
+    /// The number of records.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the file has no records.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, in file order.
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+
+    /// The record stream's total size (of the decompressed stream for a compressed file).
+    pub fn stream_len(&self) -> u64 {
+        self.entries.last().map_or(0, IndexEntry::end)
+    }
+
+    pub(crate) fn push(&mut self, entry: IndexEntry) {
+        self.entries.push(entry);
+    }
+
+    /// The text of the index file.
+    pub fn to_text(&self) -> String {
+        let mut text = String::with_capacity(self.entries.len() * 14);
+        for entry in &self.entries {
+            text.push_str(&format!("{} {}\n", entry.offset, entry.len));
+        }
+        text
+    }
+
+    /// Parses an index file's text. `file` names it in errors.
+    ///
+    /// Every line must be `offset length` in decimal, each frame at least 16 bytes and
+    /// starting where the previous one ended (as in a file written front to back).
+    pub fn parse(text: &str, file: &FileName) -> Result<Self> {
+        let mut entries = Vec::new();
+        let mut expected_offset = 0u64;
+        for (number, line) in text.lines().enumerate() {
+            let bad = |message: String| Error::BadIndex {
+                file: file.clone(),
+                line: number + 1,
+                message,
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let mut fields = line.split_ascii_whitespace();
+            let mut number_field = |what: &str| -> Result<u64> {
+                let field = fields
+                    .next()
+                    .ok_or_else(|| bad(format!("missing {what}")))?;
+                field
+                    .parse::<u64>()
+                    .map_err(|_| bad(format!("{what} {field:?} is not a non-negative integer")))
+            };
+            let offset = number_field("offset")?;
+            let len = number_field("length")?;
+            if fields.next().is_some() {
+                return Err(bad("more than two fields".to_owned()));
+            }
+            if len < FRAMING_LEN {
+                return Err(bad(format!(
+                    "length {len} is shorter than the 16 framing bytes"
+                )));
+            }
+            if offset != expected_offset {
+                return Err(bad(format!(
+                    "offset {offset} does not follow the previous record, which ends at {expected_offset}"
+                )));
+            }
+            expected_offset = offset
+                .checked_add(len)
+                .ok_or_else(|| bad(format!("offset {offset} + length {len} overflows")))?;
+            entries.push(IndexEntry { offset, len });
+        }
+        Ok(Index { entries })
+    }
+
+    /// Reads and parses the index file at `path`.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let file = FileName::new(path.as_ref());
+        let text = std::fs::read_to_string(path.as_ref()).map_err(|e| Error::io(&file, 0, e))?;
+        Index::parse(&text, &file)
+    }
+
+    /// Writes the index file at `path` atomically.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::writer::write_atomically(path.as_ref(), self.to_text().as_bytes())
+    }
+
+    /// Rebuilds the index of a record file by reading it through (for files other tools
+    /// wrote). Every frame is checked as `options` say; the first damaged one is an error.
+    pub fn scan(path: impl AsRef<Path>, options: ReaderOptions) -> Result<Self> {
+        let mut reader = RecordReader::open(path, options)?;
+        let mut scratch = Vec::new();
+        let mut index = Index::default();
+        while let Some(info) = reader.read_into(&mut scratch)? {
+            index.push(IndexEntry {
+                offset: info.offset,
+                len: info.framed_len(),
+            });
+        }
+        Ok(index)
+    }
+}
+
+/// A record file with its index, for reading any record by number.
+///
+/// ```
+/// use shardfeed_record_format::{Compression, FileWriter, IndexedFile, ReaderOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("data00-3.tfrec");
+/// let mut writer = FileWriter::create(&path, Compression::None)?;
+/// for word in ["zero", "one", "two"] {
+///     writer.write_record(word.as_bytes())?;
+/// }
+/// writer.commit()?;
+///
+/// let mut file = IndexedFile::open(&path, ReaderOptions::default())?;
+/// assert_eq!(file.len(), 3);
+/// assert_eq!(file.read_record(2)?, b"two");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct IndexedFile {
+    file: File,
+    name: FileName,
+    index: Index,
+    options: ReaderOptions,
+    path: PathBuf,
+}
+
+impl IndexedFile {
+    /// Opens `path` with its `.idx` file when there is one, or builds the index by a scan.
+    ///
+    /// For an uncompressed file, an index whose last record does not end exactly at the end
+    /// of the file is rejected as stale ([`Error::IndexMismatch`]).
+    pub fn open(path: impl AsRef<Path>, options: ReaderOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let index_path = Index::path_for(path);
+        let index = if index_path.exists() {
+            Index::read(&index_path)?
+        } else {
+            Index::scan(path, options)?
+        };
+        IndexedFile::with_index(path, index, options)
+    }
+
+    /// Opens `path` with an index the caller already has.
+    pub fn with_index(
+        path: impl AsRef<Path>,
+        index: Index,
+        options: ReaderOptions,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let name = FileName::new(path);
+        let file = File::open(path).map_err(|e| Error::io(&name, 0, e))?;
+        if options.compression == Compression::None {
+            let size = file.metadata().map_err(|e| Error::io(&name, 0, e))?.len();
+            if index.stream_len() != size {
+                return Err(Error::IndexMismatch {
+                    file: name,
+                    message: format!(
+                        "the index covers {} bytes in {} records, the file has {size} bytes",
+                        index.stream_len(),
+                        index.len()
+                    ),
+                });
+            }
+        }
+        Ok(IndexedFile {
+            file,
+            name,
+            index,
+            options,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The number of records.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the file has no records.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Reads record `i`'s payload, checking its frame as the options say.
+    ///
+    /// Uncompressed files are read at the record's offset (one positioned read); compressed
+    /// ones are decompressed from the start up to the record, which costs O(offset).
+    pub fn read_record(&mut self, i: usize) -> Result<Vec<u8>> {
+        let entry = *self
+            .index
+            .entries
+            .get(i)
+            .ok_or_else(|| Error::RecordOutOfRange {
+                file: self.name.clone(),
+                index: i as u64,
+                count: self.index.len() as u64,
+            })?;
+        let at = Location {
+            file: self.name.clone(),
+            index: i as u64,
+            offset: entry.offset,
+            compression: self.options.compression,
+        };
+        let data = match self.options.compression {
+            Compression::None => self.read_plain(entry, &at)?,
+            _ => self.read_compressed(i, &at)?,
+        };
+        if data.len() as u64 + FRAMING_LEN != entry.len {
+            return Err(Error::IndexMismatch {
+                file: self.name.clone(),
+                message: format!(
+                    "record {i}: the index says {} framed bytes, the file has {}",
+                    entry.len,
+                    data.len() as u64 + FRAMING_LEN
+                ),
+            });
+        }
+        Ok(data)
+    }
+
+    fn read_plain(&self, entry: IndexEntry, at: &Location) -> Result<Vec<u8>> {
+        if entry.payload_len() > self.options.max_record_len {
+            return Err(frame::corrupt(
+                at.clone(),
+                Corruption::AbsurdLength {
+                    length: entry.payload_len(),
+                    limit: self.options.max_record_len,
+                },
+            ));
+        }
+        let mut frame_bytes = vec![0u8; usize::try_from(entry.len).unwrap_or(usize::MAX)];
+        let got = read_at(&self.file, &mut frame_bytes, entry.offset)
+            .map_err(|e| Error::io(&self.name, entry.offset, e))?;
+        frame_bytes.truncate(got);
+        let Some((header, rest)) = frame_bytes.split_first_chunk::<HEADER_LEN>() else {
+            return Err(frame::corrupt(
+                at.clone(),
+                Corruption::TruncatedHeader {
+                    available: got as u64,
+                },
+            ));
+        };
+        let len = decode_header(header, &self.options, || at.clone())?;
+        let Some((data, footer)) = usize::try_from(len)
+            .ok()
+            .and_then(|len| rest.split_at_checked(len))
+            .and_then(|(data, tail)| Some((data, tail.first_chunk::<4>()?)))
+        else {
+            return Err(frame::truncated(at.clone(), len, got as u64));
+        };
+        check_footer(data, footer, &self.options, || at.clone())?;
+        Ok(data.to_vec())
+    }
+
+    fn read_compressed(&self, i: usize, at: &Location) -> Result<Vec<u8>> {
+        let file = File::open(&self.path).map_err(|e| Error::io(&self.name, 0, e))?;
+        let mut reader =
+            RecordReader::new(BufReader::new(file), self.options).with_file_name(&self.path);
+        let mut data = Vec::new();
+        for _ in 0..=i {
+            if reader.read_into(&mut data)?.is_none() {
+                return Err(Error::IndexMismatch {
+                    file: self.name.clone(),
+                    message: format!(
+                        "{at}: the file ends after {} records",
+                        reader.records_read()
+                    ),
+                });
+            }
+        }
+        Ok(data)
+    }
+}
+
+/// Reads as much of `buf` as the file holds at `offset`.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        Ok(filled)
+    }
+}

@@ -1,0 +1,57 @@
+//! TFRecord files and `tf.train.Example`, bit-compatible with TensorFlow.
+//!
+//! This crate reads and writes the container TensorFlow's `tf.data.TFRecordDataset` and
+//! `tf.io.TFRecordWriter` use, and nothing about images: a record is a byte payload, usually
+//! a serialised [`Example`].
+//!
+//! - Framing ([`frame`]): `u64` length, masked CRC-32C of the length, payload, masked CRC-32C
+//!   of the payload; hardware CRC-32C ([`crc`]).
+//! - Reading: [`RecordReader`] streams from any `Read` in constant memory, plain, GZIP or
+//!   ZLIB ([`Compression`]); [`SliceReader`] / [`MappedFile`] parse a byte slice or memory
+//!   map with no copy. Every error names the file, the record index and the byte offset, and
+//!   what is wrong ([`Corruption`]), including stray bytes TensorFlow silently ignores.
+//! - Writing: [`RecordWriter`] into any `Write`; [`FileWriter`] writes a whole file
+//!   atomically together with its `.idx` file.
+//! - Index ([`Index`]): DALI's `tfrecord2idx` text format, written while writing, read back
+//!   for counts and random access ([`IndexedFile::read_record`]), or rebuilt by a scan.
+//! - Protobuf ([`Example`], [`Feature`], …) with `prost`, no `protoc` needed, and the typed
+//!   [`ImageExample`] (`image` bytes + `class` int64).
+//!
+//! ```
+//! use shardfeed_record_format::{FileWriter, ImageExample, RecordReader, ReaderOptions, Compression};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("cat_dog00-1.tfrec");
+//! let mut writer = FileWriter::create(&path, Compression::None)?;
+//! writer.write_record(&ImageExample { image: b"\xff\xd8\xff...".to_vec(), class: 1 }.to_bytes())?;
+//! writer.commit()?;
+//!
+//! for payload in RecordReader::open(&path, ReaderOptions::default())? {
+//!     let record = ImageExample::decode(&payload?)?;
+//!     assert_eq!(record.class, 1);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod compression;
+pub mod crc;
+mod error;
+mod example;
+pub mod frame;
+mod index;
+mod reader;
+mod slice;
+mod writer;
+
+pub use compression::{Compression, UnknownCompression};
+pub use error::{Corruption, Error, FileName, Location, Result};
+pub use example::{
+    BytesList, Example, Feature, Features, FloatList, ImageExample, Int64List, Kind,
+};
+pub use frame::ReaderOptions;
+pub use index::{Index, IndexEntry, IndexedFile};
+pub use reader::{RecordInfo, RecordReader};
+pub use slice::{MappedFile, RecordRef, SliceReader};
+pub use writer::{FileWriter, RecordWriter};
