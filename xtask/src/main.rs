@@ -1,2 +1,52 @@
-//! x
-fn main() {}
+//! `cargo xtask`: the project's automation, an ordinary Rust program (no shell scripts).
+//!
+//! One module per command: `ci` runs everything CI runs, cheapest first; `tidy` checks the
+//! repository itself; `bench` measures against the TensorFlow baseline; `fuzz` runs the
+//! `cargo fuzz` targets on stable Rust. Shared helpers live in `util`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod ci;
+mod fuzz;
+mod tidy;
+mod util;
+
+/// shardfeed's project automation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI runs, cheapest first: fmt, tidy, clippy, tests, TensorFlow interop.
+    Ci(ci::Args),
+    /// Check the repository itself: crate docs, README lines, no todo!/dbg!, small fixtures.
+    Tidy,
+    /// Benchmarks, with the TensorFlow baseline in the same run where it is installed.
+    Bench(bench::Args),
+    /// Run the fuzz targets (needs no nightly; builds with coverage flags on stable).
+    Fuzz(fuzz::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Ci(args) => ci::run(&args),
+        Task::Tidy => tidy::run(),
+        Task::Bench(args) => bench::run(&args),
+        Task::Fuzz(args) => fuzz::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

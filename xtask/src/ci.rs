@@ -1,0 +1,98 @@
+//! `cargo xtask ci`: everything CI runs, cheapest first, stopping at the first failure.
+
+use std::time::Instant;
+
+use anyhow::bail;
+
+use crate::util::{self, cargo};
+
+/// Flags of `cargo xtask ci`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also run slow and `#[ignore]`d tests.
+    #[arg(long)]
+    full: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let tensorflow = util::tensorflow_python();
+
+    step("fmt", || {
+        util::run(cargo().args(["fmt", "--all", "--check"]))
+    })?;
+    step("tidy", crate::tidy::run)?;
+    step("clippy", || {
+        util::run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("test", || {
+        let mut test = cargo();
+        test.args(["test", "--workspace", "--locked"]);
+        if args.full {
+            test.args(["--", "--include-ignored"]);
+            match &tensorflow {
+                Ok(python) => {
+                    test.env("SHARDFEED_TF_PYTHON", python);
+                }
+                // Reported by the interop step below.
+                Err(_) => {
+                    test.args(["--skip", "tensorflow::"]);
+                }
+            }
+        }
+        util::run(&mut test)
+    })?;
+    step("tensorflow interop", || match &tensorflow {
+        Ok(python) => util::run(
+            cargo()
+                .args([
+                    "test",
+                    "--locked",
+                    "-p",
+                    "shardfeed-record-format",
+                    "--test",
+                    "record_format",
+                ])
+                .args(["tensorflow::", "--", "--ignored", "--nocapture"])
+                .env("SHARDFEED_TF_PYTHON", python),
+        ),
+        Err(why) => {
+            let banner = "#".repeat(78);
+            eprintln!("{banner}\n# SKIPPED: TensorFlow interop check: {why}\n{banner}");
+            if util::in_ci() {
+                bail!("CI must run the TensorFlow interop check: {why}");
+            }
+            Ok(())
+        }
+    })?;
+    eprintln!(
+        "xtask ci: all steps passed in {:.0} s{}",
+        started.elapsed().as_secs_f64(),
+        if tensorflow.is_err() {
+            " (TensorFlow interop SKIPPED)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn step(name: &str, body: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    eprintln!("==> {name}");
+    let started = Instant::now();
+    let result = body();
+    eprintln!(
+        "==> {name}: {} in {:.1} s",
+        if result.is_ok() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    result
+}

@@ -1,0 +1,78 @@
+//! Helpers shared by the commands: the workspace root, running commands, finding TensorFlow.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_path_buf()
+}
+
+/// `cargo` as invoked by the user (respects `$CARGO`), run in the workspace root.
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Runs a command with inherited output; fails when it exits non-zero.
+pub fn run(command: &mut Command) -> anyhow::Result<()> {
+    eprintln!("$ {}", describe(command));
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {}", describe(command)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", describe(command));
+    }
+    Ok(())
+}
+
+fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The project's shared reference material (`../shared` beside the checkout), if present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let shared = std::env::var_os("SHARDFEED_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"));
+    shared.is_dir().then_some(shared)
+}
+
+/// A Python that can `import tensorflow`: `$SHARDFEED_TF_PYTHON`, or `.venv/bin/python`
+/// (which `.ci/run` creates). `Err` says what was tried.
+pub fn tensorflow_python() -> Result<PathBuf, String> {
+    let candidate = std::env::var_os("SHARDFEED_TF_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"));
+    if !candidate.exists() {
+        return Err(format!(
+            "{} does not exist (create it with .ci/run, or set SHARDFEED_TF_PYTHON)",
+            candidate.display()
+        ));
+    }
+    let imports = Command::new(&candidate)
+        .args(["-c", "import tensorflow"])
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    match imports {
+        Ok(status) if status.success() => Ok(candidate),
+        _ => Err(format!("{} cannot import tensorflow", candidate.display())),
+    }
+}
+
+/// Whether we run under CI (`CI` set to anything but `false` or empty).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
