@@ -16,7 +16,7 @@ pub struct Args {
     #[arg(value_enum, default_value = "record-format")]
     what: Vec<Bench>,
     /// Timed repetitions of each measurement (median and spread are reported).
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Megabytes of record payload to generate.
     #[arg(long, default_value_t = 100)]
@@ -30,12 +30,15 @@ pub struct Args {
 enum Bench {
     /// TFRecord scan and write throughput vs TensorFlow's in-graph TFRecord scan.
     RecordFormat,
+    /// The input pipeline's scaling and per-item overhead vs the same work done sequentially.
+    Pipeline,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     for bench in &args.what {
         match bench {
             Bench::RecordFormat => record_format(args)?,
+            Bench::Pipeline => pipeline(args)?,
         }
     }
     Ok(())

@@ -205,6 +205,14 @@ pub enum Error {
         /// What differs.
         message: String,
     },
+    /// A compressed file handed to a reader that parses plain frames in place.
+    #[error("cannot parse {compression}-compressed {file} in place: read it with RecordReader")]
+    CompressedInPlace {
+        /// The file.
+        file: FileName,
+        /// Its compression.
+        compression: Compression,
+    },
     /// A record number past the end of a file.
     #[error("record {index} out of range: {file} has {count} records")]
     RecordOutOfRange {

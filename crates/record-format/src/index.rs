@@ -5,6 +5,7 @@
 //! exactly as DALI's `tfrecord2idx` writes it. For a compressed file the offsets count bytes
 //! of the decompressed record stream (DALI itself reads only plain files).
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::BufReader;
 #[cfg(unix)]
@@ -78,7 +79,8 @@ impl Index {
     pub fn to_text(&self) -> String {
         let mut text = String::with_capacity(self.entries.len() * 14);
         for entry in &self.entries {
-            text.push_str(&format!("{} {}\n", entry.offset, entry.len));
+            writeln!(text, "{} {}", entry.offset, entry.len)
+                .expect("writing to a String cannot fail");
         }
         text
     }

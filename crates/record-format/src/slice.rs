@@ -44,14 +44,10 @@ pub struct SliceReader<'a> {
 }
 
 impl<'a> SliceReader<'a> {
-    /// Reads the records in `bytes`. `options.compression` must be `None`: a slice holds
-    /// plain frames (decompress with [`RecordReader`](crate::RecordReader) instead).
+    /// Reads the records in `bytes`, which hold plain frames: with `options.compression`
+    /// other than `None` the first item is [`Error::CompressedInPlace`] (decompress with
+    /// [`RecordReader`](crate::RecordReader) instead).
     pub fn new(bytes: &'a [u8], options: ReaderOptions) -> Self {
-        debug_assert_eq!(
-            options.compression,
-            Compression::None,
-            "a slice reader reads plain frames"
-        );
         SliceReader {
             bytes,
             position: 0,
@@ -85,6 +81,12 @@ impl<'a> SliceReader<'a> {
     }
 
     fn read_frame(&mut self) -> Result<Option<RecordRef<'a>>> {
+        if self.options.compression != Compression::None {
+            return Err(Error::CompressedInPlace {
+                file: self.file.clone(),
+                compression: self.options.compression,
+            });
+        }
         let rest = self.bytes.get(self.position..).unwrap_or_default();
         if rest.is_empty() {
             return Ok(None);

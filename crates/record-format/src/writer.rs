@@ -155,17 +155,29 @@ impl FileWriter {
     }
 
     /// Finishes the file, syncs it, renames it into place and writes its `.idx` file.
+    ///
+    /// On failure the temporary file is removed; the error names the file and offset.
     pub fn commit(mut self) -> Result<Index> {
         let writer = self
             .writer
             .take()
             .expect("the writer is only taken by commit, which consumes self");
+        let result = self.finish_and_rename(writer);
+        if result.is_err() {
+            let _ = fs::remove_file(&self.temp_path);
+        }
+        result
+    }
+
+    fn finish_and_rename(&self, writer: RecordWriter<BufWriter<File>>) -> Result<Index> {
         let temp_name = FileName::new(&self.temp_path);
+        let written = writer.bytes_written();
         let (buffered, index) = writer.finish()?;
         let file = buffered
             .into_inner()
-            .map_err(|e| Error::io(&temp_name, 0, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&temp_name, 0, e))?;
+            .map_err(|e| Error::io(&temp_name, written, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| Error::io(&temp_name, written, e))?;
         drop(file);
         // The records first: a crash between the two renames leaves a complete file without
         // an index, which readers rebuild by a scan, never an index without its file.

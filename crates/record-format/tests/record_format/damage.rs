@@ -241,3 +241,35 @@ fn compressed_offsets_say_they_count_the_decompressed_stream() {
         "{error}"
     );
 }
+
+#[test]
+fn a_slice_reader_refuses_compressed_bytes() {
+    let file = write_file(&payloads(1, 14), Compression::Gzip);
+    let error = SliceReader::new(&file, ReaderOptions::compression(Compression::Gzip))
+        .next()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot parse gzip-compressed <stream> in place"),
+        "{error}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Random files and a random bit: the flip is found, in the record that holds the bit.
+    #[test]
+    fn any_bit_flip_of_any_file_is_detected(seed in proptest::prelude::any::<u64>(), n in 1usize..6, bit in proptest::prelude::any::<proptest::sample::Index>()) {
+        let records = payloads(n, seed);
+        let mut file = write_file(&records, Compression::None);
+        let bit = bit.index(file.len() * 8);
+        file[bit / 8] ^= 1 << (bit % 8);
+        for result in [stream(&file, ReaderOptions::default()), slice(&file)] {
+            let error = result.expect_err("a flipped bit is detected");
+            proptest::prop_assert_eq!(error.location().unwrap().index, record_at(&records, (bit / 8) as u64));
+        }
+    }
+}

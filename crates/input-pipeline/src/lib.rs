@@ -1,0 +1,80 @@
+//! A bounded, resumable streaming dataflow for training input, on crossbeam channels: the
+//! stages of `tf.data` (interleave, parallel map, cache, shuffle, repeat, batch, prefetch,
+//! take) with errors that reach the consumer, prompt shutdown, and exact mid-epoch resume.
+//!
+//! It knows nothing of images or of training; [`tfrecord`] has ready-made TFRecord sources.
+//!
+//! # How it works
+//!
+//! The *order* of the items is planned from item counts and seeds alone ([`Plan`]): shuffle
+//! the sources, interleave them `cycle_length` at a time exactly as TensorFlow does, pass
+//! them through a shuffle buffer, repeat. The plan yields addresses (source, index), cheap
+//! integers, so the shuffle buffer holds 2048 addresses, not 2048 decoded images, and any
+//! position can be reached again by replaying integers. The *data* is then made in
+//! parallel by the map workers, which fetch each item by address and apply the (fused) map
+//! functions, consulting the cache first:
+//!
+//! ```text
+//!  Plan (counts, seed)          in-flight window: `tokens` (W items)
+//!  ┌─────────────┐   (position, address)   ┌──────────────┐  (position, Result<T>)
+//!  │ planner     │──── bounded 2×N ───────▶│ map worker 1 │──┐
+//!  │ sources     │                         │ cache? fetch │  │ bounded 2×N  ┌─────────────┐ Result<Batch<T>>
+//!  │ shuffle     │──────────────────────── │ map… (fused) │  ├─────────────▶│ batcher     │── bounded ──▶ consumer
+//!  │ interleave  │                         │     ...      │  │              │ reorder if  │   prefetch    (PipelineIter)
+//!  │ shuffle buf │──────────────────────── │ map worker N │──┘              │ deterministic│
+//!  │ repeat/take │◀──────────── token returned when an item leaves the window ─┘  batch(B) │
+//!  └─────────────┘                         └──────────────┘                 └─────────────┘
+//! ```
+//!
+//! # Guarantees
+//!
+//! - Items are `Result`s: a failing or panicking map function becomes an [`Error`] at the
+//!   consumer, in its place in the stream, carrying the callee's message (for TFRecord
+//!   sources: file, record index and byte offset). A panic in the pipeline's own threads
+//!   ends the stream with [`Error::Panic`]; nothing hangs.
+//! - Dropping the [`PipelineIter`] closes a stop channel every blocking wait selects on;
+//!   threads exit at once (a worker inside a map function after that item) and are joined.
+//! - Memory is bounded: at most W = `in_flight` items (default 4 × map threads + 16) between
+//!   the planner and the batcher, one batch being built, `prefetch` batches queued and one
+//!   held by the consumer: [`Pipeline::peak_items`] = W + B × (prefetch + 2). The cache,
+//!   when used, is bounded by its byte budget.
+//! - With [`Pipeline::deterministic`]`(true)` the sequence depends only on the plan and
+//!   the seed, never on the parallelism or timing.
+//! - Every item appears exactly once per epoch: each epoch's shuffle buffer drains at the
+//!   epoch's end.
+//! - [`PipelineIter::state`] is a 24-byte [`ResumeState`]; [`Pipeline::iter_from`] continues
+//!   exactly there (in deterministic mode).
+//! - [`PipelineIter::stats`]: per-stage items/s, busy time and time blocked.
+//!
+//! ```
+//! use shardfeed_input_pipeline::{Parallelism, Pipeline, Plan, Repeat};
+//!
+//! // Three sources of 4, 2 and 3 items; an item is (source, index) squared for the example.
+//! let plan = Plan::new(vec![4, 2, 3]).seed(7).shuffle_sources(true).interleave(2, 1).shuffle(4).repeat(Repeat::Epochs(2));
+//! let pipeline = Pipeline::new(plan, |a| Ok::<_, std::convert::Infallible>(a.source * 10 + a.index as u32))
+//!     .map(|x| Ok::<_, std::convert::Infallible>(x * x))
+//!     .parallelism(Parallelism::Fixed(2))
+//!     .deterministic(true)
+//!     .batch(4, true);
+//! let batches: Vec<Vec<u32>> = pipeline.iter().map(|b| b.unwrap().items).collect();
+//! assert_eq!(batches.len(), 18 / 4);
+//! # Ok::<(), shardfeed_input_pipeline::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+
+mod cache;
+mod error;
+mod pipeline;
+mod plan;
+mod rng;
+pub mod split;
+mod stats;
+pub mod tfrecord;
+
+pub use cache::{CacheBudget, CacheOverflow};
+pub use error::{BoxError, Error, Result};
+pub use pipeline::{Batch, Parallelism, Pipeline, PipelineIter, ResumeState};
+pub use plan::{Address, Plan, PlanIter, Planned, Repeat};
+pub use rng::Rng;
+pub use stats::{StageStats, Stats};

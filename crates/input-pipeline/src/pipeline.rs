@@ -1,0 +1,642 @@
+//! The worker graph that runs a [`Plan`]: a planner thread, a pool of map workers, a
+//! batcher, and the consumer's iterator, joined by bounded crossbeam channels.
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+
+use crate::cache::{CacheBudget, CacheStore};
+use crate::stats::PipelineCounters;
+use crate::{Address, BoxError, Error, Plan, Result, Stats};
+
+type ItemFn<T> = Arc<dyn Fn(Address, u64) -> Result<T, BoxError> + Send + Sync>;
+
+/// How many threads a parallel stage uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parallelism {
+    /// One per available core (TensorFlow's `AUTOTUNE`, simplified).
+    #[default]
+    Auto,
+    /// Exactly this many (at least 1).
+    Fixed(usize),
+}
+
+impl Parallelism {
+    /// The number of threads.
+    pub fn threads(self) -> usize {
+        match self {
+            Parallelism::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Parallelism::Fixed(n) => n.max(1),
+        }
+    }
+}
+
+/// A dataset: a [`Plan`] of item addresses, a function that turns an address into an item
+/// (fetch, then any maps, fused into one parallel stage, with an optional cache at the point
+/// where `cache` was called), and batching settings. Cheap to clone; each
+/// [`Pipeline::iter`] starts threads of its own, and clones share one cache.
+pub struct Pipeline<T> {
+    plan: Plan,
+    func: ItemFn<T>,
+    cache_stats: Option<Arc<dyn CacheCounters>>,
+    parallelism: Parallelism,
+    deterministic: bool,
+    batch_size: usize,
+    drop_remainder: bool,
+    prefetch: usize,
+    in_flight: Option<usize>,
+}
+
+impl<T> Clone for Pipeline<T> {
+    fn clone(&self) -> Self {
+        Pipeline {
+            plan: self.plan.clone(),
+            func: self.func.clone(),
+            cache_stats: self.cache_stats.clone(),
+            parallelism: self.parallelism,
+            deterministic: self.deterministic,
+            batch_size: self.batch_size,
+            drop_remainder: self.drop_remainder,
+            prefetch: self.prefetch,
+            in_flight: self.in_flight,
+        }
+    }
+}
+
+/// Read access to a cache's counters, whatever its item type.
+trait CacheCounters: Send + Sync {
+    fn hits(&self) -> u64;
+    fn overflow(&self) -> u64;
+}
+
+impl<T: Send + Sync> CacheCounters for CacheStore<T> {
+    fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn overflow(&self) -> u64 {
+        self.overflow.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Pipeline<T> {
+    /// Items of a list, in the list's order (one source); shuffle, repeat and the rest are
+    /// set on the plan with [`Pipeline::map_plan`].
+    pub fn from_items(items: Vec<T>) -> Self {
+        let items = Arc::new(items);
+        let plan = Plan::new(vec![items.len() as u64]);
+        Pipeline::new(plan, move |address: Address| {
+            Ok::<_, BoxError>(items[address.index as usize].clone())
+        })
+    }
+
+    /// Keeps every item the upstream functions produce in memory, within `budget`, so that
+    /// later epochs skip them (TensorFlow's `cache()`).
+    pub fn cache(mut self, budget: CacheBudget<T>) -> Self {
+        let store = Arc::new(CacheStore::new(self.plan.counts(), budget));
+        let upstream = self.func.clone();
+        let cache = store.clone();
+        self.func = Arc::new(move |address, position| {
+            cache.get_or_compute(address, position, || upstream(address, position))
+        });
+        self.cache_stats = Some(store);
+        self
+    }
+}
+
+impl<T: Send + 'static> Pipeline<T> {
+    /// The items of `plan`, each made by `fetch` from its address, in parallel.
+    pub fn new<E: Into<BoxError>>(
+        plan: Plan,
+        fetch: impl Fn(Address) -> Result<T, E> + Send + Sync + 'static,
+    ) -> Self {
+        Pipeline {
+            plan,
+            func: Arc::new(move |address, _| fetch(address).map_err(Into::into)),
+            cache_stats: None,
+            parallelism: Parallelism::Auto,
+            deterministic: false,
+            batch_size: 1,
+            drop_remainder: false,
+            prefetch: 2,
+            in_flight: None,
+        }
+    }
+
+    /// Applies `f` to every item, in the same parallel stage (TF's `map`; maps are fused).
+    pub fn map<U: Send + 'static, E: Into<BoxError>>(
+        self,
+        f: impl Fn(T) -> Result<U, E> + Send + Sync + 'static,
+    ) -> Pipeline<U> {
+        let upstream = self.func;
+        Pipeline {
+            plan: self.plan,
+            func: Arc::new(move |address, position| {
+                f(upstream(address, position)?).map_err(Into::into)
+            }),
+            cache_stats: self.cache_stats,
+            parallelism: self.parallelism,
+            deterministic: self.deterministic,
+            batch_size: self.batch_size,
+            drop_remainder: self.drop_remainder,
+            prefetch: self.prefetch,
+            in_flight: self.in_flight,
+        }
+    }
+
+    /// Changes the plan (shuffle, interleave, repeat, take), keeping the item counts.
+    ///
+    /// # Panics
+    /// If `f` changes the counts, which the cache and the fetch function rely on.
+    pub fn map_plan(mut self, f: impl FnOnce(Plan) -> Plan) -> Self {
+        let counts = self.plan.counts().to_vec();
+        self.plan = f(self.plan);
+        assert_eq!(
+            self.plan.counts(),
+            counts,
+            "map_plan must keep the item counts"
+        );
+        self
+    }
+
+    /// Threads of the map stage (default: one per core).
+    pub fn parallelism(mut self, parallelism: Parallelism) -> Self {
+        self.parallelism = parallelism;
+        self
+    }
+
+    /// `true`: items reach the consumer in plan order, whatever the parallelism (and the
+    /// pipeline can be resumed exactly). `false` (the default, as in the tutorial): in the
+    /// order workers finish them, which never waits for a slow item.
+    pub fn deterministic(mut self, deterministic: bool) -> Self {
+        self.deterministic = deterministic;
+        self
+    }
+
+    /// Groups items into batches of `size`; with `drop_remainder` a last, smaller batch is
+    /// dropped. Default: batches of 1.
+    pub fn batch(mut self, size: usize, drop_remainder: bool) -> Self {
+        self.batch_size = size.max(1);
+        self.drop_remainder = drop_remainder;
+        self
+    }
+
+    /// Batches kept ready ahead of the consumer (default 2, at least 1).
+    pub fn prefetch(mut self, batches: usize) -> Self {
+        self.prefetch = batches.max(1);
+        self
+    }
+
+    /// The most items between the planner and the batcher: queued, being mapped, or waiting
+    /// to be put in order. Default: 4 per map thread + 16.
+    pub fn in_flight(mut self, items: usize) -> Self {
+        self.in_flight = Some(items.max(1));
+        self
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The most items alive in the pipeline at once: in flight, the batch being built,
+    /// the prefetched batches and the one the consumer holds.
+    pub fn peak_items(&self) -> usize {
+        self.window() + self.batch_size * (self.prefetch + 2)
+    }
+
+    fn window(&self) -> usize {
+        self.in_flight
+            .unwrap_or(4 * self.parallelism.threads() + 16)
+    }
+
+    /// Starts the threads and iterates from the beginning.
+    pub fn iter(&self) -> PipelineIter<T> {
+        self.spawn(0)
+    }
+
+    /// Starts the threads and continues where `state` was taken. Exact when the pipeline is
+    /// deterministic; otherwise the items in flight when the state was taken may come again
+    /// or be missed.
+    pub fn iter_from(&self, state: &ResumeState) -> Result<PipelineIter<T>> {
+        let expected = self.plan.fingerprint();
+        if state.fingerprint != expected {
+            return Err(Error::StateMismatch {
+                expected,
+                found: state.fingerprint,
+            });
+        }
+        Ok(self.spawn(state.position))
+    }
+
+    fn spawn(&self, start: u64) -> PipelineIter<T> {
+        let threads = self.parallelism.threads();
+        let window = self.window();
+        let counters = PipelineCounters::new(threads);
+        let failure: Arc<Mutex<Option<Error>>> = Arc::default();
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let (tokens_tx, tokens_rx) = bounded::<()>(window);
+        for _ in 0..window {
+            tokens_tx
+                .send(())
+                .expect("the token channel holds `window` tokens");
+        }
+        let (work_tx, work_rx) = bounded::<(u64, Address)>(threads * 2);
+        let (done_tx, done_rx) = bounded::<(u64, Address, Result<T>)>(threads * 2);
+        let (out_tx, out_rx) = bounded::<Result<Batch<T>>>(self.prefetch);
+
+        let mut handles = Vec::with_capacity(threads + 2);
+        let planner = Planner {
+            plan: self.plan.iter_from(start),
+            tokens: tokens_rx,
+            work: work_tx,
+            stop: stop_rx.clone(),
+            counters: counters.clone(),
+        };
+        handles.push(spawn_guarded("plan", failure.clone(), move || {
+            planner.run()
+        }));
+        for _ in 0..threads {
+            let worker = Worker {
+                func: self.func.clone(),
+                work: work_rx.clone(),
+                done: done_tx.clone(),
+                stop: stop_rx.clone(),
+                counters: counters.clone(),
+            };
+            handles.push(spawn_guarded("map", failure.clone(), move || worker.run()));
+        }
+        drop((work_rx, done_tx));
+        let batcher = Batcher {
+            done: done_rx,
+            tokens: tokens_tx,
+            out: out_tx,
+            stop: stop_rx,
+            counters: counters.clone(),
+            deterministic: self.deterministic,
+            next_position: start,
+            batch_size: self.batch_size,
+            drop_remainder: self.drop_remainder,
+        };
+        handles.push(spawn_guarded("batch", failure.clone(), move || {
+            batcher.run()
+        }));
+
+        PipelineIter {
+            out: Some(out_rx),
+            stop: Some(stop_tx),
+            handles,
+            failure,
+            counters,
+            cache_stats: self.cache_stats.clone(),
+            fingerprint: self.plan.fingerprint(),
+            epoch_len: self.plan.epoch_len(),
+            position: start,
+            deterministic: self.deterministic,
+        }
+    }
+}
+
+/// Runs `body` on a new thread; a panic is stored in `failure` for the consumer.
+fn spawn_guarded(
+    stage: &'static str,
+    failure: Arc<Mutex<Option<Error>>>,
+    body: impl FnOnce() + Send + 'static,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(format!("shardfeed-{stage}"))
+        .spawn(move || {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
+                let error = Error::Panic {
+                    stage,
+                    position: 0,
+                    message: Error::panic_message(payload.as_ref()),
+                };
+                let mut slot = failure.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(error);
+            }
+        })
+        .expect("the operating system can start a thread")
+}
+
+struct Planner {
+    plan: crate::plan::PlanIter,
+    tokens: Receiver<()>,
+    work: Sender<(u64, Address)>,
+    stop: Receiver<()>,
+    counters: Arc<PipelineCounters>,
+}
+
+impl Planner {
+    fn run(self) {
+        for planned in self.plan {
+            let waiting = Instant::now();
+            select! {
+                recv(self.tokens) -> token => if token.is_err() { return },
+                recv(self.stop) -> _ => return,
+            }
+            select! {
+                send(self.work, (planned.position, planned.address)) -> sent => if sent.is_err() { return },
+                recv(self.stop) -> _ => return,
+            }
+            self.counters.plan.add_waiting_output(waiting);
+            self.counters.plan.add_items(1);
+        }
+    }
+}
+
+struct Worker<T> {
+    func: ItemFn<T>,
+    work: Receiver<(u64, Address)>,
+    done: Sender<(u64, Address, Result<T>)>,
+    stop: Receiver<()>,
+    counters: Arc<PipelineCounters>,
+}
+
+impl<T> Worker<T> {
+    fn run(self) {
+        loop {
+            let waiting = Instant::now();
+            let (position, address) = select! {
+                recv(self.work) -> work => match work { Ok(work) => work, Err(_) => return },
+                recv(self.stop) -> _ => return,
+            };
+            self.counters.map.add_waiting_input(waiting);
+            let busy = Instant::now();
+            let result = match catch_unwind(AssertUnwindSafe(|| (self.func)(address, position))) {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(match error.downcast::<Error>() {
+                    Ok(ours) => *ours,
+                    Err(source) => Error::Item {
+                        address,
+                        position,
+                        source,
+                    },
+                }),
+                Err(payload) => Err(Error::Panic {
+                    stage: "map",
+                    position,
+                    message: Error::panic_message(payload.as_ref()),
+                }),
+            };
+            self.counters.map.add_busy(busy);
+            let waiting = Instant::now();
+            select! {
+                send(self.done, (position, address, result)) -> sent => if sent.is_err() { return },
+                recv(self.stop) -> _ => return,
+            }
+            self.counters.map.add_waiting_output(waiting);
+            self.counters.map.add_items(1);
+        }
+    }
+}
+
+struct Batcher<T> {
+    done: Receiver<(u64, Address, Result<T>)>,
+    tokens: Sender<()>,
+    out: Sender<Result<Batch<T>>>,
+    stop: Receiver<()>,
+    counters: Arc<PipelineCounters>,
+    deterministic: bool,
+    next_position: u64,
+    batch_size: usize,
+    drop_remainder: bool,
+}
+
+/// The batcher's output of one item: keep going or stop.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl<T> Batcher<T> {
+    fn run(mut self) {
+        let mut reorder: BTreeMap<u64, (Address, Result<T>)> = BTreeMap::new();
+        let mut batch = Batch::with_capacity(self.batch_size);
+        loop {
+            let waiting = Instant::now();
+            let received = select! {
+                recv(self.done) -> done => done,
+                recv(self.stop) -> _ => return,
+            };
+            self.counters.batch.add_waiting_input(waiting);
+            let Ok((position, address, result)) = received else {
+                break;
+            };
+            let busy = Instant::now();
+            if self.deterministic {
+                reorder.insert(position, (address, result));
+                while let Some((address, result)) = reorder.remove(&self.next_position) {
+                    let position = self.next_position;
+                    self.next_position += 1;
+                    if let Flow::Stop = self.accept(&mut batch, position, address, result) {
+                        return;
+                    }
+                }
+            } else if let Flow::Stop = self.accept(&mut batch, position, address, result) {
+                return;
+            }
+            self.counters.batch.add_busy(busy);
+        }
+        if !batch.items.is_empty() && !self.drop_remainder {
+            self.send(Ok(batch));
+        }
+    }
+
+    fn accept(
+        &mut self,
+        batch: &mut Batch<T>,
+        position: u64,
+        address: Address,
+        result: Result<T>,
+    ) -> Flow {
+        // The item left the in-flight window: let the planner send another.
+        let _ = self.tokens.try_send(());
+        match result {
+            Ok(value) => {
+                batch.items.push(value);
+                batch.addresses.push(address);
+                batch.end = position + 1;
+                if batch.items.len() == self.batch_size {
+                    let full = std::mem::replace(batch, Batch::with_capacity(self.batch_size));
+                    return self.send(Ok(full));
+                }
+                Flow::Continue
+            }
+            Err(error) => self.send(Err(error)),
+        }
+    }
+
+    fn send(&self, item: Result<Batch<T>>) -> Flow {
+        let waiting = Instant::now();
+        let sent = select! {
+            send(self.out, item) -> sent => sent.is_ok(),
+            recv(self.stop) -> _ => false,
+        };
+        self.counters.batch.add_waiting_output(waiting);
+        self.counters.batch.add_items(1);
+        if sent { Flow::Continue } else { Flow::Stop }
+    }
+}
+
+/// A batch of items, with their addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Each item's source and index.
+    pub addresses: Vec<Address>,
+    /// The stream position just after the last item (deterministic mode: where a resumed
+    /// pipeline continues).
+    pub end: u64,
+}
+
+impl<T> Batch<T> {
+    fn with_capacity(size: usize) -> Self {
+        Batch {
+            items: Vec::with_capacity(size),
+            addresses: Vec::with_capacity(size),
+            end: 0,
+        }
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch has no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Where a pipeline stands, in 24 bytes: the stream position of the next item, its epoch,
+/// and a fingerprint of the plan it belongs to. The order from there follows from the plan
+/// (file list, counts, seed, settings), so nothing else needs saving: not the shuffle
+/// buffer, not the file offsets, not the random generators' states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeState {
+    /// Items delivered since the start of the stream (all epochs).
+    pub position: u64,
+    /// The epoch of the next item.
+    pub epoch: u64,
+    /// [`Plan::fingerprint`] of the pipeline.
+    pub fingerprint: u64,
+}
+
+impl ResumeState {
+    /// The state as 24 little-endian bytes.
+    pub fn to_bytes(&self) -> [u8; 24] {
+        let mut bytes = [0u8; 24];
+        bytes[..8].copy_from_slice(&self.position.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.epoch.to_le_bytes());
+        bytes[16..].copy_from_slice(&self.fingerprint.to_le_bytes());
+        bytes
+    }
+
+    /// Reads the bytes of [`ResumeState::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bytes: &[u8; 24] = bytes
+            .try_into()
+            .map_err(|_| Error::InvalidState(format!("{} bytes, expected 24", bytes.len())))?;
+        let word =
+            |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Ok(ResumeState {
+            position: word(0),
+            epoch: word(1),
+            fingerprint: word(2),
+        })
+    }
+}
+
+/// The running pipeline: yields batches (or errors) in the order described by
+/// [`Pipeline::deterministic`]. Dropping it stops and joins every thread.
+pub struct PipelineIter<T> {
+    out: Option<Receiver<Result<Batch<T>>>>,
+    stop: Option<Sender<()>>,
+    handles: Vec<JoinHandle<()>>,
+    failure: Arc<Mutex<Option<Error>>>,
+    counters: Arc<PipelineCounters>,
+    cache_stats: Option<Arc<dyn CacheCounters>>,
+    fingerprint: u64,
+    epoch_len: u64,
+    position: u64,
+    deterministic: bool,
+}
+
+impl<T> PipelineIter<T> {
+    /// Where the consumer stands: resume from here with [`Pipeline::iter_from`].
+    pub fn state(&self) -> ResumeState {
+        ResumeState {
+            position: self.position,
+            epoch: self.position.checked_div(self.epoch_len).unwrap_or(0),
+            fingerprint: self.fingerprint,
+        }
+    }
+
+    /// Per-stage statistics so far.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.counters.snapshot();
+        if let Some(cache) = &self.cache_stats {
+            stats.cache_hits = cache.hits();
+            stats.cache_overflow = cache.overflow();
+        }
+        stats
+    }
+
+    /// The items one by one instead of in batches.
+    pub fn items(self) -> impl Iterator<Item = Result<T>> {
+        self.flat_map(|batch| match batch {
+            Ok(batch) => batch.items.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(error) => vec![Err(error)],
+        })
+    }
+}
+
+impl<T> Iterator for PipelineIter<T> {
+    type Item = Result<Batch<T>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let out = self.out.as_ref()?;
+        let waiting = Instant::now();
+        let received = out.recv();
+        self.counters.consumer.add_waiting_input(waiting);
+        match received {
+            Ok(Ok(batch)) => {
+                self.counters.consumer.add_items(1);
+                self.position = if self.deterministic {
+                    batch.end
+                } else {
+                    self.position + batch.len() as u64
+                };
+                Some(Ok(batch))
+            }
+            Ok(Err(error)) => Some(Err(error)),
+            Err(_) => {
+                self.out = None;
+                let failure = self
+                    .failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                failure.map(Err)
+            }
+        }
+    }
+}
+
+impl<T> Drop for PipelineIter<T> {
+    fn drop(&mut self) {
+        // Closing the stop channel wakes every thread blocked on a channel; a worker inside
+        // the caller's function stops after that item.
+        self.stop = None;
+        self.out = None;
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Per-stage statistics: items, busy time and time blocked, shared with the caller.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Counters of one stage, updated by its threads.
+#[derive(Debug, Default)]
+pub(crate) struct StageCounters {
+    items: AtomicU64,
+    busy_nanos: AtomicU64,
+    waiting_input_nanos: AtomicU64,
+    waiting_output_nanos: AtomicU64,
+}
+
+impl StageCounters {
+    pub(crate) fn add_items(&self, n: u64) {
+        self.items.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_busy(&self, since: Instant) {
+        self.busy_nanos.fetch_add(nanos(since), Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_waiting_input(&self, since: Instant) {
+        self.waiting_input_nanos
+            .fetch_add(nanos(since), Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_waiting_output(&self, since: Instant) {
+        self.waiting_output_nanos
+            .fetch_add(nanos(since), Ordering::Relaxed);
+    }
+
+    fn snapshot(&self, name: &'static str, threads: usize) -> StageStats {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StageStats {
+            name,
+            threads,
+            items: load(&self.items),
+            busy: Duration::from_nanos(load(&self.busy_nanos)),
+            waiting_input: Duration::from_nanos(load(&self.waiting_input_nanos)),
+            waiting_output: Duration::from_nanos(load(&self.waiting_output_nanos)),
+        }
+    }
+}
+
+fn nanos(since: Instant) -> u64 {
+    since.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
+}
+
+/// The counters of a whole pipeline.
+#[derive(Debug)]
+pub(crate) struct PipelineCounters {
+    pub(crate) started: Instant,
+    pub(crate) plan: StageCounters,
+    pub(crate) map: StageCounters,
+    pub(crate) batch: StageCounters,
+    pub(crate) consumer: StageCounters,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) cache_overflow: AtomicU64,
+    pub(crate) map_threads: usize,
+}
+
+impl PipelineCounters {
+    pub(crate) fn new(map_threads: usize) -> Arc<Self> {
+        Arc::new(PipelineCounters {
+            started: Instant::now(),
+            plan: StageCounters::default(),
+            map: StageCounters::default(),
+            batch: StageCounters::default(),
+            consumer: StageCounters::default(),
+            cache_hits: AtomicU64::new(0),
+            cache_overflow: AtomicU64::new(0),
+            map_threads,
+        })
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            elapsed: self.started.elapsed(),
+            stages: vec![
+                self.plan.snapshot("plan", 1),
+                self.map.snapshot("map", self.map_threads),
+                self.batch.snapshot("batch", 1),
+                self.consumer.snapshot("consumer", 1),
+            ],
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            cache_overflow: self.cache_overflow.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One stage's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageStats {
+    /// `plan`, `map`, `batch` or `consumer`.
+    pub name: &'static str,
+    /// Threads of the stage.
+    pub threads: usize,
+    /// Items (for `batch` and `consumer`: batches) that left the stage.
+    pub items: u64,
+    /// Time spent working, summed over the stage's threads.
+    pub busy: Duration,
+    /// Time spent waiting for input (for `consumer`: the caller waiting for a batch).
+    pub waiting_input: Duration,
+    /// Time spent blocked on a full output channel (back-pressure).
+    pub waiting_output: Duration,
+}
+
+impl StageStats {
+    /// Items per second of wall time.
+    pub fn items_per_second(&self, elapsed: Duration) -> f64 {
+        self.items as f64 / elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A snapshot of a pipeline's statistics ([`crate::PipelineIter::stats`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    /// Time since the pipeline started.
+    pub elapsed: Duration,
+    /// The stages, upstream first.
+    pub stages: Vec<StageStats>,
+    /// Items served from the cache.
+    pub cache_hits: u64,
+    /// Items not cached because the budget was full (with [`crate::CacheOverflow::Recompute`]).
+    pub cache_overflow: u64,
+}
+
+impl Stats {
+    /// The stage called `name`.
+    pub fn stage(&self, name: &str) -> Option<&StageStats> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for stage in &self.stages {
+            writeln!(
+                f,
+                "{:<9} x{:<2} {:>9} items {:>10.0}/s  busy {:>7.2}s  wait-in {:>7.2}s  wait-out {:>7.2}s",
+                stage.name,
+                stage.threads,
+                stage.items,
+                stage.items_per_second(self.elapsed),
+                stage.busy.as_secs_f64(),
+                stage.waiting_input.as_secs_f64(),
+                stage.waiting_output.as_secs_f64(),
+            )?;
+        }
+        write!(
+            f,
+            "cache hits {}, not cached (over budget) {}",
+            self.cache_hits, self.cache_overflow
+        )
+    }
+}

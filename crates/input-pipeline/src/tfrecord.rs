@@ -1,0 +1,269 @@
+//! TFRecord files as a pipeline source: record counts from the `.idx` files (or a scan when
+//! a file has none), and fetching any record by address.
+//!
+//! Plain files are memory-mapped and each record is read at its indexed offset, with both
+//! CRCs checked. Compressed files cannot be read at an offset: each has a cursor that
+//! decompresses forward and keeps the records it passes over until they are asked for;
+//! since the plan reads every file front to back within a window (interleave, then a
+//! shuffle buffer), the kept records stay within that window (`in_flight` + shuffle buffer).
+//!
+//! ```
+//! use shardfeed_input_pipeline::tfrecord::TfRecordSource;
+//! use shardfeed_input_pipeline::{Parallelism, Plan};
+//! use shardfeed_record_format::{Compression, FileWriter, ReaderOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! for shard in 0..3 {
+//!     let mut writer = FileWriter::create(dir.path().join(format!("data{shard:02}-2.tfrec")), Compression::None)?;
+//!     writer.write_record(b"a")?;
+//!     writer.write_record(b"b")?;
+//!     writer.commit()?;
+//! }
+//! let files = TfRecordSource::find(dir.path())?;
+//! let source = TfRecordSource::open(&files, ReaderOptions::default())?;
+//! assert_eq!(source.counts(), [2, 2, 2]);
+//! let pipeline = source.pipeline(|plan| plan.interleave(16, 1)).parallelism(Parallelism::Fixed(2));
+//! assert_eq!(pipeline.iter().items().count(), 6);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use shardfeed_record_format::{
+    Compression, Error as RecordError, FileName, Index, MappedFile, ReaderOptions, RecordReader,
+};
+
+use crate::{Address, Error, Pipeline, Plan, Result};
+
+/// Where a file's record count came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountSource {
+    /// The `.idx` file beside it.
+    IndexFile,
+    /// A scan of the whole file (it had no `.idx`).
+    Scan,
+}
+
+/// One file of a [`TfRecordSource`].
+#[derive(Debug, Clone)]
+pub struct TfRecordFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its number of records.
+    pub records: u64,
+    /// How that number was found.
+    pub counted_by: CountSource,
+}
+
+enum FileData {
+    Mapped { map: MappedFile, index: Index },
+    Compressed(Mutex<Cursor>),
+}
+
+/// TFRecord files, counted and ready to be read by record address.
+pub struct TfRecordSource {
+    files: Vec<TfRecordFile>,
+    data: Vec<FileData>,
+    options: ReaderOptions,
+}
+
+impl TfRecordSource {
+    /// The `*.tfrec` files of a directory, in name order.
+    pub fn find(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+        let dir = dir.as_ref();
+        let io_error = |e| {
+            Error::Record(RecordError::Io {
+                file: FileName::new(dir),
+                offset: 0,
+                source: e,
+            })
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io_error)? {
+            let path = entry.map_err(io_error)?.path();
+            if path.extension().is_some_and(|e| e == "tfrec") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Opens `files`: counts their records from `.idx` files, or by a scan where a file has
+    /// none. An index that does not match its file is an error, not a silent rescan.
+    pub fn open(files: &[impl AsRef<Path>], options: ReaderOptions) -> Result<Self> {
+        let mut infos = Vec::with_capacity(files.len());
+        let mut data = Vec::with_capacity(files.len());
+        for path in files {
+            let path = path.as_ref();
+            let index_path = Index::path_for(path);
+            let (index, counted_by) = if index_path.exists() {
+                (Index::read(&index_path)?, CountSource::IndexFile)
+            } else {
+                (Index::scan(path, options)?, CountSource::Scan)
+            };
+            let records = index.len() as u64;
+            data.push(match options.compression {
+                Compression::None => {
+                    let map = MappedFile::open(path)?;
+                    if index.stream_len() != map.bytes().len() as u64 {
+                        return Err(RecordError::IndexMismatch {
+                            file: FileName::new(path),
+                            message: format!(
+                                "{} covers {} bytes, the file has {}",
+                                index_path.display(),
+                                index.stream_len(),
+                                map.bytes().len()
+                            ),
+                        }
+                        .into());
+                    }
+                    FileData::Mapped { map, index }
+                }
+                _ => FileData::Compressed(Mutex::new(Cursor::new(path, options))),
+            });
+            infos.push(TfRecordFile {
+                path: path.to_path_buf(),
+                records,
+                counted_by,
+            });
+        }
+        Ok(TfRecordSource {
+            files: infos,
+            data,
+            options,
+        })
+    }
+
+    /// The files, in the order given.
+    pub fn files(&self) -> &[TfRecordFile] {
+        &self.files
+    }
+
+    /// Records per file.
+    pub fn counts(&self) -> Vec<u64> {
+        self.files.iter().map(|f| f.records).collect()
+    }
+
+    /// Records in all files.
+    pub fn total_records(&self) -> u64 {
+        self.files.iter().map(|f| f.records).sum()
+    }
+
+    /// A plan over these files' records (one epoch, in order; configure it further).
+    pub fn plan(&self) -> Plan {
+        Plan::new(self.counts())
+    }
+
+    /// The payload of one record, both CRCs checked (as the options say).
+    pub fn fetch(&self, address: Address) -> Result<Vec<u8>, RecordError> {
+        let missing = || RecordError::RecordOutOfRange {
+            file: FileName::unknown(),
+            index: address.index,
+            count: 0,
+        };
+        let data = self.data.get(address.source as usize).ok_or_else(missing)?;
+        match data {
+            FileData::Mapped { map, index } => {
+                let entry = index
+                    .entries()
+                    .get(usize::try_from(address.index).unwrap_or(usize::MAX))
+                    .ok_or_else(|| RecordError::RecordOutOfRange {
+                        file: FileName::new(&self.files[address.source as usize].path),
+                        index: address.index,
+                        count: index.len() as u64,
+                    })?;
+                let record = map
+                    .records(self.options)
+                    .starting_at(entry.offset, address.index)
+                    .next()
+                    .ok_or_else(missing)??;
+                if record.data.len() as u64 != entry.payload_len() {
+                    return Err(RecordError::IndexMismatch {
+                        file: FileName::new(&self.files[address.source as usize].path),
+                        message: format!(
+                            "record {}: the index says {} payload bytes, the file has {}",
+                            address.index,
+                            entry.payload_len(),
+                            record.data.len()
+                        ),
+                    });
+                }
+                Ok(record.data.to_vec())
+            }
+            FileData::Compressed(cursor) => cursor
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .fetch(address.index),
+        }
+    }
+
+    /// A pipeline of these files' record payloads, over the plan `configure` makes of
+    /// [`TfRecordSource::plan`].
+    pub fn pipeline(self, configure: impl FnOnce(Plan) -> Plan) -> Pipeline<Vec<u8>> {
+        let plan = configure(self.plan());
+        let source = Arc::new(self);
+        Pipeline::new(plan, move |address| source.fetch(address))
+    }
+}
+
+/// Reads a compressed file forward, keeping records passed over until they are fetched.
+struct Cursor {
+    path: PathBuf,
+    options: ReaderOptions,
+    reader: Option<RecordReader<File>>,
+    next: u64,
+    kept: HashMap<u64, Vec<u8>>,
+}
+
+impl Cursor {
+    fn new(path: &Path, options: ReaderOptions) -> Self {
+        Cursor {
+            path: path.to_path_buf(),
+            options,
+            reader: None,
+            next: 0,
+            kept: HashMap::new(),
+        }
+    }
+
+    fn fetch(&mut self, index: u64) -> Result<Vec<u8>, RecordError> {
+        if let Some(data) = self.kept.remove(&index) {
+            return Ok(data);
+        }
+        if index < self.next || self.reader.is_none() {
+            // A new epoch (or the first read): start over.
+            self.reader = Some(RecordReader::open(&self.path, self.options)?);
+            self.next = 0;
+            self.kept.clear();
+        }
+        let result = self.read_until(index);
+        if result.is_err() {
+            self.reader = None;
+        }
+        result
+    }
+
+    fn read_until(&mut self, index: u64) -> Result<Vec<u8>, RecordError> {
+        let reader = self.reader.as_mut().expect("opened by fetch");
+        loop {
+            let mut data = Vec::new();
+            if reader.read_into(&mut data)?.is_none() {
+                return Err(RecordError::RecordOutOfRange {
+                    file: FileName::new(&self.path),
+                    index,
+                    count: self.next,
+                });
+            }
+            let current = self.next;
+            self.next += 1;
+            if current == index {
+                return Ok(data);
+            }
+            self.kept.insert(current, data);
+        }
+    }
+}
