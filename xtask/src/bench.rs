@@ -44,26 +44,44 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn record_format(args: &Args) -> anyhow::Result<()> {
+/// Runs one `harness = false` bench target; returns the JSON document it wrote.
+fn cargo_bench(
+    package: &str,
+    bench: &str,
+    runs: usize,
+    env: &[(&str, String)],
+) -> anyhow::Result<Value> {
     let out_dir = util::root().join("target/bench-data");
     std::fs::create_dir_all(&out_dir)?;
-    let json_path = out_dir.join("record-format.json");
-    util::run(
-        cargo()
-            .args([
-                "bench",
-                "--locked",
-                "-p",
-                "shardfeed-record-format",
-                "--bench",
-                "record_format",
-            ])
-            .env("SHARDFEED_BENCH_MB", args.mb.to_string())
-            .env("SHARDFEED_BENCH_RUNS", args.runs.to_string())
-            .env("SHARDFEED_BENCH_DIR", out_dir.join("record-format"))
-            .env("SHARDFEED_BENCH_JSON", &json_path),
+    let json_path = out_dir.join(format!("{bench}.json"));
+    let mut command = cargo();
+    command
+        .args(["bench", "--locked", "-p", package, "--bench", bench])
+        .env("SHARDFEED_BENCH_RUNS", runs.to_string())
+        .env("SHARDFEED_BENCH_JSON", &json_path);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    util::run(&mut command)?;
+    Ok(serde_json::from_slice(&std::fs::read(&json_path)?)?)
+}
+
+fn pipeline(args: &Args) -> anyhow::Result<()> {
+    cargo_bench("shardfeed-input-pipeline", "pipeline", args.runs, &[])?;
+    Ok(())
+}
+
+fn record_format(args: &Args) -> anyhow::Result<()> {
+    let data_dir = util::root().join("target/bench-data/record-format");
+    let ours = cargo_bench(
+        "shardfeed-record-format",
+        "record_format",
+        args.runs,
+        &[
+            ("SHARDFEED_BENCH_MB", args.mb.to_string()),
+            ("SHARDFEED_BENCH_DIR", data_dir.display().to_string()),
+        ],
     )?;
-    let ours: Value = serde_json::from_slice(&std::fs::read(&json_path)?)?;
     let plain_dir = PathBuf::from(
         ours["plain_dir"]
             .as_str()
@@ -106,16 +124,20 @@ fn tensorflow_raw_scan(dir: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
     let mut rates = Vec::new();
     for run in 0..runs.max(1) {
         let json = dir.with_file_name(format!("tensorflow-raw-scan-{run}.json"));
-        let status = Command::new(&python)
+        let output = Command::new(&python)
             .arg(&script)
             .arg("--shards")
             .arg(dir)
             .args(["--only", "raw_scan_graph", "--json"])
             .arg(&json)
-            .env("TF_CPP_MIN_LOG_LEVEL", "2")
-            .status()?;
-        if !status.success() {
-            bail!("read_bench.py failed ({status})");
+            .env("TF_CPP_MIN_LOG_LEVEL", "3")
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "read_bench.py failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         let result: Value = serde_json::from_slice(&std::fs::read(&json)?)?;
         let mb_per_s =

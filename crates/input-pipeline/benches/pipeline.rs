@@ -21,10 +21,10 @@ use shardfeed_record_format::{Compression, FileWriter, ImageExample, ReaderOptio
 const SOURCES: u64 = 16;
 const BATCH: usize = 32;
 
-/// About 20 µs of integer work on this machine's cores.
-fn cpu_work(seed: u64) -> u64 {
+/// `rounds` of integer hashing: 6,000 rounds ≈ 12 µs, 50,000 ≈ 100 µs on this machine.
+fn cpu_work(seed: u64, rounds: u32) -> u64 {
     let mut x = seed;
-    for _ in 0..6_000 {
+    for _ in 0..rounds {
         x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
         x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         x ^= x >> 27;
@@ -143,30 +143,34 @@ fn main() {
         "input-pipeline: {runs} runs each, {cores} cores; batch {BATCH}, prefetch 2, shuffle 2048, interleave 16"
     );
 
-    // 1. CPU-bound map.
-    let counts = vec![1_250u64; SOURCES as usize]; // 20,000 items
-    let plan = tutorial_plan(counts.clone());
-    let sequential = measure("cpu map: sequential loop", runs, || {
-        plan.iter().fold(0, |n, p| {
-            black_box(cpu_work(p.address.index));
-            n + 1
-        })
-    });
-    report.push(sequential.print(None));
-    let baseline = sequential.median();
-    for threads in [1, 2] {
-        for deterministic in [false, true] {
-            let pipeline = Pipeline::new(plan.clone(), |a: Address| {
-                Ok::<_, BoxError>(cpu_work(a.index))
+    // 1. CPU-bound maps: a light one (≈ 12 µs/item) and one nearer a JPEG decode (≈ 100 µs).
+    for (label, rounds, per_source) in [
+        ("cpu map 12us", 6_000u32, 1_250u64),
+        ("cpu map 100us", 50_000, 250),
+    ] {
+        let plan = tutorial_plan(vec![per_source; SOURCES as usize]);
+        let sequential = measure(format!("{label}: sequential loop"), runs, || {
+            plan.iter().fold(0, |n, p| {
+                black_box(cpu_work(p.address.index, rounds));
+                n + 1
             })
-            .parallelism(Parallelism::Fixed(threads))
-            .deterministic(deterministic)
-            .batch(BATCH, true);
-            let name = format!(
-                "cpu map: graph, {threads} thread(s){}",
-                if deterministic { ", ordered" } else { "" }
-            );
-            report.push(measure(name, runs, || count_items(&pipeline)).print(Some(baseline)));
+        });
+        report.push(sequential.print(None));
+        let baseline = sequential.median();
+        for threads in [1, 2] {
+            for deterministic in [false, true] {
+                let pipeline = Pipeline::new(plan.clone(), move |a: Address| {
+                    Ok::<_, BoxError>(cpu_work(a.index, rounds))
+                })
+                .parallelism(Parallelism::Fixed(threads))
+                .deterministic(deterministic)
+                .batch(BATCH, true);
+                let name = format!(
+                    "{label}: graph, {threads} thread(s){}",
+                    if deterministic { ", ordered" } else { "" }
+                );
+                report.push(measure(name, runs, || count_items(&pipeline)).print(Some(baseline)));
+            }
         }
     }
 
@@ -198,17 +202,26 @@ fn main() {
     let plan = tutorial_plan(source.counts());
     let parse_sequential = measure("tfrecord parse: sequential loop", runs, || {
         plan.iter().fold(0, |n, p| {
-            black_box(ImageExample::decode(&source.fetch(p.address).unwrap()).unwrap());
+            black_box(
+                source
+                    .fetch_with(p.address, ImageExample::decode)
+                    .unwrap()
+                    .unwrap(),
+            );
             n + 1
         })
     });
     report.push(parse_sequential.print(None));
     for threads in [1, 2] {
         let source = source.clone();
-        let pipeline = Pipeline::new(plan.clone(), move |a: Address| source.fetch(a))
-            .map(|payload| ImageExample::decode(&payload))
-            .parallelism(Parallelism::Fixed(threads))
-            .batch(BATCH, true);
+        let pipeline = Pipeline::new(
+            plan.clone(),
+            move |a: Address| -> Result<ImageExample, BoxError> {
+                Ok(source.fetch_with(a, ImageExample::decode)??)
+            },
+        )
+        .parallelism(Parallelism::Fixed(threads))
+        .batch(BATCH, true);
         let name = format!("tfrecord parse: graph, {threads} thread(s)");
         report.push(
             measure(name, runs, || count_items(&pipeline)).print(Some(parse_sequential.median())),

@@ -15,16 +15,20 @@
 //! functions, consulting the cache first:
 //!
 //! ```text
-//!  Plan (counts, seed)          in-flight window: `tokens` (W items)
-//!  ┌─────────────┐   (position, address)   ┌──────────────┐  (position, Result<T>)
-//!  │ planner     │──── bounded 2×N ───────▶│ map worker 1 │──┐
-//!  │ sources     │                         │ cache? fetch │  │ bounded 2×N  ┌─────────────┐ Result<Batch<T>>
-//!  │ shuffle     │──────────────────────── │ map… (fused) │  ├─────────────▶│ batcher     │── bounded ──▶ consumer
-//!  │ interleave  │                         │     ...      │  │              │ reorder if  │   prefetch    (PipelineIter)
-//!  │ shuffle buf │──────────────────────── │ map worker N │──┘              │ deterministic│
-//!  │ repeat/take │◀──────────── token returned when an item leaves the window ─┘  batch(B) │
-//!  └─────────────┘                         └──────────────┘                 └─────────────┘
+//!                 tokens: at most W chunks in flight (returned when a chunk is batched)
+//!        ┌──────────────────────────────────────────────────────────────────────┐
+//!        ▼                                                                      │
+//!  ┌────────────┐ Chunk<Address> ┌────────────────┐ Chunk<Result<T>> ┌──────────┴───┐ Result<Batch<T>> ┌──────────────┐
+//!  │ planner    │── bounded N ──▶│ map worker ×N  │─── bounded N ───▶│ batcher      │── bounded P ────▶│ consumer     │
+//!  │ sources    │                │ cache? → fetch │                  │ reorder (if  │   (prefetch)     │ PipelineIter │
+//!  │ interleave │                │ → maps (fused) │                  │ deterministic│                  │ state, stats │
+//!  │ shuffle    │                │ panics caught  │                  │ ) → batch(B) │                  │              │
+//!  │ repeat/take│                └────────────────┘                  └──────────────┘                  └──────────────┘
+//!  └────────────┘        every blocking wait also selects on a stop channel closed by Drop
 //! ```
+//!
+//! Channels carry chunks of `C` consecutive items (default 32), so the graph costs one
+//! message per chunk, not per item.
 //!
 //! # Guarantees
 //!
@@ -34,10 +38,11 @@
 //!   ends the stream with [`Error::Panic`]; nothing hangs.
 //! - Dropping the [`PipelineIter`] closes a stop channel every blocking wait selects on;
 //!   threads exit at once (a worker inside a map function after that item) and are joined.
-//! - Memory is bounded: at most W = `in_flight` items (default 4 × map threads + 16) between
-//!   the planner and the batcher, one batch being built, `prefetch` batches queued and one
-//!   held by the consumer: [`Pipeline::peak_items`] = W + B × (prefetch + 2). The cache,
-//!   when used, is bounded by its byte budget.
+//! - Memory is bounded: at most W chunks of C items between the planner and the batcher
+//!   (default W = 2 × map threads + 2), one batch being built, P = `prefetch` batches queued
+//!   and one held by the consumer: [`Pipeline::peak_items`] = W × C + B × (P + 2) (320 items
+//!   for the tutorial's B = 32 on 2 cores). The cache, when used, is bounded by its byte
+//!   budget.
 //! - With [`Pipeline::deterministic`]`(true)` the sequence depends only on the plan and
 //!   the seed, never on the parallelism or timing.
 //! - Every item appears exactly once per epoch: each epoch's shuffle buffer drains at the

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -35,6 +36,42 @@ impl Parallelism {
     }
 }
 
+/// The settings of a pipeline's stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Settings {
+    parallelism: Parallelism,
+    deterministic: bool,
+    batch_size: usize,
+    drop_remainder: bool,
+    prefetch: usize,
+    chunk: usize,
+    in_flight: Option<usize>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            parallelism: Parallelism::Auto,
+            deterministic: false,
+            batch_size: 1,
+            drop_remainder: false,
+            prefetch: 2,
+            chunk: 32,
+            in_flight: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Chunks allowed between the planner and the batcher.
+    fn window_chunks(&self) -> usize {
+        match self.in_flight {
+            Some(items) => items.div_ceil(self.chunk).max(1),
+            None => 2 * self.parallelism.threads() + 2,
+        }
+    }
+}
+
 /// A dataset: a [`Plan`] of item addresses, a function that turns an address into an item
 /// (fetch, then any maps, fused into one parallel stage, with an optional cache at the point
 /// where `cache` was called), and batching settings. Cheap to clone; each
@@ -43,12 +80,7 @@ pub struct Pipeline<T> {
     plan: Plan,
     func: ItemFn<T>,
     cache_stats: Option<Arc<dyn CacheCounters>>,
-    parallelism: Parallelism,
-    deterministic: bool,
-    batch_size: usize,
-    drop_remainder: bool,
-    prefetch: usize,
-    in_flight: Option<usize>,
+    settings: Settings,
 }
 
 impl<T> Clone for Pipeline<T> {
@@ -57,12 +89,7 @@ impl<T> Clone for Pipeline<T> {
             plan: self.plan.clone(),
             func: self.func.clone(),
             cache_stats: self.cache_stats.clone(),
-            parallelism: self.parallelism,
-            deterministic: self.deterministic,
-            batch_size: self.batch_size,
-            drop_remainder: self.drop_remainder,
-            prefetch: self.prefetch,
-            in_flight: self.in_flight,
+            settings: self.settings,
         }
     }
 }
@@ -117,12 +144,7 @@ impl<T: Send + 'static> Pipeline<T> {
             plan,
             func: Arc::new(move |address, _| fetch(address).map_err(Into::into)),
             cache_stats: None,
-            parallelism: Parallelism::Auto,
-            deterministic: false,
-            batch_size: 1,
-            drop_remainder: false,
-            prefetch: 2,
-            in_flight: None,
+            settings: Settings::default(),
         }
     }
 
@@ -138,12 +160,7 @@ impl<T: Send + 'static> Pipeline<T> {
                 f(upstream(address, position)?).map_err(Into::into)
             }),
             cache_stats: self.cache_stats,
-            parallelism: self.parallelism,
-            deterministic: self.deterministic,
-            batch_size: self.batch_size,
-            drop_remainder: self.drop_remainder,
-            prefetch: self.prefetch,
-            in_flight: self.in_flight,
+            settings: self.settings,
         }
     }
 
@@ -164,7 +181,7 @@ impl<T: Send + 'static> Pipeline<T> {
 
     /// Threads of the map stage (default: one per core).
     pub fn parallelism(mut self, parallelism: Parallelism) -> Self {
-        self.parallelism = parallelism;
+        self.settings.parallelism = parallelism;
         self
     }
 
@@ -172,28 +189,36 @@ impl<T: Send + 'static> Pipeline<T> {
     /// pipeline can be resumed exactly). `false` (the default, as in the tutorial): in the
     /// order workers finish them, which never waits for a slow item.
     pub fn deterministic(mut self, deterministic: bool) -> Self {
-        self.deterministic = deterministic;
+        self.settings.deterministic = deterministic;
         self
     }
 
     /// Groups items into batches of `size`; with `drop_remainder` a last, smaller batch is
     /// dropped. Default: batches of 1.
     pub fn batch(mut self, size: usize, drop_remainder: bool) -> Self {
-        self.batch_size = size.max(1);
-        self.drop_remainder = drop_remainder;
+        self.settings.batch_size = size.max(1);
+        self.settings.drop_remainder = drop_remainder;
         self
     }
 
     /// Batches kept ready ahead of the consumer (default 2, at least 1).
     pub fn prefetch(mut self, batches: usize) -> Self {
-        self.prefetch = batches.max(1);
+        self.settings.prefetch = batches.max(1);
+        self
+    }
+
+    /// Items handed to a map worker at once (default 32). Channels carry chunks, so the
+    /// graph's cost per item is its cost per message divided by this; smaller chunks spread
+    /// a few slow items more evenly over the workers.
+    pub fn chunk(mut self, items: usize) -> Self {
+        self.settings.chunk = items.max(1);
         self
     }
 
     /// The most items between the planner and the batcher: queued, being mapped, or waiting
-    /// to be put in order. Default: 4 per map thread + 16.
+    /// to be put in order, rounded up to whole chunks. Default: (2 × map threads + 2) chunks.
     pub fn in_flight(mut self, items: usize) -> Self {
-        self.in_flight = Some(items.max(1));
+        self.settings.in_flight = Some(items.max(1));
         self
     }
 
@@ -202,15 +227,11 @@ impl<T: Send + 'static> Pipeline<T> {
         &self.plan
     }
 
-    /// The most items alive in the pipeline at once: in flight, the batch being built,
-    /// the prefetched batches and the one the consumer holds.
+    /// The most items alive in the pipeline at once: the in-flight window, the batch being
+    /// built, the prefetched batches and the one the consumer holds.
     pub fn peak_items(&self) -> usize {
-        self.window() + self.batch_size * (self.prefetch + 2)
-    }
-
-    fn window(&self) -> usize {
-        self.in_flight
-            .unwrap_or(4 * self.parallelism.threads() + 16)
+        let s = &self.settings;
+        s.window_chunks() * s.chunk + s.batch_size * (s.prefetch + 2)
     }
 
     /// Starts the threads and iterates from the beginning.
@@ -233,10 +254,12 @@ impl<T: Send + 'static> Pipeline<T> {
     }
 
     fn spawn(&self, start: u64) -> PipelineIter<T> {
-        let threads = self.parallelism.threads();
-        let window = self.window();
+        let settings = self.settings;
+        let threads = settings.parallelism.threads();
+        let window = settings.window_chunks();
         let counters = PipelineCounters::new(threads);
         let failure: Arc<Mutex<Option<Error>>> = Arc::default();
+        let stopped = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let (tokens_tx, tokens_rx) = bounded::<()>(window);
         for _ in 0..window {
@@ -244,13 +267,14 @@ impl<T: Send + 'static> Pipeline<T> {
                 .send(())
                 .expect("the token channel holds `window` tokens");
         }
-        let (work_tx, work_rx) = bounded::<(u64, Address)>(threads * 2);
-        let (done_tx, done_rx) = bounded::<(u64, Address, Result<T>)>(threads * 2);
-        let (out_tx, out_rx) = bounded::<Result<Batch<T>>>(self.prefetch);
+        let (work_tx, work_rx) = bounded::<Chunk<Address>>(threads);
+        let (done_tx, done_rx) = bounded::<Chunk<Result<T>>>(threads);
+        let (out_tx, out_rx) = bounded::<Result<Batch<T>>>(settings.prefetch);
 
         let mut handles = Vec::with_capacity(threads + 2);
         let planner = Planner {
             plan: self.plan.iter_from(start),
+            chunk: settings.chunk,
             tokens: tokens_rx,
             work: work_tx,
             stop: stop_rx.clone(),
@@ -262,6 +286,7 @@ impl<T: Send + 'static> Pipeline<T> {
         for _ in 0..threads {
             let worker = Worker {
                 func: self.func.clone(),
+                stopped: stopped.clone(),
                 work: work_rx.clone(),
                 done: done_tx.clone(),
                 stop: stop_rx.clone(),
@@ -276,10 +301,10 @@ impl<T: Send + 'static> Pipeline<T> {
             out: out_tx,
             stop: stop_rx,
             counters: counters.clone(),
-            deterministic: self.deterministic,
+            deterministic: settings.deterministic,
             next_position: start,
-            batch_size: self.batch_size,
-            drop_remainder: self.drop_remainder,
+            batch_size: settings.batch_size,
+            drop_remainder: settings.drop_remainder,
         };
         handles.push(spawn_guarded("batch", failure.clone(), move || {
             batcher.run()
@@ -288,6 +313,7 @@ impl<T: Send + 'static> Pipeline<T> {
         PipelineIter {
             out: Some(out_rx),
             stop: Some(stop_tx),
+            stopped,
             handles,
             failure,
             counters,
@@ -295,7 +321,7 @@ impl<T: Send + 'static> Pipeline<T> {
             fingerprint: self.plan.fingerprint(),
             epoch_len: self.plan.epoch_len(),
             position: start,
-            deterministic: self.deterministic,
+            deterministic: settings.deterministic,
         }
     }
 }
@@ -322,36 +348,61 @@ fn spawn_guarded(
         .expect("the operating system can start a thread")
 }
 
+/// Consecutive items of the stream, from `start`: the unit every channel carries.
+struct Chunk<V> {
+    start: u64,
+    addresses: Vec<Address>,
+    values: Vec<V>,
+}
+
 struct Planner {
     plan: crate::plan::PlanIter,
+    chunk: usize,
     tokens: Receiver<()>,
-    work: Sender<(u64, Address)>,
+    work: Sender<Chunk<Address>>,
     stop: Receiver<()>,
     counters: Arc<PipelineCounters>,
 }
 
 impl Planner {
-    fn run(self) {
-        for planned in self.plan {
+    fn run(mut self) {
+        loop {
+            let start = self.plan.position();
+            let addresses: Vec<Address> = self
+                .plan
+                .by_ref()
+                .take(self.chunk)
+                .map(|p| p.address)
+                .collect();
+            if addresses.is_empty() {
+                return;
+            }
+            let len = addresses.len() as u64;
             let waiting = Instant::now();
             select! {
                 recv(self.tokens) -> token => if token.is_err() { return },
                 recv(self.stop) -> _ => return,
             }
+            let chunk = Chunk {
+                start,
+                addresses,
+                values: Vec::new(),
+            };
             select! {
-                send(self.work, (planned.position, planned.address)) -> sent => if sent.is_err() { return },
+                send(self.work, chunk) -> sent => if sent.is_err() { return },
                 recv(self.stop) -> _ => return,
             }
             self.counters.plan.add_waiting_output(waiting);
-            self.counters.plan.add_items(1);
+            self.counters.plan.add_items(len);
         }
     }
 }
 
 struct Worker<T> {
     func: ItemFn<T>,
-    work: Receiver<(u64, Address)>,
-    done: Sender<(u64, Address, Result<T>)>,
+    stopped: Arc<AtomicBool>,
+    work: Receiver<Chunk<Address>>,
+    done: Sender<Chunk<Result<T>>>,
     stop: Receiver<()>,
     counters: Arc<PipelineCounters>,
 }
@@ -360,42 +411,59 @@ impl<T> Worker<T> {
     fn run(self) {
         loop {
             let waiting = Instant::now();
-            let (position, address) = select! {
+            let chunk = select! {
                 recv(self.work) -> work => match work { Ok(work) => work, Err(_) => return },
                 recv(self.stop) -> _ => return,
             };
             self.counters.map.add_waiting_input(waiting);
             let busy = Instant::now();
-            let result = match catch_unwind(AssertUnwindSafe(|| (self.func)(address, position))) {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(error)) => Err(match error.downcast::<Error>() {
-                    Ok(ours) => *ours,
-                    Err(source) => Error::Item {
-                        address,
-                        position,
-                        source,
-                    },
-                }),
-                Err(payload) => Err(Error::Panic {
-                    stage: "map",
-                    position,
-                    message: Error::panic_message(payload.as_ref()),
-                }),
-            };
+            let mut values = Vec::with_capacity(chunk.addresses.len());
+            for (offset, &address) in chunk.addresses.iter().enumerate() {
+                if self.stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                values.push(self.call(address, chunk.start + offset as u64));
+            }
             self.counters.map.add_busy(busy);
+            let len = values.len() as u64;
+            let done = Chunk {
+                start: chunk.start,
+                addresses: chunk.addresses,
+                values,
+            };
             let waiting = Instant::now();
             select! {
-                send(self.done, (position, address, result)) -> sent => if sent.is_err() { return },
+                send(self.done, done) -> sent => if sent.is_err() { return },
                 recv(self.stop) -> _ => return,
             }
             self.counters.map.add_waiting_output(waiting);
-            self.counters.map.add_items(1);
+            self.counters.map.add_items(len);
+        }
+    }
+
+    /// The item at `address`; a failure or panic becomes an [`Error`] in its place.
+    fn call(&self, address: Address, position: u64) -> Result<T> {
+        match catch_unwind(AssertUnwindSafe(|| (self.func)(address, position))) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(match error.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(source) => Error::Item {
+                    address,
+                    position,
+                    source,
+                },
+            }),
+            Err(payload) => Err(Error::Panic {
+                stage: "map",
+                position,
+                message: Error::panic_message(payload.as_ref()),
+            }),
         }
     }
 }
 
 struct Batcher<T> {
-    done: Receiver<(u64, Address, Result<T>)>,
+    done: Receiver<Chunk<Result<T>>>,
     tokens: Sender<()>,
     out: Sender<Result<Batch<T>>>,
     stop: Receiver<()>,
@@ -406,7 +474,7 @@ struct Batcher<T> {
     drop_remainder: bool,
 }
 
-/// The batcher's output of one item: keep going or stop.
+/// Whether the batcher goes on.
 enum Flow {
     Continue,
     Stop,
@@ -414,7 +482,7 @@ enum Flow {
 
 impl<T> Batcher<T> {
     fn run(mut self) {
-        let mut reorder: BTreeMap<u64, (Address, Result<T>)> = BTreeMap::new();
+        let mut reorder: BTreeMap<u64, Chunk<Result<T>>> = BTreeMap::new();
         let mut batch = Batch::with_capacity(self.batch_size);
         loop {
             let waiting = Instant::now();
@@ -423,20 +491,17 @@ impl<T> Batcher<T> {
                 recv(self.stop) -> _ => return,
             };
             self.counters.batch.add_waiting_input(waiting);
-            let Ok((position, address, result)) = received else {
-                break;
-            };
+            let Ok(chunk) = received else { break };
             let busy = Instant::now();
             if self.deterministic {
-                reorder.insert(position, (address, result));
-                while let Some((address, result)) = reorder.remove(&self.next_position) {
-                    let position = self.next_position;
-                    self.next_position += 1;
-                    if let Flow::Stop = self.accept(&mut batch, position, address, result) {
+                reorder.insert(chunk.start, chunk);
+                while let Some(chunk) = reorder.remove(&self.next_position) {
+                    self.next_position += chunk.values.len() as u64;
+                    if let Flow::Stop = self.accept(&mut batch, chunk) {
                         return;
                     }
                 }
-            } else if let Flow::Stop = self.accept(&mut batch, position, address, result) {
+            } else if let Flow::Stop = self.accept(&mut batch, chunk) {
                 return;
             }
             self.counters.batch.add_busy(busy);
@@ -446,28 +511,32 @@ impl<T> Batcher<T> {
         }
     }
 
-    fn accept(
-        &mut self,
-        batch: &mut Batch<T>,
-        position: u64,
-        address: Address,
-        result: Result<T>,
-    ) -> Flow {
-        // The item left the in-flight window: let the planner send another.
-        let _ = self.tokens.try_send(());
-        match result {
-            Ok(value) => {
-                batch.items.push(value);
-                batch.addresses.push(address);
-                batch.end = position + 1;
-                if batch.items.len() == self.batch_size {
-                    let full = std::mem::replace(batch, Batch::with_capacity(self.batch_size));
-                    return self.send(Ok(full));
+    fn accept(&mut self, batch: &mut Batch<T>, chunk: Chunk<Result<T>>) -> Flow {
+        let positions = chunk.start..;
+        for ((value, address), position) in
+            chunk.values.into_iter().zip(chunk.addresses).zip(positions)
+        {
+            let flow = match value {
+                Ok(value) => {
+                    batch.items.push(value);
+                    batch.addresses.push(address);
+                    batch.end = position + 1;
+                    if batch.items.len() == self.batch_size {
+                        let full = std::mem::replace(batch, Batch::with_capacity(self.batch_size));
+                        self.send(Ok(full))
+                    } else {
+                        Flow::Continue
+                    }
                 }
-                Flow::Continue
+                Err(error) => self.send(Err(error)),
+            };
+            if let Flow::Stop = flow {
+                return Flow::Stop;
             }
-            Err(error) => self.send(Err(error)),
         }
+        // Every item of the chunk is in a batch now: let the planner send another chunk.
+        let _ = self.tokens.try_send(());
+        Flow::Continue
     }
 
     fn send(&self, item: Result<Batch<T>>) -> Flow {
@@ -558,6 +627,7 @@ impl ResumeState {
 pub struct PipelineIter<T> {
     out: Option<Receiver<Result<Batch<T>>>>,
     stop: Option<Sender<()>>,
+    stopped: Arc<AtomicBool>,
     handles: Vec<JoinHandle<()>>,
     failure: Arc<Mutex<Option<Error>>>,
     counters: Arc<PipelineCounters>,
@@ -632,7 +702,8 @@ impl<T> Iterator for PipelineIter<T> {
 impl<T> Drop for PipelineIter<T> {
     fn drop(&mut self) {
         // Closing the stop channel wakes every thread blocked on a channel; a worker inside
-        // the caller's function stops after that item.
+        // the caller's function stops after that item (it checks the flag between items).
+        self.stopped.store(true, Ordering::Relaxed);
         self.stop = None;
         self.out = None;
         for handle in self.handles.drain(..) {

@@ -160,30 +160,44 @@ impl TfRecordSource {
 
     /// The payload of one record, both CRCs checked (as the options say).
     pub fn fetch(&self, address: Address) -> Result<Vec<u8>, RecordError> {
-        let missing = || RecordError::RecordOutOfRange {
-            file: FileName::unknown(),
-            index: address.index,
-            count: 0,
+        self.fetch_with(address, |payload| payload.to_vec())
+    }
+
+    /// Calls `f` on the payload of one record, both CRCs checked, without copying it out of
+    /// the memory map (plain files).
+    pub fn fetch_with<R>(
+        &self,
+        address: Address,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecordError> {
+        let file_name = || {
+            self.files
+                .get(address.source as usize)
+                .map_or_else(FileName::unknown, |f| FileName::new(&f.path))
         };
-        let data = self.data.get(address.source as usize).ok_or_else(missing)?;
+        let out_of_range = |count: usize| RecordError::RecordOutOfRange {
+            file: file_name(),
+            index: address.index,
+            count: count as u64,
+        };
+        let data = self
+            .data
+            .get(address.source as usize)
+            .ok_or_else(|| out_of_range(0))?;
         match data {
             FileData::Mapped { map, index } => {
                 let entry = index
                     .entries()
                     .get(usize::try_from(address.index).unwrap_or(usize::MAX))
-                    .ok_or_else(|| RecordError::RecordOutOfRange {
-                        file: FileName::new(&self.files[address.source as usize].path),
-                        index: address.index,
-                        count: index.len() as u64,
-                    })?;
+                    .ok_or_else(|| out_of_range(index.len()))?;
                 let record = map
                     .records(self.options)
                     .starting_at(entry.offset, address.index)
                     .next()
-                    .ok_or_else(missing)??;
+                    .ok_or_else(|| out_of_range(index.len()))??;
                 if record.data.len() as u64 != entry.payload_len() {
                     return Err(RecordError::IndexMismatch {
-                        file: FileName::new(&self.files[address.source as usize].path),
+                        file: file_name(),
                         message: format!(
                             "record {}: the index says {} payload bytes, the file has {}",
                             address.index,
@@ -192,13 +206,30 @@ impl TfRecordSource {
                         ),
                     });
                 }
-                Ok(record.data.to_vec())
+                Ok(f(record.data))
             }
-            FileData::Compressed(cursor) => cursor
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .fetch(address.index),
+            FileData::Compressed(cursor) => {
+                let payload = cursor
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .fetch(address.index)?;
+                Ok(f(&payload))
+            }
         }
+    }
+
+    /// A pipeline of `parse(payload)` for these files' records, over the plan `configure`
+    /// makes of [`TfRecordSource::plan`]; `parse` sees each payload in place (no copy).
+    pub fn parsed_pipeline<T: Send + 'static, E: Into<crate::BoxError>>(
+        self,
+        configure: impl FnOnce(Plan) -> Plan,
+        parse: impl Fn(&[u8]) -> Result<T, E> + Send + Sync + 'static,
+    ) -> Pipeline<T> {
+        let plan = configure(self.plan());
+        let source = Arc::new(self);
+        Pipeline::new(plan, move |address| -> Result<T, crate::BoxError> {
+            source.fetch_with(address, &parse)?.map_err(Into::into)
+        })
     }
 
     /// A pipeline of these files' record payloads, over the plan `configure` makes of

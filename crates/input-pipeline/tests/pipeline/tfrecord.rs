@@ -46,16 +46,18 @@ fn every_record_of_every_file_is_read_once_per_epoch_plain_and_compressed() {
                 .all(|f| f.counted_by == CountSource::IndexFile)
         );
         let pipeline = source
-            .pipeline(|plan| {
-                plan.seed(3)
-                    .shuffle_sources(true)
-                    .interleave(16, 1)
-                    .shuffle(64)
-                    .repeat(Repeat::Epochs(2))
-            })
-            .map(|payload| {
-                ImageExample::decode(&payload).map(|r| String::from_utf8(r.image).unwrap())
-            })
+            .parsed_pipeline(
+                |plan| {
+                    plan.seed(3)
+                        .shuffle_sources(true)
+                        .interleave(16, 1)
+                        .shuffle(64)
+                        .repeat(Repeat::Epochs(2))
+                },
+                |payload| {
+                    ImageExample::decode(payload).map(|r| String::from_utf8(r.image).unwrap())
+                },
+            )
             .parallelism(Parallelism::Fixed(3));
         let mut seen: Vec<String> = pipeline.iter().items().map(Result::unwrap).collect();
         seen.sort();
