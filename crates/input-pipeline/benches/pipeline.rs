@@ -174,6 +174,31 @@ fn main() {
         }
     }
 
+    // 1b. A skewed map: every 64th item costs 40× more (a huge image among small ones). The
+    //     ordered graph waits for it; the default, unordered one does not.
+    let plan = tutorial_plan(vec![250; SOURCES as usize]);
+    let skewed = |a: Address| cpu_work(a.index, if a.index % 64 == 0 { 400_000 } else { 10_000 });
+    let sequential = measure("skewed map: sequential loop", runs, || {
+        plan.iter().fold(0, |n, p| {
+            black_box(skewed(p.address));
+            n + 1
+        })
+    });
+    report.push(sequential.print(None));
+    for deterministic in [false, true] {
+        let pipeline = Pipeline::new(plan.clone(), move |a: Address| Ok::<_, BoxError>(skewed(a)))
+            .parallelism(Parallelism::Fixed(2))
+            .deterministic(deterministic)
+            .chunk(4)
+            .batch(BATCH, true);
+        let name = format!(
+            "skewed map: graph, 2 threads, chunk 4{}",
+            if deterministic { ", ordered" } else { "" }
+        );
+        report
+            .push(measure(name, runs, || count_items(&pipeline)).print(Some(sequential.median())));
+    }
+
     // 2. Overhead of the graph itself.
     let plan = tutorial_plan(vec![25_000; SOURCES as usize]); // 400,000 items
     let planning = measure("no-op map: plan iteration alone", runs, || {

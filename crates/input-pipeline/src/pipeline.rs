@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 
-use crate::cache::{CacheBudget, CacheStore};
+use crate::cache::{CacheBudget, CacheStore, DiskCache, DiskStore};
 use crate::stats::PipelineCounters;
 use crate::{Address, BoxError, Error, Plan, Result, Stats};
 
@@ -102,10 +102,19 @@ trait CacheCounters: Send + Sync {
 
 impl<T: Send + Sync> CacheCounters for CacheStore<T> {
     fn hits(&self) -> u64 {
-        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+        self.hits.load(Ordering::Relaxed)
     }
     fn overflow(&self) -> u64 {
-        self.overflow.load(std::sync::atomic::Ordering::Relaxed)
+        self.overflow.load(Ordering::Relaxed)
+    }
+}
+
+impl<T: Send + Sync> CacheCounters for DiskStore<T> {
+    fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+    fn overflow(&self) -> u64 {
+        self.overflow.load(Ordering::Relaxed)
     }
 }
 
@@ -131,6 +140,19 @@ impl<T: Clone + Send + Sync + 'static> Pipeline<T> {
         });
         self.cache_stats = Some(store);
         self
+    }
+
+    /// Like [`Pipeline::cache`], but in a file: for datasets whose items do not fit in
+    /// memory. Each item is stored with a CRC-32C, checked when read back.
+    pub fn cache_on_disk(mut self, cache: DiskCache<T>) -> Result<Self> {
+        let store = Arc::new(DiskStore::create(self.plan.counts(), cache)?);
+        let upstream = self.func.clone();
+        let disk = store.clone();
+        self.func = Arc::new(move |address, position| {
+            disk.get_or_compute(address, position, || upstream(address, position))
+        });
+        self.cache_stats = Some(store);
+        Ok(self)
     }
 }
 

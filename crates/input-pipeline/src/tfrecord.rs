@@ -38,6 +38,15 @@ use shardfeed_record_format::{
 
 use crate::{Address, Error, Pipeline, Plan, Result};
 
+/// Opens TFRecord files as a source ([`TfRecordSource::open`]): record counts from their
+/// `.idx` files, or a scan where a file has none.
+pub fn tfrecord_dataset(
+    files: &[impl AsRef<Path>],
+    options: ReaderOptions,
+) -> Result<TfRecordSource> {
+    TfRecordSource::open(files, options)
+}
+
 /// Where a file's record count came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountSource {

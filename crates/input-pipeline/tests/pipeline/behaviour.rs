@@ -344,3 +344,74 @@ fn the_cache_serves_later_epochs_and_respects_its_budget() {
         "20 items did not fit, in each of 3 epochs"
     );
 }
+
+#[test]
+fn the_disk_cache_serves_later_epochs_checks_its_bytes_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let plan = Plan::new(vec![20, 30]).shuffle(8).repeat(Repeat::Epochs(3));
+    let disk = shardfeed_input_pipeline::DiskCache::new(
+        dir.path(),
+        1 << 20,
+        |v: &Vec<u8>| v.clone(),
+        |bytes: &[u8]| Ok(bytes.to_vec()),
+    );
+    let pipeline = Pipeline::new(plan, move |a: Address| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, BoxError>(vec![a.source as u8, a.index as u8, 7])
+    })
+    .cache_on_disk(disk)
+    .unwrap()
+    .deterministic(true);
+    let mut iter = pipeline.iter();
+    let items: Vec<Vec<u8>> = iter.by_ref().flat_map(|b| b.unwrap().items).collect();
+    assert_eq!(items.len(), 150);
+    assert!(items.iter().all(|v| v.len() == 3 && v[2] == 7));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        50,
+        "epochs 2 and 3 come from the file"
+    );
+    assert_eq!(iter.stats().cache_hits, 100);
+    drop(iter);
+
+    // Damage the file: the next read of that item is an error naming the file and offset.
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        file.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("shardfeed-cache-")
+    );
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let errors: Vec<String> = pipeline
+        .iter()
+        .filter_map(Result::err)
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        errors.len(),
+        3,
+        "the damaged item, once per epoch: {errors:?}"
+    );
+    assert!(
+        errors[0].contains("damaged at offset 0: crc mismatch"),
+        "{}",
+        errors[0]
+    );
+
+    drop(pipeline);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the cache file is removed"
+    );
+}
