@@ -51,9 +51,57 @@ impl<T> CacheBudget<T> {
     }
 }
 
-pub(crate) struct CacheStore<T> {
+/// One write-once slot per item, found by address (source offset + index).
+struct Slots<V> {
     offsets: Vec<u64>,
-    slots: Vec<OnceLock<T>>,
+    slots: Vec<OnceLock<V>>,
+}
+
+impl<V> Slots<V> {
+    fn new(counts: &[u64]) -> Self {
+        let mut offsets = Vec::with_capacity(counts.len());
+        let mut total = 0;
+        for &count in counts {
+            offsets.push(total);
+            total += count;
+        }
+        Slots {
+            offsets,
+            slots: (0..total).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn get(&self, address: Address) -> Option<&OnceLock<V>> {
+        let offset = *self.offsets.get(address.source as usize)?;
+        self.slots
+            .get(usize::try_from(offset + address.index).ok()?)
+    }
+}
+
+/// What happens to an item that does not fit: recomputed next time (counted) or an error.
+fn overflowed<T>(
+    overflow: CacheOverflow,
+    counter: &AtomicU64,
+    value: T,
+    budget: u64,
+    cached: u64,
+    position: u64,
+) -> Result<T, crate::BoxError> {
+    match overflow {
+        CacheOverflow::Recompute => {
+            counter.fetch_add(1, Ordering::Relaxed);
+            Ok(value)
+        }
+        CacheOverflow::Error => Err(Box::new(Error::CacheBudget {
+            budget,
+            cached,
+            position,
+        })),
+    }
+}
+
+pub(crate) struct CacheStore<T> {
+    slots: Slots<T>,
     budget: CacheBudget<T>,
     cached_bytes: AtomicU64,
     pub(crate) hits: AtomicU64,
@@ -62,26 +110,13 @@ pub(crate) struct CacheStore<T> {
 
 impl<T: Clone> CacheStore<T> {
     pub(crate) fn new(counts: &[u64], budget: CacheBudget<T>) -> Self {
-        let mut offsets = Vec::with_capacity(counts.len());
-        let mut total = 0;
-        for &count in counts {
-            offsets.push(total);
-            total += count;
-        }
         CacheStore {
-            offsets,
-            slots: (0..total).map(|_| OnceLock::new()).collect(),
+            slots: Slots::new(counts),
             budget,
             cached_bytes: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             overflow: AtomicU64::new(0),
         }
-    }
-
-    fn slot(&self, address: Address) -> Option<&OnceLock<T>> {
-        let offset = *self.offsets.get(address.source as usize)?;
-        self.slots
-            .get(usize::try_from(offset + address.index).ok()?)
     }
 
     /// The cached value, or `compute`'s, cached when it fits.
@@ -91,7 +126,7 @@ impl<T: Clone> CacheStore<T> {
         position: u64,
         compute: impl FnOnce() -> Result<T, crate::BoxError>,
     ) -> Result<T, crate::BoxError> {
-        let slot = self.slot(address);
+        let slot = self.slots.get(address);
         if let Some(value) = slot.and_then(OnceLock::get) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(value.clone());
@@ -114,17 +149,14 @@ impl<T: Clone> CacheStore<T> {
                 }
                 Ok(value)
             }
-            Err(cached) => match self.budget.overflow {
-                CacheOverflow::Recompute => {
-                    self.overflow.fetch_add(1, Ordering::Relaxed);
-                    Ok(value)
-                }
-                CacheOverflow::Error => Err(Box::new(Error::CacheBudget {
-                    budget: self.budget.bytes,
-                    cached,
-                    position,
-                })),
-            },
+            Err(cached) => overflowed(
+                self.budget.overflow,
+                &self.overflow,
+                value,
+                self.budget.bytes,
+                cached,
+                position,
+            ),
         }
     }
 }
@@ -180,9 +212,8 @@ pub(crate) struct DiskStore<T> {
     config: DiskCache<T>,
     path: std::path::PathBuf,
     file: std::fs::File,
-    offsets: Vec<u64>,
     /// (offset, length) of each cached item.
-    slots: Vec<OnceLock<(u64, u64)>>,
+    slots: Slots<(u64, u64)>,
     append: std::sync::Mutex<u64>,
     pub(crate) hits: AtomicU64,
     pub(crate) overflow: AtomicU64,
@@ -210,28 +241,15 @@ impl<T> DiskStore<T> {
             .create_new(true)
             .open(&path)
             .map_err(io)?;
-        let mut offsets = Vec::with_capacity(counts.len());
-        let mut total = 0;
-        for &count in counts {
-            offsets.push(total);
-            total += count;
-        }
         Ok(DiskStore {
             config,
             file,
-            offsets,
-            slots: (0..total).map(|_| OnceLock::new()).collect(),
+            slots: Slots::new(counts),
             append: std::sync::Mutex::new(0),
             hits: AtomicU64::new(0),
             overflow: AtomicU64::new(0),
             path,
         })
-    }
-
-    fn slot(&self, address: Address) -> Option<&OnceLock<(u64, u64)>> {
-        let offset = *self.offsets.get(address.source as usize)?;
-        self.slots
-            .get(usize::try_from(offset + address.index).ok()?)
     }
 
     fn io_error(&self, offset: u64, source: std::io::Error) -> crate::BoxError {
@@ -249,7 +267,7 @@ impl<T> DiskStore<T> {
         position: u64,
         compute: impl FnOnce() -> Result<T, crate::BoxError>,
     ) -> Result<T, crate::BoxError> {
-        let slot = self.slot(address);
+        let slot = self.slots.get(address);
         if let Some(&(offset, len)) = slot.and_then(OnceLock::get) {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return self.read(offset, len);
@@ -264,17 +282,14 @@ impl<T> DiskStore<T> {
         }
         let offset = *end;
         if offset + bytes.len() as u64 > self.config.bytes {
-            return match self.config.overflow {
-                CacheOverflow::Recompute => {
-                    self.overflow.fetch_add(1, Ordering::Relaxed);
-                    Ok(value)
-                }
-                CacheOverflow::Error => Err(Box::new(Error::CacheBudget {
-                    budget: self.config.bytes,
-                    cached: offset,
-                    position,
-                })),
-            };
+            return overflowed(
+                self.config.overflow,
+                &self.overflow,
+                value,
+                self.config.bytes,
+                offset,
+                position,
+            );
         }
         write_at(&self.file, &bytes, offset).map_err(|e| self.io_error(offset, e))?;
         *end += bytes.len() as u64;
