@@ -6,6 +6,10 @@
 //! the caller's `size_of` reports them; it is never exceeded: an item that does not fit is an
 //! error ([`CacheOverflow::Error`]) or is recomputed every epoch and counted
 //! ([`CacheOverflow::Recompute`]).
+//!
+//! An item is computed once, except at an epoch boundary with several workers: when the
+//! next epoch plans an item whose first computation is still in flight, a second worker
+//! computes it too (both results are equal; the cache keeps one). Nothing waits on a lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -310,7 +310,10 @@ fn the_cache_serves_later_epochs_and_respects_its_budget() {
     };
     let plan = Plan::new(vec![20, 30]).shuffle(8).repeat(Repeat::Epochs(3));
     let pipeline = Pipeline::new(plan.clone(), fetch.clone())
-        .cache(CacheBudget::new(1000, |v: &Vec<u8>| v.len() as u64));
+        .cache(CacheBudget::new(1000, |v: &Vec<u8>| v.len() as u64))
+        // One worker: with several, an item planned again in the next epoch while its
+        // first computation is still in flight is computed twice (the cache keeps one).
+        .parallelism(Parallelism::Fixed(1));
     let mut iter = pipeline.iter();
     assert_eq!(iter.by_ref().count(), 150);
     assert_eq!(
@@ -333,9 +336,12 @@ fn the_cache_serves_later_epochs_and_respects_its_budget() {
         "{errors:?}"
     );
     // …or, by choice, the overflow is recomputed and counted.
-    let recompute = Pipeline::new(plan, fetch).cache(
-        CacheBudget::new(300, |v: &Vec<u8>| v.len() as u64).on_overflow(CacheOverflow::Recompute),
-    );
+    let recompute = Pipeline::new(plan, fetch)
+        .cache(
+            CacheBudget::new(300, |v: &Vec<u8>| v.len() as u64)
+                .on_overflow(CacheOverflow::Recompute),
+        )
+        .parallelism(Parallelism::Fixed(1));
     let mut iter = recompute.iter();
     assert_eq!(iter.by_ref().filter(Result::is_ok).count(), 150);
     assert_eq!(
@@ -363,6 +369,7 @@ fn the_disk_cache_serves_later_epochs_checks_its_bytes_and_cleans_up() {
     })
     .cache_on_disk(disk)
     .unwrap()
+    .parallelism(Parallelism::Fixed(1)) // see the in-memory cache test
     .deterministic(true);
     let mut iter = pipeline.iter();
     let items: Vec<Vec<u8>> = iter.by_ref().flat_map(|b| b.unwrap().items).collect();
