@@ -1,0 +1,287 @@
+//! JPEG decoding with libjpeg-turbo (through the TurboJPEG 3 API), into RGB.
+//!
+//! By default the decode matches TensorFlow's `tf.image.decode_jpeg(channels=3)`: libjpeg-turbo
+//! with the fast integer IDCT (TF's default `dct_method`) and fancy upsampling; grayscale is
+//! expanded to RGB; Adobe CMYK/YCCK is converted as TF does (`R = C·K / 255`, the channels
+//! being stored inverted). Optional DCT-domain scaling decodes at 1/2, 1/4 or 1/8 size when
+//! the image is that much larger than the target: much faster, but not TF's pixels.
+
+use std::ffi::{CStr, c_int};
+
+use turbojpeg::raw;
+
+use crate::{Error, Result};
+
+/// How to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// libjpeg-turbo's fast integer IDCT, as TensorFlow's default decode (default `true`).
+    /// `false`: the accurate integer IDCT (libjpeg-turbo's own default).
+    pub fast_idct: bool,
+    /// Decode at 1/2, 1/4 or 1/8 size when the shorter side stays at least the target
+    /// (default `false`: changes pixels beyond TensorFlow's; see `--fast-decode`).
+    pub dct_scaling: bool,
+    /// The most pixels (width × height) an image may have; larger headers are refused before
+    /// anything is allocated. Default 100 million (e.g. 10,000 × 10,000).
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            fast_idct: true,
+            dct_scaling: false,
+            max_pixels: 100_000_000,
+        }
+    }
+}
+
+/// The colour model of a JPEG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorModel {
+    /// One channel.
+    Gray,
+    /// YCbCr or RGB (decoded to RGB directly).
+    Color,
+    /// Adobe CMYK or YCCK (converted to RGB).
+    Cmyk,
+}
+
+/// What the header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JpegInfo {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Colour model.
+    pub color: ColorModel,
+}
+
+/// An 8-bit RGB image, rows top to bottom, no padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RgbImage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width × height × 3` bytes.
+    pub pixels: Vec<u8>,
+}
+
+impl RgbImage {
+    /// An image from its pixels, checking the buffer size.
+    pub fn new(width: u32, height: u32, pixels: Vec<u8>) -> Result<Self> {
+        let expected = width as usize * height as usize * 3;
+        if pixels.len() != expected {
+            return Err(Error::BufferSize {
+                width,
+                height,
+                expected,
+                found: pixels.len(),
+            });
+        }
+        Ok(RgbImage {
+            width,
+            height,
+            pixels,
+        })
+    }
+}
+
+/// A TurboJPEG decompressor. Not `Sync`: keep one per thread.
+pub struct Decoder {
+    handle: raw::tjhandle,
+}
+
+// SAFETY: a TurboJPEG handle may be used from any thread, one thread at a time; `&mut self`
+// on every call guarantees that.
+unsafe impl Send for Decoder {}
+
+impl Decoder {
+    /// A new decompressor.
+    pub fn new() -> Result<Self> {
+        // SAFETY: plain FFI call; a null handle is checked below.
+        let handle = unsafe { raw::tj3Init(raw::TJINIT_TJINIT_DECOMPRESS as c_int) };
+        if handle.is_null() {
+            return Err(Error::InvalidJpeg(
+                "cannot initialise libjpeg-turbo".to_owned(),
+            ));
+        }
+        Ok(Decoder { handle })
+    }
+
+    fn last_error(&self) -> String {
+        // SAFETY: the handle is valid; TurboJPEG returns a NUL-terminated string it owns.
+        unsafe { CStr::from_ptr(raw::tj3GetErrorStr(self.handle)) }
+            .to_string_lossy()
+            .trim()
+            .to_owned()
+    }
+
+    fn get(&self, param: raw::TJPARAM) -> c_int {
+        // SAFETY: the handle is valid.
+        unsafe { raw::tj3Get(self.handle, param as c_int) }
+    }
+
+    fn set(&mut self, param: raw::TJPARAM, value: c_int) -> Result<()> {
+        // SAFETY: the handle is valid.
+        if unsafe { raw::tj3Set(self.handle, param as c_int, value) } != 0 {
+            return Err(Error::InvalidJpeg(self.last_error()));
+        }
+        Ok(())
+    }
+
+    /// Reads the header: size and colour model. Allocates nothing for the pixels.
+    pub fn probe(&mut self, jpeg: &[u8]) -> Result<JpegInfo> {
+        match jpeg {
+            [] => return Err(Error::NotJpeg("empty file")),
+            [0xff, 0xd8, 0xff, ..] => {}
+            [0x89, b'P', b'N', b'G', ..] => return Err(Error::NotJpeg("a PNG image")),
+            [b'G', b'I', b'F', ..] => return Err(Error::NotJpeg("a GIF image")),
+            _ => return Err(Error::NotJpeg("no JPEG start-of-image marker")),
+        }
+        // SAFETY: the pointer and length describe `jpeg`, which outlives the call.
+        if unsafe {
+            raw::tj3DecompressHeader(self.handle, jpeg.as_ptr(), jpeg.len() as raw::size_t)
+        } != 0
+        {
+            return Err(Error::InvalidJpeg(self.last_error()));
+        }
+        let width = self.get(raw::TJPARAM_TJPARAM_JPEGWIDTH);
+        let height = self.get(raw::TJPARAM_TJPARAM_JPEGHEIGHT);
+        if width <= 0 || height <= 0 {
+            return Err(Error::InvalidJpeg(format!(
+                "header gives a {width}×{height} image"
+            )));
+        }
+        let color = match self.get(raw::TJPARAM_TJPARAM_COLORSPACE) as raw::TJCS {
+            raw::TJCS_TJCS_GRAY => ColorModel::Gray,
+            raw::TJCS_TJCS_CMYK | raw::TJCS_TJCS_YCCK => ColorModel::Cmyk,
+            _ => ColorModel::Color,
+        };
+        Ok(JpegInfo {
+            width: width as u32,
+            height: height as u32,
+            color,
+        })
+    }
+
+    /// Decodes to RGB. With `options.dct_scaling` and a `target`, decodes at the smallest
+    /// of 1/2, 1/4, 1/8 that keeps the shorter side at least `target`.
+    pub fn decode(
+        &mut self,
+        jpeg: &[u8],
+        options: &DecodeOptions,
+        target: Option<u32>,
+    ) -> Result<RgbImage> {
+        let info = self.probe(jpeg)?;
+        let pixels = u64::from(info.width) * u64::from(info.height);
+        if pixels > options.max_pixels {
+            return Err(Error::TooLarge {
+                width: info.width,
+                height: info.height,
+                limit: options.max_pixels,
+            });
+        }
+        let denominator = match target {
+            Some(target) if options.dct_scaling => {
+                dct_denominator(info.width.min(info.height), target)
+            }
+            _ => 1,
+        };
+        // SAFETY: the handle is valid; 1/1, 1/2, 1/4 and 1/8 are supported factors.
+        let scaled = unsafe {
+            raw::tj3SetScalingFactor(
+                self.handle,
+                raw::tjscalingfactor {
+                    num: 1,
+                    denom: denominator as c_int,
+                },
+            )
+        };
+        if scaled != 0 {
+            return Err(Error::InvalidJpeg(self.last_error()));
+        }
+        self.set(raw::TJPARAM_TJPARAM_FASTDCT, c_int::from(options.fast_idct))?;
+        let width = info.width.div_ceil(denominator);
+        let height = info.height.div_ceil(denominator);
+        let (format, channels) = match info.color {
+            ColorModel::Cmyk => (raw::TJPF_TJPF_CMYK, 4),
+            _ => (raw::TJPF_TJPF_RGB, 3),
+        };
+        let mut buffer = vec![0u8; width as usize * height as usize * channels];
+        // SAFETY: `buffer` holds height rows of width × channels bytes, the size TurboJPEG
+        // writes for this scaling factor and pixel format (pitch 0 = packed rows).
+        let status = unsafe {
+            raw::tj3Decompress8(
+                self.handle,
+                jpeg.as_ptr(),
+                jpeg.len() as raw::size_t,
+                buffer.as_mut_ptr(),
+                0,
+                format as c_int,
+            )
+        };
+        if status != 0 {
+            // Warnings (e.g. a truncated file) count as failures, as in TensorFlow.
+            return Err(Error::InvalidJpeg(self.last_error()));
+        }
+        let pixels = if channels == 4 {
+            cmyk_to_rgb(&buffer)
+        } else {
+            buffer
+        };
+        RgbImage::new(width, height, pixels)
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once.
+        unsafe { raw::tj3Destroy(self.handle) };
+    }
+}
+
+/// The DCT scaling denominator (1, 2, 4 or 8) for a shorter side of `short` and a target.
+pub fn dct_denominator(short: u32, target: u32) -> u32 {
+    [8, 4, 2]
+        .into_iter()
+        .find(|&d| short / d >= target)
+        .unwrap_or(1)
+}
+
+/// Adobe (inverted) CMYK to RGB the way TensorFlow converts it: `R = C·K / 255`, truncated.
+fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
+    for pixel in cmyk.chunks_exact(4) {
+        let k = u32::from(pixel[3]);
+        for &channel in &pixel[..3] {
+            rgb.push((u32::from(channel) * k / 255) as u8);
+        }
+    }
+    rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dct_scaling_keeps_the_shorter_side_at_least_the_target() {
+        assert_eq!(dct_denominator(360, 160), 2);
+        assert_eq!(dct_denominator(1280, 160), 8);
+        assert_eq!(dct_denominator(700, 160), 4);
+        assert_eq!(dct_denominator(319, 160), 1);
+        assert_eq!(dct_denominator(100, 160), 1);
+    }
+
+    #[test]
+    fn cmyk_converts_like_tensorflow() {
+        assert_eq!(
+            cmyk_to_rgb(&[255, 0, 128, 255, 255, 255, 255, 0]),
+            [255, 0, 128, 0, 0, 0]
+        );
+        assert_eq!(cmyk_to_rgb(&[200, 100, 50, 128]), [100, 50, 25]);
+    }
+}

@@ -1,0 +1,61 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong preparing an image.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Not a JPEG at all (no SOI marker), e.g. a PNG named `.jpg`, or an empty file.
+    #[error("not a JPEG file ({0})")]
+    NotJpeg(&'static str),
+    /// libjpeg-turbo could not read the image (corrupt or truncated data).
+    #[error("invalid JPEG: {0}")]
+    InvalidJpeg(String),
+    /// The header announces more pixels than allowed; nothing was allocated for them.
+    #[error("image of {width}×{height} pixels exceeds the limit of {limit} pixels")]
+    TooLarge {
+        /// Width from the header.
+        width: u32,
+        /// Height from the header.
+        height: u32,
+        /// The limit ([`DecodeOptions::max_pixels`](crate::DecodeOptions::max_pixels)).
+        limit: u64,
+    },
+    /// libjpeg-turbo could not encode an image.
+    #[error("JPEG encoding failed: {0}")]
+    Encode(String),
+    /// The resizer failed (an internal error: sizes are checked before).
+    #[error("resize failed: {0}")]
+    Resize(String),
+    /// A file name without a `.`-separated label before its extension.
+    #[error("no label in file name {0}: expected LABEL.ID.jpg")]
+    NoLabel(PathBuf),
+    /// A label outside the explicit class list.
+    #[error("label {label:?} of {path} is not one of the classes {classes}")]
+    UnknownLabel {
+        /// The file.
+        path: PathBuf,
+        /// Its label.
+        label: String,
+        /// The class list, comma-separated.
+        classes: String,
+    },
+    /// A class list with no class, or a class named twice.
+    #[error("invalid class list: {0}")]
+    InvalidClasses(String),
+    /// A pixel buffer of the wrong size for its dimensions.
+    #[error("buffer of {found} bytes for a {width}×{height} RGB image, expected {expected}")]
+    BufferSize {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Bytes expected.
+        expected: usize,
+        /// Bytes found.
+        found: usize,
+    },
+}
