@@ -1,13 +1,16 @@
 //! `shardfeed`: the command line of shardfeed.
 //!
-//! Subcommands live one per module; each parses its flags with clap and calls the library
-//! crates. Errors reach `main`, which prints one line (`shardfeed: error: ...`) and exits 1.
+//! Subcommands live one per module (`inspect.rs`, `shard_cmd.rs`, …); each parses its flags
+//! with clap and calls the library crates. Errors reach `main`, which prints one line
+//! (`shardfeed: error: ...`) and exits 1.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod gen_data_cmd;
 mod inspect;
+mod shard_cmd;
 
 /// Turn labelled JPEG folders into TFRecord shards, stream them fast, and train on them.
 #[derive(Debug, Parser)]
@@ -19,14 +22,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Turn DATA/train/*.jpg into TFRecord shards, .idx files and manifest.json.
+    Shard(shard_cmd::Args),
     /// Check TFRecord files: record count, features, classes, CRCs; exit 1 if any is damaged.
     Inspect(inspect::Args),
+    /// Generate a synthetic labelled JPEG folder (DIR/train, DIR/test) for trying things out.
+    GenData(gen_data_cmd::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Shard(args) => shard_cmd::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::GenData(args) => gen_data_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

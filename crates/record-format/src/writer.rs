@@ -157,19 +157,30 @@ impl FileWriter {
     /// Finishes the file, syncs it, renames it into place and writes its `.idx` file.
     ///
     /// On failure the temporary file is removed; the error names the file and offset.
-    pub fn commit(mut self) -> Result<Index> {
+    pub fn commit(self) -> Result<Index> {
+        let path = self.path.clone();
+        self.commit_as(path)
+    }
+
+    /// Like [`FileWriter::commit`], under another final name (in the same directory), for
+    /// names that depend on what was written, such as a shard's record count.
+    pub fn commit_as(mut self, path: impl AsRef<Path>) -> Result<Index> {
         let writer = self
             .writer
             .take()
             .expect("the writer is only taken by commit, which consumes self");
-        let result = self.finish_and_rename(writer);
+        let result = self.finish_and_rename(writer, path.as_ref());
         if result.is_err() {
             let _ = fs::remove_file(&self.temp_path);
         }
         result
     }
 
-    fn finish_and_rename(&self, writer: RecordWriter<BufWriter<File>>) -> Result<Index> {
+    fn finish_and_rename(
+        &self,
+        writer: RecordWriter<BufWriter<File>>,
+        path: &Path,
+    ) -> Result<Index> {
         let temp_name = FileName::new(&self.temp_path);
         let written = writer.bytes_written();
         let (buffered, index) = writer.finish()?;
@@ -181,9 +192,8 @@ impl FileWriter {
         drop(file);
         // The records first: a crash between the two renames leaves a complete file without
         // an index, which readers rebuild by a scan, never an index without its file.
-        fs::rename(&self.temp_path, &self.path)
-            .map_err(|e| Error::io(&FileName::new(&self.path), 0, e))?;
-        write_atomically(&Index::path_for(&self.path), index.to_text().as_bytes())?;
+        fs::rename(&self.temp_path, path).map_err(|e| Error::io(&FileName::new(path), 0, e))?;
+        write_atomically(&Index::path_for(path), index.to_text().as_bytes())?;
         Ok(index)
     }
 }

@@ -1,0 +1,6 @@
+//! The `shardfeed` command line's library: the wiring behind each subcommand, usable from
+//! `xtask` and tests. Uses `anyhow`, like the binary; format, image and pipeline logic stays
+//! in the library crates.
+
+pub mod shard;
+pub mod synthetic;

@@ -1,0 +1,499 @@
+//! `shardfeed shard`: a folder of labelled JPEGs → TFRecord shards, a `.idx` per shard and
+//! `manifest.json` (SPEC §2).
+//!
+//! The file list is read and shuffled with the seed, cut into `shards` runs of
+//! `ceil(n / shards)` files, and streamed through the input pipeline's *ordered* parallel map
+//! (read, decode, resize, crop, encode, serialise), so memory is bounded by the pipeline's
+//! window whatever the number of images, and the output is byte-identical for any number of
+//! jobs. A file that cannot be used is skipped, counted and listed with its reason (or, with
+//! `strict`, ends the run with an error naming it). Each shard is written to a temporary
+//! file and renamed once complete, under a name that carries its real record count.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use shardfeed_image_prep::{Classes, DecodeOptions, Preparer, is_jpeg_name, label_of};
+use shardfeed_input_pipeline::{
+    Address, BoxError, Error as PipelineError, Parallelism, Pipeline, Plan, Rng,
+};
+use shardfeed_record_format::{Compression, FileWriter, ImageExample};
+
+/// Files larger than this are skipped unread (a JPEG source is KBs to a few MBs).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// The random stream of the file-order shuffle.
+const ORDER_STREAM: u64 = 7;
+
+/// What to shard and how (SPEC §2 defaults).
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The folder of `LABEL.ID.jpg` files.
+    pub input: PathBuf,
+    /// The output folder.
+    pub out: PathBuf,
+    /// Number of shards.
+    pub shards: usize,
+    /// Target square size.
+    pub size: u32,
+    /// JPEG quality of the records.
+    pub quality: u8,
+    /// Shard file name prefix.
+    pub prefix: String,
+    /// An explicit class list, or `None` for the sorted labels found.
+    pub classes: Option<Classes>,
+    /// The seed of the file order.
+    pub seed: u64,
+    /// Whole-file compression of the shards.
+    pub compression: Compression,
+    /// Stop at the first unusable file instead of skipping it.
+    pub strict: bool,
+    /// Threads for decode/resize/encode.
+    pub jobs: Parallelism,
+    /// Replace the shards, indexes and manifest already in `out`.
+    pub overwrite: bool,
+    /// How to decode the sources.
+    pub decode: DecodeOptions,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            input: PathBuf::from("data/train"),
+            out: PathBuf::from("shards"),
+            shards: 16,
+            size: 160,
+            quality: 95,
+            prefix: "data".to_owned(),
+            classes: None,
+            seed: 42,
+            compression: Compression::None,
+            strict: false,
+            jobs: Parallelism::Auto,
+            overwrite: false,
+            decode: DecodeOptions::default(),
+        }
+    }
+}
+
+/// A file left out, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub file: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// One written shard.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardInfo {
+    /// Its file name.
+    pub file: String,
+    /// Its records.
+    pub records: u64,
+    /// Records per class, in class order.
+    pub per_class: Vec<u64>,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// What a run did; also the content of `manifest.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    /// The tool that wrote it.
+    pub tool: String,
+    /// Class names; a record's `class` is an index into this list.
+    pub classes: Vec<String>,
+    /// The shards, in order.
+    pub shards: Vec<ShardInfo>,
+    /// Records in all shards.
+    pub records: u64,
+    /// Records per class, in class order.
+    pub per_class: Vec<u64>,
+    /// Target square size.
+    pub target_size: u32,
+    /// JPEG quality of the records.
+    pub quality: u8,
+    /// The seed of the file order.
+    pub seed: u64,
+    /// `none`, `gzip` or `zlib`.
+    pub compression: String,
+    /// Whether DCT-domain scaling was used (pixels then differ from TensorFlow's).
+    pub fast_decode: bool,
+    /// `.jpg`/`.jpeg` files found.
+    pub source_count: u64,
+    /// Other files in the folder, not read.
+    pub ignored_non_jpeg: u64,
+    /// Files left out, with reasons.
+    pub skipped: Vec<Skipped>,
+    /// Bytes of the sources read.
+    pub bytes_in: u64,
+    /// Bytes of the shards written.
+    pub bytes_out: u64,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+/// Progress of a run, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Files processed (written or skipped).
+    pub done: u64,
+    /// Files to process.
+    pub total: u64,
+}
+
+/// A labelled input file.
+#[derive(Debug, Clone)]
+struct Input {
+    path: PathBuf,
+    class: i64,
+}
+
+/// Runs the shard step. `progress` is called after each file.
+pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> anyhow::Result<Manifest> {
+    let started = Instant::now();
+    if config.shards == 0 {
+        bail!("--shards must be at least 1");
+    }
+    let (sources, ignored) = list_jpegs(&config.input)?;
+    let mut skipped = Vec::new();
+    let (mut inputs, classes) = label_inputs(&sources, config, &mut skipped)?;
+    Rng::for_epoch(config.seed, 0, ORDER_STREAM).shuffle(&mut inputs);
+    prepare_output(&config.out, config.overwrite)?;
+
+    let total = inputs.len() as u64;
+    let per_shard = inputs.len().div_ceil(config.shards).max(1) as u64;
+    let mut writer = ShardWriter::new(config, classes.len());
+    let pipeline = prepare_pipeline(config, inputs.clone());
+    let mut bytes_in = 0u64;
+    for (position, item) in pipeline.iter().items().enumerate() {
+        let input = &inputs[position];
+        writer.switch_to(position as u64 / per_shard)?;
+        match item {
+            Ok(prepared) => {
+                bytes_in += prepared.source_bytes;
+                writer.write(&prepared.record, input.class as usize)?;
+            }
+            Err(error) => {
+                let reason = skip_reason(error);
+                if config.strict {
+                    writer.abandon();
+                    bail!("{}: {reason}", input.path.display());
+                }
+                skipped.push(Skipped {
+                    file: input.path.clone(),
+                    reason,
+                });
+            }
+        }
+        progress(Progress {
+            done: position as u64 + 1,
+            total,
+        });
+    }
+    let shards = writer.finish()?;
+
+    let mut per_class = vec![0; classes.len()];
+    for shard in &shards {
+        for (total, n) in per_class.iter_mut().zip(&shard.per_class) {
+            *total += n;
+        }
+    }
+    skipped.sort_by(|a, b| a.file.cmp(&b.file));
+    let manifest = Manifest {
+        tool: format!("shardfeed {}", env!("CARGO_PKG_VERSION")),
+        classes: classes.names().to_vec(),
+        records: shards.iter().map(|s| s.records).sum(),
+        bytes_out: shards.iter().map(|s| s.bytes).sum(),
+        shards,
+        per_class,
+        target_size: config.size,
+        quality: config.quality,
+        seed: config.seed,
+        compression: config.compression.to_string(),
+        fast_decode: config.decode.dct_scaling,
+        source_count: sources.len() as u64,
+        ignored_non_jpeg: ignored,
+        skipped,
+        bytes_in,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_manifest(&config.out, &manifest)?;
+    Ok(manifest)
+}
+
+/// The `.jpg`/`.jpeg` files of `dir` in name order, and how many other files it holds.
+fn list_jpegs(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, u64)> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+    let mut jpegs = Vec::new();
+    let mut ignored = 0;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        if path.is_dir() {
+            continue;
+        }
+        if is_jpeg_name(&path) {
+            jpegs.push(path);
+        } else {
+            ignored += 1;
+        }
+    }
+    if jpegs.is_empty() {
+        bail!("no .jpg or .jpeg files in {}", dir.display());
+    }
+    jpegs.sort();
+    Ok((jpegs, ignored))
+}
+
+/// Labels every file; files without a usable label are skipped (or, strict, an error).
+fn label_inputs(
+    sources: &[PathBuf],
+    config: &ShardConfig,
+    skipped: &mut Vec<Skipped>,
+) -> anyhow::Result<(Vec<Input>, Classes)> {
+    let mut labelled = Vec::new();
+    for path in sources {
+        match label_of(path) {
+            Ok(label) => labelled.push((path.clone(), label)),
+            Err(error) if config.strict => return Err(error.into()),
+            Err(error) => skipped.push(Skipped {
+                file: path.clone(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+    let classes = match &config.classes {
+        Some(classes) => classes.clone(),
+        None => Classes::discover(labelled.iter().map(|(_, label)| label.as_str())).with_context(
+            || {
+                format!(
+                    "no labelled files in {} (names must look like LABEL.ID.jpg)",
+                    config.input.display()
+                )
+            },
+        )?,
+    };
+    let mut inputs = Vec::with_capacity(labelled.len());
+    for (path, label) in labelled {
+        match classes.index_of(&label, &path) {
+            Ok(class) => inputs.push(Input { path, class }),
+            Err(error) if config.strict => return Err(error.into()),
+            Err(error) => skipped.push(Skipped {
+                file: path,
+                reason: error.to_string(),
+            }),
+        }
+    }
+    if inputs.is_empty() {
+        bail!(
+            "no usable files in {}: all {} were skipped",
+            config.input.display(),
+            skipped.len()
+        );
+    }
+    Ok((inputs, classes))
+}
+
+/// Creates `out`, or checks it holds no dataset (or clears ours with `overwrite`).
+fn prepare_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let ours: Vec<PathBuf> = std::fs::read_dir(out)
+        .with_context(|| format!("cannot read {}", out.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.ends_with(".tfrec")
+                || name.ends_with(".tfrec.idx")
+                || name == "manifest.json"
+                || name.ends_with(".tmp")
+        })
+        .collect();
+    let others = std::fs::read_dir(out)?.count() - ours.len();
+    if !overwrite && (!ours.is_empty() || others > 0) {
+        bail!(
+            "{} is not empty: pass --overwrite to replace the shards in it",
+            out.display()
+        );
+    }
+    for path in ours {
+        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A prepared record and the size of its source.
+struct Prepared {
+    record: Vec<u8>,
+    source_bytes: u64,
+}
+
+/// Settings a thread's [`Preparer`] was built with.
+type PreparerKey = (u32, u8, DecodeOptions);
+
+thread_local! {
+    static PREPARER: RefCell<Option<(PreparerKey, Preparer)>> = const { RefCell::new(None) };
+}
+
+/// The ordered parallel map: read, decode, resize, crop, encode, serialise.
+fn prepare_pipeline(config: &ShardConfig, inputs: Vec<Input>) -> Pipeline<Prepared> {
+    let key: PreparerKey = (config.size, config.quality, config.decode);
+    let plan = Plan::new(vec![inputs.len() as u64]);
+    Pipeline::new(
+        plan,
+        move |address: Address| -> Result<Prepared, BoxError> {
+            let input = &inputs[address.index as usize];
+            let size = std::fs::metadata(&input.path)
+                .map_err(|e| format!("cannot read: {e}"))?
+                .len();
+            if size > MAX_FILE_BYTES {
+                return Err(
+                    format!("file of {size} bytes exceeds the limit of {MAX_FILE_BYTES}").into(),
+                );
+            }
+            let source = std::fs::read(&input.path).map_err(|e| format!("cannot read: {e}"))?;
+            let image = PREPARER.with(|cell| -> Result<Vec<u8>, BoxError> {
+                let mut cell = cell.borrow_mut();
+                if cell.as_ref().is_none_or(|(k, _)| *k != key) {
+                    *cell = Some((key, Preparer::new(key.0, key.1, key.2)?));
+                }
+                let (_, preparer) = cell.as_mut().expect("set just above");
+                Ok(preparer.prepare(&source)?)
+            })?;
+            let record = ImageExample {
+                image,
+                class: input.class,
+            }
+            .to_bytes();
+            Ok(Prepared {
+                record,
+                source_bytes: source.len() as u64,
+            })
+        },
+    )
+    .parallelism(config.jobs)
+    .deterministic(true)
+    .chunk(4)
+}
+
+/// The reason of a failed item: the preparer's own message.
+fn skip_reason(error: PipelineError) -> String {
+    match error {
+        PipelineError::Item { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Writes shards one after the other, each under its final name once complete.
+struct ShardWriter {
+    out: PathBuf,
+    prefix: String,
+    compression: Compression,
+    classes: usize,
+    current: Option<(u64, FileWriter, Vec<u64>)>,
+    written: Vec<ShardInfo>,
+}
+
+impl ShardWriter {
+    fn new(config: &ShardConfig, classes: usize) -> Self {
+        ShardWriter {
+            out: config.out.clone(),
+            prefix: config.prefix.clone(),
+            compression: config.compression,
+            classes,
+            current: None,
+            written: Vec::new(),
+        }
+    }
+
+    /// Makes `shard` the shard being written, committing the previous one.
+    fn switch_to(&mut self, shard: u64) -> anyhow::Result<()> {
+        if self.current.as_ref().is_some_and(|(n, _, _)| *n == shard) {
+            return Ok(());
+        }
+        self.commit_current()?;
+        let provisional = self.out.join(format!("{}{shard:02}.tfrec", self.prefix));
+        let writer = FileWriter::create(&provisional, self.compression)?;
+        self.current = Some((shard, writer, vec![0; self.classes]));
+        Ok(())
+    }
+
+    fn write(&mut self, record: &[u8], class: usize) -> anyhow::Result<()> {
+        let (_, writer, per_class) = self.current.as_mut().expect("switch_to comes first");
+        writer.write_record(record)?;
+        per_class[class] += 1;
+        Ok(())
+    }
+
+    fn commit_current(&mut self) -> anyhow::Result<()> {
+        let Some((shard, writer, per_class)) = self.current.take() else {
+            return Ok(());
+        };
+        let records = writer.records_written();
+        if records == 0 {
+            return Ok(()); // every file of this shard was skipped: no empty shard
+        }
+        let file = format!("{}{shard:02}-{records}.tfrec", self.prefix);
+        let path = self.out.join(&file);
+        writer.commit_as(&path)?;
+        let bytes = std::fs::metadata(&path)?.len();
+        self.written.push(ShardInfo {
+            file,
+            records,
+            per_class,
+            bytes,
+        });
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<Vec<ShardInfo>> {
+        self.commit_current()?;
+        Ok(std::mem::take(&mut self.written))
+    }
+
+    /// Removes everything this run wrote (strict mode's first error).
+    fn abandon(&mut self) {
+        self.current = None; // the writer removes its temporary file
+        for shard in self.written.drain(..) {
+            let path = self.out.join(&shard.file);
+            let _ = std::fs::remove_file(shardfeed_record_format::Index::path_for(&path));
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn write_manifest(out: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    let path = out.join("manifest.json");
+    let temp = out.join(".manifest.json.tmp");
+    let mut text = serde_json::to_string_pretty(manifest)?;
+    text.push('\n');
+    std::fs::write(&temp, text).with_context(|| format!("cannot write {}", temp.display()))?;
+    std::fs::rename(&temp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Groups skip reasons for the end-of-run summary: reason kind → count.
+pub fn skip_summary(skipped: &[Skipped]) -> BTreeMap<String, usize> {
+    let mut kinds = BTreeMap::new();
+    for skip in skipped {
+        let kind = skip
+            .reason
+            .split(':')
+            .next()
+            .unwrap_or(&skip.reason)
+            .trim()
+            .to_owned();
+        *kinds.entry(kind).or_insert(0) += 1;
+    }
+    kinds
+}
