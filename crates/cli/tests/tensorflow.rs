@@ -1,0 +1,76 @@
+//! TensorFlow reads our shards: `../shared/baseline/tf/verify_shards.py` (the tutorial's
+//! reader: CRCs, parse, decode, 160×160×3 shape, classes, names vs counts, stray bytes) on a
+//! `shardfeed shard` output, for 1 and 2 jobs, and the class counts match our manifest.
+//!
+//! Needs `SHARDFEED_TF_PYTHON` (set by `cargo xtask ci`); ignored in a plain `cargo test`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use shardfeed::shard::{ShardConfig, shard};
+use shardfeed::synthetic::{GenData, generate};
+use shardfeed_input_pipeline::Parallelism;
+
+#[test]
+#[ignore = "needs TensorFlow: run by `cargo xtask ci`, which sets SHARDFEED_TF_PYTHON"]
+fn tensorflow_reads_our_shards() {
+    let python = std::env::var_os("SHARDFEED_TF_PYTHON").map(PathBuf::from).expect(
+        "SHARDFEED_TF_PYTHON must name a Python with tensorflow installed (cargo xtask ci sets it)",
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/baseline/tf/verify_shards.py");
+    assert!(
+        script.exists(),
+        "{} is needed for this check",
+        script.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    generate(
+        dir.path(),
+        &GenData {
+            n_train: 60,
+            n_test: 0,
+            ..GenData::default()
+        },
+    )
+    .unwrap();
+    for jobs in [1, 2] {
+        let out = dir.path().join(format!("shards-{jobs}"));
+        let config = ShardConfig {
+            input: dir.path().join("train"),
+            out: out.clone(),
+            shards: 4,
+            prefix: "cat_dog".into(),
+            jobs: Parallelism::Fixed(jobs),
+            ..ShardConfig::default()
+        };
+        let manifest = shard(&config, |_| {}).unwrap();
+        let summary = dir.path().join(format!("summary-{jobs}.json"));
+        let output = Command::new(&python)
+            .arg(&script)
+            .arg(&out)
+            .args(["--classes", "cat,dog", "--target-size", "160", "--json"])
+            .arg(&summary)
+            .env("TF_CPP_MIN_LOG_LEVEL", "3")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "verify_shards.py failed:\n{stdout}\n{stderr}"
+        );
+        println!("jobs {jobs}: {}", stdout.lines().last().unwrap_or_default());
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+        assert_eq!(summary["records"], 60);
+        assert_eq!(summary["errors"], 0);
+        for (index, class) in manifest.classes.iter().enumerate() {
+            assert_eq!(
+                summary["per_class"][class].as_u64(),
+                Some(manifest.per_class[index]),
+                "{class}"
+            );
+        }
+    }
+}
