@@ -3,4 +3,5 @@
 //! in the library crates.
 
 pub mod shard;
+pub mod stream;
 pub mod synthetic;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 mod gen_data_cmd;
 mod inspect;
 mod shard_cmd;
+mod stream_cmd;
 
 /// Turn labelled JPEG folders into TFRecord shards, stream them fast, and train on them.
 #[derive(Debug, Parser)]
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Turn DATA/train/*.jpg into TFRecord shards, .idx files and manifest.json.
     Shard(shard_cmd::Args),
+    /// Stream shards through the full read pipeline (no model) and measure each stage.
+    Stream(stream_cmd::Args),
     /// Check TFRecord files: record count, features, classes, CRCs; exit 1 if any is damaged.
     Inspect(inspect::Args),
     /// Generate a synthetic labelled JPEG folder (DIR/train, DIR/test) for trying things out.
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Shard(args) => shard_cmd::run(&args),
+        Command::Stream(args) => stream_cmd::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::GenData(args) => gen_data_cmd::run(&args),
     };

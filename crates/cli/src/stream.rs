@@ -1,0 +1,287 @@
+//! `shardfeed stream`: SPEC §3's read pipeline without a model, to measure it.
+//!
+//! interleave 16 → parse `tf.train.Example` → JPEG decode (in the parallel map) → cache of
+//! the decoded `u8` pixels (4× smaller than TensorFlow's `f32` cache) → repeat → shuffle
+//! 2048 → batch → prefetch → the consumer, which converts each batch to `f32` / 255 as a
+//! training step would receive it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use shardfeed_image_prep::{DecodeOptions, Decoder, RgbImage};
+use shardfeed_input_pipeline::tfrecord::TfRecordSource;
+use shardfeed_input_pipeline::{
+    BoxError, CacheBudget, CacheOverflow, Parallelism, Pipeline, Repeat, Stats,
+};
+use shardfeed_record_format::{Compression, ImageExample, ReaderOptions};
+
+/// What to stream and how.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// The shard folder.
+    pub shards: PathBuf,
+    /// Passes over the data.
+    pub epochs: u64,
+    /// Batch size (the last, partial batch is dropped).
+    pub batch: usize,
+    /// Cache the decoded images in memory (within `cache_budget` bytes).
+    pub cache: bool,
+    /// The most bytes of decoded pixels cached; images past it are decoded again each epoch
+    /// (counted and reported).
+    pub cache_budget: u64,
+    /// Reproducible order.
+    pub deterministic: bool,
+    /// Seed of the file and shuffle order.
+    pub seed: u64,
+    /// Decode threads.
+    pub jobs: Parallelism,
+    /// The shards' compression.
+    pub compression: Compression,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            shards: PathBuf::from("shards"),
+            epochs: 3,
+            batch: 32,
+            cache: true,
+            cache_budget: 4 << 30,
+            deterministic: false,
+            seed: 42,
+            jobs: Parallelism::Auto,
+            compression: Compression::None,
+        }
+    }
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochReport {
+    /// The epoch, from 1.
+    pub epoch: u64,
+    /// Images delivered in batches during it.
+    pub images: u64,
+    /// Its wall time.
+    pub seconds: f64,
+    /// Images per second.
+    pub images_per_second: f64,
+    /// Time the consumer waited for a batch.
+    pub waited_seconds: f64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    /// Shard files read.
+    pub files: usize,
+    /// Records per epoch.
+    pub records: u64,
+    /// Per epoch.
+    pub epochs: Vec<EpochReport>,
+    /// Per stage (`plan`, `map`, `batch`, `consumer`): items, items/s, busy and blocked time.
+    pub stages: Vec<StageReport>,
+    /// Images served from the cache.
+    pub cache_hits: u64,
+    /// Images decoded again because the cache budget was full.
+    pub cache_overflow: u64,
+    /// Checksum of every value delivered (proves the work was done).
+    pub checksum: f64,
+}
+
+/// One stage's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// The stage.
+    pub name: String,
+    /// Threads.
+    pub threads: usize,
+    /// Items (batches for `batch` and `consumer`).
+    pub items: u64,
+    /// Busy seconds, summed over threads.
+    pub busy_seconds: f64,
+    /// Seconds waiting for input.
+    pub waiting_input_seconds: f64,
+    /// Seconds blocked on a full output.
+    pub waiting_output_seconds: f64,
+}
+
+/// A decoded record: its pixels and class.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The image.
+    pub image: Arc<RgbImage>,
+    /// The class index.
+    pub class: i64,
+}
+
+thread_local! {
+    static DECODER: std::cell::RefCell<Option<Decoder>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Parses a record and decodes its image, as TensorFlow's `decode_jpeg(channels=3)` does.
+pub fn decode_record(payload: &[u8]) -> Result<Decoded, BoxError> {
+    let example = ImageExample::decode(payload)?;
+    let image = DECODER.with(|cell| -> Result<RgbImage, BoxError> {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(Decoder::new()?);
+        }
+        let decoder = cell.as_mut().expect("set just above");
+        Ok(decoder.decode(&example.image, &DecodeOptions::default(), None)?)
+    })?;
+    Ok(Decoded {
+        image: Arc::new(image),
+        class: example.class,
+    })
+}
+
+/// The shard files of a folder, opened (counts from `.idx`).
+pub fn open_shards(dir: &Path, compression: Compression) -> anyhow::Result<TfRecordSource> {
+    let files =
+        TfRecordSource::find(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if files.is_empty() {
+        bail!("no .tfrec files in {}", dir.display());
+    }
+    Ok(TfRecordSource::open(
+        &files,
+        ReaderOptions::compression(compression),
+    )?)
+}
+
+/// The tutorial's read pipeline over `source`.
+pub fn read_pipeline(source: TfRecordSource, config: &StreamConfig) -> Pipeline<Decoded> {
+    let seed = config.seed;
+    let epochs = config.epochs;
+    let pipeline = source
+        .parsed_pipeline(
+            |plan| {
+                plan.seed(seed)
+                    .shuffle_sources(true)
+                    .interleave(16, 1)
+                    .shuffle(2048)
+                    .repeat(Repeat::Epochs(epochs))
+            },
+            decode_record,
+        )
+        .parallelism(config.jobs)
+        .deterministic(config.deterministic)
+        .batch(config.batch, true)
+        .prefetch(2);
+    if config.cache {
+        pipeline.cache(
+            CacheBudget::new(config.cache_budget, |d: &Decoded| {
+                d.image.pixels.len() as u64
+            })
+            .on_overflow(CacheOverflow::Recompute),
+        )
+    } else {
+        pipeline
+    }
+}
+
+/// A batch as a training step receives it: `f32` values / 255, HWC, and the labels.
+pub fn batch_to_f32(items: &[Decoded], out: &mut Vec<f32>, labels: &mut Vec<i64>) {
+    out.clear();
+    labels.clear();
+    for item in items {
+        out.extend(
+            item.image
+                .pixels
+                .iter()
+                .map(|&v| f32::from(v) * (1.0 / 255.0)),
+        );
+        labels.push(item.class);
+    }
+}
+
+/// Streams the shards for `config.epochs` epochs and measures it.
+pub fn stream(config: &StreamConfig) -> anyhow::Result<StreamReport> {
+    let source = open_shards(&config.shards, config.compression)?;
+    let files = source.files().len();
+    let records = source.total_records();
+    if records < config.batch as u64 {
+        bail!(
+            "{records} records in {}: fewer than one batch of {}",
+            config.shards.display(),
+            config.batch
+        );
+    }
+    let pipeline = read_pipeline(source, config);
+    let mut iter = pipeline.iter();
+    let mut epochs = Vec::new();
+    let (mut values, mut labels) = (Vec::new(), Vec::new());
+    let mut checksum = 0.0f64;
+    let mut delivered = 0u64;
+    let mut epoch_start = Instant::now();
+    let mut epoch_images = 0u64;
+    let mut waited = Duration::ZERO;
+    loop {
+        let waiting = Instant::now();
+        let Some(batch) = iter.next() else { break };
+        waited += waiting.elapsed();
+        let batch = batch?;
+        batch_to_f32(&batch.items, &mut values, &mut labels);
+        checksum += f64::from(values[values.len() / 2]) + labels.iter().sum::<i64>() as f64;
+        delivered += batch.len() as u64;
+        epoch_images += batch.len() as u64;
+        if delivered >= records * (epochs.len() as u64 + 1) {
+            epochs.push(epoch_report(
+                epochs.len() as u64 + 1,
+                epoch_images,
+                epoch_start,
+                waited,
+            ));
+            epoch_start = Instant::now();
+            epoch_images = 0;
+            waited = Duration::ZERO;
+        }
+    }
+    if epoch_images > 0 {
+        epochs.push(epoch_report(
+            epochs.len() as u64 + 1,
+            epoch_images,
+            epoch_start,
+            waited,
+        ));
+    }
+    let stats = iter.stats();
+    Ok(StreamReport {
+        files,
+        records,
+        epochs,
+        stages: stage_reports(&stats),
+        cache_hits: stats.cache_hits,
+        cache_overflow: stats.cache_overflow,
+        checksum,
+    })
+}
+
+fn epoch_report(epoch: u64, images: u64, start: Instant, waited: Duration) -> EpochReport {
+    let seconds = start.elapsed().as_secs_f64();
+    EpochReport {
+        epoch,
+        images,
+        seconds,
+        images_per_second: images as f64 / seconds.max(1e-9),
+        waited_seconds: waited.as_secs_f64(),
+    }
+}
+
+fn stage_reports(stats: &Stats) -> Vec<StageReport> {
+    stats
+        .stages
+        .iter()
+        .map(|s| StageReport {
+            name: s.name.to_owned(),
+            threads: s.threads,
+            items: s.items,
+            busy_seconds: s.busy.as_secs_f64(),
+            waiting_input_seconds: s.waiting_input.as_secs_f64(),
+            waiting_output_seconds: s.waiting_output.as_secs_f64(),
+        })
+        .collect()
+}
