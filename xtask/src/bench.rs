@@ -24,6 +24,9 @@ pub struct Args {
     /// Repetitions of the TensorFlow baseline (each pays TensorFlow's start-up once).
     #[arg(long, default_value_t = 3)]
     tf_runs: usize,
+    /// Images generated for the shard and stream benchmarks.
+    #[arg(long, default_value_t = 4000)]
+    images: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,6 +35,10 @@ enum Bench {
     RecordFormat,
     /// The input pipeline's scaling and per-item overhead vs the same work done sequentially.
     Pipeline,
+    /// `shardfeed shard` on ~4,000 generated JPEGs vs TensorFlow's shard step on the same folder.
+    Shard,
+    /// `shardfeed stream` (first pass, cached passes, no cache) vs TensorFlow's read pipeline.
+    Stream,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -39,6 +46,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         match bench {
             Bench::RecordFormat => record_format(args)?,
             Bench::Pipeline => pipeline(args)?,
+            Bench::Shard => shard(args)?,
+            Bench::Stream => stream(args)?,
         }
     }
     Ok(())
@@ -117,10 +126,7 @@ fn record_format(args: &Args) -> anyhow::Result<()> {
 /// TensorFlow's in-graph scan of the same files, GB/s of payload per run, sorted.
 fn tensorflow_raw_scan(dir: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
     let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
-    let script = util::shared_dir()
-        .map(|s| s.join("baseline/tf/read_bench.py"))
-        .filter(|s| s.exists())
-        .context("../shared/baseline/tf/read_bench.py not found")?;
+    let script = baseline_script("read_bench.py")?;
     let mut rates = Vec::new();
     for run in 0..runs.max(1) {
         let json = dir.with_file_name(format!("tensorflow-raw-scan-{run}.json"));
@@ -162,4 +168,262 @@ fn find_number(value: &Value, key: &str) -> Option<f64> {
 
 fn median(sorted: &[f64]) -> f64 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Median, min and max of a sample.
+fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (median(&values), values[0], values[values.len() - 1])
+}
+
+fn print_figure(name: &str, values: Vec<f64>, unit: &str) -> f64 {
+    let n = values.len();
+    let (median, min, max) = spread(values);
+    println!("{name:<44} {median:>9.0} {unit} median (min {min:.0}, max {max:.0}, n={n})");
+    median
+}
+
+/// The generated source folder for the shard and stream benchmarks (made once per size).
+fn bench_sources(binary: &Path, images: usize) -> anyhow::Result<PathBuf> {
+    let dir = util::root().join(format!("target/bench-data/jpegs-{images}"));
+    if !dir.join("train").is_dir() {
+        util::run(
+            Command::new(binary)
+                .arg("gen-data")
+                .arg("--out")
+                .arg(&dir)
+                .args(["--n-test", "0", "--n-train"])
+                .arg(images.to_string()),
+        )?;
+    }
+    Ok(dir)
+}
+
+/// Runs `shardfeed shard` once; returns images/s from its manifest.
+fn shard_once(
+    binary: &Path,
+    sources: &Path,
+    out: &Path,
+    jobs: usize,
+    fast: bool,
+) -> anyhow::Result<f64> {
+    let mut command = Command::new(binary);
+    command
+        .arg("shard")
+        .arg(sources.join("train"))
+        .arg("--out")
+        .arg(out);
+    command.args(["--overwrite", "--quiet", "--jobs", &jobs.to_string()]);
+    if fast {
+        command.arg("--fast-decode");
+    }
+    let output = command.output()?;
+    if !output.status.success() {
+        bail!(
+            "shardfeed shard failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json"))?)?;
+    let records = manifest["records"]
+        .as_f64()
+        .context("records in manifest.json")?;
+    let seconds = manifest["seconds"]
+        .as_f64()
+        .context("seconds in manifest.json")?;
+    Ok(records / seconds)
+}
+
+fn shard(args: &Args) -> anyhow::Result<()> {
+    let binary = crate::data::shardfeed_binary()?;
+    let sources = bench_sources(&binary, args.images)?;
+    let out = util::root().join("target/bench-data/shards");
+    let bytes: u64 = std::fs::read_dir(sources.join("train"))?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "shard: {} JPEGs, {:.1} MB, into 16 shards of 160 px",
+        args.images,
+        bytes as f64 / 1e6
+    );
+    let mut ours = Vec::new();
+    for (jobs, fast) in [(1, false), (2, false), (1, true), (2, true)] {
+        let rates = (0..args.runs)
+            .map(|_| shard_once(&binary, &sources, &out, jobs, fast))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let name = format!(
+            "shardfeed shard, {jobs} job(s){}",
+            if fast { ", --fast-decode" } else { "" }
+        );
+        ours.push((name.clone(), print_figure(&name, rates, "images/s")));
+    }
+    let tensorflow = match tensorflow_shard(&sources, args.tf_runs) {
+        Ok(rates) => print_figure("tensorflow shard.py (same folder)", rates, "images/s"),
+        Err(why) => {
+            eprintln!("TensorFlow baseline SKIPPED: {why:#} (the figure to beat: 1,453 images/s)");
+            return Ok(());
+        }
+    };
+    for (name, rate) in ours {
+        println!(
+            "ratio vs tensorflow: {name:<40} {:>5.2}x",
+            rate / tensorflow
+        );
+    }
+    Ok(())
+}
+
+fn tensorflow_shard(sources: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
+    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
+    let script = baseline_script("shard.py")?;
+    let out = util::root().join("target/bench-data/tf-shards");
+    let json = util::root().join("target/bench-data/tf-shard.json");
+    (0..runs.max(1))
+        .map(|_| {
+            let output = Command::new(&python)
+                .arg(&script)
+                .arg("--data")
+                .arg(sources)
+                .arg("--out")
+                .arg(&out)
+                .arg("--json")
+                .arg(&json)
+                .env("TF_CPP_MIN_LOG_LEVEL", "3")
+                .output()?;
+            if !output.status.success() {
+                bail!(
+                    "shard.py failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            let result: Value = serde_json::from_slice(&std::fs::read(&json)?)?;
+            find_number(&result, "images_per_s").context("images_per_s in shard.py's output")
+        })
+        .collect()
+}
+
+fn baseline_script(name: &str) -> anyhow::Result<PathBuf> {
+    util::shared_dir()
+        .map(|s| s.join("baseline/tf").join(name))
+        .filter(|s| s.exists())
+        .with_context(|| format!("../shared/baseline/tf/{name} not found"))
+}
+
+/// Runs `shardfeed stream --json`; returns (first pass, later passes) images/s.
+fn stream_once(binary: &Path, shards: &Path, cache: bool) -> anyhow::Result<(f64, f64)> {
+    let mut command = Command::new(binary);
+    command
+        .arg("stream")
+        .arg(shards)
+        .args(["--json", "--epochs", "4"]);
+    if !cache {
+        command.arg("--no-cache");
+    }
+    let output = command.output()?;
+    if !output.status.success() {
+        bail!(
+            "shardfeed stream failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let report: Value = serde_json::from_slice(&output.stdout)?;
+    let epochs = report["epochs"]
+        .as_array()
+        .context("epochs in the stream report")?;
+    let rate = |e: &Value| e["images_per_second"].as_f64().unwrap_or(f64::NAN);
+    let first = epochs.first().map_or(f64::NAN, rate);
+    let later: Vec<f64> = epochs.iter().skip(1).map(rate).collect();
+    Ok((first, spread(later).0))
+}
+
+fn stream(args: &Args) -> anyhow::Result<()> {
+    let binary = crate::data::shardfeed_binary()?;
+    let sources = bench_sources(&binary, args.images)?;
+    let shards = util::root().join("target/bench-data/stream-shards");
+    shard_once(&binary, &sources, &shards, 2, false)?;
+    println!(
+        "stream: {} records in 16 shards of 160 px, batch 32, 4 epochs per run",
+        args.images
+    );
+    let mut first = Vec::new();
+    let mut cached = Vec::new();
+    let mut uncached = Vec::new();
+    for _ in 0..args.runs {
+        let (pass1, later) = stream_once(&binary, &shards, true)?;
+        first.push(pass1);
+        cached.push(later);
+        uncached.push(stream_once(&binary, &shards, false)?.1);
+    }
+    let ours = [
+        (
+            "first pass (decode + fill cache)",
+            print_figure("shardfeed stream, first pass", first, "images/s"),
+            "pass1_images_per_s",
+            "pipeline_cache",
+        ),
+        (
+            "cached passes",
+            print_figure("shardfeed stream, cached passes", cached, "images/s"),
+            "pass2_images_per_s",
+            "pipeline_cache",
+        ),
+        (
+            "no cache, steady state",
+            print_figure(
+                "shardfeed stream, no cache, later passes",
+                uncached,
+                "images/s",
+            ),
+            "pass2_images_per_s",
+            "pipeline_nocache",
+        ),
+    ];
+    let tensorflow = match tensorflow_read(&shards, args.tf_runs) {
+        Ok(results) => results,
+        Err(why) => {
+            eprintln!(
+                "TensorFlow baseline SKIPPED: {why:#} (figures to beat: 4,435 / 92,276 / 7,982 images/s)"
+            );
+            return Ok(());
+        }
+    };
+    for (name, rate, key, section) in ours {
+        let theirs: Vec<f64> = tensorflow
+            .iter()
+            .filter_map(|r| r[section][key].as_f64())
+            .collect();
+        let tf = print_figure(
+            &format!("tensorflow read_bench, {name}"),
+            theirs,
+            "images/s",
+        );
+        println!("ratio vs tensorflow: {name:<40} {:>5.2}x", rate / tf);
+    }
+    Ok(())
+}
+
+fn tensorflow_read(shards: &Path, runs: usize) -> anyhow::Result<Vec<Value>> {
+    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
+    let script = baseline_script("read_bench.py")?;
+    let json = util::root().join("target/bench-data/tf-read.json");
+    (0..runs.max(1))
+        .map(|_| {
+            let output = Command::new(&python)
+                .arg(&script)
+                .arg("--shards")
+                .arg(shards)
+                .args(["--only", "pipeline_cache,pipeline_nocache", "--json"])
+                .arg(&json)
+                .env("TF_CPP_MIN_LOG_LEVEL", "3")
+                .output()?;
+            if !output.status.success() {
+                bail!(
+                    "read_bench.py failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            Ok(serde_json::from_slice(&std::fs::read(&json)?)?)
+        })
+        .collect()
 }

@@ -2,7 +2,8 @@
 //!
 //! One module per command: `ci` runs everything CI runs, cheapest first; `tidy` checks the
 //! repository itself; `bench` measures against the TensorFlow baseline; `fuzz` runs the
-//! `cargo fuzz` targets on stable Rust. Shared helpers live in `util`.
+//! `cargo fuzz` targets on stable Rust; `data` runs `gen-data` and `shard` through the
+//! release `shardfeed` binary. Shared helpers live in `util`.
 
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod ci;
+mod data;
 mod fuzz;
 mod tidy;
 mod util;
@@ -32,6 +34,18 @@ enum Task {
     Bench(bench::Args),
     /// Run the fuzz targets (needs no nightly; builds with coverage flags on stable).
     Fuzz(fuzz::Args),
+    /// Generate a synthetic dataset: `shardfeed gen-data` (default `--out data`).
+    GenData {
+        /// Flags for `shardfeed gen-data` (`--n-train`, `--n-test`, `--seed`, `--classes`, `--out`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Shard `data/train` into `shards/`: `shardfeed shard` with the defaults.
+    Shard {
+        /// More flags for `shardfeed shard` (`--overwrite`, `--jobs`, …).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +55,8 @@ fn main() -> ExitCode {
         Task::Tidy => tidy::run(),
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
+        Task::GenData { args } => data::gen_data(&args),
+        Task::Shard { args } => data::shard(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
