@@ -1,0 +1,75 @@
+//! `shardfeed shard` streams: its peak heap does not grow with the number of images beyond
+//! the file list. Measured with a counting global allocator (this test binary's own), on
+//! 60 and 360 images of the same kind: the difference must stay under what the longer file
+//! list and manifest explain, far below 300 more decoded images. (libjpeg-turbo's own working
+//! memory comes from C `malloc` and is not counted here; it is per decoder, not per image.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use shardfeed::shard::{ShardConfig, shard};
+use shardfeed::synthetic::{GenData, generate};
+use shardfeed_input_pipeline::Parallelism;
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Peak live heap bytes during one shard run over `n` images.
+fn peak_for(n: usize) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    generate(
+        dir.path(),
+        &GenData {
+            n_train: n,
+            n_test: 0,
+            seed: 3,
+            sides: (300, 340),
+            ..GenData::default()
+        },
+    )
+    .unwrap();
+    let config = ShardConfig {
+        input: dir.path().join("train"),
+        out: dir.path().join("shards"),
+        shards: 4,
+        jobs: Parallelism::Fixed(2),
+        ..ShardConfig::default()
+    };
+    PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
+    let before = LIVE.load(Ordering::SeqCst);
+    shard(&config, |_| {}).unwrap();
+    PEAK.load(Ordering::SeqCst) - before
+}
+
+#[test]
+fn peak_memory_does_not_grow_with_the_number_of_images() {
+    let small = peak_for(60);
+    let large = peak_for(360);
+    // One decoded 340×340 source is ~350 kB: 300 more images held at once would be ~100 MB.
+    println!("peak heap: {small} bytes for 60 images, {large} bytes for 360");
+    assert!(
+        large < small + 512 * 1024,
+        "peak heap grew from {small} to {large} bytes"
+    );
+}
