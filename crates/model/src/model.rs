@@ -1,0 +1,69 @@
+//! The seed CNN (SPEC §4): Conv16, Conv32, MaxPool, Conv64, MaxPool, Conv128, MaxPool,
+//! Conv256 (all 3×3, `same` padding, ReLU), global average pool, Dense. One output (a sigmoid
+//! logit) for two classes, `k` outputs (softmax logits) for more: 392,865 parameters for two.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+/// The CNN. Input: `[batch, 3, height, width]` in [0, 1]; output: logits `[batch, outputs]`.
+#[derive(Module, Debug)]
+pub struct Cnn {
+    conv16: Conv2d,
+    conv32: Conv2d,
+    pool1: MaxPool2d,
+    conv64: Conv2d,
+    pool2: MaxPool2d,
+    conv128: Conv2d,
+    pool3: MaxPool2d,
+    conv256: Conv2d,
+    global_pool: AdaptiveAvgPool2d,
+    dense: Linear,
+}
+
+/// Outputs of the head for `classes` classes: 1 (sigmoid) for two, `classes` (softmax) else.
+pub fn outputs_for(classes: usize) -> usize {
+    if classes == 2 { 1 } else { classes }
+}
+
+fn conv(input: usize, output: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([input, output], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .init(device)
+}
+
+impl Cnn {
+    /// A freshly initialised CNN for `classes` classes (at least 2) on `device`.
+    pub fn new(classes: usize, device: &Device) -> Self {
+        let pool = || MaxPool2dConfig::new([2, 2]).init();
+        Cnn {
+            conv16: conv(3, 16, device),
+            conv32: conv(16, 32, device),
+            pool1: pool(),
+            conv64: conv(32, 64, device),
+            pool2: pool(),
+            conv128: conv(64, 128, device),
+            pool3: pool(),
+            conv256: conv(128, 256, device),
+            global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            dense: LinearConfig::new(256, outputs_for(classes)).init(device),
+        }
+    }
+
+    /// Logits for a batch of NCHW images.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = relu(self.conv16.forward(images));
+        let x = relu(self.conv32.forward(x));
+        let x = self.pool1.forward(x);
+        let x = relu(self.conv64.forward(x));
+        let x = self.pool2.forward(x);
+        let x = relu(self.conv128.forward(x));
+        let x = self.pool3.forward(x);
+        let x = relu(self.conv256.forward(x));
+        let x = self.global_pool.forward(x); // [batch, 256, 1, 1]
+        let x: Tensor<2> = x.flatten(1, 3);
+        self.dense.forward(x)
+    }
+}
