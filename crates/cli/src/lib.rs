@@ -5,3 +5,4 @@
 pub mod shard;
 pub mod stream;
 pub mod synthetic;
+pub mod train;

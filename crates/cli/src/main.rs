@@ -12,6 +12,7 @@ mod gen_data_cmd;
 mod inspect;
 mod shard_cmd;
 mod stream_cmd;
+mod train_cmd;
 
 /// Turn labelled JPEG folders into TFRecord shards, stream them fast, and train on them.
 #[derive(Debug, Parser)]
@@ -27,6 +28,8 @@ enum Command {
     Shard(shard_cmd::Args),
     /// Stream shards through the full read pipeline (no model) and measure each stage.
     Stream(stream_cmd::Args),
+    /// Train the seed CNN on shards: validation split by files, a line per epoch, the model saved.
+    Train(train_cmd::Args),
     /// Check TFRecord files: record count, features, classes, CRCs; exit 1 if any is damaged.
     Inspect(inspect::Args),
     /// Generate a synthetic labelled JPEG folder (DIR/train, DIR/test) for trying things out.
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Shard(args) => shard_cmd::run(&args),
         Command::Stream(args) => stream_cmd::run(&args),
+        Command::Train(args) => train_cmd::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::GenData(args) => gen_data_cmd::run(&args),
     };
