@@ -9,9 +9,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use shardfeed_image_prep::RgbImage;
+use shardfeed_image_prep::{Encoder, RgbImage};
 use shardfeed_input_pipeline::Rng;
-use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -47,42 +46,28 @@ pub fn generate(out: &Path, config: &GenData) -> anyhow::Result<()> {
     for dir in [&train, &test] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut compressor = source_compressor()?;
+    let mut encoder = source_encoder()?;
     for i in 0..config.n_train {
         let class = i % config.classes.len();
         let image = draw(config, class, i as u64, 0);
         let path = train.join(format!("{}.{i}.jpg", config.classes[class]));
-        write_jpeg(&mut compressor, &image, &path)?;
+        write_jpeg(&mut encoder, &image, &path)?;
     }
     for i in 0..config.n_test {
         let class = (i * 7 + 3) % config.classes.len();
         let image = draw(config, class, i as u64, 1);
-        write_jpeg(&mut compressor, &image, &test.join(format!("{i}.jpg")))?;
+        write_jpeg(&mut encoder, &image, &test.join(format!("{i}.jpg")))?;
     }
     Ok(())
 }
 
-/// A compressor as a camera or a web site would produce the sources: quality 90, 4:2:0.
-fn source_compressor() -> anyhow::Result<Compressor> {
-    let mut compressor = Compressor::new()?;
-    compressor.set_quality(90)?;
-    compressor.set_subsamp(Subsamp::Sub2x2)?;
-    Ok(compressor)
+/// An encoder as a camera or a web site would produce the sources: quality 90, 4:2:0.
+fn source_encoder() -> anyhow::Result<Encoder> {
+    Ok(Encoder::with_settings(90, true, false)?)
 }
 
-fn encode(compressor: &mut Compressor, image: &RgbImage) -> anyhow::Result<Vec<u8>> {
-    let view = Image {
-        pixels: image.pixels.as_slice(),
-        width: image.width as usize,
-        pitch: image.width as usize * 3,
-        height: image.height as usize,
-        format: PixelFormat::RGB,
-    };
-    Ok(compressor.compress_to_vec(view)?)
-}
-
-fn write_jpeg(compressor: &mut Compressor, image: &RgbImage, path: &Path) -> anyhow::Result<()> {
-    let jpeg = encode(compressor, image)?;
+fn write_jpeg(encoder: &mut Encoder, image: &RgbImage, path: &Path) -> anyhow::Result<()> {
+    let jpeg = encoder.encode(image)?;
     std::fs::write(path, jpeg).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -148,5 +133,5 @@ pub fn draw(config: &GenData, class: usize, index: u64, split: u64) -> RgbImage 
 
 /// Encodes `image` as the shard step's sources are: quality 90, 4:2:0 (for tests).
 pub fn source_jpeg(image: &RgbImage) -> anyhow::Result<Vec<u8>> {
-    encode(&mut source_compressor()?, image)
+    Ok(source_encoder()?.encode(image)?)
 }

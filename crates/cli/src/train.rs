@@ -15,7 +15,7 @@ use shardfeed_model::burn::module::Module;
 use shardfeed_model::{ImageBatch, Metrics, TrainConfig, Trainer, cpu_device};
 use shardfeed_record_format::ReaderOptions;
 
-use crate::stream::{Decoded, decode_record};
+use crate::stream::{Decoded, batch_to_f32, decode_record};
 
 /// What to train and how (SPEC §4 defaults).
 #[derive(Debug, Clone)]
@@ -104,27 +104,21 @@ fn class_names(shards: &Path, given: Option<&Vec<String>>) -> anyhow::Result<Vec
     Ok(names)
 }
 
-/// Converts decoded records to a batch for the model.
+/// Converts decoded records to a batch for the model (all images must share one size).
 fn to_batch(items: &[Decoded]) -> anyhow::Result<ImageBatch> {
     let side = items.first().map_or(0, |d| d.image.width as usize);
-    let mut pixels = Vec::with_capacity(items.len() * side * side * 3);
-    let mut labels = Vec::with_capacity(items.len());
-    for item in items {
-        if item.image.width as usize != side || item.image.height as usize != side {
-            bail!(
-                "images of different sizes in one batch ({}×{} and {side}×{side})",
-                item.image.width,
-                item.image.height
-            );
-        }
-        pixels.extend(
-            item.image
-                .pixels
-                .iter()
-                .map(|&v| f32::from(v) * (1.0 / 255.0)),
+    if let Some(odd) = items
+        .iter()
+        .find(|d| d.image.width as usize != side || d.image.height as usize != side)
+    {
+        bail!(
+            "images of different sizes in one batch ({}×{} and {side}×{side})",
+            odd.image.width,
+            odd.image.height
         );
-        labels.push(item.class);
     }
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    batch_to_f32(items, &mut pixels, &mut labels);
     Ok(ImageBatch {
         pixels,
         labels,
