@@ -39,6 +39,8 @@ enum Bench {
     Shard,
     /// `shardfeed stream` (first pass, cached passes, no cache) vs TensorFlow's read pipeline.
     Stream,
+    /// One training step of the seed CNN (batch 32, 160 px) vs Keras's `train.py --mode throughput`.
+    Train,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -48,6 +50,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Bench::Pipeline => pipeline(args)?,
             Bench::Shard => shard(args)?,
             Bench::Stream => stream(args)?,
+            Bench::Train => train(args)?,
         }
     }
     Ok(())
@@ -424,6 +427,64 @@ fn tensorflow_read(shards: &Path, runs: usize) -> anyhow::Result<Vec<Value>> {
                 );
             }
             Ok(serde_json::from_slice(&std::fs::read(&json)?)?)
+        })
+        .collect()
+}
+
+fn train(args: &Args) -> anyhow::Result<()> {
+    let ours = cargo_bench("shardfeed-model", "train_step", args.runs, &[])?;
+    let ours = ours["images_per_s"]
+        .as_f64()
+        .context("images_per_s in the train bench output")?;
+    let binary = crate::data::shardfeed_binary()?;
+    let sources = bench_sources(&binary, args.images)?;
+    let shards = util::root().join("target/bench-data/stream-shards");
+    if !shards.join("manifest.json").exists() {
+        shard_once(&binary, &sources, &shards, 2, false)?;
+    }
+    let keras = match keras_throughput(&shards, args.tf_runs) {
+        Ok(rates) => print_figure("keras train.py --mode throughput", rates, "images/s"),
+        Err(why) => {
+            eprintln!("Keras baseline SKIPPED: {why:#} (the figure to beat: 110 images/s)");
+            return Ok(());
+        }
+    };
+    println!("ratio vs keras: train step {:>5.2}x", ours / keras);
+    Ok(())
+}
+
+fn keras_throughput(shards: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
+    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
+    let script = baseline_script("train.py")?;
+    let json = util::root().join("target/bench-data/keras-train.json");
+    (0..runs.max(1))
+        .map(|_| {
+            let output = Command::new(&python)
+                .arg(&script)
+                .arg("--shards")
+                .arg(shards)
+                .args([
+                    "--mode",
+                    "throughput",
+                    "--warmup",
+                    "3",
+                    "--measure",
+                    "8",
+                    "--verbose",
+                    "0",
+                    "--json",
+                ])
+                .arg(&json)
+                .env("TF_CPP_MIN_LOG_LEVEL", "3")
+                .output()?;
+            if !output.status.success() {
+                bail!(
+                    "train.py failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            let result: Value = serde_json::from_slice(&std::fs::read(&json)?)?;
+            find_number(&result, "images_per_s").context("images_per_s in train.py's output")
         })
         .collect()
 }
