@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: benchmarks, each next to the TensorFlow figure it must beat,
 //! measured in the same run when the TensorFlow reference is installed.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -126,37 +127,6 @@ fn record_format(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// TensorFlow's in-graph scan of the same files, GB/s of payload per run, sorted.
-fn tensorflow_raw_scan(dir: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
-    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
-    let script = baseline_script("read_bench.py")?;
-    let mut rates = Vec::new();
-    for run in 0..runs.max(1) {
-        let json = dir.with_file_name(format!("tensorflow-raw-scan-{run}.json"));
-        let output = Command::new(&python)
-            .arg(&script)
-            .arg("--shards")
-            .arg(dir)
-            .args(["--only", "raw_scan_graph", "--json"])
-            .arg(&json)
-            .env("TF_CPP_MIN_LOG_LEVEL", "3")
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "read_bench.py failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        let result: Value = serde_json::from_slice(&std::fs::read(&json)?)?;
-        let mb_per_s =
-            find_number(&result, "MB_per_s").context("MB_per_s in read_bench.py's output")?;
-        rates.push(mb_per_s / 1000.0);
-    }
-    rates.sort_by(f64::total_cmp);
-    Ok(rates)
-}
-
 /// The first number under `key` anywhere in `value`.
 fn find_number(value: &Value, key: &str) -> Option<f64> {
     match value {
@@ -277,35 +247,6 @@ fn shard(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tensorflow_shard(sources: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
-    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
-    let script = baseline_script("shard.py")?;
-    let out = util::root().join("target/bench-data/tf-shards");
-    let json = util::root().join("target/bench-data/tf-shard.json");
-    (0..runs.max(1))
-        .map(|_| {
-            let output = Command::new(&python)
-                .arg(&script)
-                .arg("--data")
-                .arg(sources)
-                .arg("--out")
-                .arg(&out)
-                .arg("--json")
-                .arg(&json)
-                .env("TF_CPP_MIN_LOG_LEVEL", "3")
-                .output()?;
-            if !output.status.success() {
-                bail!(
-                    "shard.py failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            let result: Value = serde_json::from_slice(&std::fs::read(&json)?)?;
-            find_number(&result, "images_per_s").context("images_per_s in shard.py's output")
-        })
-        .collect()
-}
-
 fn baseline_script(name: &str) -> anyhow::Result<PathBuf> {
     util::shared_dir()
         .map(|s| s.join("baseline/tf").join(name))
@@ -406,31 +347,6 @@ fn stream(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tensorflow_read(shards: &Path, runs: usize) -> anyhow::Result<Vec<Value>> {
-    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
-    let script = baseline_script("read_bench.py")?;
-    let json = util::root().join("target/bench-data/tf-read.json");
-    (0..runs.max(1))
-        .map(|_| {
-            let output = Command::new(&python)
-                .arg(&script)
-                .arg("--shards")
-                .arg(shards)
-                .args(["--only", "pipeline_cache,pipeline_nocache", "--json"])
-                .arg(&json)
-                .env("TF_CPP_MIN_LOG_LEVEL", "3")
-                .output()?;
-            if !output.status.success() {
-                bail!(
-                    "read_bench.py failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            Ok(serde_json::from_slice(&std::fs::read(&json)?)?)
-        })
-        .collect()
-}
-
 fn train(args: &Args) -> anyhow::Result<()> {
     let ours = cargo_bench("shardfeed-model", "train_step", args.runs, &[])?;
     let ours = ours["images_per_s"]
@@ -453,38 +369,107 @@ fn train(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn keras_throughput(shards: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
+/// Runs `../shared/baseline/tf/SCRIPT ARGS --json FILE` with the TensorFlow venv `runs`
+/// times (each pays TensorFlow's start-up once); returns each run's JSON document.
+fn run_baseline(script: &str, args: &[&OsStr], runs: usize) -> anyhow::Result<Vec<Value>> {
     let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
-    let script = baseline_script("train.py")?;
-    let json = util::root().join("target/bench-data/keras-train.json");
+    let path = baseline_script(script)?;
+    let json = util::root()
+        .join("target/bench-data")
+        .join(format!("{script}.json"));
     (0..runs.max(1))
         .map(|_| {
             let output = Command::new(&python)
-                .arg(&script)
-                .arg("--shards")
-                .arg(shards)
-                .args([
-                    "--mode",
-                    "throughput",
-                    "--warmup",
-                    "3",
-                    "--measure",
-                    "8",
-                    "--verbose",
-                    "0",
-                    "--json",
-                ])
+                .arg(&path)
+                .args(args)
+                .arg("--json")
                 .arg(&json)
                 .env("TF_CPP_MIN_LOG_LEVEL", "3")
                 .output()?;
             if !output.status.success() {
                 bail!(
-                    "train.py failed: {}",
+                    "{script} failed ({}): {}",
+                    output.status,
                     String::from_utf8_lossy(&output.stderr)
                 );
             }
-            let result: Value = serde_json::from_slice(&std::fs::read(&json)?)?;
-            find_number(&result, "images_per_s").context("images_per_s in train.py's output")
+            Ok(serde_json::from_slice(&std::fs::read(&json)?)?)
         })
         .collect()
+}
+
+/// `key` from each run's document, sorted.
+fn numbers(results: &[Value], key: &str, script: &str) -> anyhow::Result<Vec<f64>> {
+    let mut values = results
+        .iter()
+        .map(|r| find_number(r, key).with_context(|| format!("{key} in {script}'s output")))
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    values.sort_by(f64::total_cmp);
+    Ok(values)
+}
+
+/// TensorFlow's in-graph scan of the same files, GB/s of payload per run, sorted.
+fn tensorflow_raw_scan(dir: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
+    let args = [
+        "--shards".as_ref(),
+        dir.as_os_str(),
+        "--only".as_ref(),
+        "raw_scan_graph".as_ref(),
+    ];
+    let mb_per_s = numbers(
+        &run_baseline("read_bench.py", &args, runs)?,
+        "MB_per_s",
+        "read_bench.py",
+    )?;
+    Ok(mb_per_s.into_iter().map(|v| v / 1000.0).collect())
+}
+
+/// TensorFlow's shard step on the same folder, images/s per run.
+fn tensorflow_shard(sources: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
+    let out = util::root().join("target/bench-data/tf-shards");
+    let args = [
+        "--data".as_ref(),
+        sources.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    numbers(
+        &run_baseline("shard.py", &args, runs)?,
+        "images_per_s",
+        "shard.py",
+    )
+}
+
+/// TensorFlow's read pipeline over the same shards, cached and not.
+fn tensorflow_read(shards: &Path, runs: usize) -> anyhow::Result<Vec<Value>> {
+    let args = [
+        "--shards".as_ref(),
+        shards.as_os_str(),
+        "--only".as_ref(),
+        "pipeline_cache,pipeline_nocache".as_ref(),
+    ];
+    run_baseline("read_bench.py", &args, runs)
+}
+
+/// Keras's training-step throughput on the same shards, images/s per run.
+fn keras_throughput(shards: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
+    let mut args: Vec<&OsStr> = vec!["--shards".as_ref(), shards.as_os_str()];
+    args.extend(
+        [
+            "--mode",
+            "throughput",
+            "--warmup",
+            "3",
+            "--measure",
+            "8",
+            "--verbose",
+            "0",
+        ]
+        .map(OsStr::new),
+    );
+    numbers(
+        &run_baseline("train.py", &args, runs)?,
+        "images_per_s",
+        "train.py",
+    )
 }
