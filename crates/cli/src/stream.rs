@@ -14,7 +14,7 @@ use serde::Serialize;
 use shardfeed_image_prep::{DecodeOptions, Decoder, RgbImage};
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_input_pipeline::{
-    BoxError, CacheBudget, CacheOverflow, Parallelism, Pipeline, Repeat, Stats,
+    BoxError, CacheBudget, CacheOverflow, Parallelism, Pipeline, Plan, Repeat, Stats,
 };
 use shardfeed_record_format::{Compression, ImageExample, ReaderOptions};
 
@@ -152,19 +152,21 @@ pub fn open_shards(dir: &Path, compression: Compression) -> anyhow::Result<TfRec
     )?)
 }
 
+/// The tutorial's order: shuffled files, interleave 16, shuffle buffer 2048, `repeat`.
+pub fn tutorial_plan(plan: Plan, seed: u64, repeat: Repeat) -> Plan {
+    plan.seed(seed)
+        .shuffle_sources(true)
+        .interleave(16, 1)
+        .shuffle(2048)
+        .repeat(repeat)
+}
+
 /// The tutorial's read pipeline over `source`.
 pub fn read_pipeline(source: TfRecordSource, config: &StreamConfig) -> Pipeline<Decoded> {
-    let seed = config.seed;
-    let epochs = config.epochs;
+    let (seed, epochs) = (config.seed, config.epochs);
     let pipeline = source
         .parsed_pipeline(
-            |plan| {
-                plan.seed(seed)
-                    .shuffle_sources(true)
-                    .interleave(16, 1)
-                    .shuffle(2048)
-                    .repeat(Repeat::Epochs(epochs))
-            },
+            |plan| tutorial_plan(plan, seed, Repeat::Epochs(epochs)),
             decode_record,
         )
         .parallelism(config.jobs)

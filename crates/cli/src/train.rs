@@ -15,7 +15,7 @@ use shardfeed_model::burn::module::Module;
 use shardfeed_model::{ImageBatch, Metrics, TrainConfig, Trainer, cpu_device};
 use shardfeed_record_format::ReaderOptions;
 
-use crate::stream::{Decoded, batch_to_f32, decode_record};
+use crate::stream::{Decoded, batch_to_f32, decode_record, tutorial_plan};
 
 /// What to train and how (SPEC §4 defaults).
 #[derive(Debug, Clone)]
@@ -158,13 +158,7 @@ pub fn train(
     let train_pipeline = split
         .train
         .parsed_pipeline(
-            |plan| {
-                plan.seed(seed)
-                    .shuffle_sources(true)
-                    .interleave(16, 1)
-                    .shuffle(2048)
-                    .repeat(Repeat::Forever)
-            },
+            |plan| tutorial_plan(plan, seed, Repeat::Forever),
             decode_record,
         )
         .parallelism(settings.jobs)
