@@ -2,6 +2,9 @@
 //! Conv256 (all 3×3, `same` padding, ReLU), global average pool, Dense. One output (a sigmoid
 //! logit) for two classes, `k` outputs (softmax logits) for more: 392,865 parameters for two.
 
+use std::sync::Mutex;
+
+use burn::module::{ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
@@ -50,6 +53,26 @@ impl Cnn {
             global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             dense: LinearConfig::new(256, outputs_for(classes)).init(device),
         }
+    }
+
+    /// A CNN whose initial weights depend on `seed` alone.
+    ///
+    /// burn initialises parameters lazily, on first use, from one process-wide generator:
+    /// this seeds it and draws every parameter at once, under a lock, so other models being
+    /// created or used at the same time cannot interleave their draws.
+    pub fn seeded(classes: usize, seed: u64, device: &Device) -> Self {
+        static INIT: Mutex<()> = Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        device.seed(seed);
+        let model = Cnn::new(classes, device);
+        struct Materialise;
+        impl ModuleVisitor for Materialise {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let _ = param.val();
+            }
+        }
+        model.visit(&mut Materialise);
+        model
     }
 
     /// Logits for a batch of NCHW images.

@@ -3,8 +3,9 @@
 //! on batches from any iterator; this crate reads no files.
 
 use burn::nn::loss::{BinaryCrossEntropyLossConfig, CrossEntropyLossConfig};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::{Cnn, outputs_for};
 
@@ -43,7 +44,7 @@ impl ImageBatch {
 }
 
 /// Loss and accuracy over some images.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Metrics {
     /// Sum of per-image losses.
     pub loss_sum: f64,
@@ -73,7 +74,7 @@ impl Metrics {
 }
 
 /// Training settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
     /// Number of classes (≥ 2).
     pub classes: usize,
@@ -99,21 +100,44 @@ pub struct Trainer {
     optimizer: burn::optim::ModuleOptimizer,
     config: TrainConfig,
     device: Device,
+    steps: u64,
 }
 
 impl Trainer {
     /// A new model on `device` (give an autodiff device, e.g. `Device::flex().autodiff()`).
     pub fn new(config: TrainConfig, device: Device) -> Self {
-        device.seed(config.seed);
-        let model = Cnn::new(config.classes, &device);
-        // Keras's Adam: beta 0.9 / 0.999, epsilon 1e-7 (burn's default is 1e-5).
-        let optimizer = AdamConfig::new().with_epsilon(1e-7).init();
+        let model = Cnn::seeded(config.classes, config.seed, &device);
+        Trainer::from_parts(model, Trainer::adam(), config, device, 0)
+    }
+
+    pub(crate) fn from_parts(
+        model: Cnn,
+        optimizer: burn::optim::ModuleOptimizer,
+        config: TrainConfig,
+        device: Device,
+        steps: u64,
+    ) -> Self {
         Trainer {
             model: Some(model),
             optimizer,
             config,
             device,
+            steps,
         }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Optimisation steps taken since the model was created (across resumes).
+    pub fn global_step(&self) -> u64 {
+        self.steps
+    }
+
+    pub(crate) fn optimizer(&self) -> &burn::optim::ModuleOptimizer {
+        &self.optimizer
     }
 
     /// The model.
@@ -145,6 +169,7 @@ impl Trainer {
         );
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         self.model = Some(self.optimizer.step(self.config.learning_rate, model, grads));
+        self.steps += 1;
         metrics
     }
 

@@ -1,7 +1,12 @@
 //! The CNN's size, learning on a tiny set, and saving/loading.
 
-use burn::module::Module;
-use shardfeed_model::{Cnn, ImageBatch, Metrics, TrainConfig, Trainer, cpu_device};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::Tensor;
+use shardfeed_model::{
+    CARD_FILE, Classifier, Cnn, DeviceKind, ImageBatch, MODEL_FILE, Metrics, ModelCard,
+    PREPROCESSING, Progress, TrainConfig, Trainer, cpu_device, has_checkpoint, predicted,
+    save_model,
+};
 
 #[test]
 fn the_two_class_cnn_has_the_seed_models_parameter_count() {
@@ -74,6 +79,130 @@ fn a_tiny_set_is_learned_and_the_loss_falls() {
     assert!(after.accuracy() >= 0.95, "accuracy {}", after.accuracy());
 }
 
+#[test]
+fn a_saved_model_loads_back_as_a_classifier_with_identical_predictions() {
+    let device = cpu_device();
+    let batch = stripes(4);
+    let mut trainer = Trainer::new(TrainConfig::default(), device.clone());
+    trainer.step(&batch);
+    let (images, _) = batch.to_tensors(&device);
+    let logits: Vec<f32> = trainer
+        .model()
+        .forward(images)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let card = ModelCard {
+        classes: vec!["cat".into(), "dog".into()],
+        image_size: 16,
+        preprocessing: PREPROCESSING.into(),
+    };
+    save_model(trainer.model(), &card, dir.path()).unwrap();
+    let classifier = Classifier::load(
+        dir.path(),
+        shardfeed_model::device(DeviceKind::Cpu, false).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(classifier.card(), &card);
+    let probabilities = classifier.probabilities(&batch);
+    assert_eq!(probabilities.len(), 4);
+    for (row, logit) in probabilities.iter().zip(&logits) {
+        // Sigmoid of the training model's logit, as [p(cat), p(dog)].
+        let p = 1.0 / (1.0 + (-logit).exp());
+        assert!((row[1] - p).abs() < 1e-6, "{row:?} vs {p}");
+        assert!((row[0] + row[1] - 1.0).abs() < 1e-6);
+        let (class, probability) = predicted(row);
+        assert_eq!(class, usize::from(*logit > 0.0));
+        assert!(probability >= 0.5);
+    }
+}
+
+#[test]
+fn a_missing_or_damaged_model_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = shardfeed_model::device(DeviceKind::Cpu, false).unwrap();
+    let error = Classifier::load(dir.path(), device.clone()).err().unwrap();
+    assert!(error.to_string().contains("model.json"), "{error}");
+    std::fs::write(
+        dir.path().join(CARD_FILE),
+        r#"{"classes":["a","b"],"image_size":16,"preprocessing":"x"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(MODEL_FILE), b"not burnpack").unwrap();
+    let error = Classifier::load(dir.path(), device).err().unwrap();
+    assert!(error.to_string().contains("model.bpk"), "{error}");
+}
+
+/// Every parameter value, in the model's order.
+fn weights(trainer: &Trainer) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0
+                .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    trainer.model().visit(&mut collect);
+    collect.0
+}
+
+#[test]
+fn resuming_from_a_checkpoint_gives_the_uninterrupted_runs_weights() {
+    let batches: Vec<ImageBatch> = (0..6).map(|i| stripes(4 + i % 3)).collect();
+    let config = TrainConfig {
+        learning_rate: 3e-3,
+        ..TrainConfig::default()
+    };
+    let mut straight = Trainer::new(config, cpu_device());
+    for batch in &batches {
+        straight.step(batch);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Trainer::new(config, cpu_device());
+    for batch in &batches[..3] {
+        first.step(batch);
+    }
+    let progress = Progress {
+        epochs_done: 1,
+        steps_in_epoch: 0,
+        epoch_metrics: Metrics::default(),
+        data_state: vec![1, 2, 3],
+    };
+    first.save_checkpoint(dir.path(), &progress).unwrap();
+    // A second save replaces the first's files.
+    first.save_checkpoint(dir.path(), &progress).unwrap();
+    drop(first);
+    assert!(has_checkpoint(dir.path()));
+    let files = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(files, 3, "state.json, one model file, one optimizer file");
+
+    // The same seed gives the same weights, whatever else runs meanwhile.
+    assert_eq!(
+        weights(&Trainer::new(config, cpu_device())),
+        weights(&Trainer::new(config, cpu_device()))
+    );
+    let (mut resumed, restored) = Trainer::resume(dir.path(), cpu_device()).unwrap();
+    assert_eq!(restored, progress);
+    assert_eq!(resumed.global_step(), 3);
+    for batch in &batches[3..] {
+        resumed.step(batch);
+    }
+    assert_eq!(resumed.global_step(), 6);
+    let (a, b) = (weights(&straight), weights(&resumed));
+    assert_eq!(a.len(), 392_865);
+    let max = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert_eq!(max, 0.0, "largest weight difference {max}");
+    // And the run moved: the weights are not those of step 3.
+    let (at_three, _) = Trainer::resume(dir.path(), cpu_device()).unwrap();
+    assert_ne!(weights(&at_three), a);
+}
 #[test]
 fn a_saved_model_loads_back_with_identical_predictions() {
     let device = cpu_device();

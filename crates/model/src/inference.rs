@@ -1,0 +1,139 @@
+//! A saved model and what it needs to be used: `model.bpk` (weights) beside `model.json` (class
+//! names, image size, preprocessing), and a [`Classifier`] that loads both and turns images
+//! into class probabilities.
+
+use std::fs;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::activation::{sigmoid, softmax};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::write_atomic;
+use crate::error::ModelError;
+use crate::{Cnn, ImageBatch, outputs_for};
+
+/// The weights file of a saved model.
+pub const MODEL_FILE: &str = "model.bpk";
+/// The description file of a saved model.
+pub const CARD_FILE: &str = "model.json";
+
+/// The preprocessing every saved model was trained with (SPEC §2 and §5).
+pub const PREPROCESSING: &str =
+    "decode RGB; resize the shorter side to image_size (bilinear, half-pixel); centre crop; /255";
+
+/// What a saved model needs beside its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// Class names, in index order.
+    pub classes: Vec<String>,
+    /// The images' side in pixels.
+    pub image_size: usize,
+    /// The preprocessing, in words ([`PREPROCESSING`]).
+    pub preprocessing: String,
+}
+
+/// Saves `model`'s weights and `card` into `dir` (each file atomically).
+pub fn save_model(model: &Cnn, card: &ModelCard, dir: &Path) -> Result<(), ModelError> {
+    fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let weights = dir.join(MODEL_FILE);
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| ModelError::record(weights.clone(), e))?;
+    write_atomic(&weights, &bytes)?;
+    let json = serde_json::to_vec_pretty(card).expect("the card serialises");
+    write_atomic(&dir.join(CARD_FILE), &json)
+}
+
+/// A saved model, loaded for inference.
+pub struct Classifier {
+    model: Cnn,
+    card: ModelCard,
+    device: Device,
+}
+
+impl Classifier {
+    /// Loads `dir/model.json` and `dir/model.bpk` onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self, ModelError> {
+        let card_path = dir.join(CARD_FILE);
+        let text = fs::read(&card_path).map_err(|source| ModelError::Io {
+            path: card_path.clone(),
+            source,
+        })?;
+        let card: ModelCard = serde_json::from_slice(&text).map_err(|source| ModelError::Json {
+            path: card_path.clone(),
+            source,
+        })?;
+        if card.classes.len() < 2 || card.image_size == 0 {
+            return Err(ModelError::Invalid {
+                path: card_path,
+                message: format!(
+                    "{} classes and image size {}: need at least 2 classes and a size",
+                    card.classes.len(),
+                    card.image_size
+                ),
+            });
+        }
+        let weights = dir.join(MODEL_FILE);
+        let record =
+            ModuleRecord::load(&weights).map_err(|e| ModelError::record(weights.clone(), e))?;
+        let model = Cnn::new(card.classes.len(), &device)
+            .try_load_record(record)
+            .map_err(|e| ModelError::record(weights.clone(), e))?;
+        Ok(Classifier {
+            model,
+            card,
+            device,
+        })
+    }
+
+    /// The model's description.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// Class probabilities for each image of `batch` (its labels are ignored): one row of
+    /// `classes` values summing to 1 per image.
+    pub fn probabilities(&self, batch: &ImageBatch) -> Vec<Vec<f32>> {
+        let n = batch.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let (images, _) = batch.to_tensors(&self.device);
+        let logits = self.model.forward(images);
+        let classes = self.card.classes.len();
+        let values: Vec<f32> = if outputs_for(classes) == 1 {
+            let p: Vec<f32> = sigmoid(logits)
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32 logits");
+            return p.into_iter().map(|p| vec![1.0 - p, p]).collect();
+        } else {
+            softmax(logits, 1)
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32 logits")
+        };
+        values.chunks(classes).map(<[f32]>::to_vec).collect()
+    }
+}
+
+/// The most probable class of one image's probabilities, and its probability (the first on
+/// ties).
+pub fn predicted(probabilities: &[f32]) -> (usize, f32) {
+    probabilities
+        .iter()
+        .copied()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |best, (i, p)| if p > best.1 { (i, p) } else { best },
+        )
+}
