@@ -2,6 +2,10 @@
 //! `xtask` and tests. Uses `anyhow`, like the binary; format, image and pipeline logic stays
 //! in the library crates.
 
+pub mod classes;
+pub mod evaluate;
+pub mod plot;
+pub mod predict;
 pub mod shard;
 pub mod stream;
 pub mod synthetic;

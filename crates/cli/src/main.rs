@@ -8,8 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod evaluate_cmd;
 mod gen_data_cmd;
 mod inspect;
+mod plot_cmd;
+mod predict_cmd;
 mod shard_cmd;
 mod stream_cmd;
 mod train_cmd;
@@ -30,6 +33,12 @@ enum Command {
     Stream(stream_cmd::Args),
     /// Train the seed CNN on shards: validation split by files, a line per epoch, the model saved.
     Train(train_cmd::Args),
+    /// Accuracy of a trained run on its validation files, per class, and the confusion matrix.
+    Evaluate(evaluate_cmd::Args),
+    /// Classify JPEG files with a trained run (training's preprocessing): a CSV file,label,probability.
+    Predict(predict_cmd::Args),
+    /// Draw an 8×4 grid of validation (obs/est) or test (est) images, and the training curves.
+    Plot(plot_cmd::Args),
     /// Check TFRecord files: record count, features, classes, CRCs; exit 1 if any is damaged.
     Inspect(inspect::Args),
     /// Generate a synthetic labelled JPEG folder (DIR/train, DIR/test) for trying things out.
@@ -42,6 +51,9 @@ fn main() -> ExitCode {
         Command::Shard(args) => shard_cmd::run(&args),
         Command::Stream(args) => stream_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
+        Command::Evaluate(args) => evaluate_cmd::run(&args),
+        Command::Predict(args) => predict_cmd::run(&args),
+        Command::Plot(args) => plot_cmd::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::GenData(args) => gen_data_cmd::run(&args),
     };

@@ -1,17 +1,25 @@
-//! `shardfeed train`: flags and a Keras-like line per epoch around [`shardfeed::train`].
+//! `shardfeed train`: flags, a progress bar per epoch, a Keras-like line per epoch, and Ctrl-C
+//! (first press: checkpoint after the current step and exit; second press: exit at once).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use shardfeed::train::{TrainSettings, train};
+use indicatif::{ProgressBar, ProgressStyle};
+use shardfeed::classes::ClassSource;
+use shardfeed::train::{TrainEvent, TrainSettings, train};
 use shardfeed_input_pipeline::Parallelism;
+use shardfeed_model::DeviceKind;
+use shardfeed_record_format::Compression;
 
 /// Flags of `shardfeed train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The shard folder.
     shards: PathBuf,
-    /// Epochs.
+    /// Epochs (in all: a resumed run continues up to this many).
     #[arg(long, default_value_t = 10)]
     epochs: u64,
     /// Batch size.
@@ -26,18 +34,42 @@ pub struct Args {
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
-    /// The run folder: model.bpk, run.json, metrics.csv.
+    /// The run folder: model.bpk, model.json, run.json, metrics.csv, curves.png, checkpoint/.
     #[arg(long, default_value = "runs/latest")]
     out: PathBuf,
+    /// Continue the run in --out from its checkpoint (with the run's own settings).
+    #[arg(long)]
+    resume: bool,
+    /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]
+    device: DeviceKind,
     /// Decode threads (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
-    /// Class names, comma-separated, for shards without a manifest.json.
+    /// Class names, comma-separated, for shards without a manifest.json (default: the class
+    /// indices found in the records).
     #[arg(long, value_delimiter = ',')]
     classes: Option<Vec<String>>,
+    /// Compression of the shard files.
+    #[arg(long, default_value = "none", value_name = "none|gzip|zlib")]
+    compression: Compression,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nshardfeed: interrupted again: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nshardfeed: interrupted: saving a checkpoint after this step (Ctrl-C again to quit now)"
+        );
+    })?;
     let settings = TrainSettings {
         shards: args.shards.clone(),
         epochs: args.epochs,
@@ -48,25 +80,93 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         out: args.out.clone(),
         jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::Fixed),
         classes: args.classes.clone(),
+        compression: args.compression,
+        resume: args.resume,
+        device: args.device,
+        stop: Some(stop),
     };
     let epochs = args.epochs;
-    let info = train(&settings, |line| {
-        println!(
-            "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4} - {:.1} images/s (waited {:.1}s for input)",
-            line.epoch,
-            line.seconds,
-            line.train.loss(),
-            line.train.accuracy(),
-            line.validation.loss(),
-            line.validation.accuracy(),
-            line.images_per_second,
-            line.waited,
-        );
+    let show_bar = !args.quiet && std::io::stderr().is_terminal();
+    let mut bar = ProgressBar::hidden();
+    let outcome = train(&settings, |event| match event {
+        TrainEvent::Start {
+            info,
+            steps,
+            epoch,
+            step,
+            class_source,
+        } => {
+            let names = match class_source {
+                ClassSource::Scan => " (no manifest: named by index)",
+                ClassSource::Given | ClassSource::Manifest => "",
+            };
+            eprintln!(
+                "training on {} records ({} files), validating on {} ({} files); classes {}{names}; {steps} steps per epoch",
+                info.train_records,
+                info.train_files.len(),
+                info.validation_records,
+                info.validation_files.len(),
+                info.classes.join(", "),
+            );
+            if epoch > 1 || step > 0 {
+                eprintln!("resuming at epoch {epoch}, step {step}");
+            }
+        }
+        TrainEvent::Step {
+            epoch,
+            step,
+            steps,
+            metrics,
+            images_per_second,
+            waited,
+        } => {
+            if show_bar && bar.is_hidden() {
+                bar = ProgressBar::new(steps);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "Epoch {prefix} {bar:30} {pos}/{len} {msg} ETA {eta}",
+                    )
+                    .expect("a valid template"),
+                );
+                bar.set_prefix(format!("{epoch}/{epochs}"));
+            }
+            bar.set_position(step);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.4} {images_per_second:.1} img/s, input wait {waited:.1}s",
+                metrics.loss(),
+                metrics.accuracy()
+            ));
+        }
+        TrainEvent::Epoch(line) => {
+            bar.finish_and_clear();
+            bar = ProgressBar::hidden();
+            println!(
+                "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4} - {:.1} images/s (waited {:.1}s for input)",
+                line.epoch,
+                line.seconds,
+                line.train.loss(),
+                line.train.accuracy(),
+                line.validation.loss(),
+                line.validation.accuracy(),
+                line.images_per_second,
+                line.waited,
+            );
+        }
     })?;
+    bar.finish_and_clear();
+    if let Some((epoch, step)) = outcome.interrupted {
+        eprintln!(
+            "interrupted: checkpoint saved at epoch {epoch}, step {step} in {}; continue with `shardfeed train {} --out {} --resume`",
+            args.out.join("checkpoint").display(),
+            args.shards.display(),
+            args.out.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
     eprintln!(
-        "saved the model ({} classes, {} px) in {}",
-        info.classes.len(),
-        info.image_size,
+        "saved the model ({} classes, {} px), metrics.csv and curves.png in {}",
+        outcome.info.classes.len(),
+        outcome.info.image_size,
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)

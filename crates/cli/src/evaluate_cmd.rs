@@ -1,0 +1,82 @@
+//! `shardfeed evaluate`: accuracy on a run's validation files, per class, and the confusion
+//! matrix; `--json` for scripts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use shardfeed::evaluate::{EvaluateSettings, evaluate};
+use shardfeed_input_pipeline::Parallelism;
+use shardfeed_model::DeviceKind;
+
+/// Flags of `shardfeed evaluate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The run folder written by `shardfeed train`.
+    #[arg(long, default_value = "runs/latest")]
+    model: PathBuf,
+    /// Read the run's validation files from this folder (default: where training read them).
+    #[arg(long)]
+    shards: Option<PathBuf>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Decode threads (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]
+    device: DeviceKind,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let evaluation = evaluate(&EvaluateSettings {
+        model: args.model.clone(),
+        shards: args.shards.clone(),
+        batch: args.batch,
+        jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::Fixed),
+        device: args.device,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&evaluation)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} validation images in {} files",
+        evaluation.images,
+        evaluation.files.len()
+    );
+    println!("accuracy: {:.2}%", evaluation.accuracy * 100.0);
+    let width = evaluation
+        .classes
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    for class in &evaluation.per_class {
+        println!(
+            "  {:<width$}  {:>6.2}%  ({}/{})",
+            class.class,
+            class.accuracy * 100.0,
+            class.correct,
+            class.images
+        );
+    }
+    println!("confusion matrix (rows: observed, columns: predicted):");
+    print!("  {:<width$}", "");
+    for name in &evaluation.classes {
+        print!("  {name:>width$}");
+    }
+    println!();
+    for (name, row) in evaluation.classes.iter().zip(&evaluation.confusion) {
+        print!("  {name:<width$}");
+        for count in row {
+            print!("  {count:>width$}");
+        }
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
