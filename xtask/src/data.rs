@@ -1,5 +1,5 @@
-//! `cargo xtask gen-data` and `cargo xtask shard`: the release `shardfeed` binary with the
-//! project's defaults (`data/` → `shards/`), so they run the same code as the CLI.
+//! `cargo xtask gen-data`, `shard` and `train`: the release `shardfeed` binary with the
+//! project's defaults (`data/` → `shards/` → `runs/latest`), so they run the same code as the CLI.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -28,6 +28,17 @@ pub fn shard(args: &[OsString]) -> anyhow::Result<()> {
     command
         .current_dir(root())
         .args(["shard", "data/train", "--out", "shards"])
+        .args(args);
+    util::run(&mut command)
+}
+
+/// `shardfeed train shards --out runs/latest ARGS` (a later `--out` wins).
+pub fn train(args: &[OsString]) -> anyhow::Result<()> {
+    let binary = shardfeed_binary()?;
+    let mut command = Command::new(binary);
+    command
+        .current_dir(root())
+        .args(["train", "shards", "--out", "runs/latest"])
         .args(args);
     util::run(&mut command)
 }

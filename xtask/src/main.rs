@@ -2,7 +2,7 @@
 //!
 //! One module per command: `ci` runs everything CI runs, cheapest first; `tidy` checks the
 //! repository itself; `bench` measures against the TensorFlow baseline; `fuzz` runs the
-//! `cargo fuzz` targets on stable Rust; `data` runs `gen-data` and `shard` through the
+//! `cargo fuzz` targets on stable Rust; `data` runs `gen-data`, `shard` and `train` through the
 //! release `shardfeed` binary. Shared helpers live in `util`.
 
 use std::process::ExitCode;
@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Everything CI runs, cheapest first: fmt, tidy, clippy, tests, TensorFlow interop.
+    /// Everything CI runs, cheapest first: fmt, tidy, clippy, tests, cuda type-check, TensorFlow interop.
     Ci(ci::Args),
     /// Check the repository itself: crate docs, README lines, no todo!/dbg!, small fixtures.
     Tidy,
@@ -46,6 +46,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Train on `shards/` into `runs/latest`: `shardfeed train` with the defaults.
+    Train {
+        /// More flags for `shardfeed train` (`--epochs`, `--resume`, `--out`, …).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,7 @@ fn main() -> ExitCode {
         Task::Fuzz(args) => fuzz::run(&args),
         Task::GenData { args } => data::gen_data(&args),
         Task::Shard { args } => data::shard(&args),
+        Task::Train { args } => data::train(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

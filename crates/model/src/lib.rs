@@ -68,7 +68,7 @@ pub fn device(kind: DeviceKind, training: bool) -> Result<Device, String> {
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => {
             return Err("this shardfeed was built without CUDA: rebuild with \
-                        `cargo build --release --features cuda` (see the README's GPU section)"
+                        `cargo build --release -p shardfeed --features cuda` (see the README's GPU section)"
                 .to_owned());
         }
     };
