@@ -279,8 +279,11 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<CurvePoint>> {
     Ok(points)
 }
 
+/// A named, coloured series of (epoch, value) points.
+type Series<'a> = (&'a str, Rgb, Vec<(f64, f64)>);
+
 /// One panel of the curves: two series over the epochs.
-fn panel(canvas: &mut Canvas, left: usize, title: &str, series: [(&str, Rgb, Vec<(f64, f64)>); 2]) {
+fn panel(canvas: &mut Canvas, left: usize, title: &str, series: [Series<'_>; 2]) {
     let (top, width, height) = (40usize, 380usize, 260usize);
     let (x0, y0) = (left as f64 + 60.0, top as f64 + height as f64);
     let points = series.iter().flat_map(|s| s.2.iter().copied());
