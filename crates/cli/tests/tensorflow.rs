@@ -4,6 +4,8 @@
 //!
 //! Needs `SHARDFEED_TF_PYTHON` (set by `cargo xtask ci`); ignored in a plain `cargo test`.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -14,9 +16,7 @@ use shardfeed_input_pipeline::Parallelism;
 #[test]
 #[ignore = "needs TensorFlow: run by `cargo xtask ci`, which sets SHARDFEED_TF_PYTHON"]
 fn tensorflow_reads_our_shards() {
-    let python = std::env::var_os("SHARDFEED_TF_PYTHON").map(PathBuf::from).expect(
-        "SHARDFEED_TF_PYTHON must name a Python with tensorflow installed (cargo xtask ci sets it)",
-    );
+    let python = common::tensorflow_python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/baseline/tf/verify_shards.py");
     assert!(

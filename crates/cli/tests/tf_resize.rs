@@ -4,6 +4,8 @@
 //!
 //! Needs `SHARDFEED_TF_PYTHON` (set by `cargo xtask ci`); ignored in a plain `cargo test`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -61,9 +63,7 @@ fn compare(sources: &Path, references: &Path) -> (u8, f64, usize) {
 #[test]
 #[ignore = "needs TensorFlow: run by `cargo xtask ci`, which sets SHARDFEED_TF_PYTHON"]
 fn tensorflow_resize_references_generated_now_match_ours_within_one() {
-    let python = std::env::var_os("SHARDFEED_TF_PYTHON").map(PathBuf::from).expect(
-        "SHARDFEED_TF_PYTHON must name a Python with tensorflow installed (cargo xtask ci sets it)",
-    );
+    let python = common::tensorflow_python();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let script = root.join("scripts/tf_resize_reference.py");
     let dir = tempfile::tempdir().unwrap();

@@ -68,6 +68,18 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> 
     Ok(())
 }
 
+/// Reads and parses a JSON file, errors naming it.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
+    let text = fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|source| ModelError::Json {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Whether `dir` holds a checkpoint.
 pub fn has_checkpoint(dir: &Path) -> bool {
     dir.join(STATE_FILE).is_file()
@@ -122,14 +134,7 @@ impl Trainer {
     /// Restores the trainer saved in `dir` on `device`, and how far it got.
     pub fn resume(dir: &Path, device: Device) -> Result<(Trainer, Progress), ModelError> {
         let state_path = dir.join(STATE_FILE);
-        let text = fs::read(&state_path).map_err(|source| ModelError::Io {
-            path: state_path.clone(),
-            source,
-        })?;
-        let state: State = serde_json::from_slice(&text).map_err(|source| ModelError::Json {
-            path: state_path.clone(),
-            source,
-        })?;
+        let state: State = read_json(&state_path)?;
         if state.format != FORMAT {
             return Err(ModelError::Invalid {
                 path: state_path,

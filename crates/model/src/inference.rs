@@ -11,7 +11,7 @@ use burn::store::ModuleRecord;
 use burn::tensor::activation::{sigmoid, softmax};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_atomic;
+use crate::checkpoint::{read_json, write_atomic};
 use crate::error::ModelError;
 use crate::{Cnn, ImageBatch, outputs_for};
 
@@ -63,14 +63,7 @@ impl Classifier {
     /// Loads `dir/model.json` and `dir/model.bpk` onto `device`.
     pub fn load(dir: &Path, device: Device) -> Result<Self, ModelError> {
         let card_path = dir.join(CARD_FILE);
-        let text = fs::read(&card_path).map_err(|source| ModelError::Io {
-            path: card_path.clone(),
-            source,
-        })?;
-        let card: ModelCard = serde_json::from_slice(&text).map_err(|source| ModelError::Json {
-            path: card_path.clone(),
-            source,
-        })?;
+        let card: ModelCard = read_json(&card_path)?;
         if card.classes.len() < 2 || card.image_size == 0 {
             return Err(ModelError::Invalid {
                 path: card_path,
