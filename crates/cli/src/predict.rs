@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use shardfeed_image_prep::{DecodeOptions, Preparer, RgbImage, is_jpeg_name};
+use shardfeed_image_prep::{DecodeOptions, Layout, Preparer, RgbImage, is_jpeg_name, to_tensor};
 use shardfeed_input_pipeline::{BoxError, Parallelism, Pipeline};
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch, predicted};
 
@@ -138,7 +138,7 @@ pub fn predict(
         let side = size as usize;
         let mut pixels = Vec::with_capacity(good.len() * side * side * 3);
         for (_, image) in &good {
-            pixels.extend(image.pixels.iter().map(|&v| f32::from(v) * (1.0 / 255.0)));
+            pixels.extend(to_tensor(image, Layout::Hwc));
         }
         let input = ImageBatch {
             pixels,

@@ -362,6 +362,12 @@ pub fn train(
         step: progress.steps_in_epoch,
         class_source,
     });
+    let stop_requested = || {
+        settings
+            .stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst))
+    };
     let mut first_step = progress.steps_in_epoch;
     let mut train = progress.epoch_metrics;
     for epoch in progress.epochs_done + 1..=settings.epochs {
@@ -384,11 +390,7 @@ pub fn train(
                 images_per_second: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 waited,
             });
-            let stopping = settings
-                .stop
-                .as_ref()
-                .is_some_and(|stop| stop.load(Ordering::SeqCst));
-            if stopping && step + 1 < steps {
+            if stop_requested() && step + 1 < steps {
                 let progress = Progress {
                     epochs_done: epoch - 1,
                     steps_in_epoch: step + 1,
@@ -441,12 +443,7 @@ pub fn train(
         draw_curves(&metrics_path, &settings.out.join("curves.png"))?;
         report(TrainEvent::Epoch(&line));
         train = Metrics::default();
-        if settings
-            .stop
-            .as_ref()
-            .is_some_and(|stop| stop.load(Ordering::SeqCst))
-            && epoch < settings.epochs
-        {
+        if stop_requested() && epoch < settings.epochs {
             return Ok(TrainOutcome {
                 info,
                 interrupted: Some((epoch + 1, 0)),
