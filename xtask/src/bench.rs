@@ -349,9 +349,12 @@ fn stream(args: &Args) -> anyhow::Result<()> {
 
 fn train(args: &Args) -> anyhow::Result<()> {
     let ours = cargo_bench("shardfeed-model", "train_step", args.runs, &[])?;
-    let ours = ours["images_per_s"]
-        .as_f64()
-        .context("images_per_s in the train bench output")?;
+    let rate = |mode: &str| {
+        ours[mode]["images_per_s"]
+            .as_f64()
+            .with_context(|| format!("{mode}.images_per_s in the train bench output"))
+    };
+    let (fast, stock) = (rate("fast")?, rate("stock")?);
     let binary = crate::data::shardfeed_binary()?;
     let sources = bench_sources(&binary, args.images)?;
     let shards = util::root().join("target/bench-data/stream-shards");
@@ -365,8 +368,53 @@ fn train(args: &Args) -> anyhow::Result<()> {
             return Ok(());
         }
     };
-    println!("ratio vs keras: train step {:>5.2}x", ours / keras);
+    println!(
+        "ratio vs keras: train step, fast CPU path (default)  {:>5.2}x",
+        fast / keras
+    );
+    println!(
+        "ratio vs keras: train step, burn-flex stock kernels  {:>5.2}x",
+        stock / keras
+    );
+    let latency = keras_predict_latency()?;
+    let ms = |document: &Value, key: &str| document[key].as_f64().unwrap_or(f64::NAN);
+    for (name, key) in [
+        ("model.predict(x)", "predict_ms"),
+        ("model(x, training=False)", "call_ms"),
+    ] {
+        println!(
+            "keras one-image {name:<26} {:>7.1} ms median (min {:.1}, max {:.1})",
+            ms(&latency[key], "median"),
+            ms(&latency[key], "min"),
+            ms(&latency[key], "max"),
+        );
+    }
+    let our_ms = ours["fast"]["predict_ms_median"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    println!(
+        "latency vs keras: one image, ours {our_ms:.1} ms: {:.2}x faster than model.predict, {:.2}x than model(x)",
+        ms(&latency["predict_ms"], "median") / our_ms,
+        ms(&latency["call_ms"], "median") / our_ms,
+    );
     Ok(())
+}
+
+/// Keras's one-image inference latency (`scripts/keras_predict_latency.py`).
+fn keras_predict_latency() -> anyhow::Result<Value> {
+    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
+    let baseline = baseline_script("tutorial_pipeline.py")?;
+    let json = util::root().join("target/bench-data/keras_predict_latency.json");
+    util::run(
+        Command::new(python)
+            .arg(util::root().join("scripts/keras_predict_latency.py"))
+            .arg("--baseline")
+            .arg(baseline.parent().context("baseline folder")?)
+            .args(["--runs", "30", "--json"])
+            .arg(&json)
+            .env("TF_CPP_MIN_LOG_LEVEL", "3"),
+    )?;
+    Ok(serde_json::from_slice(&std::fs::read(&json)?)?)
 }
 
 /// Runs `../shared/baseline/tf/SCRIPT ARGS --json FILE` with the TensorFlow venv `runs`

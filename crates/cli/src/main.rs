@@ -8,6 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Large tensors' memory is reused from step to step instead of page-faulted in again.
+#[global_allocator]
+static ALLOCATOR: shardfeed_model::BlockCache = shardfeed_model::BlockCache;
+
 mod evaluate_cmd;
 mod gen_data_cmd;
 mod inspect;

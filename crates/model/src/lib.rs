@@ -20,6 +20,7 @@
 
 mod checkpoint;
 mod error;
+pub mod fast;
 mod inference;
 mod model;
 mod training;
@@ -31,6 +32,8 @@ pub use inference::{
     CARD_FILE, Classifier, MODEL_FILE, ModelCard, PREPROCESSING, predicted, save_model,
 };
 pub use model::{Cnn, outputs_for};
+/// The global allocator that training binaries should declare (see its documentation).
+pub use shardfeed_cpu_kernels::BlockCache;
 pub use training::{ImageBatch, Metrics, TrainConfig, Trainer};
 
 use burn::prelude::Device;

@@ -9,7 +9,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+
+use crate::fast::{conv3x3_relu, max_pool2x2};
 
 /// The CNN. Input: `[batch, 3, height, width]` in [0, 1]; output: logits `[batch, outputs]`.
 #[derive(Module, Debug)]
@@ -77,14 +78,14 @@ impl Cnn {
 
     /// Logits for a batch of NCHW images.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = relu(self.conv16.forward(images));
-        let x = relu(self.conv32.forward(x));
-        let x = self.pool1.forward(x);
-        let x = relu(self.conv64.forward(x));
-        let x = self.pool2.forward(x);
-        let x = relu(self.conv128.forward(x));
-        let x = self.pool3.forward(x);
-        let x = relu(self.conv256.forward(x));
+        let x = conv3x3_relu(&self.conv16, images);
+        let x = conv3x3_relu(&self.conv32, x);
+        let x = max_pool2x2(&self.pool1, x);
+        let x = conv3x3_relu(&self.conv64, x);
+        let x = max_pool2x2(&self.pool2, x);
+        let x = conv3x3_relu(&self.conv128, x);
+        let x = max_pool2x2(&self.pool3, x);
+        let x = conv3x3_relu(&self.conv256, x);
         let x = self.global_pool.forward(x); // [batch, 256, 1, 1]
         let x: Tensor<2> = x.flatten(1, 3);
         self.dense.forward(x)

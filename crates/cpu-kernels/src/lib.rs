@@ -1,0 +1,30 @@
+//! CPU kernels for shardfeed's seed CNN, on plain `f32` slices: no burn, no tensors.
+//!
+//! [`Conv3x3`] is the network's convolution (3×3, stride 1, `same` padding, NCHW) with its
+//! bias and ReLU fused, forward and backward, as im2col + SGEMM (the `gemm` crate, AVX-512
+//! where the CPU has it) over both cores; [`MaxPool2x2`] is its 2×2 max-pool. `shardfeed-model` plugs these kernels into burn as
+//! a custom operation; this crate knows nothing of burn. [`BlockCache`] is the global
+//! allocator that keeps large tensors' memory from being page-faulted in again every step.
+//!
+//! ```
+//! use shardfeed_cpu_kernels::Conv3x3;
+//!
+//! let shape = Conv3x3 { batch: 1, in_channels: 1, out_channels: 1, height: 2, width: 2 };
+//! let x = [1.0, 2.0, 3.0, 4.0];
+//! let mut w = [0.0; 9];
+//! w[4] = 1.0; // the centre tap: identity
+//! let y = shape.forward_relu(&x, &w, &[-2.5]);
+//! assert_eq!(y, [0.0, 0.0, 0.5, 1.5]);
+//! ```
+
+#![deny(missing_docs)]
+
+mod alloc;
+mod conv;
+mod pool;
+mod scratch;
+mod sgemm;
+
+pub use alloc::BlockCache;
+pub use conv::{Conv3x3, ConvGrads};
+pub use pool::MaxPool2x2;

@@ -1,0 +1,159 @@
+//! 2×2 max-pooling with stride 2 (no padding; an odd last row or column is dropped, as in
+//! Keras's `MaxPooling2D` and burn's `MaxPool2d`), NCHW, and its backward pass.
+//!
+//! The backward pass sends each output's gradient to the first largest of its four inputs
+//! (row-major order), recomputed from the input rather than stored.
+
+use rayon::prelude::*;
+
+/// The shape of a 2×2 max-pool over `planes` (batch × channels) planes of `height × width`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPool2x2 {
+    /// Images × channels.
+    pub planes: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+}
+
+/// Planes handled per parallel task.
+const PLANES_PER_TASK: usize = 8;
+
+impl MaxPool2x2 {
+    /// Output height and width.
+    pub fn output_size(&self) -> (usize, usize) {
+        (self.height / 2, self.width / 2)
+    }
+
+    /// Values in the input.
+    pub fn input_len(&self) -> usize {
+        self.planes * self.height * self.width
+    }
+
+    /// Values in the output.
+    pub fn output_len(&self) -> usize {
+        let (oh, ow) = self.output_size();
+        self.planes * oh * ow
+    }
+
+    /// The index within a plane of the first largest input under output `(oy, ox)`.
+    fn winner(&self, plane: &[f32], oy: usize, ox: usize) -> usize {
+        let top = 2 * oy * self.width + 2 * ox;
+        let mut best = top;
+        for candidate in [top + 1, top + self.width, top + self.width + 1] {
+            if plane[candidate] > plane[best] {
+                best = candidate;
+            }
+        }
+        best
+    }
+
+    /// The pooled values.
+    ///
+    /// # Panics
+    /// When `x` does not have [`input_len`](Self::input_len) values.
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        assert_eq!(
+            x.len(),
+            self.input_len(),
+            "max_pool2x2: input length for {self:?}"
+        );
+        let (oh, ow) = self.output_size();
+        let mut y = vec![0.0; self.output_len()];
+        if y.is_empty() {
+            return y;
+        }
+        let plane_in = self.height * self.width;
+        y.par_chunks_mut(oh * ow * PLANES_PER_TASK)
+            .zip(x.par_chunks(plane_in * PLANES_PER_TASK))
+            .for_each(|(y_planes, x_planes)| {
+                for (out, plane) in y_planes.chunks_mut(oh * ow).zip(x_planes.chunks(plane_in)) {
+                    for oy in 0..oh {
+                        let (top, bottom) = plane[2 * oy * self.width..].split_at(self.width);
+                        let row = &mut out[oy * ow..][..ow];
+                        for (ox, o) in row.iter_mut().enumerate() {
+                            let a = top[2 * ox].max(top[2 * ox + 1]);
+                            let b = bottom[2 * ox].max(bottom[2 * ox + 1]);
+                            *o = a.max(b);
+                        }
+                    }
+                }
+            });
+        y
+    }
+
+    /// The input's gradient given the input `x` and the output's gradient `grad_y`.
+    ///
+    /// # Panics
+    /// When a slice's length does not match the shape.
+    pub fn backward(&self, x: &[f32], grad_y: &[f32]) -> Vec<f32> {
+        assert_eq!(
+            x.len(),
+            self.input_len(),
+            "max_pool2x2: input length for {self:?}"
+        );
+        assert_eq!(
+            grad_y.len(),
+            self.output_len(),
+            "max_pool2x2: gradient length for {self:?}"
+        );
+        let (oh, ow) = self.output_size();
+        let mut grad_x = vec![0.0; self.input_len()];
+        if grad_y.is_empty() {
+            return grad_x;
+        }
+        let plane_in = self.height * self.width;
+        grad_x
+            .par_chunks_mut(plane_in * PLANES_PER_TASK)
+            .zip(x.par_chunks(plane_in * PLANES_PER_TASK))
+            .zip(grad_y.par_chunks(oh * ow * PLANES_PER_TASK))
+            .for_each(|((gx_planes, x_planes), gy_planes)| {
+                let planes = gx_planes
+                    .chunks_mut(plane_in)
+                    .zip(x_planes.chunks(plane_in))
+                    .zip(gy_planes.chunks(oh * ow));
+                for ((gx, plane), gy) in planes {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            gx[self.winner(plane, oy, ox)] = gy[oy * ow + ox];
+                        }
+                    }
+                }
+            });
+        grad_x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_and_routes_gradients_to_the_maximum() {
+        // One 3×5 plane: the last row and column are dropped.
+        let x = [
+            1.0, 5.0, 2.0, 2.0, 9.0, //
+            3.0, 4.0, 7.0, 2.0, 9.0, //
+            9.0, 9.0, 9.0, 9.0, 9.0,
+        ];
+        let pool = MaxPool2x2 {
+            planes: 1,
+            height: 3,
+            width: 5,
+        };
+        assert_eq!(pool.forward(&x), [5.0, 7.0]);
+        let gx = pool.backward(&x, &[10.0, 20.0]);
+        let mut want = [0.0; 15];
+        want[1] = 10.0;
+        want[7] = 20.0;
+        assert_eq!(gx, want);
+        // Ties go to the first in row-major order.
+        let tie = MaxPool2x2 {
+            planes: 1,
+            height: 2,
+            width: 2,
+        };
+        assert_eq!(tie.backward(&[0.0; 4], &[1.0]), [1.0, 0.0, 0.0, 0.0]);
+    }
+}

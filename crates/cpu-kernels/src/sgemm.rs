@@ -1,0 +1,178 @@
+//! A bounds-checked front to the `gemm` crate's SGEMM.
+
+use gemm::Parallelism;
+
+/// A matrix stored in a slice with a row stride and a column stride (in elements).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Strided<'a> {
+    pub data: &'a [f32],
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// A row-major matrix whose rows are `row_stride` apart.
+    pub fn rows(data: &'a [f32], row_stride: usize) -> Self {
+        Strided {
+            data,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix whose rows are `row_stride` apart.
+    pub fn transposed(data: &'a [f32], row_stride: usize) -> Self {
+        Strided {
+            data,
+            row_stride: 1,
+            col_stride: row_stride,
+        }
+    }
+}
+
+/// The last index a `rows × cols` matrix with these strides touches, plus one.
+fn extent(rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> usize {
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * row_stride + (cols - 1) * col_stride + 1
+    }
+}
+
+/// `dst[m × n] (+)= a[m × k] · b[k × n]`, `dst` row-major with rows `dst_row_stride` apart;
+/// adds to `dst` when `accumulate`, overwrites it otherwise.
+///
+/// # Panics
+/// When a matrix does not fit in its slice.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    accumulate: bool,
+    a: Strided<'_>,
+    b: Strided<'_>,
+    parallelism: Parallelism,
+) {
+    assert!(
+        extent(m, n, dst_row_stride, 1) <= dst.len(),
+        "sgemm: dst too short"
+    );
+    assert!(
+        extent(m, k, a.row_stride, a.col_stride) <= a.data.len(),
+        "sgemm: a too short"
+    );
+    assert!(
+        extent(k, n, b.row_stride, b.col_stride) <= b.data.len(),
+        "sgemm: b too short"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in 0..m {
+                dst[row * dst_row_stride..][..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: the asserts above keep every element the three matrices address inside its
+    // slice; `dst` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_a_naive_product_plain_transposed_and_accumulated() {
+        let (m, n, k) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 2.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 1.5).collect();
+        let want = naive(m, n, k, &a, &b);
+
+        let mut c = vec![9.0; m * n];
+        sgemm(
+            m,
+            n,
+            k,
+            &mut c,
+            n,
+            false,
+            Strided::rows(&a, k),
+            Strided::rows(&b, n),
+            Parallelism::None,
+        );
+        assert_eq!(c, want);
+
+        // aᵀ stored: at[k × m]; b stored transposed: bt[n × k].
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        sgemm(
+            m,
+            n,
+            k,
+            &mut c,
+            n,
+            true,
+            Strided::transposed(&at, m),
+            Strided::transposed(&bt, k),
+            Parallelism::None,
+        );
+        let twice: Vec<f32> = want.iter().map(|v| v * 2.0).collect();
+        assert_eq!(c, twice);
+    }
+
+    #[test]
+    #[should_panic(expected = "b too short")]
+    fn a_short_slice_is_refused() {
+        let mut c = vec![0.0; 4];
+        sgemm(
+            2,
+            2,
+            2,
+            &mut c,
+            2,
+            false,
+            Strided::rows(&[1.0; 4], 2),
+            Strided::rows(&[1.0; 3], 2),
+            Parallelism::None,
+        );
+    }
+}

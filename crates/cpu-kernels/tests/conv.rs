@@ -1,0 +1,225 @@
+//! The fast convolution against a direct, obviously correct one: forward and every gradient,
+//! on random shapes including 1-pixel and odd sizes.
+
+use proptest::prelude::*;
+use shardfeed_cpu_kernels::{Conv3x3, ConvGrads};
+
+/// Deterministic values in [-1, 1).
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+struct Direct<'a> {
+    s: Conv3x3,
+    x: &'a [f32],
+    w: &'a [f32],
+}
+
+impl Direct<'_> {
+    fn x_at(&self, n: usize, c: usize, y: isize, x: isize) -> Option<usize> {
+        let s = &self.s;
+        (y >= 0 && x >= 0 && (y as usize) < s.height && (x as usize) < s.width)
+            .then(|| ((n * s.in_channels + c) * s.height + y as usize) * s.width + x as usize)
+    }
+
+    /// Calls `f(out_index, x_index, w_index)` for every product of the convolution.
+    fn each(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let s = self.s;
+        for n in 0..s.batch {
+            for o in 0..s.out_channels {
+                for oy in 0..s.height {
+                    for ox in 0..s.width {
+                        let out = ((n * s.out_channels + o) * s.height + oy) * s.width + ox;
+                        for c in 0..s.in_channels {
+                            for tap in 0..9 {
+                                let (ky, kx) = (tap / 3, tap % 3);
+                                let at = self.x_at(
+                                    n,
+                                    c,
+                                    oy as isize + ky as isize - 1,
+                                    ox as isize + kx as isize - 1,
+                                );
+                                if let Some(xi) = at {
+                                    f(out, xi, (o * s.in_channels + c) * 9 + tap);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn forward(&self, b: &[f32]) -> Vec<f32> {
+        let s = self.s;
+        let hw = s.height * s.width;
+        let mut y: Vec<f64> = (0..s.output_len())
+            .map(|i| b[(i / hw) % s.out_channels] as f64)
+            .collect();
+        self.each(|o, xi, wi| y[o] += self.x[xi] as f64 * self.w[wi] as f64);
+        y.into_iter().map(|v| v.max(0.0) as f32).collect()
+    }
+
+    fn backward(&self, y: &[f32], gy: &[f32]) -> ConvGrads {
+        let s = self.s;
+        let hw = s.height * s.width;
+        let dy: Vec<f64> = y
+            .iter()
+            .zip(gy)
+            .map(|(&y, &g)| if y > 0.0 { g as f64 } else { 0.0 })
+            .collect();
+        let mut gx = vec![0.0f64; s.input_len()];
+        let mut gw = vec![0.0f64; s.weight_len()];
+        let mut gb = vec![0.0f64; s.out_channels];
+        for (i, d) in dy.iter().enumerate() {
+            gb[(i / hw) % s.out_channels] += d;
+        }
+        self.each(|o, xi, wi| {
+            gx[xi] += dy[o] * self.w[wi] as f64;
+            gw[wi] += dy[o] * self.x[xi] as f64;
+        });
+        let f = |v: Vec<f64>| v.into_iter().map(|v| v as f32).collect();
+        ConvGrads {
+            input: Some(f(gx)),
+            weight: f(gw),
+            bias: f(gb),
+        }
+    }
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], scale: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        // f32 sums of up to a few thousand products of values in [-1, 1).
+        let tolerance = 1e-5 * scale + 1e-5 * w.abs();
+        assert!(
+            (g - w).abs() <= tolerance,
+            "{what}[{i}]: {g} vs {w} (tolerance {tolerance})"
+        );
+    }
+}
+
+fn check(s: Conv3x3, seed: u64) {
+    let x = values(s.input_len(), seed);
+    let w = values(s.weight_len(), seed + 1);
+    let b = values(s.out_channels, seed + 2);
+    let gy = values(s.output_len(), seed + 3);
+    let direct = Direct { s, x: &x, w: &w };
+    let terms = (s.in_channels * 9) as f32;
+
+    let y = s.forward_relu(&x, &w, &b);
+    assert_close("y", &y, &direct.forward(&b), terms);
+
+    let want = direct.backward(&y, &gy);
+    let got = s.backward_relu(&x, &w, &y, &gy, true);
+    let positions = (s.batch * s.height * s.width) as f32;
+    assert_close(
+        "grad_x",
+        got.input.as_deref().unwrap(),
+        want.input.as_deref().unwrap(),
+        (s.out_channels * 9) as f32,
+    );
+    assert_close("grad_w", &got.weight, &want.weight, positions);
+    assert_close("grad_b", &got.bias, &want.bias, positions);
+
+    let without = s.backward_relu(&x, &w, &y, &gy, false);
+    assert!(without.input.is_none());
+    assert_eq!(
+        without.weight, got.weight,
+        "grad_w must not depend on whether grad_x is asked"
+    );
+    assert_eq!(without.bias, got.bias);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn matches_direct_convolution(
+        batch in 1usize..5,
+        in_channels in 1usize..9,
+        out_channels in 1usize..9,
+        height in 1usize..14,
+        width in 1usize..14,
+        seed in any::<u64>(),
+    ) {
+        check(Conv3x3 { batch, in_channels, out_channels, height, width }, seed);
+    }
+}
+
+#[test]
+fn matches_direct_convolution_on_the_networks_channel_counts() {
+    // Blocks of several image rows, and blocks that split rows (patch 576 → 455 positions).
+    for (ci, co, side) in [
+        (3, 16, 33),
+        (16, 32, 17),
+        (32, 64, 9),
+        (64, 128, 33),
+        (128, 256, 5),
+    ] {
+        check(
+            Conv3x3 {
+                batch: 2,
+                in_channels: ci,
+                out_channels: co,
+                height: side,
+                width: side,
+            },
+            7,
+        );
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_the_number_of_threads() {
+    let s = Conv3x3 {
+        batch: 9,
+        in_channels: 5,
+        out_channels: 7,
+        height: 21,
+        width: 19,
+    };
+    let x = values(s.input_len(), 1);
+    let w = values(s.weight_len(), 2);
+    let b = values(s.out_channels, 3);
+    let gy = values(s.output_len(), 4);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let y = s.forward_relu(&x, &w, &b);
+            let grads = s.backward_relu(&x, &w, &y, &gy, true);
+            (y, grads)
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3, 16] {
+        assert!(
+            run(threads) == one,
+            "{threads} threads gave other bits than 1 thread"
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "weight length")]
+fn a_wrong_weight_length_is_refused() {
+    let s = Conv3x3 {
+        batch: 1,
+        in_channels: 2,
+        out_channels: 2,
+        height: 3,
+        width: 3,
+    };
+    s.forward_relu(&[0.0; 18], &[0.0; 35], &[0.0; 2]);
+}

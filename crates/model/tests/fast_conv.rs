@@ -1,0 +1,172 @@
+//! The fast CPU kernels (our custom burn operations) against burn-flex's own: `conv2d` +
+//! `relu` (outputs and the gradients of the input, weight and bias under autodiff) and
+//! `MaxPool2d` 2×2 (output and input gradient), on random shapes (batch 1–8, channels 1–64,
+//! sizes 1–33, odd sizes included).
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::pool::MaxPool2dConfig;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::activation::relu;
+use shardfeed_model::fast::{fast_conv3x3_relu, fast_max_pool2x2, runs_fast};
+
+/// Largest difference relative to the largest magnitude of `want`.
+fn relative_error(got: Tensor<4>, want: Tensor<4>) -> f32 {
+    let scale = want.clone().abs().max().into_scalar::<f32>().max(1e-6);
+    (got - want).abs().max().into_scalar::<f32>() / scale
+}
+
+fn flat<const D: usize>(t: Tensor<D>) -> Tensor<4> {
+    let n = t.shape().num_elements();
+    t.reshape([1, 1, 1, n])
+}
+
+fn compare(batch: usize, cin: usize, cout: usize, height: usize, width: usize, seed: u64) {
+    let device = Device::flex().autodiff();
+    device.seed(seed);
+    let conv = Conv2dConfig::new([cin, cout], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .init(&device);
+    let x = Tensor::<4>::random(
+        [batch, cin, height, width],
+        Distribution::Uniform(-1.0, 1.0),
+        &device,
+    );
+    let upstream = Tensor::<4>::random(
+        [batch, cout, height, width],
+        Distribution::Uniform(-1.0, 1.0),
+        &device,
+    );
+
+    let run = |fast: bool| {
+        let x = x.clone().detach().require_grad();
+        let y = if fast {
+            fast_conv3x3_relu(
+                x.clone(),
+                conv.weight.val(),
+                conv.bias.as_ref().unwrap().val(),
+            )
+        } else {
+            relu(conv.forward(x.clone()))
+        };
+        let grads = (y.clone() * upstream.clone()).sum().backward();
+        (
+            y.inner(),
+            x.grad(&grads).unwrap(),
+            conv.weight.grad(&grads).unwrap(),
+            conv.bias.as_ref().unwrap().grad(&grads).unwrap(),
+        )
+    };
+    let (y, gx, gw, gb) = run(true);
+    let (y_ref, gx_ref, gw_ref, gb_ref) = run(false);
+    let what = format!("batch {batch}, {cin} → {cout} channels, {height}×{width}");
+    // f32 sums of up to 64·9 (forward) and 8·33·33 (weight gradient) products in another
+    // order than burn's: relative error 1e-5 of the largest value.
+    for (name, err) in [
+        ("output", relative_error(y, y_ref)),
+        ("input gradient", relative_error(gx, gx_ref)),
+        ("weight gradient", relative_error(gw, gw_ref)),
+        ("bias gradient", relative_error(flat(gb), flat(gb_ref))),
+    ] {
+        assert!(
+            err < 1e-5,
+            "{what}: {name} differs from burn's by {err:e} (relative)"
+        );
+    }
+}
+
+#[test]
+fn forward_and_gradients_match_burns_conv2d_and_relu_on_random_shapes() {
+    let mut state = 0x5EED_u64;
+    let mut draw = |lo: usize, hi: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (state >> 33) as usize % (hi - lo + 1)
+    };
+    for case in 0..12 {
+        let (batch, cin, cout) = (draw(1, 8), draw(1, 64), draw(1, 64));
+        let (height, width) = (draw(1, 33), draw(1, 33));
+        compare(batch, cin, cout, height, width, case);
+    }
+    // The edges of the ranges.
+    compare(1, 1, 1, 1, 1, 100);
+    compare(8, 64, 64, 33, 33, 101);
+    compare(3, 3, 16, 1, 31, 102);
+}
+
+#[test]
+fn the_fast_path_runs_on_flex_and_not_elsewhere_by_choice() {
+    assert!(runs_fast(&Device::flex()));
+    assert!(runs_fast(&Device::flex().autodiff()));
+}
+
+#[test]
+fn without_autodiff_the_fast_op_gives_the_same_output() {
+    let device = Device::flex();
+    device.seed(3);
+    let conv = Conv2dConfig::new([5, 7], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .init(&device);
+    let x = Tensor::<4>::random([2, 5, 9, 11], Distribution::Uniform(-1.0, 1.0), &device);
+    let fast = fast_conv3x3_relu(
+        x.clone(),
+        conv.weight.val(),
+        conv.bias.as_ref().unwrap().val(),
+    );
+    let stock = relu(conv.forward(x));
+    assert!(relative_error(fast, stock) < 1e-5);
+}
+
+fn compare_pool(batch: usize, channels: usize, height: usize, width: usize, seed: u64) {
+    let device = Device::flex().autodiff();
+    device.seed(seed);
+    let pool = MaxPool2dConfig::new([2, 2]).init();
+    // Continuous random values: no ties, so both pick the same maximum.
+    let x = Tensor::<4>::random(
+        [batch, channels, height, width],
+        Distribution::Uniform(-1.0, 1.0),
+        &device,
+    );
+    let (oh, ow) = (height / 2, width / 2);
+    let upstream = Tensor::<4>::random(
+        [batch, channels, oh, ow],
+        Distribution::Uniform(-1.0, 1.0),
+        &device,
+    );
+    let run = |fast: bool| {
+        let x = x.clone().detach().require_grad();
+        let y = if fast {
+            fast_max_pool2x2(x.clone())
+        } else {
+            pool.forward(x.clone())
+        };
+        let grads = (y.clone() * upstream.clone()).sum().backward();
+        (y.inner(), x.grad(&grads).unwrap())
+    };
+    let (y, gx) = run(true);
+    let (y_ref, gx_ref) = run(false);
+    let what = format!("max-pool, batch {batch}, {channels} channels, {height}×{width}");
+    assert_eq!(y.dims(), [batch, channels, oh, ow], "{what}");
+    // Pooling only moves values: exactly equal.
+    assert_eq!(y.into_data(), y_ref.into_data(), "{what}: output");
+    assert_eq!(gx.into_data(), gx_ref.into_data(), "{what}: input gradient");
+}
+
+#[test]
+fn max_pool_matches_burns_on_random_shapes() {
+    let mut state = 0xB00_u64;
+    let mut draw = |lo: usize, hi: usize| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (state >> 33) as usize % (hi - lo + 1)
+    };
+    for case in 0..10 {
+        compare_pool(draw(1, 8), draw(1, 64), draw(2, 33), draw(2, 33), case);
+    }
+    compare_pool(1, 1, 2, 2, 50);
+    compare_pool(8, 64, 33, 33, 51);
+    compare_pool(2, 3, 3, 2, 52);
+}
