@@ -24,7 +24,7 @@ use std::sync::Mutex;
 /// Blocks at least this large are cached.
 const LARGE: usize = 1 << 20;
 /// The most bytes kept in the cache; a block that would exceed it is returned to the system.
-const MAX_CACHED_BYTES: usize = 3 << 30;
+const MAX_CACHED_BYTES: usize = 2 << 30;
 /// The most blocks kept.
 const MAX_CACHED_BLOCKS: usize = 512;
 
@@ -61,16 +61,31 @@ fn take(layout: Layout) -> Option<*mut u8> {
     Some(address as *mut u8)
 }
 
-/// Keeps a freed block; false when the cache is full.
+/// Keeps a freed block, returning the oldest blocks to the system to stay within the limits
+/// (so a cache full of sizes no longer asked for makes room for today's); false when the
+/// block alone is over the limit.
 fn keep(ptr: *mut u8, layout: Layout) -> bool {
-    let mut cache = lock();
-    if cache.bytes + layout.size() > MAX_CACHED_BYTES || cache.blocks.len() >= MAX_CACHED_BLOCKS {
+    if layout.size() > MAX_CACHED_BYTES {
         return false;
     }
+    let mut cache = lock();
     if cache.blocks.capacity() == 0 {
         // Allocating under the lock is fine: this size is far below `LARGE`, so the
         // allocation goes straight to the system allocator without taking the lock.
         cache.blocks.reserve_exact(MAX_CACHED_BLOCKS);
+    }
+    while cache.bytes + layout.size() > MAX_CACHED_BYTES || cache.blocks.len() >= MAX_CACHED_BLOCKS
+    {
+        let (size, align, address) = cache.blocks.remove(0);
+        cache.bytes -= size;
+        // SAFETY: a cached block came from `System` with exactly this size and alignment
+        // and is in no one's hands (it was removed from the cache under the lock).
+        unsafe {
+            System.dealloc(
+                address as *mut u8,
+                Layout::from_size_align_unchecked(size, align),
+            )
+        };
     }
     cache
         .blocks

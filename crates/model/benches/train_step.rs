@@ -22,8 +22,9 @@ static ALLOCATOR: shardfeed_model::BlockCache = shardfeed_model::BlockCache;
 const BATCH: usize = 32;
 const SIDE: usize = 160;
 
-/// Median, min and max of `runs` timings of `f` (after one warm-up call), in seconds.
+/// Median, min and max of `runs` timings of `f` (after two warm-up calls), in seconds.
 fn time(runs: usize, mut f: impl FnMut()) -> [f64; 3] {
+    f();
     f();
     let mut seconds: Vec<f64> = (0..runs)
         .map(|_| {

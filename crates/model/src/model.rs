@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use burn::module::{ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
 use crate::fast::{conv3x3_relu, max_pool2x2};
@@ -32,10 +32,30 @@ pub fn outputs_for(classes: usize) -> usize {
     if classes == 2 { 1 } else { classes }
 }
 
+/// Keras's default initialisation: Glorot-uniform weights (`±√(6 / (fan_in + fan_out))`),
+/// zero biases. (burn's default, PyTorch's Kaiming-uniform with random biases, trained a
+/// little worse and slower here.)
+const GLOROT: Initializer = Initializer::XavierUniform { gain: 1.0 };
+
+fn zeros(outputs: usize, device: &Device) -> Option<Param<Tensor<1>>> {
+    Some(Param::from_tensor(Tensor::zeros([outputs], device)))
+}
+
 fn conv(input: usize, output: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([input, output], [3, 3])
+    let mut conv = Conv2dConfig::new([input, output], [3, 3])
         .with_padding(PaddingConfig2d::Same)
-        .init(device)
+        .with_initializer(GLOROT)
+        .init(device);
+    conv.bias = zeros(output, device);
+    conv
+}
+
+fn dense(input: usize, output: usize, device: &Device) -> Linear {
+    let mut dense = LinearConfig::new(input, output)
+        .with_initializer(GLOROT)
+        .init(device);
+    dense.bias = zeros(output, device);
+    dense
 }
 
 impl Cnn {
@@ -52,7 +72,7 @@ impl Cnn {
             pool3: pool(),
             conv256: conv(128, 256, device),
             global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            dense: LinearConfig::new(256, outputs_for(classes)).init(device),
+            dense: dense(256, outputs_for(classes), device),
         }
     }
 
