@@ -3,7 +3,7 @@
 //! One module per command: `ci` runs everything CI runs, cheapest first; `tidy` checks the
 //! repository itself; `bench` measures against the TensorFlow baseline; `fuzz` runs the
 //! `cargo fuzz` targets on stable Rust; `data` runs `gen-data`, `shard` and `train` through the
-//! release `shardfeed` binary. Shared helpers live in `util`.
+//! release `shardfeed` binary; `demo` runs the whole workflow through it. Shared helpers live in `util`.
 
 use std::process::ExitCode;
 
@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod ci;
 mod data;
+mod demo;
 mod fuzz;
 mod tidy;
 mod util;
@@ -30,6 +31,8 @@ enum Task {
     Ci(ci::Args),
     /// Check the repository itself: crate docs, README lines, no todo!/dbg!, small fixtures.
     Tidy,
+    /// The whole workflow on generated data (or `--data DIR`): shard, stream, train, evaluate, predict, plot.
+    Demo(demo::Args),
     /// Benchmarks, with the TensorFlow baseline in the same run where it is installed.
     Bench(bench::Args),
     /// Run the fuzz targets (needs no nightly; builds with coverage flags on stable).
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Ci(args) => ci::run(&args),
         Task::Tidy => tidy::run(),
+        Task::Demo(args) => demo::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::GenData { args } => data::gen_data(&args),

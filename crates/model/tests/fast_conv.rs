@@ -76,15 +76,20 @@ fn compare(batch: usize, cin: usize, cout: usize, height: usize, width: usize, s
     }
 }
 
-#[test]
-fn forward_and_gradients_match_burns_conv2d_and_relu_on_random_shapes() {
-    let mut state = 0x5EED_u64;
-    let mut draw = |lo: usize, hi: usize| {
+/// A seeded generator of sizes in `lo..=hi`.
+fn draws(seed: u64) -> impl FnMut(usize, usize) -> usize {
+    let mut state = seed;
+    move |lo, hi| {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         lo + (state >> 33) as usize % (hi - lo + 1)
-    };
+    }
+}
+
+#[test]
+fn forward_and_gradients_match_burns_conv2d_and_relu_on_random_shapes() {
+    let mut draw = draws(0x5EED);
     for case in 0..12 {
         let (batch, cin, cout) = (draw(1, 8), draw(1, 64), draw(1, 64));
         let (height, width) = (draw(1, 33), draw(1, 33));
@@ -156,13 +161,7 @@ fn compare_pool(batch: usize, channels: usize, height: usize, width: usize, seed
 
 #[test]
 fn max_pool_matches_burns_on_random_shapes() {
-    let mut state = 0xB00_u64;
-    let mut draw = |lo: usize, hi: usize| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        lo + (state >> 33) as usize % (hi - lo + 1)
-    };
+    let mut draw = draws(0xB00);
     for case in 0..10 {
         compare_pool(draw(1, 8), draw(1, 64), draw(2, 33), draw(2, 33), case);
     }
