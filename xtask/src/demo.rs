@@ -27,10 +27,10 @@ pub struct Args {
     #[arg(long, default_value = "runs/demo")]
     out: PathBuf,
     /// Training images to generate when no `--data` is given.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 3000)]
     images: usize,
     /// Training epochs.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 6)]
     epochs: usize,
 }
 
