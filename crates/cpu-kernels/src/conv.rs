@@ -99,7 +99,8 @@ impl Conv3x3 {
         }
     }
 
-    fn check(&self, x: &[f32], w: &[f32], b: &[f32]) {
+    /// Panics unless the input and weight lengths match the shape.
+    fn check(&self, x: &[f32], w: &[f32]) {
         assert_eq!(
             x.len(),
             self.input_len(),
@@ -110,11 +111,6 @@ impl Conv3x3 {
             self.weight_len(),
             "conv3x3: weight length for {self:?}"
         );
-        assert_eq!(
-            b.len(),
-            self.out_channels,
-            "conv3x3: bias length for {self:?}"
-        );
     }
 
     /// `max(0, conv(x, w) + b)`.
@@ -122,7 +118,12 @@ impl Conv3x3 {
     /// # Panics
     /// When a slice's length does not match the shape.
     pub fn forward_relu(&self, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
-        self.check(x, w, b);
+        self.check(x, w);
+        assert_eq!(
+            b.len(),
+            self.out_channels,
+            "conv3x3: bias length for {self:?}"
+        );
         let mut y = vec![0.0; self.output_len()];
         if y.is_empty() {
             return y;
@@ -174,7 +175,7 @@ impl Conv3x3 {
         grad_y: &[f32],
         input_grad: bool,
     ) -> ConvGrads {
-        self.check(x, w, &vec![0.0; self.out_channels]);
+        self.check(x, w);
         assert_eq!(
             y.len(),
             self.output_len(),
