@@ -9,7 +9,13 @@ use anyhow::{Context, bail};
 use crate::util::{self, root};
 
 /// Every target in `fuzz/fuzz_targets`.
-const TARGETS: [&str; 3] = ["record_reader", "example_decode", "index_parse"];
+const TARGETS: [&str; 5] = [
+    "record_reader",
+    "example_decode",
+    "index_parse",
+    "jpeg_probe",
+    "manifest_parse",
+];
 
 /// Flags of `cargo xtask fuzz`.
 #[derive(Debug, clap::Args)]
@@ -105,6 +111,18 @@ fn seed_corpus(target: &str, corpus: &Path) -> anyhow::Result<()> {
         "index_parse" => {
             std::fs::write(corpus.join("three.idx"), "0 2727\n2727 3346\n6073 2207\n")?
         }
+        "jpeg_probe" => {
+            for entry in std::fs::read_dir(root().join("fixtures/jpeg-kinds"))? {
+                let path = entry?.path();
+                if let Some(name) = path.file_name() {
+                    std::fs::copy(&path, corpus.join(name))?;
+                }
+            }
+        }
+        "manifest_parse" => std::fs::write(
+            corpus.join("manifest.json"),
+            r#"{"tool": "shardfeed 0.1.0", "classes": ["cat", "dog"], "shards": [{"file": "data00-2.tfrec", "records": 2, "per_class": [1, 1], "bytes": 9000}], "records": 2}"#,
+        )?,
         other => bail!("no seed for fuzz target {other}"),
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's automation, an ordinary Rust program (no shell scripts).
 //!
 //! One module per command: `ci` runs everything CI runs, cheapest first; `tidy` checks the
-//! repository itself; `bench` measures against the TensorFlow baseline; `fuzz` runs the
+//! repository itself; `bench` measures against the TensorFlow baseline and `scale` runs 10k–250k images, both
+//! writing `docs/BENCHMARKS.md` (through `report`); `fuzz` runs the
 //! `cargo fuzz` targets on stable Rust; `data` runs `gen-data`, `shard` and `train` through the
 //! release `shardfeed` binary; `demo` runs the whole workflow through it. Shared helpers live in `util`.
 
@@ -14,6 +15,8 @@ mod ci;
 mod data;
 mod demo;
 mod fuzz;
+mod report;
+mod scale;
 mod tidy;
 mod util;
 
@@ -35,6 +38,8 @@ enum Task {
     Demo(demo::Args),
     /// Benchmarks, with the TensorFlow baseline in the same run where it is installed.
     Bench(bench::Args),
+    /// Generate, shard and stream 10k/50k/250k images: wall time, images/s, peak RSS → docs/BENCHMARKS.md.
+    Scale(scale::Args),
     /// Run the fuzz targets (needs no nightly; builds with coverage flags on stable).
     Fuzz(fuzz::Args),
     /// Generate a synthetic dataset: `shardfeed gen-data` (default `--out data`).
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Task::Demo(args) => demo::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
+        Task::Scale(args) => scale::run(&args),
         Task::GenData { args } => data::gen_data(&args),
         Task::Shard { args } => data::shard(&args),
         Task::Train { args } => data::train(&args),

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use shardfeed_record_format::{ImageExample, ReaderOptions, RecordReader};
+use shardfeed_record_format::{ImageExample, ReaderOptions, RecordReader, ShardManifest};
 
 /// Where the class names came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,23 +37,7 @@ pub fn class_names(
     }
     let manifest = dir.join("manifest.json");
     if manifest.exists() {
-        let text = std::fs::read_to_string(&manifest)
-            .with_context(|| format!("cannot read {}", manifest.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("invalid {}", manifest.display()))?;
-        let names: Vec<String> = value["classes"]
-            .as_array()
-            .with_context(|| format!("no classes in {}", manifest.display()))?
-            .iter()
-            .filter_map(|c| c.as_str().map(str::to_owned))
-            .collect();
-        if names.len() < 2 {
-            bail!(
-                "{} lists {} classes: at least 2 are needed",
-                manifest.display(),
-                names.len()
-            );
-        }
+        let names = ShardManifest::read(&manifest)?.classes;
         return Ok((names, ClassSource::Manifest));
     }
     let count = scan_class_count(files, options)?;

@@ -23,15 +23,28 @@ pub struct Args {
     /// Class names, comma-separated.
     #[arg(long, default_value = "cat,dog", value_delimiter = ',')]
     classes: Vec<String>,
+    /// Smallest side of a generated image, in pixels.
+    #[arg(long, default_value_t = 220)]
+    min_side: u32,
+    /// Largest side of a generated image, in pixels.
+    #[arg(long, default_value_t = 500)]
+    max_side: u32,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.min_side == 0 || args.min_side > args.max_side {
+        anyhow::bail!(
+            "--min-side {} and --max-side {}: need 1 <= min-side <= max-side",
+            args.min_side,
+            args.max_side
+        );
+    }
     let config = GenData {
         n_train: args.n_train,
         n_test: args.n_test,
         seed: args.seed,
         classes: args.classes.clone(),
-        ..GenData::default()
+        sides: (args.min_side, args.max_side),
     };
     generate(&args.out, &config)?;
     eprintln!(

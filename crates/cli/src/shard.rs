@@ -12,6 +12,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -160,24 +161,28 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> anyhow
     if config.shards == 0 {
         bail!("--shards must be at least 1");
     }
+    // The file list is the only per-image memory of a run: one path and class per image,
+    // held once (moved, never cloned: `cargo xtask scale` measures it).
     let (sources, ignored) = list_jpegs(&config.input)?;
+    let source_count = sources.len() as u64;
     let mut skipped = Vec::new();
-    let (mut inputs, classes) = label_inputs(&sources, config, &mut skipped)?;
+    let (mut inputs, classes) = label_inputs(sources, config, &mut skipped)?;
     Rng::for_epoch(config.seed, 0, ORDER_STREAM).shuffle(&mut inputs);
+    let inputs: Arc<[Input]> = inputs.into();
     prepare_output(&config.out, config.overwrite)?;
 
     let total = inputs.len() as u64;
     let per_shard = inputs.len().div_ceil(config.shards).max(1) as u64;
     let mut writer = ShardWriter::new(config, classes.len());
-    let pipeline = prepare_pipeline(config, inputs.clone());
+    let pipeline = prepare_pipeline(config, Arc::clone(&inputs));
     let mut bytes_in = 0u64;
     for (position, item) in pipeline.iter().items().enumerate() {
         let input = &inputs[position];
-        writer.switch_to(position as u64 / per_shard)?;
+        writer.or_abandon(|w| w.switch_to(position as u64 / per_shard))?;
         match item {
             Ok(prepared) => {
                 bytes_in += prepared.source_bytes;
-                writer.write(&prepared.record, input.class as usize)?;
+                writer.or_abandon(|w| w.write(&prepared.record, input.class as usize))?;
             }
             Err(error) => {
                 let reason = skip_reason(error);
@@ -196,7 +201,7 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> anyhow
             total,
         });
     }
-    let shards = writer.finish()?;
+    let shards = writer.or_abandon(ShardWriter::finish)?;
 
     let mut per_class = vec![0; classes.len()];
     for shard in &shards {
@@ -217,13 +222,13 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> anyhow
         seed: config.seed,
         compression: config.compression.to_string(),
         fast_decode: config.decode.dct_scaling,
-        source_count: sources.len() as u64,
+        source_count,
         ignored_non_jpeg: ignored,
         skipped,
         bytes_in,
         seconds: started.elapsed().as_secs_f64(),
     };
-    write_manifest(&config.out, &manifest)?;
+    writer.or_abandon(|_| write_manifest(&config.out, &manifest))?;
     Ok(manifest)
 }
 
@@ -255,17 +260,17 @@ fn list_jpegs(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, u64)> {
 
 /// Labels every file; files without a usable label are skipped (or, strict, an error).
 fn label_inputs(
-    sources: &[PathBuf],
+    sources: Vec<PathBuf>,
     config: &ShardConfig,
     skipped: &mut Vec<Skipped>,
 ) -> anyhow::Result<(Vec<Input>, Classes)> {
     let mut labelled = Vec::new();
     for path in sources {
-        match label_of(path) {
-            Ok(label) => labelled.push((path.clone(), label)),
+        match label_of(&path) {
+            Ok(label) => labelled.push((path, label)),
             Err(error) if config.strict => return Err(error.into()),
             Err(error) => skipped.push(Skipped {
-                file: path.clone(),
+                file: path,
                 reason: error.to_string(),
             }),
         }
@@ -346,7 +351,7 @@ thread_local! {
 }
 
 /// The ordered parallel map: read, decode, resize, crop, encode, serialise.
-fn prepare_pipeline(config: &ShardConfig, inputs: Vec<Input>) -> Pipeline<Prepared> {
+fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prepared> {
     let key: PreparerKey = (config.size, config.quality, config.decode);
     let plan = Plan::new(vec![inputs.len() as u64]);
     Pipeline::new(
@@ -456,12 +461,25 @@ impl ShardWriter {
         Ok(())
     }
 
-    fn finish(mut self) -> anyhow::Result<Vec<ShardInfo>> {
+    fn finish(&mut self) -> anyhow::Result<Vec<ShardInfo>> {
         self.commit_current()?;
-        Ok(std::mem::take(&mut self.written))
+        Ok(self.written.clone())
     }
 
-    /// Removes everything this run wrote (strict mode's first error).
+    /// Runs one write step; when it fails (a full disk, any I/O error) removes everything this
+    /// run wrote, so a failed run leaves no shard behind, whole or partial.
+    fn or_abandon<T>(
+        &mut self,
+        step: impl FnOnce(&mut Self) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let result = step(self);
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
+    /// Removes everything this run wrote (strict mode's first error, a failed write).
     fn abandon(&mut self) {
         self.current = None; // the writer removes its temporary file
         for shard in self.written.drain(..) {
@@ -477,9 +495,16 @@ fn write_manifest(out: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     let temp = out.join(".manifest.json.tmp");
     let mut text = serde_json::to_string_pretty(manifest)?;
     text.push('\n');
-    std::fs::write(&temp, text).with_context(|| format!("cannot write {}", temp.display()))?;
-    std::fs::rename(&temp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    let written = std::fs::write(&temp, text)
+        .with_context(|| format!("cannot write {}", temp.display()))
+        .and_then(|()| {
+            std::fs::rename(&temp, &path)
+                .with_context(|| format!("cannot write {}", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 /// Groups skip reasons for the end-of-run summary: reason kind → count.

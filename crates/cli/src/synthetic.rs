@@ -39,26 +39,41 @@ impl Default for GenData {
     }
 }
 
-/// Writes `out/train/LABEL.I.jpg` and `out/test/I.jpg` (quality 90, 4:2:0).
+/// Writes `out/train/LABEL.I.jpg` and `out/test/I.jpg` (quality 90, 4:2:0), on every core:
+/// each image depends only on its index and the seed, so the files do not depend on the thread
+/// count.
 pub fn generate(out: &Path, config: &GenData) -> anyhow::Result<()> {
     let train = out.join("train");
     let test = out.join("test");
     for dir in [&train, &test] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut encoder = source_encoder()?;
-    for i in 0..config.n_train {
-        let class = i % config.classes.len();
-        let image = draw(config, class, i as u64, 0);
-        let path = train.join(format!("{}.{i}.jpg", config.classes[class]));
-        write_jpeg(&mut encoder, &image, &path)?;
-    }
-    for i in 0..config.n_test {
-        let class = (i * 7 + 3) % config.classes.len();
-        let image = draw(config, class, i as u64, 1);
-        write_jpeg(&mut encoder, &image, &test.join(format!("{i}.jpg")))?;
-    }
-    Ok(())
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|worker| {
+                let (train, test) = (&train, &test);
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let mut encoder = source_encoder()?;
+                    for i in (worker..config.n_train).step_by(threads) {
+                        let class = i % config.classes.len();
+                        let image = draw(config, class, i as u64, 0);
+                        let path = train.join(format!("{}.{i}.jpg", config.classes[class]));
+                        write_jpeg(&mut encoder, &image, &path)?;
+                    }
+                    for i in (worker..config.n_test).step_by(threads) {
+                        let class = (i * 7 + 3) % config.classes.len();
+                        let image = draw(config, class, i as u64, 1);
+                        write_jpeg(&mut encoder, &image, &test.join(format!("{i}.jpg")))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|worker| worker.join().expect("a gen-data worker panicked"))
+    })
 }
 
 /// An encoder as a camera or a web site would produce the sources: quality 90, 4:2:0.

@@ -1,6 +1,8 @@
 //! `shard` killed with SIGKILL at moments spread over its run never leaves a `.tfrec` that
 //! `shardfeed inspect` finds damaged or whose record count differs from its name; a rerun
-//! with `--overwrite` completes.
+//! with `--overwrite` completes. `shard` onto a full disk (a small tmpfs, mounted when the
+//! test runs as root; otherwise the test says loudly that it skipped) fails with a clear error
+//! naming the path and leaves no shard behind.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -119,4 +121,91 @@ fn shard_killed_at_any_moment_leaves_no_damaged_shard_and_reruns() {
         full < Duration::from_secs(60),
         "a 240-image shard run took {full:?}"
     );
+}
+
+/// A tmpfs mounted for the test, unmounted on drop (even when the test fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. `"768k"`) at `at`; `Err` says why not.
+    fn mount(at: &Path, size: &str) -> Result<Tmpfs, String> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not running as root".to_owned());
+        }
+        std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "mount failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn shard_onto_a_full_disk_fails_naming_the_path_and_leaves_no_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GenData {
+        n_train: 160,
+        n_test: 0,
+        seed: 12,
+        sides: (120, 200),
+        ..GenData::default()
+    };
+    generate(dir.path(), &config).unwrap();
+    let disk = dir.path().join("disk");
+    // 160 records of 64 px at quality 95 take ~500 KB: the run fills 256 KiB part way.
+    let mounted = match Tmpfs::mount(&disk, "256k") {
+        Ok(mounted) => mounted,
+        Err(why) => {
+            eprintln!(
+                "\n*** SKIPPED shard_onto_a_full_disk_fails_naming_the_path_and_leaves_no_shard: \
+                 {why}; it needs root to mount a small tmpfs (CI runs it as root) ***\n"
+            );
+            return;
+        }
+    };
+    let out = disk.join("shards");
+    let output = shardfeed()
+        .arg("shard")
+        .arg(dir.path().join("train"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--shards", "4", "--size", "64", "--quiet"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains(out.to_str().unwrap()),
+        "the error names the path: {stderr}"
+    );
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "a failed run leaves nothing: {left:?}");
+    // With room, the same command completes.
+    drop(mounted);
+    assert!(
+        shard_command(&dir.path().join("train"), &out, true)
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(intact_shards(&out), 160);
 }

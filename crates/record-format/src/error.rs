@@ -213,6 +213,26 @@ pub enum Error {
         /// Its compression.
         compression: Compression,
     },
+    /// A shard that holds a different number of records than its name states.
+    #[error(
+        "{file} holds {found} records but its name says {named}: it was cut short at a record boundary, or renamed"
+    )]
+    CountMismatch {
+        /// The file.
+        file: FileName,
+        /// The count in its name.
+        named: u64,
+        /// The records it holds.
+        found: u64,
+    },
+    /// A `manifest.json` that does not parse or lists unusable classes.
+    #[error("bad manifest {file}: {message}")]
+    BadManifest {
+        /// The manifest file.
+        file: FileName,
+        /// What is wrong.
+        message: String,
+    },
     /// A record number past the end of a file.
     #[error("record {index} out of range: {file} has {count} records")]
     RecordOutOfRange {

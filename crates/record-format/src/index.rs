@@ -254,6 +254,39 @@ impl IndexedFile {
     /// Uncompressed files are read at the record's offset (one positioned read); compressed
     /// ones are decompressed from the start up to the record, which costs O(offset).
     pub fn read_record(&mut self, i: usize) -> Result<Vec<u8>> {
+        let (entry, at) = self.locate(i)?;
+        let data = match self.options.compression {
+            Compression::None => self.read_plain(entry, &at, &mut Vec::new())?.to_vec(),
+            _ => self.read_compressed(i, &at)?,
+        };
+        self.check_len(i, entry, data.len())?;
+        Ok(data)
+    }
+
+    /// Calls `f` on record `i`'s payload, both CRCs checked as the options say, read with one
+    /// positioned read into `buffer` (reused between calls; no other copy). Takes `&self`:
+    /// threads may share the file. Uncompressed files only; a compressed one gives
+    /// [`Error::CompressedInPlace`] (use [`IndexedFile::read_record`]).
+    pub fn with_plain_record<R>(
+        &self,
+        i: usize,
+        buffer: &mut Vec<u8>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
+        if self.options.compression != Compression::None {
+            return Err(Error::CompressedInPlace {
+                file: self.name.clone(),
+                compression: self.options.compression,
+            });
+        }
+        let (entry, at) = self.locate(i)?;
+        let data = self.read_plain(entry, &at, buffer)?;
+        self.check_len(i, entry, data.len())?;
+        Ok(f(data))
+    }
+
+    /// Record `i`'s index entry and location.
+    fn locate(&self, i: usize) -> Result<(IndexEntry, Location)> {
         let entry = *self
             .index
             .entries
@@ -269,24 +302,30 @@ impl IndexedFile {
             offset: entry.offset,
             compression: self.options.compression,
         };
-        let data = match self.options.compression {
-            Compression::None => self.read_plain(entry, &at)?,
-            _ => self.read_compressed(i, &at)?,
-        };
-        if data.len() as u64 + FRAMING_LEN != entry.len {
+        Ok((entry, at))
+    }
+
+    /// A payload of `len` bytes must fill the framed length the index gives.
+    fn check_len(&self, i: usize, entry: IndexEntry, len: usize) -> Result<()> {
+        if len as u64 + FRAMING_LEN != entry.len {
             return Err(Error::IndexMismatch {
                 file: self.name.clone(),
                 message: format!(
                     "record {i}: the index says {} framed bytes, the file has {}",
                     entry.len,
-                    data.len() as u64 + FRAMING_LEN
+                    len as u64 + FRAMING_LEN
                 ),
             });
         }
-        Ok(data)
+        Ok(())
     }
 
-    fn read_plain(&self, entry: IndexEntry, at: &Location) -> Result<Vec<u8>> {
+    fn read_plain<'b>(
+        &self,
+        entry: IndexEntry,
+        at: &Location,
+        buffer: &'b mut Vec<u8>,
+    ) -> Result<&'b [u8]> {
         if entry.payload_len() > self.options.max_record_len {
             return Err(frame::corrupt(
                 at.clone(),
@@ -296,10 +335,11 @@ impl IndexedFile {
                 },
             ));
         }
-        let mut frame_bytes = vec![0u8; usize::try_from(entry.len).unwrap_or(usize::MAX)];
-        let got = read_at(&self.file, &mut frame_bytes, entry.offset)
+        buffer.clear();
+        buffer.resize(usize::try_from(entry.len).unwrap_or(usize::MAX), 0);
+        let got = read_at(&self.file, buffer, entry.offset)
             .map_err(|e| Error::io(&self.name, entry.offset, e))?;
-        frame_bytes.truncate(got);
+        let frame_bytes = &buffer[..got];
         let Some((header, rest)) = frame_bytes.split_first_chunk::<HEADER_LEN>() else {
             return Err(frame::corrupt(
                 at.clone(),
@@ -317,7 +357,7 @@ impl IndexedFile {
             return Err(frame::truncated(at.clone(), len, got as u64));
         };
         check_footer(data, footer, &self.options, || at.clone())?;
-        Ok(data.to_vec())
+        Ok(data)
     }
 
     fn read_compressed(&self, i: usize, at: &Location) -> Result<Vec<u8>> {

@@ -14,6 +14,8 @@
 //!   atomically together with its `.idx` file.
 //! - Index ([`Index`]): DALI's `tfrecord2idx` text format, written while writing, read back
 //!   for counts and random access ([`IndexedFile::read_record`]), or rebuilt by a scan.
+//! - Shard folders ([`count_in_name`], [`ShardManifest`]): the record count a shard's name
+//!   states, and `manifest.json`'s class names and shard list.
 //! - Protobuf ([`Example`], [`Feature`], …) with `prost`, no `protoc` needed, and the typed
 //!   [`ImageExample`] (`image` bytes + `class` int64).
 //!
@@ -42,6 +44,7 @@ mod example;
 pub mod frame;
 mod index;
 mod reader;
+mod shard_set;
 mod slice;
 mod writer;
 
@@ -53,5 +56,6 @@ pub use example::{
 pub use frame::ReaderOptions;
 pub use index::{Index, IndexEntry, IndexedFile};
 pub use reader::{RecordInfo, RecordReader};
+pub use shard_set::{ManifestShard, ShardManifest, count_in_name};
 pub use slice::{MappedFile, RecordRef, SliceReader};
 pub use writer::{FileWriter, RecordWriter};

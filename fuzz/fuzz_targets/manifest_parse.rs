@@ -1,0 +1,18 @@
+//! Any bytes as a shard folder's `manifest.json`: no panic; what parses lists at least two
+//! distinct, non-empty class names, and every shard it lists can be looked up by its name.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shardfeed_record_format::{FileName, ShardManifest};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(manifest) = ShardManifest::parse(data, &FileName::unknown()) else { return };
+    assert!(manifest.classes.len() >= 2);
+    for (i, name) in manifest.classes.iter().enumerate() {
+        assert!(!name.is_empty());
+        assert!(!manifest.classes[..i].contains(name));
+    }
+    for shard in &manifest.shards {
+        assert!(manifest.records_of(&shard.file).is_some());
+    }
+});
