@@ -1,5 +1,7 @@
 //! `cargo xtask bench`: benchmarks, each next to the TensorFlow figure it must beat,
-//! measured in the same run when the TensorFlow reference is installed.
+//! measured in the same run when the TensorFlow reference is installed. Every figure is a
+//! median with its spread over `--runs` repetitions; the whole run's table goes into the
+//! `bench` section of `docs/BENCHMARKS.md` (ours, TensorFlow, ratio).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -8,16 +10,19 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+use clap::ValueEnum;
+
+use crate::report;
 use crate::util::{self, cargo};
 
 /// Flags of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// What to measure.
-    #[arg(value_enum, default_value = "record-format")]
+    /// What to measure (default: everything).
+    #[arg(value_enum)]
     what: Vec<Bench>,
     /// Timed repetitions of each measurement (median and spread are reported).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Megabytes of record payload to generate.
     #[arg(long, default_value_t = 100)]
@@ -28,9 +33,12 @@ pub struct Args {
     /// Images generated for the shard and stream benchmarks.
     #[arg(long, default_value_t = 4000)]
     images: usize,
+    /// Do not write docs/BENCHMARKS.md.
+    #[arg(long)]
+    no_write: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Bench {
     /// TFRecord scan and write throughput vs TensorFlow's in-graph TFRecord scan.
     RecordFormat,
@@ -45,16 +53,166 @@ enum Bench {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    for bench in &args.what {
+    let what = if args.what.is_empty() {
+        vec![
+            Bench::RecordFormat,
+            Bench::Pipeline,
+            Bench::Shard,
+            Bench::Stream,
+            Bench::Train,
+        ]
+    } else {
+        args.what.clone()
+    };
+    let mut rows = Vec::new();
+    for bench in &what {
         match bench {
-            Bench::RecordFormat => record_format(args)?,
-            Bench::Pipeline => pipeline(args)?,
-            Bench::Shard => shard(args)?,
-            Bench::Stream => stream(args)?,
-            Bench::Train => train(args)?,
+            Bench::RecordFormat => record_format(args, &mut rows)?,
+            Bench::Pipeline => pipeline(args, &mut rows)?,
+            Bench::Shard => shard(args, &mut rows)?,
+            Bench::Stream => stream(args, &mut rows)?,
+            Bench::Train => train(args, &mut rows)?,
         }
     }
+    let table = table(&rows, &what, args);
+    println!("\n{table}");
+    if !args.no_write {
+        let path = report::write_section("bench", &table)?;
+        eprintln!("wrote the bench section of {}", path.display());
+    }
     Ok(())
+}
+
+/// A measured figure: median and spread of its runs.
+#[derive(Debug, Clone, Copy)]
+struct Figure {
+    median: f64,
+    min: f64,
+    max: f64,
+    runs: usize,
+}
+
+impl Figure {
+    fn of(values: Vec<f64>) -> Figure {
+        let runs = values.len();
+        let (median, min, max) = spread(values);
+        Figure {
+            median,
+            min,
+            max,
+            runs,
+        }
+    }
+
+    /// From a bench document's `PREFIX_median`, `_min`, `_max`.
+    fn from_json(value: &Value, prefix: &str, runs: usize) -> Figure {
+        let get = |suffix: &str| {
+            value[format!("{prefix}_{suffix}")]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+        };
+        Figure {
+            median: get("median"),
+            min: get("min"),
+            max: get("max"),
+            runs,
+        }
+    }
+
+    fn map(self, f: impl Fn(f64) -> f64) -> Figure {
+        let (a, b) = (f(self.min), f(self.max));
+        Figure {
+            median: f(self.median),
+            min: a.min(b),
+            max: a.max(b),
+            runs: self.runs,
+        }
+    }
+
+    fn cell(&self) -> String {
+        let digits = if self.median.abs() >= 100.0 {
+            0
+        } else if self.median.abs() >= 10.0 {
+            1
+        } else {
+            2
+        };
+        format!(
+            "{:.digits$} ({:.digits$}–{:.digits$}, n={})",
+            self.median, self.min, self.max, self.runs
+        )
+    }
+}
+
+/// One line of the table.
+struct Row {
+    stage: &'static str,
+    name: String,
+    unit: &'static str,
+    ours: Figure,
+    /// What we are compared with, and its figure (`None`: not measured in this run).
+    baseline: &'static str,
+    theirs: Option<Figure>,
+    /// Lower is better (latencies): the ratio is theirs / ours.
+    lower_is_better: bool,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        let theirs = self.theirs?.median;
+        Some(if self.lower_is_better {
+            theirs / self.ours.median
+        } else {
+            self.ours.median / theirs
+        })
+    }
+}
+
+fn table(rows: &[Row], what: &[Bench], args: &Args) -> String {
+    let names: Vec<String> = what
+        .iter()
+        .filter_map(|b| b.to_possible_value().map(|v| v.get_name().to_owned()))
+        .collect();
+    let tensorflow = tensorflow_version().unwrap_or_else(|why| format!("not measured ({why})"));
+    let mut out = format!(
+        "## Against TensorFlow, stage by stage\n\n\
+         `cargo xtask bench {} --runs {} --tf-runs {}` on {}, {}; TensorFlow: {}. Each cell: \
+         median (min–max, n runs). Ratio: ours ÷ theirs for rates, theirs ÷ ours for times \
+         (above 1 means we are faster).\n\n\
+         | stage | measurement | unit | shardfeed | baseline | baseline figure | ratio |\n\
+         |---|---|---|---:|---|---:|---:|\n",
+        names.join(" "),
+        args.runs,
+        args.tf_runs,
+        report::today(),
+        report::machine(),
+        tensorflow,
+    );
+    for row in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            row.stage,
+            row.name,
+            row.unit,
+            row.ours.cell(),
+            row.baseline,
+            row.theirs
+                .map_or_else(|| "not measured".to_owned(), |f| f.cell()),
+            row.ratio()
+                .map_or_else(|| "–".to_owned(), |r| format!("**{r:.2}x**")),
+        ));
+    }
+    out
+}
+
+/// The TensorFlow version of the reference venv.
+fn tensorflow_version() -> anyhow::Result<String> {
+    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
+    let output = Command::new(python)
+        .args(["-c", "import tensorflow as tf; print(tf.__version__)"])
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .output()?;
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
 }
 
 /// Runs one `harness = false` bench target; returns the JSON document it wrote.
@@ -79,12 +237,35 @@ fn cargo_bench(
     Ok(serde_json::from_slice(&std::fs::read(&json_path)?)?)
 }
 
-fn pipeline(args: &Args) -> anyhow::Result<()> {
-    cargo_bench("shardfeed-input-pipeline", "pipeline", args.runs, &[])?;
+fn pipeline(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let ours = cargo_bench("shardfeed-input-pipeline", "pipeline", args.runs, &[])?;
+    let results = ours["results"].as_array().cloned().unwrap_or_default();
+    let figure = |r: &Value| Figure::from_json(r, "items_per_s", args.runs);
+    for result in &results {
+        let name = result["name"].as_str().unwrap_or("?");
+        let Some((work, how)) = name.split_once(": ") else {
+            continue;
+        };
+        if !how.contains("2 thread") || result["vs_sequential"].is_null() {
+            continue;
+        }
+        let sequential = results
+            .iter()
+            .find(|r| r["name"].as_str() == Some(&format!("{work}: sequential loop")));
+        rows.push(Row {
+            stage: "pipeline",
+            name: name.to_owned(),
+            unit: "items/s",
+            ours: figure(result),
+            baseline: "the same work in a sequential loop",
+            theirs: sequential.map(figure),
+            lower_is_better: false,
+        });
+    }
     Ok(())
 }
 
-fn record_format(args: &Args) -> anyhow::Result<()> {
+fn record_format(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let data_dir = util::root().join("target/bench-data/record-format");
     let ours = cargo_bench(
         "shardfeed-record-format",
@@ -100,28 +281,26 @@ fn record_format(args: &Args) -> anyhow::Result<()> {
             .as_str()
             .context("plain_dir in the bench output")?,
     );
-
     let tensorflow = match tensorflow_raw_scan(&plain_dir, args.tf_runs) {
-        Ok(rates) => rates,
+        Ok(rates) => Some(Figure::of(rates)),
         Err(why) => {
             eprintln!("TensorFlow baseline SKIPPED: {why:#}");
             eprintln!("(the figure to beat, from baseline/tf-figures.md: 2.1 GB/s in-graph scan)");
-            return Ok(());
+            None
         }
     };
-    let tf_median = median(&tensorflow);
-    println!(
-        "tensorflow raw_scan_graph (same files)  {:.2} GB/s median (min {:.2}, max {:.2}, n={})",
-        tf_median,
-        tensorflow.first().copied().unwrap_or(f64::NAN),
-        tensorflow.last().copied().unwrap_or(f64::NAN),
-        tensorflow.len()
-    );
     for result in ours["results"].as_array().into_iter().flatten() {
         let name = result["name"].as_str().unwrap_or("?");
         if name.starts_with("scan") {
-            let ratio = result["gb_per_s_median"].as_f64().unwrap_or(f64::NAN) / tf_median;
-            println!("ratio vs tensorflow: {name:<34} {ratio:>5.2}x");
+            rows.push(Row {
+                stage: "record-format",
+                name: name.to_owned(),
+                unit: "GB/s",
+                ours: Figure::from_json(result, "gb_per_s", args.runs),
+                baseline: "TensorFlow in-graph TFRecordDataset scan, same files",
+                theirs: tensorflow,
+                lower_is_better: false,
+            });
         }
     }
     Ok(())
@@ -149,11 +328,13 @@ fn spread(mut values: Vec<f64>) -> (f64, f64, f64) {
     (median(&values), values[0], values[values.len() - 1])
 }
 
-fn print_figure(name: &str, values: Vec<f64>, unit: &str) -> f64 {
-    let n = values.len();
-    let (median, min, max) = spread(values);
-    println!("{name:<44} {median:>9.0} {unit} median (min {min:.0}, max {max:.0}, n={n})");
-    median
+fn print_figure(name: &str, values: Vec<f64>, unit: &str) -> Figure {
+    let figure = Figure::of(values);
+    println!(
+        "{name:<44} {:>9.0} {unit} median (min {:.0}, max {:.0}, n={})",
+        figure.median, figure.min, figure.max, figure.runs
+    );
+    figure
 }
 
 /// The generated source folder for the shard and stream benchmarks (made once per size).
@@ -207,7 +388,7 @@ fn shard_once(
     Ok(records / seconds)
 }
 
-fn shard(args: &Args) -> anyhow::Result<()> {
+fn shard(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let binary = crate::data::shardfeed_binary()?;
     let sources = bench_sources(&binary, args.images)?;
     let out = util::root().join("target/bench-data/shards");
@@ -226,23 +407,39 @@ fn shard(args: &Args) -> anyhow::Result<()> {
             .map(|_| shard_once(&binary, &sources, &out, jobs, fast))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let name = format!(
-            "shardfeed shard, {jobs} job(s){}",
+            "{} JPEGs → 16 shards at 160 px, {jobs} job(s){}",
+            args.images,
             if fast { ", --fast-decode" } else { "" }
         );
         ours.push((name.clone(), print_figure(&name, rates, "images/s")));
     }
     let tensorflow = match tensorflow_shard(&sources, args.tf_runs) {
-        Ok(rates) => print_figure("tensorflow shard.py (same folder)", rates, "images/s"),
+        Ok(rates) => Some(print_figure(
+            "tensorflow shard.py (same folder)",
+            rates,
+            "images/s",
+        )),
         Err(why) => {
             eprintln!("TensorFlow baseline SKIPPED: {why:#} (the figure to beat: 1,453 images/s)");
-            return Ok(());
+            None
         }
     };
     for (name, rate) in ours {
-        println!(
-            "ratio vs tensorflow: {name:<40} {:>5.2}x",
-            rate / tensorflow
-        );
+        if let Some(tf) = tensorflow {
+            println!(
+                "ratio vs tensorflow: {name:<40} {:>5.2}x",
+                rate.median / tf.median
+            );
+        }
+        rows.push(Row {
+            stage: "shard",
+            name,
+            unit: "images/s",
+            ours: rate,
+            baseline: "TensorFlow `shard.py`, same folder",
+            theirs: tensorflow,
+            lower_is_better: false,
+        });
     }
     Ok(())
 }
@@ -281,7 +478,7 @@ fn stream_once(binary: &Path, shards: &Path, cache: bool) -> anyhow::Result<(f64
     Ok((first, spread(later).0))
 }
 
-fn stream(args: &Args) -> anyhow::Result<()> {
+fn stream(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let binary = crate::data::shardfeed_binary()?;
     let sources = bench_sources(&binary, args.images)?;
     let shards = util::root().join("target/bench-data/stream-shards");
@@ -324,37 +521,55 @@ fn stream(args: &Args) -> anyhow::Result<()> {
         ),
     ];
     let tensorflow = match tensorflow_read(&shards, args.tf_runs) {
-        Ok(results) => results,
+        Ok(results) => Some(results),
         Err(why) => {
             eprintln!(
                 "TensorFlow baseline SKIPPED: {why:#} (figures to beat: 4,435 / 92,276 / 7,982 images/s)"
             );
-            return Ok(());
+            None
         }
     };
     for (name, rate, key, section) in ours {
-        let theirs: Vec<f64> = tensorflow
-            .iter()
-            .filter_map(|r| r[section][key].as_f64())
-            .collect();
-        let tf = print_figure(
-            &format!("tensorflow read_bench, {name}"),
+        let theirs = tensorflow.as_ref().map(|results| {
+            let values: Vec<f64> = results
+                .iter()
+                .filter_map(|r| r[section][key].as_f64())
+                .collect();
+            print_figure(
+                &format!("tensorflow read_bench, {name}"),
+                values,
+                "images/s",
+            )
+        });
+        if let Some(tf) = theirs {
+            println!(
+                "ratio vs tensorflow: {name:<40} {:>5.2}x",
+                rate.median / tf.median
+            );
+        }
+        rows.push(Row {
+            stage: "stream",
+            name: format!("{} records, batch 32: {name}", args.images),
+            unit: "images/s",
+            ours: rate,
+            baseline: "TensorFlow `read_bench.py` (tutorial pipeline), same shards",
             theirs,
-            "images/s",
-        );
-        println!("ratio vs tensorflow: {name:<40} {:>5.2}x", rate / tf);
+            lower_is_better: false,
+        });
     }
     Ok(())
 }
 
-fn train(args: &Args) -> anyhow::Result<()> {
+fn train(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let ours = cargo_bench("shardfeed-model", "train_step", args.runs, &[])?;
-    let rate = |mode: &str| {
-        ours[mode]["images_per_s"]
-            .as_f64()
-            .with_context(|| format!("{mode}.images_per_s in the train bench output"))
-    };
-    let (fast, stock) = (rate("fast")?, rate("stock")?);
+    let batch = ours["batch"]
+        .as_f64()
+        .context("batch in the train bench output")?;
+    let step = |mode: &str| Figure::from_json(&ours[mode], "step_s", args.runs);
+    let (fast, stock) = (
+        step("fast").map(|s| batch / s),
+        step("stock").map(|s| batch / s),
+    );
     let binary = crate::data::shardfeed_binary()?;
     let sources = bench_sources(&binary, args.images)?;
     let shards = util::root().join("target/bench-data/stream-shards");
@@ -362,41 +577,85 @@ fn train(args: &Args) -> anyhow::Result<()> {
         shard_once(&binary, &sources, &shards, 2, false)?;
     }
     let keras = match keras_throughput(&shards, args.tf_runs) {
-        Ok(rates) => print_figure("keras train.py --mode throughput", rates, "images/s"),
+        Ok(rates) => Some(print_figure(
+            "keras train.py --mode throughput",
+            rates,
+            "images/s",
+        )),
         Err(why) => {
             eprintln!("Keras baseline SKIPPED: {why:#} (the figure to beat: 110 images/s)");
-            return Ok(());
+            None
         }
     };
-    println!(
-        "ratio vs keras: train step, fast CPU path (default)  {:>5.2}x",
-        fast / keras
-    );
-    println!(
-        "ratio vs keras: train step, burn-flex stock kernels  {:>5.2}x",
-        stock / keras
-    );
-    let latency = keras_predict_latency()?;
-    let ms = |document: &Value, key: &str| document[key].as_f64().unwrap_or(f64::NAN);
+    for (name, figure) in [
+        (
+            "training step, batch 32 at 160 px: fast CPU path (default)",
+            fast,
+        ),
+        (
+            "training step, batch 32 at 160 px: burn-flex stock kernels",
+            stock,
+        ),
+    ] {
+        if let Some(keras) = keras {
+            println!(
+                "ratio vs keras: {name}  {:>5.2}x",
+                figure.median / keras.median
+            );
+        }
+        rows.push(Row {
+            stage: "train",
+            name: name.to_owned(),
+            unit: "images/s",
+            ours: figure,
+            baseline: "Keras `train.py --mode throughput`, same shards",
+            theirs: keras,
+            lower_is_better: false,
+        });
+    }
+    let our_latency = Figure::from_json(&ours["fast"], "predict_ms", args.runs);
+    let latency = match keras_predict_latency() {
+        Ok(latency) => Some(latency),
+        Err(why) => {
+            eprintln!("Keras latency SKIPPED: {why:#}");
+            None
+        }
+    };
     for (name, key) in [
         ("model.predict(x)", "predict_ms"),
         ("model(x, training=False)", "call_ms"),
     ] {
-        println!(
-            "keras one-image {name:<26} {:>7.1} ms median (min {:.1}, max {:.1})",
-            ms(&latency[key], "median"),
-            ms(&latency[key], "min"),
-            ms(&latency[key], "max"),
-        );
+        let theirs = latency.as_ref().map(|l| {
+            let get = |k: &str| l[key][k].as_f64().unwrap_or(f64::NAN);
+            Figure {
+                median: get("median"),
+                min: get("min"),
+                max: get("max"),
+                runs: l[key]["n"].as_u64().unwrap_or(0) as usize,
+            }
+        });
+        if let Some(theirs) = theirs {
+            println!(
+                "latency vs keras {name}: ours {:.1} ms, theirs {:.1} ms: {:.2}x faster",
+                our_latency.median,
+                theirs.median,
+                theirs.median / our_latency.median
+            );
+        }
+        rows.push(Row {
+            stage: "predict",
+            name: "one image at 160 px, forward only".to_owned(),
+            unit: "ms",
+            ours: our_latency,
+            baseline: if key == "predict_ms" {
+                "Keras `model.predict(x)`"
+            } else {
+                "Keras `model(x, training=False)`"
+            },
+            theirs,
+            lower_is_better: true,
+        });
     }
-    let our_ms = ours["fast"]["predict_ms_median"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    println!(
-        "latency vs keras: one image, ours {our_ms:.1} ms: {:.2}x faster than model.predict, {:.2}x than model(x)",
-        ms(&latency["predict_ms"], "median") / our_ms,
-        ms(&latency["call_ms"], "median") / our_ms,
-    );
     Ok(())
 }
 

@@ -55,7 +55,30 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<String>> {
             problems.push(format!("docs/ARCHITECTURE.md does not mention {relative}"));
         }
     }
-    for file in rust_files(root)? {
+    let files = rust_files(root)?;
+    let mut doctests = Vec::new();
+    for file in &files {
+        doctests.extend(doctest_bodies(&read(file)?));
+    }
+    for (line, block) in fenced_blocks(&readme, "rust") {
+        if !doctests.contains(&block) {
+            problems.push(format!(
+                "README.md:{line}: this rust block is not the visible part of any doctest; \
+                 make it one so `cargo test --doc` compiles it"
+            ));
+        }
+    }
+    for (line, block) in fenced_blocks(&readme, "python") {
+        let script = root.join("scripts/read_shards_example.py");
+        let body = read(&script)?;
+        if body.trim_end() != block.join("\n").trim_end() {
+            problems.push(format!(
+                "README.md:{line}: this python block differs from {} (which CI runs with TensorFlow)",
+                script.display()
+            ));
+        }
+    }
+    for file in files {
         let text = read(&file)?;
         for needle in forbidden_macros() {
             if let Some(line) = text.lines().position(|l| l.contains(&needle)) {
@@ -77,6 +100,74 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(problems)
+}
+
+/// The ```` ```INFO ```` blocks of a Markdown text: the line after each opening fence, and
+/// the block's lines.
+fn fenced_blocks(text: &str, info: &str) -> Vec<(usize, Vec<String>)> {
+    let mut blocks = Vec::new();
+    // Inside a block: `Some(lines)` when it is one of the wanted ones.
+    let mut current: Option<Option<(usize, Vec<String>)>> = None;
+    for (number, line) in text.lines().enumerate() {
+        let fence = line.trim_start().strip_prefix("```");
+        match (&mut current, fence) {
+            (None, Some(opening)) => {
+                current = Some((opening.trim() == info).then(|| (number + 2, Vec::new())));
+            }
+            (None, None) => {}
+            (Some(block), Some(_)) => {
+                blocks.extend(block.take());
+                current = None;
+            }
+            (Some(Some((_, lines))), None) => lines.push(line.to_owned()),
+            (Some(None), None) => {}
+        }
+    }
+    blocks
+}
+
+/// The visible lines of every doctest in a Rust file's doc comments (`//!` or `///`; lines
+/// hidden with `# ` left out).
+fn doctest_bodies(source: &str) -> Vec<Vec<String>> {
+    let mut docs = String::new();
+    let mut bodies = Vec::new();
+    let mut flush = |docs: &mut String| {
+        for (_, block) in fenced_blocks(docs, "") {
+            bodies.push(block);
+        }
+        for info in ["rust", "no_run"] {
+            for (_, block) in fenced_blocks(docs, info) {
+                bodies.push(block);
+            }
+        }
+        docs.clear();
+    };
+    for line in source.lines() {
+        let trimmed = line.trim_start();
+        let doc = trimmed
+            .strip_prefix("//!")
+            .or_else(|| trimmed.strip_prefix("///"));
+        match doc {
+            Some(rest) => {
+                let rest = rest.strip_prefix(' ').unwrap_or(rest);
+                if rest != "#" && !rest.starts_with("# ") {
+                    docs.push_str(rest);
+                    docs.push('\n');
+                }
+            }
+            None => flush(&mut docs),
+        }
+    }
+    flush(&mut docs);
+    bodies
+        .into_iter()
+        .map(|mut block| {
+            while block.first().is_some_and(|l| l.trim().is_empty()) {
+                block.remove(0);
+            }
+            block
+        })
+        .collect()
 }
 
 /// Spelled in pieces so this file does not trip its own check.
@@ -152,6 +243,25 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doctests_are_read_without_their_hidden_lines() {
+        let source = "//! Intro.\n//!\n//! ```\n//! # let x = 1;\n//! use a::b;\n//!\n//! let y = x;\n//! ```\nfn f() {}\n    /// ```no_run\n    /// g();\n    /// ```\n";
+        assert_eq!(
+            doctest_bodies(source),
+            [vec!["use a::b;", "", "let y = x;"], vec!["g();"]]
+        );
+        let readme = "a\n```rust\nuse a::b;\n```\n```python\nimport x\n```\n```text\nt\n```\n```\nplain\n```\n";
+        assert_eq!(
+            fenced_blocks(readme, "rust"),
+            [(3, vec!["use a::b;".to_owned()])]
+        );
+        assert_eq!(
+            fenced_blocks(readme, "python"),
+            [(6, vec!["import x".to_owned()])]
+        );
+        assert_eq!(fenced_blocks(readme, ""), [(12, vec!["plain".to_owned()])]);
+    }
 
     #[test]
     fn the_repository_is_tidy() {

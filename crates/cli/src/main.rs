@@ -64,8 +64,39 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("shardfeed: error: {error:#}");
+            eprintln!("shardfeed: error: {}", one_line(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, `outer: inner: …`, leaving out a cause whose text the
+/// line already holds (library errors often include their source's message, `io::Error`'s
+/// "No space left on device" for one, which anyhow's `{:#}` would print twice).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let error = anyhow::Error::new(io).context("i/o error in f: No space left on device");
+        assert_eq!(one_line(&error), "i/o error in f: No space left on device");
+        let error = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&error), "outer: inner");
     }
 }

@@ -189,7 +189,11 @@ fn shard_onto_a_full_disk_fails_naming_the_path_and_leaves_no_shard() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(
+        stderr.matches("No space left on device").count(),
+        1,
+        "said once: {stderr}"
+    );
     assert!(
         stderr.contains(out.to_str().unwrap()),
         "the error names the path: {stderr}"

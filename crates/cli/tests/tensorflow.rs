@@ -74,3 +74,48 @@ fn tensorflow_reads_our_shards() {
         }
     }
 }
+
+/// README's Python example (`scripts/read_shards_example.py`, which `cargo xtask tidy` keeps
+/// identical to the README block) reads a `shardfeed shard` folder.
+#[test]
+#[ignore = "needs TensorFlow: run by `cargo xtask ci`, which sets SHARDFEED_TF_PYTHON"]
+fn tensorflow_runs_the_readme_python_example_on_our_shards() {
+    let python = common::tensorflow_python();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/read_shards_example.py");
+    let dir = tempfile::tempdir().unwrap();
+    generate(
+        dir.path(),
+        &GenData {
+            n_train: 40,
+            n_test: 0,
+            ..GenData::default()
+        },
+    )
+    .unwrap();
+    let config = ShardConfig {
+        input: dir.path().join("train"),
+        out: dir.path().join("shards"),
+        shards: 4,
+        ..ShardConfig::default()
+    };
+    shard(&config, |_| {}).unwrap();
+    let output = Command::new(&python)
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("TF_CPP_MIN_LOG_LEVEL", "3")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("(32, 160, 160, 3) ["), "{stdout}");
+    assert_eq!(
+        stdout.matches("'cat'").count() + stdout.matches("'dog'").count(),
+        4,
+        "{stdout}"
+    );
+}

@@ -65,6 +65,44 @@
 //! assert_eq!(batches.len(), 18 / 4);
 //! # Ok::<(), shardfeed_input_pipeline::Error>(())
 //! ```
+//!
+//! # The tutorial's training input
+//!
+//! Shards on disk, split by files, streamed as the tutorial streams them (interleave 16 →
+//! parse → shuffle 2048 → batch 32), here deterministic and resumable:
+//!
+//! ```
+//! # use shardfeed_record_format::{Compression, FileWriter};
+//! # let dir = tempfile::tempdir()?;
+//! # std::env::set_current_dir(dir.path())?;
+//! # std::fs::create_dir("shards")?;
+//! # for shard in 0..16 {
+//! #     let mut writer = FileWriter::create(format!("shards/data{shard:02}-8.tfrec"), Compression::None)?;
+//! #     for i in 0..8 {
+//! #         writer.write_record(&shardfeed_record_format::ImageExample { image: vec![shard, i], class: i64::from(i % 2) }.to_bytes())?;
+//! #     }
+//! #     writer.commit()?;
+//! # }
+//! use shardfeed_input_pipeline::{split::split_tfrecords, tfrecord::TfRecordSource, Repeat};
+//! use shardfeed_record_format::{ImageExample, ReaderOptions};
+//!
+//! let files = TfRecordSource::find("shards")?;
+//! let split = split_tfrecords(&files, 0.19, 42, ReaderOptions::default())?; // counts from .idx
+//! let steps_per_epoch = split.counts.steps_per_epoch(32);
+//! let pipeline = split
+//!     .train
+//!     .parsed_pipeline(
+//!         |plan| plan.seed(42).shuffle_sources(true).interleave(16, 1).shuffle(2048).repeat(Repeat::Forever),
+//!         ImageExample::decode,
+//!     )
+//!     .deterministic(true)
+//!     .batch(32, true);
+//! let mut batches = pipeline.iter();
+//! let first = batches.next().unwrap()?;      // 32 records, in a reproducible order
+//! let state = batches.state().to_bytes();    // 24 bytes: resume exactly here later
+//! # assert_eq!((first.items.len(), steps_per_epoch, state.len()), (32, 3, 24));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![deny(missing_docs)]
 

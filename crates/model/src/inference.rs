@@ -53,6 +53,28 @@ pub fn save_model(model: &Cnn, card: &ModelCard, dir: &Path) -> Result<(), Model
 }
 
 /// A saved model, loaded for inference.
+///
+/// ```
+/// use shardfeed_model::{Classifier, DeviceKind, ImageBatch, device, predicted};
+/// # use shardfeed_model::{ModelCard, PREPROCESSING, TrainConfig, Trainer, cpu_device, save_model};
+/// # let dir = tempfile::tempdir()?;
+/// # let trainer = Trainer::new(TrainConfig::default(), cpu_device());
+/// # let card = ModelCard { classes: vec!["cat".into(), "dog".into()], image_size: 8, preprocessing: PREPROCESSING.into() };
+/// # save_model(trainer.model(), &card, dir.path())?;
+/// # let run = dir.path();
+/// # let (n, pixels) = (2, vec![0.5; 2 * 8 * 8 * 3]);
+///
+/// // `run`: a folder `shardfeed train` wrote; `pixels`: n images, f32 HWC in [0, 1],
+/// // preprocessed as in training (shorter side → image_size, centre crop, / 255).
+/// let classifier = Classifier::load(run, device(DeviceKind::Cpu, false)?)?;
+/// let side = classifier.card().image_size;
+/// let batch = ImageBatch { pixels, labels: vec![0; n], side };
+/// for probabilities in classifier.probabilities(&batch) {
+///     let (class, p) = predicted(&probabilities);
+///     println!("{} {p:.3}", classifier.card().classes[class]);
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Classifier {
     model: Cnn,
     card: ModelCard,
