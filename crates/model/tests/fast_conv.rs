@@ -18,7 +18,9 @@ use shardfeed_model::fast::{fast_conv3x3_relu, fast_max_pool2x2, runs_fast};
 static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn seeded() -> std::sync::MutexGuard<'static, ()> {
-    SEEDED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SEEDED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Largest difference relative to the largest magnitude of `want`.
