@@ -392,10 +392,7 @@ fn shard(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let binary = crate::data::shardfeed_binary()?;
     let sources = bench_sources(&binary, args.images)?;
     let out = util::root().join("target/bench-data/shards");
-    let bytes: u64 = std::fs::read_dir(sources.join("train"))?
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let bytes = util::folder_bytes(&sources.join("train"))?;
     println!(
         "shard: {} JPEGs, {:.1} MB, into 16 shards of 160 px",
         args.images,

@@ -108,8 +108,12 @@ fn step(name: &str, body: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result
     eprintln!("==> {name}");
     let started = Instant::now();
     let result = body();
+    // Free disk after each step: a CI machine once ran out of it while linking tests.
+    let free = util::free_disk(&util::root())
+        .map(|bytes| format!(", {:.1} GB free", bytes as f64 / 1e9))
+        .unwrap_or_default();
     eprintln!(
-        "==> {name}: {} in {:.1} s",
+        "==> {name}: {} in {:.1} s{free}",
         if result.is_ok() { "ok" } else { "FAILED" },
         started.elapsed().as_secs_f64()
     );

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::report::{self, Measured, run_measured};
-use crate::util::root;
+use crate::util::{self, root};
 
 /// Flags of `cargo xtask scale`.
 #[derive(Debug, clap::Args)]
@@ -124,21 +124,13 @@ fn one_count(binary: &Path, dir: &Path, images: usize, size: u32) -> anyhow::Res
         .context("epochs[0].images in the stream report")?;
     Ok(Row {
         images,
-        source_mb: folder_bytes(&data.join("train"))? as f64 / 1e6,
+        source_mb: util::folder_bytes(&data.join("train"))? as f64 / 1e6,
         shard_mb: manifest["bytes_out"].as_f64().unwrap_or(f64::NAN) / 1e6,
         generate,
         shard,
         stream,
         streamed,
     })
-}
-
-fn folder_bytes(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        total += entry?.metadata()?.len();
-    }
-    Ok(total)
 }
 
 fn mib(bytes: u64) -> f64 {
