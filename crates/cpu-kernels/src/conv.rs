@@ -18,8 +18,11 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
 use crate::scratch::with_scratch;
-use crate::sgemm::{Strided, sgemm};
+use crate::sgemm::{Strided, sgemm, sgemm_uninit};
+use crate::uninit::{assume_vec_written, assume_written, uninit_vec, vec_written_by, zeroed};
 
 /// Floats of im2col matrix per block: 1 MiB, half of a 2 MiB L2.
 const BLOCK_FLOATS: usize = 1 << 18;
@@ -124,42 +127,46 @@ impl Conv3x3 {
             self.out_channels,
             "conv3x3: bias length for {self:?}"
         );
-        let mut y = vec![0.0; self.output_len()];
-        if y.is_empty() {
-            return y;
-        }
         let (hw, k, co) = (self.positions(), self.patch(), self.out_channels);
+        if self.output_len() == 0 {
+            return Vec::new();
+        }
         let block = self.block();
         let parallelism = self.inner_parallelism();
-        y.par_chunks_mut(co * hw)
-            .zip(x.par_chunks(self.in_channels * hw))
-            .for_each(|(y_img, x_img)| {
-                with_scratch(k * block, |col| {
-                    for start in (0..hw).step_by(block) {
-                        let n = block.min(hw - start);
-                        let col = &mut col[..k * n];
-                        self.im2col(x_img, start, n, col);
-                        let out = &mut y_img[start..];
-                        sgemm(
-                            co,
-                            n,
-                            k,
-                            out,
-                            hw,
-                            false,
-                            Strided::rows(w, k),
-                            Strided::rows(col, n),
-                            parallelism,
-                        );
-                        for (c, bias) in b.iter().enumerate() {
-                            for v in &mut out[c * hw..][..n] {
-                                *v = (*v + bias).max(0.0);
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            y.par_chunks_mut(co * hw)
+                .zip(x.par_chunks(self.in_channels * hw))
+                .for_each(|(y_img, x_img)| {
+                    with_scratch(k * block, |col| {
+                        for start in (0..hw).step_by(block) {
+                            let n = block.min(hw - start);
+                            let col = &mut col[..k * n];
+                            self.im2col(x_img, start, n, col);
+                            let out = &mut y_img[start..];
+                            sgemm_uninit(
+                                co,
+                                n,
+                                k,
+                                out,
+                                hw,
+                                Strided::rows(w, k),
+                                Strided::rows(col, n),
+                                parallelism,
+                            );
+                            for (c, bias) in b.iter().enumerate() {
+                                // SAFETY: the SGEMM above wrote row `c` of this block.
+                                let row = unsafe { assume_written(&mut out[c * hw..][..n]) };
+                                for v in row {
+                                    *v = (*v + bias).max(0.0);
+                                }
                             }
                         }
-                    }
+                    });
                 });
-            });
-        y
+        };
+        // SAFETY: the blocks of every image cover all `hw` positions of all `co` rows, and
+        // each block's SGEMM writes its `co × n` part.
+        unsafe { vec_written_by(self.output_len(), fill) }
     }
 
     /// The gradients of [`forward_relu`](Self::forward_relu) given its input `x`, weight `w`,
@@ -187,11 +194,13 @@ impl Conv3x3 {
             "conv3x3: gradient length for {self:?}"
         );
         let (hw, co, ci) = (self.positions(), self.out_channels, self.in_channels);
-        let mut grad_x = input_grad.then(|| vec![0.0; self.input_len()]);
+        // Each image's input gradient is zeroed by the thread that computes it, just before
+        // (in cache, on both cores), rather than all of it up front.
+        let mut grad_x = input_grad.then(|| uninit_vec(self.input_len()));
         let groups = self.batch.clamp(1, MAX_GROUPS);
         // Group g holds images [g·batch/groups, (g+1)·batch/groups).
         let bounds: Vec<usize> = (0..=groups).map(|g| g * self.batch / groups).collect();
-        let mut grad_x_groups: Vec<Option<&mut [f32]>> = Vec::with_capacity(groups);
+        let mut grad_x_groups: Vec<Option<&mut [MaybeUninit<f32>]>> = Vec::with_capacity(groups);
         match grad_x.as_deref_mut() {
             Some(mut rest) => {
                 for g in 0..groups {
@@ -212,7 +221,7 @@ impl Conv3x3 {
                 for (i, image) in (bounds[g]..bounds[g + 1]).enumerate() {
                     let gx = gx_group
                         .as_deref_mut()
-                        .map(|gx| &mut gx[i * ci * hw..][..ci * hw]);
+                        .map(|gx| zeroed(&mut gx[i * ci * hw..][..ci * hw]));
                     self.backward_image(
                         &x[image * ci * hw..][..ci * hw],
                         w,
@@ -234,7 +243,9 @@ impl Conv3x3 {
             bias.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
         }
         ConvGrads {
-            input: grad_x,
+            // SAFETY: every image's part was zeroed (then added to) above: the groups cover
+            // all images.
+            input: grad_x.map(|buffer| unsafe { assume_vec_written(buffer) }),
             weight,
             bias,
         }

@@ -24,6 +24,7 @@ mod conv;
 mod pool;
 mod scratch;
 mod sgemm;
+mod uninit;
 
 pub use alloc::BlockCache;
 pub use conv::{Conv3x3, ConvGrads};

@@ -4,7 +4,11 @@
 //! The backward pass sends each output's gradient to the first largest of its four inputs
 //! (row-major order), recomputed from the input rather than stored.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
+
+use crate::uninit::{vec_written_by, zeroed};
 
 /// The shape of a 2×2 max-pool over `planes` (batch × channels) planes of `height × width`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,27 +64,30 @@ impl MaxPool2x2 {
             "max_pool2x2: input length for {self:?}"
         );
         let (oh, ow) = self.output_size();
-        let mut y = vec![0.0; self.output_len()];
-        if y.is_empty() {
-            return y;
-        }
         let plane_in = self.height * self.width;
-        y.par_chunks_mut(oh * ow * PLANES_PER_TASK)
-            .zip(x.par_chunks(plane_in * PLANES_PER_TASK))
-            .for_each(|(y_planes, x_planes)| {
-                for (out, plane) in y_planes.chunks_mut(oh * ow).zip(x_planes.chunks(plane_in)) {
-                    for oy in 0..oh {
-                        let (top, bottom) = plane[2 * oy * self.width..].split_at(self.width);
-                        let row = &mut out[oy * ow..][..ow];
-                        for (ox, o) in row.iter_mut().enumerate() {
-                            let a = top[2 * ox].max(top[2 * ox + 1]);
-                            let b = bottom[2 * ox].max(bottom[2 * ox + 1]);
-                            *o = a.max(b);
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            if y.is_empty() {
+                return;
+            }
+            y.par_chunks_mut(oh * ow * PLANES_PER_TASK)
+                .zip(x.par_chunks(plane_in * PLANES_PER_TASK))
+                .for_each(|(y_planes, x_planes)| {
+                    for (out, plane) in y_planes.chunks_mut(oh * ow).zip(x_planes.chunks(plane_in))
+                    {
+                        for oy in 0..oh {
+                            let (top, bottom) = plane[2 * oy * self.width..].split_at(self.width);
+                            let row = &mut out[oy * ow..][..ow];
+                            for (ox, o) in row.iter_mut().enumerate() {
+                                let a = top[2 * ox].max(top[2 * ox + 1]);
+                                let b = bottom[2 * ox].max(bottom[2 * ox + 1]);
+                                o.write(a.max(b));
+                            }
                         }
                     }
-                }
-            });
-        y
+                });
+        };
+        // SAFETY: the chunks cover every plane and every (row, column) of each is written.
+        unsafe { vec_written_by(self.output_len(), fill) }
     }
 
     /// The input's gradient given the input `x` and the output's gradient `grad_y`.
@@ -99,29 +106,36 @@ impl MaxPool2x2 {
             "max_pool2x2: gradient length for {self:?}"
         );
         let (oh, ow) = self.output_size();
-        let mut grad_x = vec![0.0; self.input_len()];
-        if grad_y.is_empty() {
-            return grad_x;
-        }
         let plane_in = self.height * self.width;
-        grad_x
-            .par_chunks_mut(plane_in * PLANES_PER_TASK)
-            .zip(x.par_chunks(plane_in * PLANES_PER_TASK))
-            .zip(grad_y.par_chunks(oh * ow * PLANES_PER_TASK))
-            .for_each(|((gx_planes, x_planes), gy_planes)| {
-                let planes = gx_planes
-                    .chunks_mut(plane_in)
-                    .zip(x_planes.chunks(plane_in))
-                    .zip(gy_planes.chunks(oh * ow));
-                for ((gx, plane), gy) in planes {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            gx[self.winner(plane, oy, ox)] = gy[oy * ow + ox];
+        // Each task zeroes its own planes just before scattering into them (in cache, on
+        // every core) instead of one pass over all of it first.
+        let fill = |grad_x: &mut [MaybeUninit<f32>]| {
+            if grad_y.is_empty() {
+                zeroed(grad_x);
+                return;
+            }
+            grad_x
+                .par_chunks_mut(plane_in * PLANES_PER_TASK)
+                .zip(x.par_chunks(plane_in * PLANES_PER_TASK))
+                .zip(grad_y.par_chunks(oh * ow * PLANES_PER_TASK))
+                .for_each(|((gx_planes, x_planes), gy_planes)| {
+                    let gx_planes = zeroed(gx_planes);
+                    let planes = gx_planes
+                        .chunks_mut(plane_in)
+                        .zip(x_planes.chunks(plane_in))
+                        .zip(gy_planes.chunks(oh * ow));
+                    for ((gx, plane), gy) in planes {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                gx[self.winner(plane, oy, ox)] = gy[oy * ow + ox];
+                            }
                         }
                     }
-                }
-            });
-        grad_x
+                });
+        };
+        // SAFETY: every chunk is zeroed before it is scattered into, and the chunks (or the
+        // empty-gradient branch) cover the whole buffer.
+        unsafe { vec_written_by(self.input_len(), fill) }
     }
 }
 

@@ -1,5 +1,7 @@
 //! A bounds-checked front to the `gemm` crate's SGEMM.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 
 /// A matrix stored in a slice with a row stride and a column stride (in elements).
@@ -56,8 +58,78 @@ pub(crate) fn sgemm(
     b: Strided<'_>,
     parallelism: Parallelism,
 ) {
+    let len = dst.len();
+    // SAFETY: `dst` is `len` initialised floats, borrowed mutably (so it aliases neither
+    // input); reading it when accumulating is fine.
+    unsafe {
+        sgemm_raw(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            len,
+            dst_row_stride,
+            accumulate,
+            a,
+            b,
+            parallelism,
+        )
+    }
+}
+
+/// `dst[m × n] = a[m × k] · b[k × n]` into memory not yet written: every element of the
+/// `m × n` matrix (rows `dst_row_stride` apart) is initialised afterwards, nothing is read.
+///
+/// # Panics
+/// When a matrix does not fit in its slice.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_uninit(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [MaybeUninit<f32>],
+    dst_row_stride: usize,
+    a: Strided<'_>,
+    b: Strided<'_>,
+    parallelism: Parallelism,
+) {
+    let len = dst.len();
+    // SAFETY: `dst` is `len` writable floats, borrowed mutably; with `accumulate` false
+    // `gemm` never reads the destination (its alpha is zeroed), it only writes it.
+    unsafe {
+        sgemm_raw(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().cast(),
+            len,
+            dst_row_stride,
+            false,
+            a,
+            b,
+            parallelism,
+        )
+    }
+}
+
+/// # Safety
+/// `dst` must be valid for writes of `dst_len` floats, and for reads of them when
+/// `accumulate`, and alias neither `a` nor `b`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_len: usize,
+    dst_row_stride: usize,
+    accumulate: bool,
+    a: Strided<'_>,
+    b: Strided<'_>,
+    parallelism: Parallelism,
+) {
     assert!(
-        extent(m, n, dst_row_stride, 1) <= dst.len(),
+        extent(m, n, dst_row_stride, 1) <= dst_len,
         "sgemm: dst too short"
     );
     assert!(
@@ -74,19 +146,21 @@ pub(crate) fn sgemm(
     if k == 0 {
         if !accumulate {
             for row in 0..m {
-                dst[row * dst_row_stride..][..n].fill(0.0);
+                // SAFETY: inside `dst` by the first assert.
+                unsafe { dst.add(row * dst_row_stride).write_bytes(0, n) };
             }
         }
         return;
     }
     // SAFETY: the asserts above keep every element the three matrices address inside its
-    // slice; `dst` is borrowed mutably, so it aliases neither input.
+    // buffer; the caller guarantees `dst` is writable (readable when accumulating) and
+    // aliases neither input.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_row_stride as isize,
             accumulate,
@@ -157,6 +231,32 @@ mod tests {
         );
         let twice: Vec<f32> = want.iter().map(|v| v * 2.0).collect();
         assert_eq!(c, twice);
+    }
+
+    #[test]
+    fn writes_every_element_of_an_unwritten_strided_destination() {
+        let (m, n, k) = (3, 37, 5);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 11) as f32 * 0.25).collect();
+        let want = naive(m, n, k, &a, &b);
+        // Rows 40 apart; the gaps between them stay untouched.
+        let mut dst = vec![MaybeUninit::new(-1.0f32); 2 * 40 + n];
+        sgemm_uninit(
+            m,
+            n,
+            k,
+            &mut dst,
+            40,
+            Strided::rows(&a, k),
+            Strided::rows(&b, n),
+            Parallelism::None,
+        );
+        // SAFETY: initialised by `vec!` and then by the SGEMM.
+        let dst: Vec<f32> = dst.iter().map(|v| unsafe { v.assume_init() }).collect();
+        for row in 0..m {
+            assert_eq!(dst[row * 40..][..n], want[row * n..][..n]);
+        }
+        assert!(dst[n..40].iter().all(|&v| v == -1.0));
     }
 
     #[test]
