@@ -22,6 +22,7 @@ use std::mem::MaybeUninit;
 
 use crate::scratch::with_scratch;
 use crate::sgemm::{Strided, sgemm, sgemm_uninit};
+use crate::simd;
 use crate::uninit::{assume_vec_written, assume_written, uninit_vec, vec_written_by, zeroed};
 
 /// Floats of im2col matrix per block: 1 MiB, half of a 2 MiB L2.
@@ -153,12 +154,10 @@ impl Conv3x3 {
                                 Strided::rows(col, n),
                                 parallelism,
                             );
-                            for (c, bias) in b.iter().enumerate() {
+                            for (c, &bias) in b.iter().enumerate() {
                                 // SAFETY: the SGEMM above wrote row `c` of this block.
                                 let row = unsafe { assume_written(&mut out[c * hw..][..n]) };
-                                for v in row {
-                                    *v = (*v + bias).max(0.0);
-                                }
+                                simd::bias_relu(row, bias);
                             }
                         }
                     });
@@ -273,7 +272,7 @@ impl Conv3x3 {
                 let n = block.min(hw - start);
                 let dy = &mut dy[..co * n];
                 for c in 0..co {
-                    gb[c] += relu_grad_sum(
+                    gb[c] += simd::relu_grad_sum(
                         &mut dy[c * n..][..n],
                         &y_img[c * hw + start..][..n],
                         &gy_img[c * hw + start..][..n],
@@ -369,32 +368,6 @@ impl Conv3x3 {
             }
         }
     }
-}
-
-/// `dy = grad ⊙ (out > 0)`, returning `Σ dy`, summed in 16 lanes (vectorised; the order is
-/// fixed, so the result is reproducible).
-fn relu_grad_sum(dy: &mut [f32], out: &[f32], grad: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut lanes = [0.0f32; LANES];
-    let mut dy_chunks = dy.chunks_exact_mut(LANES);
-    let mut out_chunks = out.chunks_exact(LANES);
-    let mut grad_chunks = grad.chunks_exact(LANES);
-    for ((d, o), g) in (&mut dy_chunks).zip(&mut out_chunks).zip(&mut grad_chunks) {
-        for i in 0..LANES {
-            d[i] = if o[i] > 0.0 { g[i] } else { 0.0 };
-            lanes[i] += d[i];
-        }
-    }
-    let mut sum = 0.0;
-    let tail = dy_chunks.into_remainder().iter_mut();
-    for ((d, &o), &g) in tail
-        .zip(out_chunks.remainder())
-        .zip(grad_chunks.remainder())
-    {
-        *d = if o > 0.0 { g } else { 0.0 };
-        sum += *d;
-    }
-    lanes.iter().sum::<f32>() + sum
 }
 
 /// Walks output positions `start..start + n` one image row at a time. For tap `tap` (ky·3 +

@@ -24,6 +24,7 @@ mod conv;
 mod pool;
 mod scratch;
 mod sgemm;
+mod simd;
 mod uninit;
 
 pub use alloc::BlockCache;

@@ -8,6 +8,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use crate::simd;
 use crate::uninit::{vec_written_by, zeroed};
 
 /// The shape of a 2×2 max-pool over `planes` (batch × channels) planes of `height × width`.
@@ -41,18 +42,6 @@ impl MaxPool2x2 {
         self.planes * oh * ow
     }
 
-    /// The index within a plane of the first largest input under output `(oy, ox)`.
-    fn winner(&self, plane: &[f32], oy: usize, ox: usize) -> usize {
-        let top = 2 * oy * self.width + 2 * ox;
-        let mut best = top;
-        for candidate in [top + 1, top + self.width, top + self.width + 1] {
-            if plane[candidate] > plane[best] {
-                best = candidate;
-            }
-        }
-        best
-    }
-
     /// The pooled values.
     ///
     /// # Panics
@@ -76,12 +65,7 @@ impl MaxPool2x2 {
                     {
                         for oy in 0..oh {
                             let (top, bottom) = plane[2 * oy * self.width..].split_at(self.width);
-                            let row = &mut out[oy * ow..][..ow];
-                            for (ox, o) in row.iter_mut().enumerate() {
-                                let a = top[2 * ox].max(top[2 * ox + 1]);
-                                let b = bottom[2 * ox].max(bottom[2 * ox + 1]);
-                                o.write(a.max(b));
-                            }
+                            simd::pool_row(top, bottom, &mut out[oy * ow..][..ow]);
                         }
                     }
                 });
@@ -107,8 +91,7 @@ impl MaxPool2x2 {
         );
         let (oh, ow) = self.output_size();
         let plane_in = self.height * self.width;
-        // Each task zeroes its own planes just before scattering into them (in cache, on
-        // every core) instead of one pass over all of it first.
+        let (w, rows) = (self.width, 2 * oh);
         let fill = |grad_x: &mut [MaybeUninit<f32>]| {
             if grad_y.is_empty() {
                 zeroed(grad_x);
@@ -119,21 +102,29 @@ impl MaxPool2x2 {
                 .zip(x.par_chunks(plane_in * PLANES_PER_TASK))
                 .zip(grad_y.par_chunks(oh * ow * PLANES_PER_TASK))
                 .for_each(|((gx_planes, x_planes), gy_planes)| {
-                    let gx_planes = zeroed(gx_planes);
                     let planes = gx_planes
                         .chunks_mut(plane_in)
                         .zip(x_planes.chunks(plane_in))
                         .zip(gy_planes.chunks(oh * ow));
                     for ((gx, plane), gy) in planes {
                         for oy in 0..oh {
-                            for ox in 0..ow {
-                                gx[self.winner(plane, oy, ox)] = gy[oy * ow + ox];
-                            }
+                            let (top, bottom) = plane[2 * oy * w..].split_at(w);
+                            let (gx_top, gx_bottom) = gx[2 * oy * w..][..2 * w].split_at_mut(w);
+                            // The window rows' first 2·ow values, then an odd last column.
+                            let (gx_top, top_rest) = gx_top.split_at_mut(2 * ow);
+                            let (gx_bottom, bottom_rest) = gx_bottom.split_at_mut(2 * ow);
+                            let gy = &gy[oy * ow..][..ow];
+                            simd::pool_row_backward(top, bottom, gy, gx_top, gx_bottom);
+                            zeroed(top_rest);
+                            zeroed(bottom_rest);
                         }
+                        // An odd last row is in no window.
+                        zeroed(&mut gx[rows * w..]);
                     }
                 });
         };
-        // SAFETY: every chunk is zeroed before it is scattered into, and the chunks (or the
+        // SAFETY: every chunk's planes are written whole: each window row pair by
+        // `pool_row_backward` and zeros, an odd last row by zeros; the chunks (or the
         // empty-gradient branch) cover the whole buffer.
         unsafe { vec_written_by(self.input_len(), fill) }
     }
