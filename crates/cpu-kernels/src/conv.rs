@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 use crate::scratch::with_scratch;
-use crate::sgemm::{Strided, sgemm, sgemm_uninit};
+use crate::sgemm::{Strided, sgemm, sgemm_transposed_dst, sgemm_uninit};
 use crate::simd;
 use crate::uninit::{assume_vec_written, assume_written, uninit_vec, vec_written_by, zeroed};
 
@@ -215,7 +215,8 @@ impl Conv3x3 {
             .into_par_iter()
             .enumerate()
             .map(|(g, mut gx_group)| {
-                let mut gw = vec![0.0; self.weight_len()];
+                // This group's weight gradient, transposed (`k × co`).
+                let mut gw_t = vec![0.0; self.weight_len()];
                 let mut gb = vec![0.0; co];
                 for (i, image) in (bounds[g]..bounds[g + 1]).enumerate() {
                     let gx = gx_group
@@ -227,19 +228,27 @@ impl Conv3x3 {
                         &y[image * co * hw..][..co * hw],
                         &grad_y[image * co * hw..][..co * hw],
                         gx,
-                        &mut gw,
+                        &mut gw_t,
                         &mut gb,
                         parallelism,
                     );
                 }
-                (gw, gb)
+                (gw_t, gb)
             })
             .collect();
         let mut partials = partials.into_iter();
-        let (mut weight, mut bias) = partials.next().unwrap_or_default();
-        for (gw, gb) in partials {
-            weight.iter_mut().zip(gw).for_each(|(a, b)| *a += b);
+        let (mut weight_t, mut bias) = partials.next().unwrap_or_default();
+        for (gw_t, gb) in partials {
+            weight_t.iter_mut().zip(gw_t).for_each(|(a, b)| *a += b);
             bias.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
+        }
+        // `k × co` back to burn's `co × k`.
+        let k = self.patch();
+        let mut weight = vec![0.0; self.weight_len()];
+        for (kk, row) in weight_t.chunks_exact(co.max(1)).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                weight[c * k + kk] = v;
+            }
         }
         ConvGrads {
             // SAFETY: every image's part was zeroed (then added to) above: the groups cover
@@ -258,7 +267,7 @@ impl Conv3x3 {
         y_img: &[f32],
         gy_img: &[f32],
         mut gx_img: Option<&mut [f32]>,
-        gw: &mut [f32],
+        gw_t: &mut [f32],
         gb: &mut [f32],
         parallelism: Parallelism,
     ) {
@@ -280,13 +289,14 @@ impl Conv3x3 {
                 }
                 let col = &mut col[..k * n];
                 self.im2col(x_img, start, n, col);
-                // grad_w[co × k] += dy[co × n] · colᵀ[n × k]
-                sgemm(
+                // grad_w[co × k] += dy[co × n] · colᵀ[n × k], kept transposed (`k × co`):
+                // the faster layout for the `gemm` crate.
+                sgemm_transposed_dst(
                     co,
                     k,
                     n,
-                    gw,
-                    k,
+                    gw_t,
+                    co,
                     true,
                     Strided::rows(dy, n),
                     Strided::transposed(col, n),

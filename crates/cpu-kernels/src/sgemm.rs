@@ -68,7 +68,44 @@ pub(crate) fn sgemm(
             k,
             dst.as_mut_ptr(),
             len,
-            dst_row_stride,
+            (dst_row_stride, 1),
+            accumulate,
+            a,
+            b,
+            parallelism,
+        )
+    }
+}
+
+/// `dst (+)= a[m × k] · b[k × n]` where `dst` holds the `m × n` result transposed: row-major
+/// `n × m` with rows `dst_row_stride` apart. (The `gemm` crate is column-major at heart: a
+/// product whose natural layout is the transpose of the one wanted runs up to 1.5x faster
+/// written this way, e.g. the convolutions' weight gradients.)
+///
+/// # Panics
+/// When a matrix does not fit in its slice.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_transposed_dst(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    accumulate: bool,
+    a: Strided<'_>,
+    b: Strided<'_>,
+    parallelism: Parallelism,
+) {
+    let len = dst.len();
+    // SAFETY: as in `sgemm`.
+    unsafe {
+        sgemm_raw(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            len,
+            (1, dst_row_stride),
             accumulate,
             a,
             b,
@@ -103,7 +140,7 @@ pub(crate) fn sgemm_uninit(
             k,
             dst.as_mut_ptr().cast(),
             len,
-            dst_row_stride,
+            (dst_row_stride, 1),
             false,
             a,
             b,
@@ -122,14 +159,14 @@ unsafe fn sgemm_raw(
     k: usize,
     dst: *mut f32,
     dst_len: usize,
-    dst_row_stride: usize,
+    (dst_row_stride, dst_col_stride): (usize, usize),
     accumulate: bool,
     a: Strided<'_>,
     b: Strided<'_>,
     parallelism: Parallelism,
 ) {
     assert!(
-        extent(m, n, dst_row_stride, 1) <= dst_len,
+        extent(m, n, dst_row_stride, dst_col_stride) <= dst_len,
         "sgemm: dst too short"
     );
     assert!(
@@ -146,8 +183,13 @@ unsafe fn sgemm_raw(
     if k == 0 {
         if !accumulate {
             for row in 0..m {
-                // SAFETY: inside `dst` by the first assert.
-                unsafe { dst.add(row * dst_row_stride).write_bytes(0, n) };
+                for col in 0..n {
+                    // SAFETY: inside `dst` by the first assert.
+                    unsafe {
+                        dst.add(row * dst_row_stride + col * dst_col_stride)
+                            .write(0.0)
+                    };
+                }
             }
         }
         return;
@@ -161,7 +203,7 @@ unsafe fn sgemm_raw(
             n,
             k,
             dst,
-            1,
+            dst_col_stride as isize,
             dst_row_stride as isize,
             accumulate,
             a.data.as_ptr(),
@@ -231,6 +273,28 @@ mod tests {
         );
         let twice: Vec<f32> = want.iter().map(|v| v * 2.0).collect();
         assert_eq!(c, twice);
+
+        // The result stored transposed (n × m, rows m + 2 apart), overwritten then added to.
+        let mut ct = vec![9.0; n * (m + 2)];
+        for accumulate in [false, true] {
+            sgemm_transposed_dst(
+                m,
+                n,
+                k,
+                &mut ct,
+                m + 2,
+                accumulate,
+                Strided::rows(&a, k),
+                Strided::rows(&b, n),
+                Parallelism::None,
+            );
+        }
+        for i in 0..m {
+            for j in 0..n {
+                assert_eq!(ct[j * (m + 2) + i], twice[i * n + j]);
+            }
+            assert_eq!(ct[i * (m + 2) + m..][..2], [9.0, 9.0]);
+        }
     }
 
     #[test]
