@@ -177,7 +177,16 @@ fn main() {
     // 1b. A skewed map: every 64th item costs 40× more (a huge image among small ones). The
     //     ordered graph waits for it; the default, unordered one does not.
     let plan = tutorial_plan(vec![250; SOURCES as usize]);
-    let skewed = |a: Address| cpu_work(a.index, if a.index % 64 == 0 { 400_000 } else { 10_000 });
+    let skewed = |a: Address| {
+        cpu_work(
+            a.index,
+            if a.index.is_multiple_of(64) {
+                400_000
+            } else {
+                10_000
+            },
+        )
+    };
     let sequential = measure("skewed map: sequential loop", runs, || {
         plan.iter().fold(0, |n, p| {
             black_box(skewed(p.address));
