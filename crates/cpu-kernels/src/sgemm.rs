@@ -58,23 +58,17 @@ pub(crate) fn sgemm(
     b: Strided<'_>,
     parallelism: Parallelism,
 ) {
-    let len = dst.len();
-    // SAFETY: `dst` is `len` initialised floats, borrowed mutably (so it aliases neither
-    // input); reading it when accumulating is fine.
-    unsafe {
-        sgemm_raw(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            len,
-            (dst_row_stride, 1),
-            accumulate,
-            a,
-            b,
-            parallelism,
-        )
-    }
+    sgemm_strided(
+        m,
+        n,
+        k,
+        dst,
+        (dst_row_stride, 1),
+        accumulate,
+        a,
+        b,
+        parallelism,
+    );
 }
 
 /// `dst (+)= a[m × k] · b[k × n]` where `dst` holds the `m × n` result transposed: row-major
@@ -96,8 +90,35 @@ pub(crate) fn sgemm_transposed_dst(
     b: Strided<'_>,
     parallelism: Parallelism,
 ) {
+    sgemm_strided(
+        m,
+        n,
+        k,
+        dst,
+        (1, dst_row_stride),
+        accumulate,
+        a,
+        b,
+        parallelism,
+    );
+}
+
+/// [`sgemm`] with the destination's (row, column) strides given.
+#[allow(clippy::too_many_arguments)]
+fn sgemm_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    a: Strided<'_>,
+    b: Strided<'_>,
+    parallelism: Parallelism,
+) {
     let len = dst.len();
-    // SAFETY: as in `sgemm`.
+    // SAFETY: `dst` is `len` initialised floats, borrowed mutably (so it aliases neither
+    // input); reading it when accumulating is fine.
     unsafe {
         sgemm_raw(
             m,
@@ -105,7 +126,7 @@ pub(crate) fn sgemm_transposed_dst(
             k,
             dst.as_mut_ptr(),
             len,
-            (1, dst_row_stride),
+            dst_strides,
             accumulate,
             a,
             b,
