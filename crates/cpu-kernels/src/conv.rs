@@ -15,10 +15,10 @@
 //! fixed group of images and the groups in a fixed order, so results never depend on
 //! scheduling or on the number of threads: training stays bit-for-bit reproducible.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
-
-use std::mem::MaybeUninit;
 
 use crate::scratch::with_scratch;
 use crate::sgemm::{Strided, sgemm, sgemm_transposed_dst, sgemm_uninit};
