@@ -13,8 +13,7 @@ use shardfeed_model::fast::{fast_conv3x3_relu, fast_max_pool2x2, runs_fast};
 
 /// burn's random numbers come from one generator per backend, shared by the tests running in
 /// parallel: each test holds this while it seeds and draws, so its inputs are the seed's and
-/// not an interleaving (a random interleaving once put a pre-activation within rounding of
-/// ReLU's kink, where the two paths may legitimately disagree on the gradient).
+/// not an interleaving.
 static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn seeded() -> std::sync::MutexGuard<'static, ()> {
@@ -52,6 +51,12 @@ fn compare(batch: usize, cin: usize, cout: usize, height: usize, width: usize, s
         &device,
     );
     drop(draws);
+    // ReLU has no derivative at 0: where a pre-activation lies within rounding of it, the two
+    // paths (which sum in different orders, burn's depending on its threads' schedule) may
+    // land on either side and route the gradient differently — both right. No gradient flows
+    // from those outputs, so the comparison is of what is defined.
+    let pre_activation = conv.forward(x.clone().detach()).detach();
+    let upstream = upstream.mask_fill(pre_activation.abs().lower_elem(1e-4), 0.0);
 
     let run = |fast: bool| {
         let x = x.clone().detach().require_grad();
