@@ -174,17 +174,16 @@ impl Trainer {
     }
 
     /// Metrics of the current model on `batch`, without training.
+    ///
+    /// Runs on the device without autodiff: burn's autodiff keeps the graph of a forward pass
+    /// until a backward pass consumes it, so a validation pass on the training device held
+    /// every batch's activations (measured: 0.6 GB → 7.1 GB peak during one epoch's
+    /// validation of 750 images).
     pub fn evaluate(&self, batch: &ImageBatch) -> Metrics {
-        let (images, labels) = batch.to_tensors(&self.device);
-        let logits = self.model().forward(images);
-        loss_and_metrics(
-            logits,
-            labels,
-            self.config.classes,
-            batch.len(),
-            &self.device,
-        )
-        .1
+        let device = self.device.clone().without_autodiff();
+        let (images, labels) = batch.to_tensors(&device);
+        let logits = self.model().valid().forward(images);
+        loss_and_metrics(logits, labels, self.config.classes, batch.len(), &device).1
     }
 }
 
