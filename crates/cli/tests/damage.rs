@@ -5,38 +5,33 @@
 //! one (as other tools write shards), in-process through `stream()`; then once each through the
 //! `stream` and `train` commands.
 
+mod generated;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use shardfeed::shard::{ShardConfig, shard};
+use generated::generated_shards;
+use shardfeed::shard::ShardConfig;
 use shardfeed::stream::{StreamConfig, stream};
-use shardfeed::synthetic::{GenData, generate};
+use shardfeed::synthetic::GenData;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::Index;
 
 /// `n` generated images sharded at `size` px into `shards` files; the shard folder.
 fn shards(dir: &Path, n: usize, shards: usize, size: u32) -> PathBuf {
-    generate(
-        dir,
-        &GenData {
-            n_train: n,
-            n_test: 0,
-            seed: 11,
-            sides: (size, size + 8),
-            ..GenData::default()
-        },
-    )
-    .unwrap();
-    let out = dir.join("shards");
+    let data = GenData {
+        n_train: n,
+        n_test: 0,
+        seed: 11,
+        sides: (size, size + 8),
+        ..GenData::default()
+    };
     let config = ShardConfig {
-        input: dir.join("train"),
-        out: out.clone(),
         shards,
         size,
         ..ShardConfig::default()
     };
-    shard(&config, |_| {}).unwrap();
-    out
+    generated_shards(dir, &data, config)
 }
 
 /// The `.tfrec` files of a folder, in name order.

@@ -1,36 +1,31 @@
 //! `shardfeed stream`: every record decoded once per epoch, the cache used, errors with file
 //! and offset, and the command's output.
 
+mod generated;
+
 use std::path::Path;
 use std::process::Command;
 
-use shardfeed::shard::{ShardConfig, shard};
+use generated::generated_shards;
+use shardfeed::shard::ShardConfig;
 use shardfeed::stream::{StreamConfig, open_shards, read_pipeline, stream};
-use shardfeed::synthetic::{GenData, generate};
+use shardfeed::synthetic::GenData;
 use shardfeed_input_pipeline::Parallelism;
 
 fn shards(dir: &Path, n: usize) -> std::path::PathBuf {
-    generate(
-        dir,
-        &GenData {
-            n_train: n,
-            n_test: 0,
-            seed: 9,
-            sides: (40, 80),
-            ..GenData::default()
-        },
-    )
-    .unwrap();
-    let out = dir.join("shards");
+    let data = GenData {
+        n_train: n,
+        n_test: 0,
+        seed: 9,
+        sides: (40, 80),
+        ..GenData::default()
+    };
     let config = ShardConfig {
-        input: dir.join("train"),
-        out: out.clone(),
         shards: 5,
         size: 32,
         ..ShardConfig::default()
     };
-    shard(&config, |_| {}).unwrap();
-    out
+    generated_shards(dir, &data, config)
 }
 
 #[test]

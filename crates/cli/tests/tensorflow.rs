@@ -5,10 +5,12 @@
 //! Needs `SHARDFEED_TF_PYTHON` (set by `cargo xtask ci`); ignored in a plain `cargo test`.
 
 mod common;
+mod generated;
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use generated::generated_shards;
 use shardfeed::shard::{ShardConfig, shard};
 use shardfeed::synthetic::{GenData, generate};
 use shardfeed_input_pipeline::Parallelism;
@@ -84,22 +86,16 @@ fn tensorflow_runs_the_readme_python_example_on_our_shards() {
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/read_shards_example.py");
     let dir = tempfile::tempdir().unwrap();
-    generate(
-        dir.path(),
-        &GenData {
-            n_train: 40,
-            n_test: 0,
-            ..GenData::default()
-        },
-    )
-    .unwrap();
+    let data = GenData {
+        n_train: 40,
+        n_test: 0,
+        ..GenData::default()
+    };
     let config = ShardConfig {
-        input: dir.path().join("train"),
-        out: dir.path().join("shards"),
         shards: 4,
         ..ShardConfig::default()
     };
-    shard(&config, |_| {}).unwrap();
+    generated_shards(dir.path(), &data, config);
     let output = Command::new(&python)
         .arg(&script)
         .current_dir(dir.path())

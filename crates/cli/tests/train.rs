@@ -2,40 +2,35 @@
 //! metrics and the model are saved, an interrupted run resumes to the uninterrupted run's
 //! model, and the saved run is evaluated, applied and drawn.
 
+mod generated;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use shardfeed::shard::{ShardConfig, shard};
-use shardfeed::synthetic::{GenData, generate};
+use generated::generated_shards;
+use shardfeed::shard::ShardConfig;
+use shardfeed::synthetic::GenData;
 use shardfeed::train::{TrainEvent, TrainSettings, train};
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch, device};
 
 /// `n` generated images (and `n / 4` test images) sharded at 32 px into 8 shards.
 fn tiny_shards(dir: &Path, n: usize) -> PathBuf {
-    generate(
-        dir,
-        &GenData {
-            n_train: n,
-            n_test: n / 4,
-            seed: 4,
-            sides: (40, 60),
-            ..GenData::default()
-        },
-    )
-    .unwrap();
-    let shards = dir.join("shards");
+    let data = GenData {
+        n_train: n,
+        n_test: n / 4,
+        seed: 4,
+        sides: (40, 60),
+        ..GenData::default()
+    };
     let config = ShardConfig {
-        input: dir.join("train"),
-        out: shards.clone(),
         shards: 8,
         size: 32,
         ..ShardConfig::default()
     };
-    shard(&config, |_| {}).unwrap();
-    shards
+    generated_shards(dir, &data, config)
 }
 
 fn shardfeed(args: &[&str]) -> Output {

@@ -1,0 +1,20 @@
+//! A generated, sharded set for the tests that need shards on disk.
+
+use std::path::{Path, PathBuf};
+
+use shardfeed::shard::{ShardConfig, shard};
+use shardfeed::synthetic::{GenData, generate};
+
+/// Generates `data` into `dir` (`train/`, `test/`) and shards `train/` into `dir/shards` with
+/// `config` (its input and output replaced); returns the shard folder.
+pub fn generated_shards(dir: &Path, data: &GenData, config: ShardConfig) -> PathBuf {
+    generate(dir, data).unwrap();
+    let out = dir.join("shards");
+    let config = ShardConfig {
+        input: dir.join("train"),
+        out: out.clone(),
+        ..config
+    };
+    shard(&config, |_| {}).unwrap();
+    out
+}
