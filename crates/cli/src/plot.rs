@@ -253,7 +253,8 @@ pub struct CurvePoint {
     pub val_accuracy: f64,
 }
 
-/// Reads `metrics.csv` (`epoch,loss,accuracy,val_loss,val_accuracy,…`).
+/// Reads `metrics.csv` (`epoch,loss,accuracy,val_loss,val_accuracy,…`); an empty field (no
+/// validation files) reads as NaN and is not drawn.
 pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<CurvePoint>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -262,7 +263,10 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<CurvePoint>> {
         let values: Vec<f64> = line
             .split(',')
             .take(5)
-            .map(str::parse)
+            .map(|field| match field {
+                "" => Ok(f64::NAN),
+                field => field.parse(),
+            })
             .collect::<Result<_, _>>()
             .with_context(|| format!("{}: line {}: {line:?}", path.display(), number + 1))?;
         if values.len() < 5 {
@@ -346,6 +350,10 @@ fn panel(canvas: &mut Canvas, left: usize, title: &str, series: [Series<'_>; 2])
         BLACK,
     );
     for (i, (name, colour, values)) in series.iter().enumerate() {
+        let values: Vec<(f64, f64)> = values.iter().copied().filter(|p| p.1.is_finite()).collect();
+        if values.is_empty() {
+            continue;
+        }
         for pair in values.windows(2) {
             canvas.line(
                 (to_x(pair[0].0), to_y(pair[0].1)),
@@ -354,7 +362,7 @@ fn panel(canvas: &mut Canvas, left: usize, title: &str, series: [Series<'_>; 2])
                 *colour,
             );
         }
-        for &(epoch, value) in values {
+        for &(epoch, value) in &values {
             canvas.fill(
                 to_x(epoch) as i64 - 2,
                 to_y(value) as i64 - 2,

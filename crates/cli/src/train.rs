@@ -419,14 +419,18 @@ pub fn train(
             images_per_second: images as f64 / train_seconds.max(1e-9),
             waited,
         };
+        // Without validation files the validation columns stay empty (not a made-up 0).
+        let validation_columns = if validation.images == 0 {
+            ",".to_string()
+        } else {
+            format!("{:.6},{:.6}", validation.loss(), validation.accuracy())
+        };
         writeln!(
             metrics_file,
-            "{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.1}",
+            "{},{:.6},{:.6},{validation_columns},{:.3},{:.1}",
             epoch,
             train.loss(),
             train.accuracy(),
-            validation.loss(),
-            validation.accuracy(),
             line.seconds,
             line.images_per_second
         )?;

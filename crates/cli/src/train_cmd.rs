@@ -140,14 +140,22 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         TrainEvent::Epoch(line) => {
             bar.finish_and_clear();
             bar = ProgressBar::hidden();
+            // As Keras: no validation figures when there is no validation data.
+            let validation = if line.validation.images == 0 {
+                String::new()
+            } else {
+                format!(
+                    " - val_loss: {:.4} - val_accuracy: {:.4}",
+                    line.validation.loss(),
+                    line.validation.accuracy()
+                )
+            };
             println!(
-                "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4} - val_loss: {:.4} - val_accuracy: {:.4} - {:.1} images/s (waited {:.1}s for input)",
+                "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4}{validation} - {:.1} images/s (waited {:.1}s for input)",
                 line.epoch,
                 line.seconds,
                 line.train.loss(),
                 line.train.accuracy(),
-                line.validation.loss(),
-                line.validation.accuracy(),
                 line.images_per_second,
                 line.waited,
             );

@@ -111,6 +111,47 @@ fn training_writes_a_line_per_epoch_metrics_the_model_and_curves() {
     assert_eq!(message.trim().lines().count(), 1, "{message}");
 }
 
+#[test]
+fn a_run_without_validation_files_prints_and_records_no_validation_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = tiny_shards(dir.path(), 32);
+    let out = dir.path().join("run");
+    let output = shardfeed(&[
+        "train",
+        path(&shards),
+        "--epochs",
+        "2",
+        "--batch",
+        "8",
+        "--val-split",
+        "0",
+        "--out",
+        path(&out),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("validating on 0"), "{}", text(&output));
+    assert!(stdout.contains("Epoch 2/2 - "), "{stdout}");
+    assert!(!stdout.contains("val_"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    for line in csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 7, "{line}");
+        assert_eq!((fields[3], fields[4]), ("", ""), "{line}");
+        assert!(fields[1].parse::<f64>().unwrap() > 0.0, "{line}");
+    }
+    // The curves are drawn (training only), and `plot --curves` reads the file back.
+    let curves = png_size(&out.join("curves.png"));
+    assert!(curves.0 > 400 && curves.1 > 200, "{curves:?}");
+    let evaluate = shardfeed(&["evaluate", "--model", path(&out)]);
+    assert!(!evaluate.status.success());
+    assert!(
+        text(&evaluate).contains("no validation files"),
+        "{}",
+        text(&evaluate)
+    );
+}
+
 fn png_size(path: &Path) -> (u32, u32) {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
     let reader = decoder.read_info().unwrap();
