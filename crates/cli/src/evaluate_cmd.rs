@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use shardfeed::evaluate::{EvaluateSettings, evaluate};
-use shardfeed_input_pipeline::Parallelism;
-use shardfeed_model::DeviceKind;
+
+use crate::model_args::ModelRunArgs;
 
 /// Flags of `shardfeed evaluate`.
 #[derive(Debug, clap::Args)]
@@ -17,15 +17,8 @@ pub struct Args {
     /// Read the run's validation files from this folder (default: where training read them).
     #[arg(long)]
     shards: Option<PathBuf>,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Decode threads (default: one per core).
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
-    #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]
-    device: DeviceKind,
+    #[command(flatten)]
+    run: ModelRunArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -35,9 +28,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let evaluation = evaluate(&EvaluateSettings {
         model: args.model.clone(),
         shards: args.shards.clone(),
-        batch: args.batch,
-        jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::Fixed),
-        device: args.device,
+        batch: args.run.batch,
+        jobs: args.run.jobs(),
+        device: args.run.device,
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);

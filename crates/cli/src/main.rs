@@ -15,6 +15,7 @@ static ALLOCATOR: shardfeed_model::BlockCache = shardfeed_model::BlockCache;
 mod evaluate_cmd;
 mod gen_data_cmd;
 mod inspect;
+mod model_args;
 mod plot_cmd;
 mod predict_cmd;
 mod shard_cmd;

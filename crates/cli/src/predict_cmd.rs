@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use shardfeed::predict::{PredictSettings, csv_field, predict};
-use shardfeed_input_pipeline::Parallelism;
-use shardfeed_model::DeviceKind;
+
+use crate::model_args::ModelRunArgs;
 
 /// Flags of `shardfeed predict`.
 #[derive(Debug, clap::Args)]
@@ -28,15 +28,8 @@ pub struct Args {
     /// Stop at the first unusable image instead of skipping it.
     #[arg(long)]
     strict: bool,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
-    /// Decode threads (default: one per core).
-    #[arg(long)]
-    jobs: Option<usize>,
-    /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
-    #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]
-    device: DeviceKind,
+    #[command(flatten)]
+    run: ModelRunArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -51,9 +44,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         &PredictSettings {
             model: args.model.clone(),
             inputs: args.inputs.clone(),
-            batch: args.batch,
-            jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::Fixed),
-            device: args.device,
+            batch: args.run.batch,
+            jobs: args.run.jobs(),
+            device: args.run.device,
             strict: args.strict,
         },
         |p| {

@@ -52,23 +52,23 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `shardfeed train` for 2 epochs of batches of 8 with `extra` flags; asserts it succeeded.
+fn train_two_epochs(shards: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", path(shards), "--epochs", "2", "--batch", "8"];
+    args.extend_from_slice(extra);
+    args.extend(["--out", path(out)]);
+    let output = shardfeed(&args);
+    assert!(output.status.success(), "{}", text(&output));
+    output
+}
+
 #[test]
 fn training_writes_a_line_per_epoch_metrics_the_model_and_curves() {
     let dir = tempfile::tempdir().unwrap();
     let shards = tiny_shards(dir.path(), 64);
     let out = dir.path().join("run");
-    let output = shardfeed(&[
-        "train",
-        path(&shards),
-        "--epochs",
-        "2",
-        "--batch",
-        "8",
-        "--out",
-        path(&out),
-    ]);
+    let output = train_two_epochs(&shards, &out, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", text(&output));
     assert!(
         stdout.contains("Epoch 1/2 - ") && stdout.contains("Epoch 2/2 - "),
         "{stdout}"
@@ -116,21 +116,13 @@ fn a_run_without_validation_files_prints_and_records_no_validation_figures() {
     let dir = tempfile::tempdir().unwrap();
     let shards = tiny_shards(dir.path(), 32);
     let out = dir.path().join("run");
-    let output = shardfeed(&[
-        "train",
-        path(&shards),
-        "--epochs",
-        "2",
-        "--batch",
-        "8",
-        "--val-split",
-        "0",
-        "--out",
-        path(&out),
-    ]);
+    let output = train_two_epochs(&shards, &out, &["--val-split", "0"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains("validating on 0"), "{}", text(&output));
+    assert!(
+        text(&output).contains("validating on 0"),
+        "{}",
+        text(&output)
+    );
     assert!(stdout.contains("Epoch 2/2 - "), "{stdout}");
     assert!(!stdout.contains("val_"), "{stdout}");
     let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();

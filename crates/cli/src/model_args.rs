@@ -1,0 +1,25 @@
+//! The flags every command that runs a saved model takes (`evaluate`, `predict`).
+
+use shardfeed_input_pipeline::Parallelism;
+use shardfeed_model::DeviceKind;
+
+/// How a saved model is run: batch size, decode threads and device.
+#[derive(Debug, clap::Args)]
+pub struct ModelRunArgs {
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Decode threads (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]
+    pub device: DeviceKind,
+}
+
+impl ModelRunArgs {
+    /// The decode threads as the pipeline takes them.
+    pub fn jobs(&self) -> Parallelism {
+        self.jobs.map_or(Parallelism::Auto, Parallelism::Fixed)
+    }
+}
