@@ -153,8 +153,12 @@ fn print_row(row: &Row) {
 
 fn table(rows: &[Row], args: &Args) -> String {
     let counts: Vec<String> = args.images.iter().map(usize::to_string).collect();
+    let (smallest, largest) = (
+        args.images.iter().min().copied().unwrap_or(0),
+        args.images.iter().max().copied().unwrap_or(0),
+    );
     let mut out = format!(
-        "## Scale: shard and stream from 10k to 250k images\n\n\
+        "## Scale: shard and stream from {} to {} images\n\n\
          `cargo xtask scale --images {}` on {}, {} (release build). Sources: generated JPEGs of \
          {}–{} px a side (quality 90, 4:2:0), sharded into 16 files at {} px (quality 95, 4:4:4) \
          with the defaults (one job per core), then one epoch of `shardfeed stream --no-cache` \
@@ -162,6 +166,8 @@ fn table(rows: &[Row], args: &Args) -> String {
          process, peak RSS is `wait4`'s `ru_maxrss`.\n\n\
          | images | sources | generate | shard | shard images/s | shard peak RSS | shards | stream 1 epoch | stream images/s | stream peak RSS |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        short_count(smallest),
+        short_count(largest),
         counts.join(","),
         report::today(),
         report::machine(),
@@ -185,6 +191,15 @@ fn table(rows: &[Row], args: &Args) -> String {
         ));
     }
     out
+}
+
+/// `10000` as `10k`, `1000000` as `1M`.
+fn short_count(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
 }
 
 /// Fails when `stage`'s peak RSS grows from the smallest to the largest count by more than
