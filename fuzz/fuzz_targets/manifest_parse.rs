@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardfeed_record_format::{FileName, ShardManifest};
+use shardfeed_dataset::Manifest;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(manifest) = ShardManifest::parse(data, &FileName::unknown()) else { return };
+    let Ok(manifest) = Manifest::parse(data, std::path::Path::new("manifest.json")) else { return };
     assert!(manifest.classes.len() >= 2);
     for (i, name) in manifest.classes.iter().enumerate() {
         assert!(!name.is_empty());

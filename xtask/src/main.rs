@@ -14,6 +14,7 @@ mod bench;
 mod ci;
 mod data;
 mod demo;
+mod deps;
 mod fuzz;
 mod report;
 mod scale;

@@ -12,7 +12,8 @@ use crate::util::root;
 const MAX_FIXTURE_BYTES: u64 = 64 * 1024;
 
 pub fn run() -> anyhow::Result<()> {
-    let problems = check(&root())?;
+    let mut problems = check(&root())?;
+    problems.extend(crate::deps::check(&root())?);
     if problems.is_empty() {
         return Ok(());
     }

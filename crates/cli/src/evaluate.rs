@@ -1,17 +1,18 @@
-//! `shardfeed evaluate`: a saved run's validation files, one pass (no repeat, no dropped
-//! remainder), through the saved model: accuracy, per-class accuracy and the confusion matrix.
+//! `shardfeed evaluate`'s wiring: a saved run's validation files (`run.json`), one pass
+//! (no repeat, no dropped remainder) through `shardfeed-dataset`'s validation pipeline, scored
+//! by `shardfeed-model`'s [`Classifier`] into its [`Confusion`] matrix.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
+use shardfeed_dataset::run::{RunInfo, validation_pipeline};
+use shardfeed_dataset::{Decoded, to_float_batch};
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
-use shardfeed_model::{Classifier, DeviceKind, predicted};
+use shardfeed_model::evaluate::{ClassAccuracy, Confusion, Evaluation as Figures};
+use shardfeed_model::{Classifier, DeviceKind, ImageBatch};
 use shardfeed_record_format::ReaderOptions;
-
-use crate::stream::{Decoded, decode_record};
-use crate::train::{RunInfo, to_batch};
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -28,20 +29,7 @@ pub struct EvaluateSettings {
     pub device: DeviceKind,
 }
 
-/// One class's figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassAccuracy {
-    /// The class name.
-    pub class: String,
-    /// Validation images of this class.
-    pub images: u64,
-    /// Of those, classified correctly.
-    pub correct: u64,
-    /// `correct / images` (0 when there are none).
-    pub accuracy: f64,
-}
-
-/// What `evaluate` measured.
+/// What `evaluate` measured, and on which files.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
     /// The validation files read.
@@ -60,32 +48,19 @@ pub struct Evaluation {
     pub classes: Vec<String>,
 }
 
-/// The run's validation files, moved to `shards` when given.
-pub fn validation_files(info: &RunInfo, shards: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
-    let files: Vec<PathBuf> = match shards {
-        None => info.validation_files.clone(),
-        Some(dir) => info
-            .validation_files
-            .iter()
-            .map(|f| dir.join(f.file_name().unwrap_or_default()))
-            .collect(),
-    };
-    if files.is_empty() {
-        bail!("the run has no validation files (it was trained with --val-split 0?)");
-    }
-    Ok(files)
-}
-
-/// Classifies every validation record of the run in `settings.model`, calling `each` with the
+/// Classifies the validation records of the run in `settings.model`, calling `each` with the
 /// record and its class probabilities, in file order; `each` returns `false` to stop early.
 pub fn classify_validation(
     settings: &EvaluateSettings,
     mut each: impl FnMut(&Decoded, &[f32]) -> bool,
-) -> anyhow::Result<(RunInfo, Vec<PathBuf>)> {
+) -> anyhow::Result<(Figures, Vec<PathBuf>)> {
     let info = RunInfo::load(&settings.model)?;
     let device = shardfeed_model::device(settings.device, false).map_err(anyhow::Error::msg)?;
     let classifier = Classifier::load(&settings.model, device)?;
-    let files = validation_files(&info, settings.shards.as_deref())?;
+    let files = info.validation_files_in(settings.shards.as_deref());
+    if files.is_empty() {
+        bail!("the run has no validation files (it was trained with --val-split 0?)");
+    }
     let source = TfRecordSource::open(&files, ReaderOptions::compression(info.compression()?))
         .with_context(|| {
             format!(
@@ -93,12 +68,9 @@ pub fn classify_validation(
                 settings.model.display()
             )
         })?;
-    let size = classifier.card().image_size;
-    let pipeline = source
-        .parsed_pipeline(|plan| plan.interleave(16, 1), decode_record)
-        .parallelism(settings.jobs)
-        .deterministic(true)
-        .batch(settings.batch.max(1), false);
+    let pipeline = validation_pipeline(source, settings.batch, settings.jobs);
+    let size = classifier.card().image_size();
+    let mut confusion = Confusion::new(info.classes.clone());
     for batch in pipeline.iter() {
         let batch = batch?;
         if let Some(odd) = batch
@@ -112,65 +84,32 @@ pub fn classify_validation(
                 odd.image.height
             );
         }
-        let probabilities = classifier.probabilities(&to_batch(&batch.items)?);
-        for (item, p) in batch.items.iter().zip(&probabilities) {
-            if !each(item, p) {
-                return Ok((info, files));
+        let floats = to_float_batch(&batch.items)?;
+        let input = ImageBatch {
+            pixels: floats.pixels,
+            labels: floats.labels,
+            side: floats.side,
+        };
+        for (item, p) in batch.items.iter().zip(classifier.probabilities(&input)) {
+            confusion.add(item.class, &p)?;
+            if !each(item, &p) {
+                return Ok((confusion.finish(), files));
             }
         }
     }
-    Ok((info, files))
+    Ok((confusion.finish(), files))
 }
 
 /// Evaluates the run in `settings.model` on its validation files.
 pub fn evaluate(settings: &EvaluateSettings) -> anyhow::Result<Evaluation> {
-    let mut confusion: Vec<Vec<u64>> = Vec::new();
-    let mut out_of_range = None;
-    let (info, files) = classify_validation(settings, |item, p| {
-        let k = p.len();
-        if confusion.is_empty() {
-            confusion = vec![vec![0; k]; k];
-        }
-        let observed = item.class;
-        if observed < 0 || observed as usize >= k {
-            out_of_range = Some(observed);
-            return false;
-        }
-        confusion[observed as usize][predicted(p).0] += 1;
-        true
-    })?;
-    if let Some(class) = out_of_range {
-        bail!(
-            "a validation record has class {class}, but the model knows {} classes",
-            info.classes.len()
-        );
-    }
-    if confusion.is_empty() {
-        confusion = vec![vec![0; info.classes.len()]; info.classes.len()];
-    }
-    let images: u64 = confusion.iter().flatten().sum();
-    let correct: u64 = (0..confusion.len()).map(|i| confusion[i][i]).sum();
-    let per_class = info
-        .classes
-        .iter()
-        .enumerate()
-        .map(|(i, class)| {
-            let images: u64 = confusion[i].iter().sum();
-            ClassAccuracy {
-                class: class.clone(),
-                images,
-                correct: confusion[i][i],
-                accuracy: confusion[i][i] as f64 / images.max(1) as f64,
-            }
-        })
-        .collect();
+    let (figures, files) = classify_validation(settings, |_, _| true)?;
     Ok(Evaluation {
         files,
-        images,
-        correct,
-        accuracy: correct as f64 / images.max(1) as f64,
-        per_class,
-        confusion,
-        classes: info.classes,
+        images: figures.images,
+        correct: figures.correct,
+        accuracy: figures.accuracy,
+        per_class: figures.per_class,
+        confusion: figures.confusion,
+        classes: figures.classes,
     })
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use shardfeed::synthetic::{GenData, generate};
+use shardfeed_dataset::synthetic::{GenData, generate};
 
 /// Flags of `shardfeed gen-data`.
 #[derive(Debug, clap::Args)]

@@ -1,12 +1,10 @@
-//! The `shardfeed` command line's library: the wiring behind each subcommand, usable from
-//! `xtask` and tests. Uses `anyhow`, like the binary; format, image and pipeline logic stays
-//! in the library crates.
+//! The `shardfeed` command line's wiring of the library crates, usable from tests: `train`
+//! (`shardfeed-dataset`'s training data into `shardfeed-model`'s `Fit`), `evaluate` and
+//! `predict` (dataset pipelines into the model's classifier), and `plot` (the grid and curve
+//! pictures). Uses `anyhow`, like the binary; the workflows themselves live in the library
+//! crates.
 
-pub mod classes;
 pub mod evaluate;
 pub mod plot;
 pub mod predict;
-pub mod shard;
-pub mod stream;
-pub mod synthetic;
 pub mod train;

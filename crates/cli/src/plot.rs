@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
-
 /// An RGB colour.
 pub type Rgb = [u8; 3];
 
@@ -128,26 +126,17 @@ impl Canvas {
         }
     }
 
-    /// Writes the canvas as an 8-bit RGB PNG.
+    /// Writes the canvas as an 8-bit RGB PNG, atomically.
     pub fn save_png(&self, path: &Path) -> anyhow::Result<()> {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        let mut encoder = png::Encoder::new(
-            std::io::BufWriter::new(file),
-            self.width as u32,
-            self.height as u32,
-        );
+        let mut bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut bytes, self.width as u32, self.height as u32);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder
-            .write_header()
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        writer
-            .write_image_data(&self.pixels)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        writer
-            .finish()
-            .with_context(|| format!("cannot write {}", path.display()))
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&self.pixels)?;
+        writer.finish()?;
+        shardfeed_record_format::atomic::write_atomic(path, &bytes)?;
+        Ok(())
     }
 }
 
@@ -253,34 +242,19 @@ pub struct CurvePoint {
     pub val_accuracy: f64,
 }
 
-/// Reads `metrics.csv` (`epoch,loss,accuracy,val_loss,val_accuracy,…`); an empty field (no
-/// validation files) reads as NaN and is not drawn.
+/// Reads `metrics.csv` (`shardfeed-model`'s reader, the `csv` crate); an empty validation
+/// field (no validation files) reads as NaN and is not drawn.
 pub fn read_metrics(path: &Path) -> anyhow::Result<Vec<CurvePoint>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut points = Vec::new();
-    for (number, line) in text.lines().enumerate().skip(1) {
-        let values: Vec<f64> = line
-            .split(',')
-            .take(5)
-            .map(|field| match field {
-                "" => Ok(f64::NAN),
-                field => field.parse(),
-            })
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("{}: line {}: {line:?}", path.display(), number + 1))?;
-        if values.len() < 5 {
-            bail!("{}: line {}: {line:?}", path.display(), number + 1);
-        }
-        points.push(CurvePoint {
-            epoch: values[0],
-            loss: values[1],
-            accuracy: values[2],
-            val_loss: values[3],
-            val_accuracy: values[4],
-        });
-    }
-    Ok(points)
+    Ok(shardfeed_model::fit::read_metrics(path)?
+        .into_iter()
+        .map(|row| CurvePoint {
+            epoch: row.epoch as f64,
+            loss: row.loss,
+            accuracy: row.accuracy,
+            val_loss: row.val_loss.unwrap_or(f64::NAN),
+            val_accuracy: row.val_accuracy.unwrap_or(f64::NAN),
+        })
+        .collect())
 }
 
 /// A named, coloured series of (epoch, value) points.
@@ -407,4 +381,61 @@ pub fn curves(points: &[CurvePoint]) -> Canvas {
 /// Draws `metrics.csv`'s curves into `out` (PNG).
 pub fn draw_curves(metrics: &Path, out: &Path) -> anyhow::Result<()> {
     curves(&read_metrics(metrics)?).save_png(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cell rectangles `draw_grid` uses: (x, y) of each cell's title band and image, for
+    /// cells of `side` px (≥ 128, so no enlargement) and titles no wider than the image.
+    fn title_band(canvas: &Canvas, i: usize, side: usize) -> Vec<Rgb> {
+        let (pad, title) = (12, GLYPH + 6);
+        let (x, y) = (
+            pad + (i % GRID_COLUMNS) * (side + pad),
+            pad + (i / GRID_COLUMNS) * (side + title + pad),
+        );
+        let mut pixels = Vec::new();
+        for dy in 0..GLYPH {
+            for dx in 0..side {
+                pixels.push(canvas.get(x + dx, y + dy));
+            }
+        }
+        pixels
+    }
+
+    #[test]
+    fn a_misclassified_image_has_a_red_title_and_the_others_black() {
+        let side = 160; // wider than the titles: no enlargement, cells as wide as images
+        let grey = vec![100u8; side * side * 3];
+        let cells: Vec<GridCell> = [false, true, false, true, false]
+            .iter()
+            .map(|&wrong| GridCell {
+                rgb: grey.clone(),
+                side,
+                title: if wrong {
+                    "obs: cat / est: dog"
+                } else {
+                    "obs: dog / est: dog"
+                }
+                .into(),
+                wrong,
+            })
+            .collect();
+        let canvas = draw_grid(&cells);
+        for (i, cell) in cells.iter().enumerate() {
+            let band = title_band(&canvas, i, side);
+            let red = band.iter().filter(|&&p| p == RED).count();
+            let black = band.iter().filter(|&&p| p == BLACK).count();
+            if cell.wrong {
+                assert!(red > 50 && black == 0, "cell {i}: {red} red, {black} black");
+            } else {
+                assert!(black > 50 && red == 0, "cell {i}: {red} red, {black} black");
+            }
+        }
+        // The image itself sits under its title, unchanged.
+        let (pad, title) = (12, GLYPH + 6);
+        let below = canvas.get(pad + side + pad + 5, pad + title + 5);
+        assert_eq!(below, [100, 100, 100]);
+    }
 }

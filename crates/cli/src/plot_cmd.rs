@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use shardfeed::evaluate::{EvaluateSettings, classify_validation};
 use shardfeed::plot::{GRID_COLUMNS, GRID_ROWS, GridCell, draw_curves, draw_grid};
 use shardfeed::predict::{PredictSettings, predict};
-use shardfeed::train::RunInfo;
+use shardfeed_dataset::run::RunInfo;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::{DeviceKind, predicted};
 

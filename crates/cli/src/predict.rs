@@ -1,15 +1,19 @@
-//! `shardfeed predict`: classifies JPEG files with a saved model, with exactly the training
-//! preprocessing (SPEC §5: decode, shorter side → the model's size, centre crop, /255 — not
-//! the tutorial's squash and double /255). Unusable images are counted and reported, or fatal
-//! with `strict`.
+//! `shardfeed predict`'s wiring: JPEG files prepared by `shardfeed-dataset` exactly as the
+//! model's card says ([`images::prepared_images`]: decode, shorter side → the model's size,
+//! centre crop, /255 — not the tutorial's squash and double /255), classified by
+//! `shardfeed-model`'s [`Classifier::predict`]. Unusable images are counted and reported, or
+//! fatal with `strict`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use shardfeed_image_prep::{DecodeOptions, Layout, Preparer, RgbImage, is_jpeg_name, to_tensor};
-use shardfeed_input_pipeline::{BoxError, Parallelism, Pipeline};
-use shardfeed_model::{Classifier, DeviceKind, ImageBatch, predicted};
+use anyhow::bail;
+use shardfeed_dataset::images;
+use shardfeed_image_prep::RgbImage;
+use shardfeed_input_pipeline::Parallelism;
+use shardfeed_model::{Classifier, DeviceKind, ImageBatch};
+
+pub use shardfeed_dataset::images::list_images;
 
 /// What to classify and how.
 #[derive(Debug, Clone)]
@@ -56,50 +60,6 @@ pub struct PredictSummary {
     pub classes: Vec<String>,
 }
 
-/// The JPEG files of `inputs`: folders' `*.jpg`/`*.jpeg` (sorted by name), files as given.
-pub fn list_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .with_context(|| format!("cannot read {}", input.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_jpeg_name(p))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else if input.exists() {
-            files.push(input.clone());
-        } else {
-            bail!("{}: no such file or folder", input.display());
-        }
-    }
-    if files.is_empty() {
-        bail!("no .jpg or .jpeg files in {:?}", inputs);
-    }
-    Ok(files)
-}
-
-thread_local! {
-    static PREPARER: std::cell::RefCell<Option<(u32, Preparer)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Reads and preprocesses one file as training did (`Err`: why it is unusable).
-pub fn preprocess(path: &Path, size: u32) -> Result<RgbImage, String> {
-    let jpeg = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    PREPARER.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if cell.as_ref().is_none_or(|(s, _)| *s != size) {
-            let preparer =
-                Preparer::new(size, 95, DecodeOptions::default()).map_err(|e| e.to_string())?;
-            *cell = Some((size, preparer));
-        }
-        let (_, preparer) = cell.as_mut().expect("set just above");
-        preparer.resize_and_crop(&jpeg).map_err(|e| e.to_string())
-    })
-}
-
 /// Classifies every image, calling `each` in file order.
 pub fn predict(
     settings: &PredictSettings,
@@ -107,17 +67,10 @@ pub fn predict(
 ) -> anyhow::Result<PredictSummary> {
     let device = shardfeed_model::device(settings.device, false).map_err(anyhow::Error::msg)?;
     let classifier = Classifier::load(&settings.model, device)?;
+    let preprocessing = classifier.card().preprocessing;
     let classes = classifier.card().classes.clone();
-    let size = u32::try_from(classifier.card().image_size).context("image size")?;
     let files = list_images(&settings.inputs)?;
-    let pipeline = Pipeline::from_items(files)
-        .map(move |path: PathBuf| {
-            let image = preprocess(&path, size);
-            Ok::<_, BoxError>((path, image))
-        })
-        .parallelism(settings.jobs)
-        .deterministic(true)
-        .batch(settings.batch.max(1), false);
+    let pipeline = images::prepared_images(files, preprocessing, settings.batch, settings.jobs);
     let mut summary = PredictSummary {
         classes: classes.clone(),
         ..PredictSummary::default()
@@ -135,38 +88,27 @@ pub fn predict(
         if good.is_empty() {
             continue;
         }
-        let side = size as usize;
+        let side = preprocessing.size as usize;
         let mut pixels = Vec::with_capacity(good.len() * side * side * 3);
         for (_, image) in &good {
-            pixels.extend(to_tensor(image, Layout::Hwc));
+            preprocessing.extend_f32(&image.pixels, &mut pixels);
         }
         let input = ImageBatch {
             pixels,
             labels: vec![0; good.len()],
             side,
         };
-        for ((file, image), probabilities) in good.into_iter().zip(classifier.probabilities(&input))
-        {
-            let (class, probability) = predicted(&probabilities);
+        for ((file, image), p) in good.into_iter().zip(classifier.predict(&input)) {
             each(&Prediction {
                 file,
-                class,
-                label: classes[class].clone(),
-                probability,
-                probabilities,
+                class: p.class,
+                label: classes[p.class].clone(),
+                probability: p.probability,
+                probabilities: p.probabilities,
                 image,
             })?;
             summary.predicted += 1;
         }
     }
     Ok(summary)
-}
-
-/// Quotes a CSV field when it needs it (RFC 4180).
-pub fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
 }

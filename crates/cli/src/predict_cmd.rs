@@ -1,12 +1,10 @@
 //! `shardfeed predict`: a CSV `file,label,probability` (and one column per class with
 //! `--all-probs`) for every image, with the training preprocessing.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use shardfeed::predict::{PredictSettings, csv_field, predict};
+use shardfeed::predict::{PredictSettings, predict};
 
 use crate::model_args::ModelRunArgs;
 
@@ -33,10 +31,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let temp = args.out.with_extension("csv.tmp");
-    let file = std::fs::File::create(&temp)
-        .with_context(|| format!("cannot create {}", temp.display()))?;
-    let mut csv = std::io::BufWriter::new(file);
+    let mut csv = csv::Writer::from_writer(Vec::new());
     let mut header_written = false;
     let all_probs = args.all_probs;
     let mut counts = std::collections::HashMap::<String, u64>::new();
@@ -53,39 +48,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             *counts.entry(p.label.clone()).or_default() += 1;
             if !header_written {
                 header_written = true;
-                write!(csv, "file,label,probability")?;
-                if all_probs {
-                    for class in 0..p.probabilities.len() {
-                        write!(csv, ",p{class}")?;
-                    }
-                }
-                writeln!(csv)?;
+                csv.write_record(header(all_probs.then_some(p.probabilities.len())))?;
             }
-            write!(
-                csv,
-                "{},{},{:.6}",
-                csv_field(&p.file.to_string_lossy()),
-                csv_field(&p.label),
-                p.probability
-            )?;
+            let mut row = vec![
+                p.file.to_string_lossy().into_owned(),
+                p.label.clone(),
+                format!("{:.6}", p.probability),
+            ];
             if all_probs {
-                for value in &p.probabilities {
-                    write!(csv, ",{value:.6}")?;
-                }
+                row.extend(p.probabilities.iter().map(|v| format!("{v:.6}")));
             }
-            writeln!(csv)?;
+            csv.write_record(row)?;
             Ok(())
         },
     )?;
     if !header_written {
-        writeln!(csv, "file,label,probability")?;
+        csv.write_record(header(None))?;
     }
-    csv.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot write {}", temp.display()))?;
-    std::fs::rename(&temp, &args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    let bytes = csv.into_inner().map_err(|e| e.into_error())?;
+    shardfeed_record_format::atomic::write_atomic(&args.out, &bytes)?;
     for (file, reason) in &summary.skipped {
         eprintln!("skipped {}: {reason}", file.display());
     }
@@ -102,4 +83,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `file,label,probability`, then `p0,p1,…` for `classes` classes.
+fn header(classes: Option<usize>) -> Vec<String> {
+    let mut columns = vec![
+        "file".to_owned(),
+        "label".to_owned(),
+        "probability".to_owned(),
+    ];
+    columns.extend((0..classes.unwrap_or(0)).map(|class| format!("p{class}")));
+    columns
 }

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shardfeed::shard::{ShardConfig, shard, skip_summary};
-use shardfeed_image_prep::{Classes, DecodeOptions};
+use shardfeed_dataset::Classes;
+use shardfeed_dataset::{ShardConfig, shard, skip_summary};
+use shardfeed_image_prep::DecodeOptions;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::Compression;
 
@@ -93,6 +94,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let manifest = shard(&config, |progress| {
         bar.set_length(progress.total);
         bar.set_position(progress.done);
+    })
+    .map_err(|error| match error {
+        shardfeed_dataset::Error::OutputNotEmpty(dir) => anyhow::anyhow!(
+            "{} is not empty: pass --overwrite to replace the shards in it",
+            dir.display()
+        ),
+        shardfeed_dataset::Error::Invalid(message) if config.shards == 0 => {
+            anyhow::anyhow!("--shards must be at least 1 ({message})")
+        }
+        other => other.into(),
     })?;
     bar.finish_and_clear();
     eprintln!(

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use shardfeed::stream::{StreamConfig, stream};
+use shardfeed_dataset::stream::{StreamConfig, stream};
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::Compression;
 

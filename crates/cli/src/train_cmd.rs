@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shardfeed::classes::ClassSource;
 use shardfeed::train::{TrainEvent, TrainSettings, train};
+use shardfeed_dataset::classes::ClassSource;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::DeviceKind;
 use shardfeed_record_format::Compression;

@@ -7,8 +7,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use shardfeed::shard::{ShardConfig, shard};
-use shardfeed::synthetic::{GenData, generate};
+use shardfeed_dataset::synthetic::{GenData, generate};
+use shardfeed_dataset::{ShardConfig, shard};
 use shardfeed_input_pipeline::Parallelism;
 
 struct Counting;

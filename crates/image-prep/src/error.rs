@@ -1,7 +1,5 @@
 //! The crate's one error type.
 
-use std::path::PathBuf;
-
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -30,22 +28,6 @@ pub enum Error {
     /// The resizer failed (an internal error: sizes are checked before).
     #[error("resize failed: {0}")]
     Resize(String),
-    /// A file name without a `.`-separated label before its extension.
-    #[error("no label in file name {0}: expected LABEL.ID.jpg")]
-    NoLabel(PathBuf),
-    /// A label outside the explicit class list.
-    #[error("label {label:?} of {path} is not one of the classes {classes}")]
-    UnknownLabel {
-        /// The file.
-        path: PathBuf,
-        /// Its label.
-        label: String,
-        /// The class list, comma-separated.
-        classes: String,
-    },
-    /// A class list with no class, or a class named twice.
-    #[error("invalid class list: {0}")]
-    InvalidClasses(String),
     /// A pixel buffer of the wrong size for its dimensions.
     #[error("buffer of {found} bytes for a {width}×{height} RGB image, expected {expected}")]
     BufferSize {

@@ -1,6 +1,7 @@
-//! Image preparation for shardfeed: labels from file names, JPEG decode (libjpeg-turbo),
-//! TensorFlow-matching resize and centre crop, JPEG encode, and the reader's conversion of a
-//! record image to `f32` in [0, 1]. Knows nothing of TFRecord framing.
+//! Image preparation for shardfeed: JPEG decode (libjpeg-turbo), TensorFlow-matching resize
+//! and centre crop, JPEG encode, and [`Preprocessing`], the one description of how a model's
+//! input is made (size, crop, scale) from which both training batches and predictions are
+//! computed. Knows nothing of TFRecord framing or file names.
 //!
 //! ```
 //! use shardfeed_image_prep::{DecodeOptions, Preparer, RgbImage, Encoder};
@@ -22,13 +23,13 @@
 mod decode;
 mod encode;
 mod error;
-mod label;
+mod preprocessing;
 mod resize;
 
 pub use decode::{ColorModel, DecodeOptions, Decoder, JpegInfo, RgbImage, dct_denominator};
 pub use encode::Encoder;
 pub use error::{Error, Result};
-pub use label::{Classes, is_jpeg_name, label_of};
+pub use preprocessing::{Crop, Preprocessing};
 pub use resize::{ResizeCrop, resized_size};
 
 /// The memory order of a tensor's values.
@@ -88,17 +89,21 @@ impl Preparer {
     }
 }
 
-/// `value / 255` as `f32`, in `layout`.
+/// `value / 255` as `f32`, in `layout` ([`Preprocessing::scale`]).
 pub fn to_tensor(image: &RgbImage, layout: Layout) -> Vec<f32> {
-    const SCALE: f32 = 1.0 / 255.0;
+    let scale = Preprocessing::default().scale();
     match layout {
-        Layout::Hwc => image.pixels.iter().map(|&v| f32::from(v) * SCALE).collect(),
+        Layout::Hwc => {
+            let mut out = Vec::with_capacity(image.pixels.len());
+            Preprocessing::default().extend_f32(&image.pixels, &mut out);
+            out
+        }
         Layout::Chw => {
             let plane = image.width as usize * image.height as usize;
             let mut out = vec![0.0; plane * 3];
             for (i, pixel) in image.pixels.chunks_exact(3).enumerate() {
                 for (channel, &value) in pixel.iter().enumerate() {
-                    out[channel * plane + i] = f32::from(value) * SCALE;
+                    out[channel * plane + i] = f32::from(value) * scale;
                 }
             }
             out

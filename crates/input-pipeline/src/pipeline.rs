@@ -14,7 +14,12 @@ use crate::cache::{CacheBudget, CacheStore, DiskCache, DiskStore};
 use crate::stats::PipelineCounters;
 use crate::{Address, BoxError, Error, Plan, Result, Stats};
 
-type ItemFn<T> = Arc<dyn Fn(Address, u64) -> Result<T, BoxError> + Send + Sync>;
+/// One map worker's function from an address (and its position in the plan) to an item. It
+/// may hold state of its own ([`Pipeline::map_init`]): each worker makes one when it starts.
+type WorkerFn<T> = Box<dyn FnMut(Address, u64) -> Result<T, BoxError>>;
+
+/// Makes each map worker's [`WorkerFn`], in that worker's thread.
+type ItemFn<T> = Arc<dyn Fn() -> WorkerFn<T> + Send + Sync>;
 
 /// How many threads a parallel stage uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,8 +140,12 @@ impl<T: Clone + Send + Sync + 'static> Pipeline<T> {
         let store = Arc::new(CacheStore::new(self.plan.counts(), budget));
         let upstream = self.func.clone();
         let cache = store.clone();
-        self.func = Arc::new(move |address, position| {
-            cache.get_or_compute(address, position, || upstream(address, position))
+        self.func = Arc::new(move || {
+            let mut upstream = upstream();
+            let cache = cache.clone();
+            Box::new(move |address, position| {
+                cache.get_or_compute(address, position, || upstream(address, position))
+            })
         });
         self.cache_stats = Some(store);
         self
@@ -148,8 +157,12 @@ impl<T: Clone + Send + Sync + 'static> Pipeline<T> {
         let store = Arc::new(DiskStore::create(self.plan.counts(), cache)?);
         let upstream = self.func.clone();
         let disk = store.clone();
-        self.func = Arc::new(move |address, position| {
-            disk.get_or_compute(address, position, || upstream(address, position))
+        self.func = Arc::new(move || {
+            let mut upstream = upstream();
+            let disk = disk.clone();
+            Box::new(move |address, position| {
+                disk.get_or_compute(address, position, || upstream(address, position))
+            })
         });
         self.cache_stats = Some(store);
         Ok(self)
@@ -162,9 +175,41 @@ impl<T: Send + 'static> Pipeline<T> {
         plan: Plan,
         fetch: impl Fn(Address) -> Result<T, E> + Send + Sync + 'static,
     ) -> Self {
+        let fetch = Arc::new(fetch);
         Pipeline {
             plan,
-            func: Arc::new(move |address, _| fetch(address).map_err(Into::into)),
+            func: Arc::new(move || {
+                let fetch = fetch.clone();
+                Box::new(move |address, _| fetch(address).map_err(Into::into))
+            }),
+            cache_stats: None,
+            settings: Settings::default(),
+        }
+    }
+
+    /// Like [`Pipeline::new`], with state of each worker's own (a decoder, a buffer): `init`
+    /// makes it the first time a worker fetches an item, and `fetch` borrows it for every item
+    /// that worker fetches, as rayon's `map_init` does. A failed `init` fails that item and is
+    /// tried again for the next; a worker whose `fetch` panicked starts with a fresh state.
+    pub fn new_init<S: 'static, E: Into<BoxError>, E2: Into<BoxError>>(
+        plan: Plan,
+        init: impl Fn() -> Result<S, E2> + Send + Sync + 'static,
+        fetch: impl Fn(&mut S, Address) -> Result<T, E> + Send + Sync + 'static,
+    ) -> Self {
+        let (init, fetch) = (Arc::new(init), Arc::new(fetch));
+        Pipeline {
+            plan,
+            func: Arc::new(move || {
+                let (init, fetch) = (init.clone(), fetch.clone());
+                let mut state: Option<S> = None;
+                Box::new(move |address, _| {
+                    let state = match &mut state {
+                        Some(state) => state,
+                        empty => empty.insert(init().map_err(Into::into)?),
+                    };
+                    fetch(state, address).map_err(Into::into)
+                })
+            }),
             cache_stats: None,
             settings: Settings::default(),
         }
@@ -176,10 +221,66 @@ impl<T: Send + 'static> Pipeline<T> {
         f: impl Fn(T) -> Result<U, E> + Send + Sync + 'static,
     ) -> Pipeline<U> {
         let upstream = self.func;
+        let f = Arc::new(f);
         Pipeline {
             plan: self.plan,
-            func: Arc::new(move |address, position| {
-                f(upstream(address, position)?).map_err(Into::into)
+            func: Arc::new(move || {
+                let mut upstream = upstream();
+                let f = f.clone();
+                Box::new(move |address, position| {
+                    f(upstream(address, position)?).map_err(Into::into)
+                })
+            }),
+            cache_stats: self.cache_stats,
+            settings: self.settings,
+        }
+    }
+
+    /// Like [`Pipeline::map`], with state of each worker's own: `init` makes it the first
+    /// time a worker maps an item, and `f` borrows it for every item that worker maps (rayon's
+    /// `map_init`). A failed `init` fails that item and is tried again for the next; a worker
+    /// whose `f` panicked starts with a fresh state.
+    ///
+    /// ```
+    /// use shardfeed_input_pipeline::{BoxError, Parallelism, Pipeline};
+    ///
+    /// // Each worker keeps one buffer for all its items instead of allocating one per item.
+    /// let pipeline = Pipeline::from_items((0..100u32).collect())
+    ///     .map_init(
+    ///         || Ok::<_, BoxError>(Vec::<u32>::with_capacity(16)),
+    ///         |buffer, n| {
+    ///             buffer.clear();
+    ///             buffer.extend(0..=n % 4);
+    ///             Ok::<_, BoxError>(buffer.iter().sum::<u32>())
+    ///         },
+    ///     )
+    ///     .parallelism(Parallelism::Fixed(3))
+    ///     .deterministic(true);
+    /// let sums: Vec<u32> = pipeline.iter().items().collect::<Result<_, _>>()?;
+    /// assert_eq!(&sums[..5], [0, 1, 3, 6, 0]);
+    /// # Ok::<(), shardfeed_input_pipeline::Error>(())
+    /// ```
+    pub fn map_init<S: 'static, U: Send + 'static, E: Into<BoxError>, E2: Into<BoxError>>(
+        self,
+        init: impl Fn() -> Result<S, E2> + Send + Sync + 'static,
+        f: impl Fn(&mut S, T) -> Result<U, E> + Send + Sync + 'static,
+    ) -> Pipeline<U> {
+        let upstream = self.func;
+        let (init, f) = (Arc::new(init), Arc::new(f));
+        Pipeline {
+            plan: self.plan,
+            func: Arc::new(move || {
+                let mut upstream = upstream();
+                let (init, f) = (init.clone(), f.clone());
+                let mut state: Option<S> = None;
+                Box::new(move |address, position| {
+                    let item = upstream(address, position)?;
+                    let state = match &mut state {
+                        Some(state) => state,
+                        empty => empty.insert(init().map_err(Into::into)?),
+                    };
+                    f(state, item).map_err(Into::into)
+                })
             }),
             cache_stats: self.cache_stats,
             settings: self.settings,
@@ -431,6 +532,7 @@ struct Worker<T> {
 
 impl<T> Worker<T> {
     fn run(self) {
+        let mut func = (self.func)();
         loop {
             let waiting = Instant::now();
             let chunk = select! {
@@ -444,7 +546,12 @@ impl<T> Worker<T> {
                 if self.stopped.load(Ordering::Relaxed) {
                     return;
                 }
-                values.push(self.call(address, chunk.start + offset as u64));
+                let value = self.call(&mut func, address, chunk.start + offset as u64);
+                if matches!(value, Err(Error::Panic { .. })) {
+                    // Whatever state the function held may be half-updated: start afresh.
+                    func = (self.func)();
+                }
+                values.push(value);
             }
             self.counters.map.add_busy(busy);
             let len = values.len() as u64;
@@ -464,8 +571,8 @@ impl<T> Worker<T> {
     }
 
     /// The item at `address`; a failure or panic becomes an [`Error`] in its place.
-    fn call(&self, address: Address, position: u64) -> Result<T> {
-        match catch_unwind(AssertUnwindSafe(|| (self.func)(address, position))) {
+    fn call(&self, func: &mut WorkerFn<T>, address: Address, position: u64) -> Result<T> {
+        match catch_unwind(AssertUnwindSafe(|| func(address, position))) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(match error.downcast::<Error>() {
                 Ok(ours) => *ours,

@@ -228,6 +228,32 @@ impl TfRecordSource {
         })
     }
 
+    /// Like [`TfRecordSource::parsed_pipeline`], with state of each worker's own (a JPEG
+    /// decoder): `init` makes it once per worker, `parse` borrows it for each payload
+    /// ([`Pipeline::new_init`]).
+    pub fn parsed_pipeline_init<S: 'static, T: Send + 'static, E, E2>(
+        self,
+        configure: impl FnOnce(Plan) -> Plan,
+        init: impl Fn() -> Result<S, E2> + Send + Sync + 'static,
+        parse: impl Fn(&mut S, &[u8]) -> Result<T, E> + Send + Sync + 'static,
+    ) -> Pipeline<T>
+    where
+        E: Into<crate::BoxError>,
+        E2: Into<crate::BoxError>,
+    {
+        let plan = configure(self.plan());
+        let source = Arc::new(self);
+        Pipeline::new_init(
+            plan,
+            init,
+            move |state: &mut S, address| -> Result<T, crate::BoxError> {
+                source
+                    .fetch_with(address, |payload| parse(state, payload))?
+                    .map_err(Into::into)
+            },
+        )
+    }
+
     /// A pipeline of these files' record payloads, over the plan `configure` makes of
     /// [`TfRecordSource::plan`].
     pub fn pipeline(self, configure: impl FnOnce(Plan) -> Plan) -> Pipeline<Vec<u8>> {

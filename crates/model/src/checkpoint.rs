@@ -8,7 +8,6 @@
 //! previous checkpoint or the new one — never a mix. Older weight files are removed after.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -49,23 +48,13 @@ struct State {
     progress: Progress,
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// Writes `bytes` to `path` atomically (the workspace's one helper: temporary file, fsync,
+/// rename), errors naming the file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.tmp"));
-    let io = |source| ModelError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = fs::File::create(&temp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    fs::rename(&temp, path).map_err(io)?;
-    Ok(())
+    shardfeed_record_format::atomic::write_atomic(path, bytes).map_err(|e| ModelError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Reads and parses a JSON file, errors naming it.

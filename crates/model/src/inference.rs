@@ -1,6 +1,6 @@
 //! A saved model and what it needs to be used: `model.bpk` (weights) beside `model.json` (class
-//! names, image size, preprocessing), and a [`Classifier`] that loads both and turns images
-//! into class probabilities.
+//! names and the typed [`Preprocessing`] its input is made with), and a [`Classifier`] that
+//! loads both and turns images into class probabilities.
 
 use std::fs;
 use std::path::Path;
@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::activation::{sigmoid, softmax};
 use serde::{Deserialize, Serialize};
+use shardfeed_image_prep::Preprocessing;
 
 use crate::checkpoint::{read_json, write_atomic};
 use crate::error::ModelError;
@@ -20,19 +21,58 @@ pub const MODEL_FILE: &str = "model.bpk";
 /// The description file of a saved model.
 pub const CARD_FILE: &str = "model.json";
 
-/// The preprocessing every saved model was trained with (SPEC §2 and §5).
-pub const PREPROCESSING: &str =
-    "decode RGB; resize the shorter side to image_size (bilinear, half-pixel); centre crop; /255";
-
-/// What a saved model needs beside its weights.
+/// What a saved model needs beside its weights (`model.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CardFile")]
 pub struct ModelCard {
     /// Class names, in index order.
     pub classes: Vec<String>,
-    /// The images' side in pixels.
-    pub image_size: usize,
-    /// The preprocessing, in words ([`PREPROCESSING`]).
-    pub preprocessing: String,
+    /// How the model's input is made: the training batches and `predict` both follow it.
+    pub preprocessing: Preprocessing,
+}
+
+impl ModelCard {
+    /// The side of the square images the model takes.
+    pub fn image_size(&self) -> usize {
+        self.preprocessing.size as usize
+    }
+}
+
+/// `model.json` as found on disk: today's typed preprocessing, or (files written before it
+/// existed) an `image_size` and the preprocessing in words, which was always the seed's.
+#[derive(Deserialize)]
+struct CardFile {
+    classes: Vec<String>,
+    #[serde(default)]
+    image_size: Option<usize>,
+    preprocessing: PreprocessingField,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PreprocessingField {
+    Typed(Preprocessing),
+    Words(#[allow(dead_code)] String),
+}
+
+impl TryFrom<CardFile> for ModelCard {
+    type Error = String;
+
+    fn try_from(file: CardFile) -> Result<Self, String> {
+        let preprocessing = match file.preprocessing {
+            PreprocessingField::Typed(p) => p,
+            PreprocessingField::Words(_) => {
+                let size = file
+                    .image_size
+                    .ok_or("a card with the preprocessing in words needs image_size")?;
+                Preprocessing::for_size(u32::try_from(size).map_err(|e| e.to_string())?)
+            }
+        };
+        Ok(ModelCard {
+            classes: file.classes,
+            preprocessing,
+        })
+    }
 }
 
 /// Saves `model`'s weights and `card` into `dir` (each file atomically).
@@ -56,10 +96,11 @@ pub fn save_model(model: &Cnn, card: &ModelCard, dir: &Path) -> Result<(), Model
 ///
 /// ```
 /// use shardfeed_model::{Classifier, DeviceKind, ImageBatch, device, predicted};
-/// # use shardfeed_model::{ModelCard, PREPROCESSING, TrainConfig, Trainer, cpu_device, save_model};
+/// # use shardfeed_model::{ModelCard, TrainConfig, Trainer, cpu_device, save_model};
+/// # use shardfeed_image_prep::Preprocessing;
 /// # let dir = tempfile::tempdir()?;
 /// # let trainer = Trainer::new(TrainConfig::default(), cpu_device());
-/// # let card = ModelCard { classes: vec!["cat".into(), "dog".into()], image_size: 8, preprocessing: PREPROCESSING.into() };
+/// # let card = ModelCard { classes: vec!["cat".into(), "dog".into()], preprocessing: Preprocessing::for_size(8) };
 /// # save_model(trainer.model(), &card, dir.path())?;
 /// # let run = dir.path();
 /// # let (n, pixels) = (2, vec![0.5; 2 * 8 * 8 * 3]);
@@ -67,7 +108,7 @@ pub fn save_model(model: &Cnn, card: &ModelCard, dir: &Path) -> Result<(), Model
 /// // `run`: a folder `shardfeed train` wrote; `pixels`: n images, f32 HWC in [0, 1],
 /// // preprocessed as in training (shorter side → image_size, centre crop, / 255).
 /// let classifier = Classifier::load(run, device(DeviceKind::Cpu, false)?)?;
-/// let side = classifier.card().image_size;
+/// let side = classifier.card().image_size();
 /// let batch = ImageBatch { pixels, labels: vec![0; n], side };
 /// for probabilities in classifier.probabilities(&batch) {
 ///     let (class, p) = predicted(&probabilities);
@@ -86,13 +127,13 @@ impl Classifier {
     pub fn load(dir: &Path, device: Device) -> Result<Self, ModelError> {
         let card_path = dir.join(CARD_FILE);
         let card: ModelCard = read_json(&card_path)?;
-        if card.classes.len() < 2 || card.image_size == 0 {
+        if card.classes.len() < 2 || card.image_size() == 0 {
             return Err(ModelError::Invalid {
                 path: card_path,
                 message: format!(
                     "{} classes and image size {}: need at least 2 classes and a size",
                     card.classes.len(),
-                    card.image_size
+                    card.image_size()
                 ),
             });
         }
@@ -137,6 +178,34 @@ impl Classifier {
                 .expect("f32 logits")
         };
         values.chunks(classes).map(<[f32]>::to_vec).collect()
+    }
+}
+
+/// One image's prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// The most probable class's index.
+    pub class: usize,
+    /// Its probability.
+    pub probability: f32,
+    /// Every class's probability, in class order.
+    pub probabilities: Vec<f32>,
+}
+
+impl Classifier {
+    /// The prediction for each image of `batch`.
+    pub fn predict(&self, batch: &ImageBatch) -> Vec<Prediction> {
+        self.probabilities(batch)
+            .into_iter()
+            .map(|probabilities| {
+                let (class, probability) = predicted(&probabilities);
+                Prediction {
+                    class,
+                    probability,
+                    probabilities,
+                }
+            })
+            .collect()
     }
 }
 

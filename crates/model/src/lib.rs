@@ -1,6 +1,7 @@
-//! The seed CNN of shardfeed in burn, its training loop, checkpoints and inference. The only
-//! crate that depends on burn; it reads no image or record files: batches come from any
-//! iterator (the input pipeline's, in the CLI).
+//! The seed CNN of shardfeed in burn, its training run ([`fit`]: epochs, validation,
+//! `metrics.csv`, checkpoints, resume), evaluation ([`evaluate`]) and inference
+//! ([`Classifier`]). The only crate that depends on burn; it reads no image or record files:
+//! batches come from any source (`shardfeed-dataset`'s pipelines, in the CLI).
 //!
 //! The backend is burn-flex (pure Rust, threads and SIMD through burn's default features),
 //! chosen in one place, [`device`], through burn's `Device`, so a faster CPU path or CUDA can
@@ -20,7 +21,9 @@
 
 mod checkpoint;
 mod error;
+pub mod evaluate;
 pub mod fast;
+pub mod fit;
 mod inference;
 mod model;
 mod training;
@@ -29,11 +32,12 @@ pub use burn;
 pub use checkpoint::{Progress, has_checkpoint, state_path};
 pub use error::ModelError;
 pub use inference::{
-    CARD_FILE, Classifier, MODEL_FILE, ModelCard, PREPROCESSING, predicted, save_model,
+    CARD_FILE, Classifier, MODEL_FILE, ModelCard, Prediction, predicted, save_model,
 };
 pub use model::{Cnn, outputs_for};
 /// The global allocator that training binaries should declare (see its documentation).
 pub use shardfeed_cpu_kernels::BlockCache;
+pub use shardfeed_image_prep::Preprocessing;
 pub use training::{ImageBatch, Metrics, TrainConfig, Trainer};
 
 use burn::prelude::Device;

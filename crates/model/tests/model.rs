@@ -4,7 +4,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::Tensor;
 use shardfeed_model::{
     CARD_FILE, Classifier, Cnn, DeviceKind, ImageBatch, MODEL_FILE, Metrics, ModelCard,
-    PREPROCESSING, Progress, TrainConfig, Trainer, cpu_device, has_checkpoint, predicted,
+    Preprocessing, Progress, TrainConfig, Trainer, cpu_device, has_checkpoint, predicted,
     save_model,
 };
 
@@ -140,10 +140,15 @@ fn a_saved_model_loads_back_as_a_classifier_with_identical_predictions() {
     let dir = tempfile::tempdir().unwrap();
     let card = ModelCard {
         classes: vec!["cat".into(), "dog".into()],
-        image_size: 16,
-        preprocessing: PREPROCESSING.into(),
+        preprocessing: Preprocessing::for_size(16),
     };
     save_model(trainer.model(), &card, dir.path()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(CARD_FILE)).unwrap()).unwrap();
+    assert_eq!(
+        saved["preprocessing"],
+        serde_json::json!({"size": 16, "crop": "shorter_side_then_centre", "divide_by": 255})
+    );
     let classifier = Classifier::load(
         dir.path(),
         shardfeed_model::device(DeviceKind::Cpu, false).unwrap(),
@@ -152,6 +157,11 @@ fn a_saved_model_loads_back_as_a_classifier_with_identical_predictions() {
     assert_eq!(classifier.card(), &card);
     let probabilities = classifier.probabilities(&batch);
     assert_eq!(probabilities.len(), 4);
+    let predictions = classifier.predict(&batch);
+    for (prediction, row) in predictions.iter().zip(&probabilities) {
+        assert_eq!(&prediction.probabilities, row);
+        assert_eq!((prediction.class, prediction.probability), predicted(row));
+    }
     for (row, logit) in probabilities.iter().zip(&logits) {
         // Sigmoid of the training model's logit, as [p(cat), p(dog)].
         let p = 1.0 / (1.0 + (-logit).exp());
@@ -161,6 +171,18 @@ fn a_saved_model_loads_back_as_a_classifier_with_identical_predictions() {
         assert_eq!(class, usize::from(*logit > 0.0));
         assert!(probability >= 0.5);
     }
+}
+
+#[test]
+fn a_card_written_before_the_typed_preprocessing_still_loads() {
+    let card: ModelCard = serde_json::from_str(
+        r#"{"classes":["a","b"],"image_size":96,"preprocessing":"decode RGB; resize the shorter side to image_size (bilinear, half-pixel); centre crop; /255"}"#,
+    )
+    .unwrap();
+    assert_eq!(card.preprocessing, Preprocessing::for_size(96));
+    assert_eq!(card.image_size(), 96);
+    let no_size = serde_json::from_str::<ModelCard>(r#"{"classes":["a","b"],"preprocessing":"x"}"#);
+    assert!(no_size.unwrap_err().to_string().contains("image_size"));
 }
 
 #[test]

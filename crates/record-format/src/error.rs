@@ -225,14 +225,6 @@ pub enum Error {
         /// The records it holds.
         found: u64,
     },
-    /// A `manifest.json` that does not parse or lists unusable classes.
-    #[error("bad manifest {file}: {message}")]
-    BadManifest {
-        /// The manifest file.
-        file: FileName,
-        /// What is wrong.
-        message: String,
-    },
     /// A record number past the end of a file.
     #[error("record {index} out of range: {file} has {count} records")]
     RecordOutOfRange {

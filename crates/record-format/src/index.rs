@@ -142,7 +142,7 @@ impl Index {
 
     /// Writes the index file at `path` atomically.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        crate::writer::write_atomically(path.as_ref(), self.to_text().as_bytes())
+        crate::atomic::write_record_file_atomically(path.as_ref(), self.to_text().as_bytes())
     }
 
     /// Rebuilds the index of a record file by reading it through (for files other tools

@@ -14,8 +14,8 @@
 //!   atomically together with its `.idx` file.
 //! - Index ([`Index`]): DALI's `tfrecord2idx` text format, written while writing, read back
 //!   for counts and random access ([`IndexedFile::read_record`]), or rebuilt by a scan.
-//! - Shard folders ([`count_in_name`], [`ShardManifest`]): the record count a shard's name
-//!   states, and `manifest.json`'s class names and shard list.
+//! - Shard names ([`shard_file_name`], [`count_in_name`]): the record count a shard's name
+//!   states, written and read in one place; [`atomic`]: the one atomic file write.
 //! - Protobuf ([`Example`], [`Feature`], …) with `prost`, no `protoc` needed, and the typed
 //!   [`ImageExample`] (`image` bytes + `class` int64).
 //!
@@ -37,6 +37,7 @@
 
 #![deny(missing_docs)]
 
+pub mod atomic;
 mod compression;
 pub mod crc;
 mod error;
@@ -56,6 +57,6 @@ pub use example::{
 pub use frame::ReaderOptions;
 pub use index::{Index, IndexEntry, IndexedFile};
 pub use reader::{RecordInfo, RecordReader};
-pub use shard_set::{ManifestShard, ShardManifest, count_in_name};
+pub use shard_set::{count_in_name, provisional_shard_name, shard_file_name};
 pub use slice::{MappedFile, RecordRef, SliceReader};
 pub use writer::{FileWriter, RecordWriter};

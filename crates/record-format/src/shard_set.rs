@@ -1,26 +1,29 @@
-//! A folder of shards as `shardfeed shard` (and the TensorFlow tutorial) lays it out: files
-//! named `PREFIX{shard:02}-{count}.tfrec`, whose name states how many records they hold, and a
-//! `manifest.json` listing the class names and the shards.
+//! The shard naming convention of the TensorFlow tutorial, `PREFIX{shard:02}-{count}.tfrec`,
+//! whose name states how many records a file holds: written by [`shard_file_name`], read by
+//! [`count_in_name`] (the reader's check that a file holds what its name says). The rest of a
+//! shard folder (`manifest.json`, the split) belongs to `shardfeed-dataset`.
 //!
 //! ```
 //! use std::path::Path;
-//! use shardfeed_record_format::{FileName, ShardManifest, count_in_name};
+//! use shardfeed_record_format::{count_in_name, shard_file_name};
 //!
+//! assert_eq!(shard_file_name("data", 7, 250), "data07-250.tfrec");
 //! assert_eq!(count_in_name(Path::new("shards/data07-250.tfrec")), Some(250));
 //! assert_eq!(count_in_name(Path::new("train-00001-of-00016.tfrec")), None);
-//!
-//! let text = br#"{"classes": ["cat", "dog"], "shards": [{"file": "data00-2.tfrec", "records": 2}]}"#;
-//! let manifest = ShardManifest::parse(text, &FileName::new(Path::new("manifest.json")))?;
-//! assert_eq!(manifest.classes, ["cat", "dog"]);
-//! assert_eq!(manifest.records_of("data00-2.tfrec"), Some(2));
-//! # Ok::<(), shardfeed_record_format::Error>(())
 //! ```
 
 use std::path::Path;
 
-use serde::Deserialize;
+/// The name of shard number `shard` holding `count` records: `PREFIX{shard:02}-{count}.tfrec`.
+pub fn shard_file_name(prefix: &str, shard: u64, count: u64) -> String {
+    format!("{prefix}{shard:02}-{count}.tfrec")
+}
 
-use crate::{Error, FileName, Result};
+/// The provisional name of a shard being written, before its count is known:
+/// `PREFIX{shard:02}.tfrec` (only ever seen as a temporary file).
+pub fn provisional_shard_name(prefix: &str, shard: u64) -> String {
+    format!("{prefix}{shard:02}.tfrec")
+}
 
 /// The record count a shard's name states: `N` in `PREFIX{shard:02}-{N}.tfrec`, where the
 /// part before the last `-` ends in at least two digits (the shard number). Names of other
@@ -35,71 +38,19 @@ pub fn count_in_name(path: &Path) -> Option<u64> {
     count.parse().ok()
 }
 
-/// What a reader needs from `manifest.json` (other fields are ignored).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ShardManifest {
-    /// Class names; a record's `class` indexes this list.
-    pub classes: Vec<String>,
-    /// The shards, in order.
-    #[serde(default)]
-    pub shards: Vec<ManifestShard>,
-}
-
-/// One shard listed in a manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ManifestShard {
-    /// Its file name (no folder).
-    pub file: String,
-    /// Its records.
-    pub records: u64,
-}
-
-impl ShardManifest {
-    /// Parses a manifest; `file` names it in errors. At least two distinct, non-empty class
-    /// names are required.
-    pub fn parse(text: &[u8], file: &FileName) -> Result<Self> {
-        let bad = |message: String| Error::BadManifest {
-            file: file.clone(),
-            message,
-        };
-        let manifest: ShardManifest =
-            serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
-        if manifest.classes.len() < 2 {
-            return Err(bad(format!(
-                "{} classes listed: at least 2 are needed",
-                manifest.classes.len()
-            )));
-        }
-        for (i, name) in manifest.classes.iter().enumerate() {
-            if name.is_empty() {
-                return Err(bad(format!("class {i} has an empty name")));
-            }
-            if manifest.classes[..i].contains(name) {
-                return Err(bad(format!("class {name:?} is listed twice")));
-            }
-        }
-        Ok(manifest)
-    }
-
-    /// Reads and parses the manifest at `path`.
-    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
-        let file = FileName::new(path.as_ref());
-        let text = std::fs::read(path.as_ref()).map_err(|e| Error::io(&file, 0, e))?;
-        ShardManifest::parse(&text, &file)
-    }
-
-    /// The record count the manifest gives for shard file `name`.
-    pub fn records_of(&self, name: &str) -> Option<u64> {
-        self.shards
-            .iter()
-            .find(|s| s.file == name)
-            .map(|s| s.records)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_name_states_its_count() {
+        for (prefix, shard, count) in [("data", 0, 0), ("x", 15, 188), ("a-b", 123, 7)] {
+            let name = shard_file_name(prefix, shard, count);
+            assert_eq!(count_in_name(Path::new(&name)), Some(count), "{name}");
+        }
+        assert_eq!(provisional_shard_name("data", 3), "data03.tfrec");
+        assert_eq!(count_in_name(Path::new("data03.tfrec")), None);
+    }
 
     #[test]
     fn the_count_comes_only_from_the_tutorial_naming_scheme() {
@@ -118,29 +69,5 @@ mod tests {
         assert_eq!(count("data00-+5.tfrec"), None);
         assert_eq!(count("train-00001-of-00016.tfrec"), None);
         assert_eq!(count("data00-99999999999999999999999.tfrec"), None);
-    }
-
-    #[test]
-    fn a_manifest_is_checked_and_names_its_file() {
-        let file = FileName::new(Path::new("dir/manifest.json"));
-        let parse = |text: &str| ShardManifest::parse(text.as_bytes(), &file);
-        let ok = parse(r#"{"tool": "x", "classes": ["a", "b"], "shards": [{"file": "d00-1.tfrec", "records": 1, "bytes": 9}]}"#).unwrap();
-        assert_eq!(ok.records_of("d00-1.tfrec"), Some(1));
-        assert_eq!(ok.records_of("d01-1.tfrec"), None);
-        for (text, says) in [
-            ("{", "EOF"),
-            (r#"{"classes": ["a"]}"#, "1 classes listed"),
-            (r#"{"classes": ["a", ""]}"#, "class 1 has an empty name"),
-            (r#"{"classes": ["a", "a"]}"#, "listed twice"),
-            (r#"{"classes": ["a", 3]}"#, "invalid type"),
-            (
-                r#"{"classes": ["a", "b"], "shards": [{"file": "x"}]}"#,
-                "records",
-            ),
-        ] {
-            let error = parse(text).unwrap_err().to_string();
-            assert!(error.contains("dir/manifest.json"), "{error}");
-            assert!(error.contains(says), "{text}: {error}");
-        }
     }
 }

@@ -119,7 +119,7 @@ impl FileWriter {
     /// Starts writing the file at `path`.
     pub fn create(path: impl AsRef<Path>, compression: Compression) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let temp_path = temp_path_for(&path);
+        let temp_path = crate::atomic::temp_path_for(&path);
         let file =
             File::create(&temp_path).map_err(|e| Error::io(&FileName::new(&temp_path), 0, e))?;
         let writer = RecordWriter::new(BufWriter::with_capacity(BUFFER_BYTES, file), compression)
@@ -193,7 +193,10 @@ impl FileWriter {
         // The records first: a crash between the two renames leaves a complete file without
         // an index, which readers rebuild by a scan, never an index without its file.
         fs::rename(&self.temp_path, path).map_err(|e| Error::io(&FileName::new(path), 0, e))?;
-        write_atomically(&Index::path_for(path), index.to_text().as_bytes())?;
+        crate::atomic::write_record_file_atomically(
+            &Index::path_for(path),
+            index.to_text().as_bytes(),
+        )?;
         Ok(index)
     }
 }
@@ -205,32 +208,4 @@ impl Drop for FileWriter {
             let _ = fs::remove_file(&self.temp_path);
         }
     }
-}
-
-/// `.NAME.tmp` in the same directory, so the final rename stays on one file system.
-fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
-}
-
-/// Writes `bytes` to `path` through a synced temporary file and a rename.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let temp_path = temp_path_for(path);
-    let temp_name = FileName::new(&temp_path);
-    let result = File::create(&temp_path)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .map_err(|e| Error::io(&temp_name, 0, e))
-        .and_then(|()| {
-            fs::rename(&temp_path, path).map_err(|e| Error::io(&FileName::new(path), 0, e))
-        });
-    if result.is_err() {
-        let _ = fs::remove_file(&temp_path);
-    }
-    result
 }

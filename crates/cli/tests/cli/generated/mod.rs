@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use shardfeed::shard::{ShardConfig, shard};
-use shardfeed::synthetic::{GenData, generate};
+use shardfeed_dataset::synthetic::{GenData, generate};
+use shardfeed_dataset::{ShardConfig, shard};
 
 /// Generates `data` into `dir` (`train/`, `test/`) and shards `train/` into `dir/shards` with
 /// `config` (its input and output replaced); returns the shard folder.

@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use shardfeed::shard::{ShardConfig, shard};
-use shardfeed::synthetic::{GenData, draw, generate, source_jpeg};
-use shardfeed_image_prep::{Classes, ColorModel, DecodeOptions, Decoder};
+use shardfeed_dataset::Classes;
+use shardfeed_dataset::synthetic::{GenData, draw, generate, source_jpeg};
+use shardfeed_dataset::{ShardConfig, shard};
+use shardfeed_image_prep::{ColorModel, DecodeOptions, Decoder};
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::{Compression, ImageExample, Index, ReaderOptions, RecordReader};
 use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
@@ -108,6 +109,70 @@ fn shards_are_named_counted_indexed_and_described() {
     assert_eq!(written["target_size"], 32);
     assert_eq!(written["seed"], 42);
     assert!(written["tool"].as_str().unwrap().starts_with("shardfeed "));
+}
+
+#[test]
+fn every_record_carries_the_label_of_its_own_source_file() {
+    // Each source is a flat colour of its own (red = 8·i + 4), so a record's pixels tell which
+    // file it came from; labels follow no pattern a count could hide (cat, dog, dog, cat, …).
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("train");
+    std::fs::create_dir_all(&input).unwrap();
+    let labels: Vec<&str> = (0..29)
+        .map(|i| {
+            if (i * 7 + i / 3) % 3 == 0 {
+                "dog"
+            } else {
+                "cat"
+            }
+        })
+        .collect();
+    for (i, label) in labels.iter().enumerate() {
+        let (w, h) = (40 + (i as u32 % 5) * 6, 36 + (i as u32 % 3) * 10);
+        let red = 8 * i as u8 + 4;
+        let pixels = (0..w * h).flat_map(|_| [red, 128, 60]).collect();
+        let image = shardfeed_image_prep::RgbImage::new(w, h, pixels).unwrap();
+        let jpeg = source_jpeg(&image).unwrap();
+        std::fs::write(input.join(format!("{label}.{i}.jpg")), jpeg).unwrap();
+    }
+    let out = dir.path().join("shards");
+    let manifest = shard(
+        &ShardConfig {
+            input,
+            out: out.clone(),
+            shards: 4,
+            size: 24,
+            jobs: Parallelism::Fixed(2),
+            ..ShardConfig::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(manifest.classes, ["cat", "dog"]);
+    let mut decoder = Decoder::new().unwrap();
+    let mut seen = vec![0; labels.len()];
+    for info in &manifest.shards {
+        for record in records(&out.join(&info.file), Compression::None) {
+            let image = decoder
+                .decode(&record.image, &DecodeOptions::default(), None)
+                .unwrap();
+            let centre = (12 * 24 + 12) * 3;
+            let file = ((f64::from(image.pixels[centre]) - 4.0) / 8.0).round() as usize;
+            assert!(file < labels.len(), "red {}", image.pixels[centre]);
+            let expected = manifest
+                .classes
+                .iter()
+                .position(|c| c == labels[file])
+                .unwrap();
+            assert_eq!(
+                record.class, expected as i64,
+                "record from {}.{file}.jpg",
+                labels[file]
+            );
+            seen[file] += 1;
+        }
+    }
+    assert_eq!(seen, vec![1; labels.len()], "every file once");
 }
 
 #[test]

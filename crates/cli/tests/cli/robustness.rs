@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shardfeed::synthetic::{GenData, generate};
+use shardfeed_dataset::synthetic::{GenData, generate};
 
 fn shardfeed() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shardfeed"))

@@ -2,17 +2,15 @@
 //! metrics and the model are saved, an interrupted run resumes to the uninterrupted run's
 //! model, and the saved run is evaluated, applied and drawn.
 
-mod generated;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use generated::generated_shards;
-use shardfeed::shard::ShardConfig;
-use shardfeed::synthetic::GenData;
+use crate::generated::generated_shards;
 use shardfeed::train::{TrainEvent, TrainSettings, train};
+use shardfeed_dataset::ShardConfig;
+use shardfeed_dataset::synthetic::GenData;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch, device};
 
@@ -142,6 +140,17 @@ fn a_run_without_validation_files_prints_and_records_no_validation_figures() {
         "{}",
         text(&evaluate)
     );
+}
+
+/// A PNG's RGB bytes.
+fn png_rgb(path: &Path) -> Vec<u8> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    buffer.truncate(info.buffer_size());
+    buffer
 }
 
 fn png_size(path: &Path) -> (u32, u32) {
@@ -313,6 +322,23 @@ fn evaluate_predict_and_plot_use_the_saved_run() {
     assert!(output.status.success(), "{}", text(&output));
     let (width, height) = png_size(&grid);
     assert!(height > width, "8 rows × 4 columns: {width}×{height}");
+    // "N validation images, W misclassified (in red)": red title pixels exactly when W > 0.
+    let said = text(&output);
+    let wrong: usize = said
+        .split(" misclassified")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no misclassified count in {said}"));
+    let red = png_rgb(&grid)
+        .chunks_exact(3)
+        .filter(|p| *p == shardfeed::plot::RED)
+        .count();
+    assert_eq!(
+        red > 0,
+        wrong > 0,
+        "{wrong} misclassified, {red} red pixels"
+    );
     let test_grid = dir.path().join("test.png");
     let output = shardfeed(&[
         "plot",

@@ -4,12 +4,10 @@
 //!
 //! Needs `SHARDFEED_TF_PYTHON` (set by `cargo xtask ci`); ignored in a plain `cargo test`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use shardfeed::synthetic::{GenData, generate};
+use shardfeed_dataset::synthetic::{GenData, generate};
 use shardfeed_image_prep::{DecodeOptions, Preparer};
 
 /// Compares every reference in `references` with our pixels for the sources in `sources`:
@@ -63,7 +61,7 @@ fn compare(sources: &Path, references: &Path) -> (u8, f64, usize) {
 #[test]
 #[ignore = "needs TensorFlow: run by `cargo xtask ci`, which sets SHARDFEED_TF_PYTHON"]
 fn tensorflow_resize_references_generated_now_match_ours_within_one() {
-    let python = common::tensorflow_python();
+    let python = crate::common::tensorflow_python();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let script = root.join("scripts/tf_resize_reference.py");
     let dir = tempfile::tempdir().unwrap();

@@ -4,21 +4,18 @@
 //!
 //! Needs `SHARDFEED_TF_PYTHON` (set by `cargo xtask ci`); ignored in a plain `cargo test`.
 
-mod common;
-mod generated;
-
 use std::path::PathBuf;
 use std::process::Command;
 
-use generated::generated_shards;
-use shardfeed::shard::{ShardConfig, shard};
-use shardfeed::synthetic::{GenData, generate};
+use crate::generated::generated_shards;
+use shardfeed_dataset::synthetic::{GenData, generate};
+use shardfeed_dataset::{ShardConfig, shard};
 use shardfeed_input_pipeline::Parallelism;
 
 #[test]
 #[ignore = "needs TensorFlow: run by `cargo xtask ci`, which sets SHARDFEED_TF_PYTHON"]
 fn tensorflow_reads_our_shards() {
-    let python = common::tensorflow_python();
+    let python = crate::common::tensorflow_python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/baseline/tf/verify_shards.py");
     assert!(
@@ -82,7 +79,7 @@ fn tensorflow_reads_our_shards() {
 #[test]
 #[ignore = "needs TensorFlow: run by `cargo xtask ci`, which sets SHARDFEED_TF_PYTHON"]
 fn tensorflow_runs_the_readme_python_example_on_our_shards() {
-    let python = common::tensorflow_python();
+    let python = crate::common::tensorflow_python();
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/read_shards_example.py");
     let dir = tempfile::tempdir().unwrap();

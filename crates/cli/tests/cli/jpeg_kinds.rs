@@ -4,13 +4,11 @@
 //! for each compression and for 1 and 2 jobs, and — where TensorFlow is installed — TensorFlow
 //! reads every output.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use shardfeed::shard::{ShardConfig, shard};
-use shardfeed::stream::{StreamConfig, stream};
+use shardfeed_dataset::stream::{StreamConfig, stream};
+use shardfeed_dataset::{ShardConfig, shard};
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::Compression;
 
@@ -109,7 +107,7 @@ fn every_jpeg_kind_shards_inspects_and_streams_for_each_compression_and_job_coun
 #[test]
 #[ignore = "needs TensorFlow: run by `cargo xtask ci`, which sets SHARDFEED_TF_PYTHON"]
 fn tensorflow_reads_every_jpeg_kind_for_each_compression_and_job_count() {
-    let python = common::tensorflow_python();
+    let python = crate::common::tensorflow_python();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let verify = root.join("../shared/baseline/tf/verify_shards.py");
     let reader = root.join("scripts/tf_read_shards.py");

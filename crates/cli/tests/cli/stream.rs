@@ -1,15 +1,14 @@
 //! `shardfeed stream`: every record decoded once per epoch, the cache used, errors with file
 //! and offset, and the command's output.
 
-mod generated;
-
 use std::path::Path;
 use std::process::Command;
 
-use generated::generated_shards;
-use shardfeed::shard::ShardConfig;
-use shardfeed::stream::{StreamConfig, open_shards, read_pipeline, stream};
-use shardfeed::synthetic::GenData;
+use crate::generated::generated_shards;
+use shardfeed_dataset::ShardConfig;
+use shardfeed_dataset::stream::{StreamConfig, open_shards, read_pipeline, stream};
+use shardfeed_dataset::synthetic::GenData;
+use shardfeed_dataset::to_float_batch;
 use shardfeed_input_pipeline::Parallelism;
 
 fn shards(dir: &Path, n: usize) -> std::path::PathBuf {
@@ -56,6 +55,27 @@ fn every_record_is_decoded_and_later_epochs_come_from_the_cache() {
         no_cache.checksum, report.checksum,
         "same values with or without the cache"
     );
+    // Whole batches, every pixel and label, in a deterministic order: the cache changes none.
+    let batches = |cache: bool| -> Vec<(Vec<f32>, Vec<i64>)> {
+        let config = StreamConfig {
+            cache,
+            deterministic: true,
+            ..config.clone()
+        };
+        let source = open_shards(&config.shards, config.compression).unwrap();
+        read_pipeline(source, &config)
+            .iter()
+            .map(|batch| {
+                let batch = to_float_batch(&batch.unwrap().items).unwrap();
+                (batch.pixels, batch.labels)
+            })
+            .collect()
+    };
+    let (cached, uncached) = (batches(true), batches(false));
+    assert_eq!(cached.len(), 26);
+    assert_eq!(cached[0].0.len(), 8 * 32 * 32 * 3);
+    assert!(cached == uncached, "a batch differs with the cache");
+    assert!(cached[0].0 != cached[1].0, "batches hold different images");
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `shardfeed shard`: a folder of labelled JPEGs → TFRecord shards, a `.idx` per shard and
+//! The shard step: a folder of labelled JPEGs → TFRecord shards, a `.idx` per shard and
 //! `manifest.json` (SPEC §2).
 //!
 //! The file list is read and shuffled with the seed, cut into `shards` runs of
@@ -9,19 +9,22 @@
 //! `strict`, ends the run with an error naming it). Each shard is written to a temporary
 //! file and renamed once complete, under a name that carries its real record count.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
-use serde::Serialize;
-use shardfeed_image_prep::{Classes, DecodeOptions, Preparer, is_jpeg_name, label_of};
+use shardfeed_image_prep::{DecodeOptions, Preparer};
 use shardfeed_input_pipeline::{
     Address, BoxError, Error as PipelineError, Parallelism, Pipeline, Plan, Rng,
 };
 use shardfeed_record_format::{Compression, FileWriter, ImageExample};
+
+use crate::label::{Classes, is_jpeg_name, label_of};
+use crate::layout::{
+    Manifest, ShardInfo, Skipped, is_dataset_file, provisional_shard_name, shard_file_name,
+};
+use crate::{Error, Result};
 
 /// Files larger than this are skipped unread (a JPEG source is KBs to a few MBs).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
@@ -80,65 +83,6 @@ impl Default for ShardConfig {
     }
 }
 
-/// A file left out, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Skipped {
-    /// The file.
-    pub file: PathBuf,
-    /// Why.
-    pub reason: String,
-}
-
-/// One written shard.
-#[derive(Debug, Clone, Serialize)]
-pub struct ShardInfo {
-    /// Its file name.
-    pub file: String,
-    /// Its records.
-    pub records: u64,
-    /// Records per class, in class order.
-    pub per_class: Vec<u64>,
-    /// Its size in bytes.
-    pub bytes: u64,
-}
-
-/// What a run did; also the content of `manifest.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Manifest {
-    /// The tool that wrote it.
-    pub tool: String,
-    /// Class names; a record's `class` is an index into this list.
-    pub classes: Vec<String>,
-    /// The shards, in order.
-    pub shards: Vec<ShardInfo>,
-    /// Records in all shards.
-    pub records: u64,
-    /// Records per class, in class order.
-    pub per_class: Vec<u64>,
-    /// Target square size.
-    pub target_size: u32,
-    /// JPEG quality of the records.
-    pub quality: u8,
-    /// The seed of the file order.
-    pub seed: u64,
-    /// `none`, `gzip` or `zlib`.
-    pub compression: String,
-    /// Whether DCT-domain scaling was used (pixels then differ from TensorFlow's).
-    pub fast_decode: bool,
-    /// `.jpg`/`.jpeg` files found.
-    pub source_count: u64,
-    /// Other files in the folder, not read.
-    pub ignored_non_jpeg: u64,
-    /// Files left out, with reasons.
-    pub skipped: Vec<Skipped>,
-    /// Bytes of the sources read.
-    pub bytes_in: u64,
-    /// Bytes of the shards written.
-    pub bytes_out: u64,
-    /// Wall time of the run.
-    pub seconds: f64,
-}
-
 /// Progress of a run, for a progress bar.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -148,6 +92,21 @@ pub struct Progress {
     pub total: u64,
 }
 
+/// What a shard run reports as it goes; every method has a default that does nothing. Any
+/// `FnMut(Progress)` is one.
+pub trait ShardObserver {
+    /// After each file, written or skipped.
+    fn progress(&mut self, _progress: Progress) {}
+    /// After a file was skipped, with the reason (also listed in the manifest).
+    fn skipped(&mut self, _skipped: &Skipped) {}
+}
+
+impl<F: FnMut(Progress)> ShardObserver for F {
+    fn progress(&mut self, progress: Progress) {
+        self(progress);
+    }
+}
+
 /// A labelled input file.
 #[derive(Debug, Clone)]
 struct Input {
@@ -155,11 +114,19 @@ struct Input {
     class: i64,
 }
 
-/// Runs the shard step. `progress` is called after each file.
-pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> anyhow::Result<Manifest> {
+/// Runs the shard step; `progress` is called after each file. Returns the manifest it wrote:
+/// the record and class counts, the shards, and every file skipped with its reason.
+pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result<Manifest> {
+    shard_observed(config, &mut progress)
+}
+
+/// [`shard`], reporting to an observer of progress and skipped files.
+pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -> Result<Manifest> {
     let started = Instant::now();
     if config.shards == 0 {
-        bail!("--shards must be at least 1");
+        return Err(Error::Invalid(
+            "the number of shards must be at least 1".into(),
+        ));
     }
     // The file list is the only per-image memory of a run: one path and class per image,
     // held once (moved, never cloned: `cargo xtask scale` measures it).
@@ -188,15 +155,20 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> anyhow
                 let reason = skip_reason(error);
                 if config.strict {
                     writer.abandon();
-                    bail!("{}: {reason}", input.path.display());
+                    return Err(Error::Unusable {
+                        path: input.path.clone(),
+                        reason,
+                    });
                 }
-                skipped.push(Skipped {
+                let skip = Skipped {
                     file: input.path.clone(),
                     reason,
-                });
+                };
+                observer.skipped(&skip);
+                skipped.push(skip);
             }
         }
-        progress(Progress {
+        observer.progress(Progress {
             done: position as u64 + 1,
             total,
         });
@@ -228,20 +200,17 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> anyhow
         bytes_in,
         seconds: started.elapsed().as_secs_f64(),
     };
-    writer.or_abandon(|_| write_manifest(&config.out, &manifest))?;
+    writer.or_abandon(|_| manifest.write(&config.out))?;
     Ok(manifest)
 }
 
 /// The `.jpg`/`.jpeg` files of `dir` in name order, and how many other files it holds.
-fn list_jpegs(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, u64)> {
-    let entries = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read the folder {}", dir.display()))?;
+fn list_jpegs(dir: &Path) -> Result<(Vec<PathBuf>, u64)> {
+    let entries = std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))?;
     let mut jpegs = Vec::new();
     let mut ignored = 0;
     for entry in entries {
-        let path = entry
-            .with_context(|| format!("cannot list {}", dir.display()))?
-            .path();
+        let path = entry.map_err(Error::io("list", dir))?.path();
         if path.is_dir() {
             continue;
         }
@@ -252,7 +221,7 @@ fn list_jpegs(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, u64)> {
         }
     }
     if jpegs.is_empty() {
-        bail!("no .jpg or .jpeg files in {}", dir.display());
+        return Err(Error::NoJpegs(dir.to_owned()));
     }
     jpegs.sort();
     Ok((jpegs, ignored))
@@ -263,12 +232,12 @@ fn label_inputs(
     sources: Vec<PathBuf>,
     config: &ShardConfig,
     skipped: &mut Vec<Skipped>,
-) -> anyhow::Result<(Vec<Input>, Classes)> {
+) -> Result<(Vec<Input>, Classes)> {
     let mut labelled = Vec::new();
     for path in sources {
         match label_of(&path) {
             Ok(label) => labelled.push((path, label)),
-            Err(error) if config.strict => return Err(error.into()),
+            Err(error) if config.strict => return Err(error),
             Err(error) => skipped.push(Skipped {
                 file: path,
                 reason: error.to_string(),
@@ -277,20 +246,14 @@ fn label_inputs(
     }
     let classes = match &config.classes {
         Some(classes) => classes.clone(),
-        None => Classes::discover(labelled.iter().map(|(_, label)| label.as_str())).with_context(
-            || {
-                format!(
-                    "no labelled files in {} (names must look like LABEL.ID.jpg)",
-                    config.input.display()
-                )
-            },
-        )?,
+        None => Classes::discover(labelled.iter().map(|(_, label)| label.as_str()))
+            .map_err(|_| Error::NoLabelledFiles(config.input.clone()))?,
     };
     let mut inputs = Vec::with_capacity(labelled.len());
     for (path, label) in labelled {
         match classes.index_of(&label, &path) {
             Ok(class) => inputs.push(Input { path, class }),
-            Err(error) if config.strict => return Err(error.into()),
+            Err(error) if config.strict => return Err(error),
             Err(error) => skipped.push(Skipped {
                 file: path,
                 reason: error.to_string(),
@@ -298,41 +261,37 @@ fn label_inputs(
         }
     }
     if inputs.is_empty() {
-        bail!(
-            "no usable files in {}: all {} were skipped",
-            config.input.display(),
-            skipped.len()
-        );
+        return Err(Error::NothingUsable {
+            folder: config.input.clone(),
+            skipped: skipped.len(),
+        });
     }
     Ok((inputs, classes))
 }
 
-/// Creates `out`, or checks it holds no dataset (or clears ours with `overwrite`).
-fn prepare_output(out: &Path, overwrite: bool) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let ours: Vec<PathBuf> = std::fs::read_dir(out)
-        .with_context(|| format!("cannot read {}", out.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            name.ends_with(".tfrec")
-                || name.ends_with(".tfrec.idx")
-                || name == "manifest.json"
-                || name.ends_with(".tmp")
-        })
-        .collect();
-    let others = std::fs::read_dir(out)?.count() - ours.len();
+/// Creates `out`, or checks it holds no file (or, with `overwrite`, that it holds only a
+/// dataset's files, which are removed).
+fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(Error::io("create", out))?;
+    let mut ours = Vec::new();
+    let mut others = 0;
+    for entry in std::fs::read_dir(out).map_err(Error::io("read", out))? {
+        let path = entry.map_err(Error::io("read", out))?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if is_dataset_file(&name) {
+            ours.push(path);
+        } else {
+            others += 1;
+        }
+    }
     if !overwrite && (!ours.is_empty() || others > 0) {
-        bail!(
-            "{} is not empty: pass --overwrite to replace the shards in it",
-            out.display()
-        );
+        return Err(Error::OutputNotEmpty(out.to_owned()));
     }
     for path in ours {
-        std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        std::fs::remove_file(&path).map_err(Error::io("remove", &path))?;
     }
     Ok(())
 }
@@ -343,20 +302,14 @@ struct Prepared {
     source_bytes: u64,
 }
 
-/// Settings a thread's [`Preparer`] was built with.
-type PreparerKey = (u32, u8, DecodeOptions);
-
-thread_local! {
-    static PREPARER: RefCell<Option<(PreparerKey, Preparer)>> = const { RefCell::new(None) };
-}
-
 /// The ordered parallel map: read, decode, resize, crop, encode, serialise.
 fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prepared> {
-    let key: PreparerKey = (config.size, config.quality, config.decode);
+    let (size, quality, decode) = (config.size, config.quality, config.decode);
     let plan = Plan::new(vec![inputs.len() as u64]);
-    Pipeline::new(
+    Pipeline::new_init(
         plan,
-        move |address: Address| -> Result<Prepared, BoxError> {
+        move || Preparer::new(size, quality, decode),
+        move |preparer: &mut Preparer, address: Address| -> Result<Prepared, BoxError> {
             let input = &inputs[address.index as usize];
             let size = std::fs::metadata(&input.path)
                 .map_err(|e| format!("cannot read: {e}"))?
@@ -367,14 +320,7 @@ fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prep
                 );
             }
             let source = std::fs::read(&input.path).map_err(|e| format!("cannot read: {e}"))?;
-            let image = PREPARER.with(|cell| -> Result<Vec<u8>, BoxError> {
-                let mut cell = cell.borrow_mut();
-                if cell.as_ref().is_none_or(|(k, _)| *k != key) {
-                    *cell = Some((key, Preparer::new(key.0, key.1, key.2)?));
-                }
-                let (_, preparer) = cell.as_mut().expect("set just above");
-                Ok(preparer.prepare(&source)?)
-            })?;
+            let image = preparer.prepare(&source)?;
             let record = ImageExample {
                 image,
                 class: input.class,
@@ -422,25 +368,25 @@ impl ShardWriter {
     }
 
     /// Makes `shard` the shard being written, committing the previous one.
-    fn switch_to(&mut self, shard: u64) -> anyhow::Result<()> {
+    fn switch_to(&mut self, shard: u64) -> Result<()> {
         if self.current.as_ref().is_some_and(|(n, _, _)| *n == shard) {
             return Ok(());
         }
         self.commit_current()?;
-        let provisional = self.out.join(format!("{}{shard:02}.tfrec", self.prefix));
+        let provisional = self.out.join(provisional_shard_name(&self.prefix, shard));
         let writer = FileWriter::create(&provisional, self.compression)?;
         self.current = Some((shard, writer, vec![0; self.classes]));
         Ok(())
     }
 
-    fn write(&mut self, record: &[u8], class: usize) -> anyhow::Result<()> {
+    fn write(&mut self, record: &[u8], class: usize) -> Result<()> {
         let (_, writer, per_class) = self.current.as_mut().expect("switch_to comes first");
         writer.write_record(record)?;
         per_class[class] += 1;
         Ok(())
     }
 
-    fn commit_current(&mut self) -> anyhow::Result<()> {
+    fn commit_current(&mut self) -> Result<()> {
         let Some((shard, writer, per_class)) = self.current.take() else {
             return Ok(());
         };
@@ -448,10 +394,12 @@ impl ShardWriter {
         if records == 0 {
             return Ok(()); // every file of this shard was skipped: no empty shard
         }
-        let file = format!("{}{shard:02}-{records}.tfrec", self.prefix);
+        let file = shard_file_name(&self.prefix, shard, records);
         let path = self.out.join(&file);
         writer.commit_as(&path)?;
-        let bytes = std::fs::metadata(&path)?.len();
+        let bytes = std::fs::metadata(&path)
+            .map_err(Error::io("read", &path))?
+            .len();
         self.written.push(ShardInfo {
             file,
             records,
@@ -461,17 +409,14 @@ impl ShardWriter {
         Ok(())
     }
 
-    fn finish(&mut self) -> anyhow::Result<Vec<ShardInfo>> {
+    fn finish(&mut self) -> Result<Vec<ShardInfo>> {
         self.commit_current()?;
         Ok(self.written.clone())
     }
 
     /// Runs one write step; when it fails (a full disk, any I/O error) removes everything this
     /// run wrote, so a failed run leaves no shard behind, whole or partial.
-    fn or_abandon<T>(
-        &mut self,
-        step: impl FnOnce(&mut Self) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
+    fn or_abandon<T>(&mut self, step: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let result = step(self);
         if result.is_err() {
             self.abandon();
@@ -488,23 +433,6 @@ impl ShardWriter {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-fn write_manifest(out: &Path, manifest: &Manifest) -> anyhow::Result<()> {
-    let path = out.join("manifest.json");
-    let temp = out.join(".manifest.json.tmp");
-    let mut text = serde_json::to_string_pretty(manifest)?;
-    text.push('\n');
-    let written = std::fs::write(&temp, text)
-        .with_context(|| format!("cannot write {}", temp.display()))
-        .and_then(|()| {
-            std::fs::rename(&temp, &path)
-                .with_context(|| format!("cannot write {}", path.display()))
-        });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    written
 }
 
 /// Groups skip reasons for the end-of-run summary: reason kind → count.

@@ -1,6 +1,6 @@
 //! The synthetic dataset: deterministic, varied, and not separable by colour alone.
 
-use shardfeed::synthetic::{GenData, draw};
+use shardfeed_dataset::synthetic::{GenData, draw};
 
 #[test]
 fn images_are_deterministic_and_varied_in_size() {

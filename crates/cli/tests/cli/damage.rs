@@ -5,15 +5,13 @@
 //! one (as other tools write shards), in-process through `stream()`; then once each through the
 //! `stream` and `train` commands.
 
-mod generated;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use generated::generated_shards;
-use shardfeed::shard::ShardConfig;
-use shardfeed::stream::{StreamConfig, stream};
-use shardfeed::synthetic::GenData;
+use crate::generated::generated_shards;
+use shardfeed_dataset::ShardConfig;
+use shardfeed_dataset::stream::{StreamConfig, stream};
+use shardfeed_dataset::synthetic::GenData;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::Index;
 

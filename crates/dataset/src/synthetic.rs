@@ -8,9 +8,10 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use shardfeed_image_prep::{Encoder, RgbImage};
 use shardfeed_input_pipeline::Rng;
+
+use crate::{Error, Result};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -42,18 +43,20 @@ impl Default for GenData {
 /// Writes `out/train/LABEL.I.jpg` and `out/test/I.jpg` (quality 90, 4:2:0), on every core:
 /// each image depends only on its index and the seed, so the files do not depend on the thread
 /// count.
-pub fn generate(out: &Path, config: &GenData) -> anyhow::Result<()> {
+pub fn generate(out: &Path, config: &GenData) -> Result<()> {
+    // Each name must be a label a file name can carry (not empty, no `.` or `,`).
+    crate::label::Classes::explicit(config.classes.clone())?;
     let train = out.join("train");
     let test = out.join("test");
     for dir in [&train, &test] {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
     }
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|worker| {
                 let (train, test) = (&train, &test);
-                scope.spawn(move || -> anyhow::Result<()> {
+                scope.spawn(move || -> Result<()> {
                     let mut encoder = source_encoder()?;
                     for i in (worker..config.n_train).step_by(threads) {
                         let class = i % config.classes.len();
@@ -77,13 +80,14 @@ pub fn generate(out: &Path, config: &GenData) -> anyhow::Result<()> {
 }
 
 /// An encoder as a camera or a web site would produce the sources: quality 90, 4:2:0.
-fn source_encoder() -> anyhow::Result<Encoder> {
+fn source_encoder() -> Result<Encoder> {
     Ok(Encoder::with_settings(90, true, false)?)
 }
 
-fn write_jpeg(encoder: &mut Encoder, image: &RgbImage, path: &Path) -> anyhow::Result<()> {
+fn write_jpeg(encoder: &mut Encoder, image: &RgbImage, path: &Path) -> Result<()> {
     let jpeg = encoder.encode(image)?;
-    std::fs::write(path, jpeg).with_context(|| format!("cannot write {}", path.display()))
+    // Generated sources, not outputs a reader relies on: a plain write (no fsync per file).
+    std::fs::write(path, jpeg).map_err(Error::io("write", path))
 }
 
 /// One image of `class`, number `index` of split `split` (0 train, 1 test).
@@ -147,6 +151,6 @@ pub fn draw(config: &GenData, class: usize, index: u64, split: u64) -> RgbImage 
 }
 
 /// Encodes `image` as the shard step's sources are: quality 90, 4:2:0 (for tests).
-pub fn source_jpeg(image: &RgbImage) -> anyhow::Result<Vec<u8>> {
+pub fn source_jpeg(image: &RgbImage) -> Result<Vec<u8>> {
     Ok(source_encoder()?.encode(image)?)
 }

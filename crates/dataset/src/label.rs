@@ -1,4 +1,5 @@
-//! Labels from file names (`cat.123.jpg` → `cat`) and the class list.
+//! Labels from file names (`cat.123.jpg` → `cat`) and the class list: the source folder's
+//! layout, which the shard step reads.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,7 +18,7 @@ pub fn is_jpeg_name(path: &Path) -> bool {
 ///
 /// ```
 /// use std::path::Path;
-/// use shardfeed_image_prep::label_of;
+/// use shardfeed_dataset::label_of;
 ///
 /// assert_eq!(label_of(Path::new("data/train/cat.123.jpg")).unwrap(), "cat");
 /// assert!(label_of(Path::new("data/train/cat.jpg")).is_err());

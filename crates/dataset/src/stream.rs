@@ -1,22 +1,25 @@
-//! `shardfeed stream`: SPEC §3's read pipeline without a model, to measure it.
+//! SPEC §3's read pipeline: the pieces training, evaluation and `stream` share, and
+//! [`stream`], the pipeline without a model, measured.
 //!
-//! interleave 16 → parse `tf.train.Example` → JPEG decode (in the parallel map) → cache of
-//! the decoded `u8` pixels (4× smaller than TensorFlow's `f32` cache) → repeat → shuffle
-//! 2048 → batch → prefetch → the consumer, which converts each batch to `f32` / 255 as a
-//! training step would receive it.
+//! interleave 16 → parse `tf.train.Example` → JPEG decode (in the parallel map, one decoder
+//! per worker) → cache of the decoded `u8` pixels (4× smaller than TensorFlow's `f32` cache)
+//! → repeat → shuffle 2048 → batch → prefetch → the consumer, which converts each batch to
+//! `f32` ([`Preprocessing::extend_f32`], the one `/ 255`) as a training step receives it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use serde::Serialize;
-use shardfeed_image_prep::{DecodeOptions, Decoder, RgbImage};
+use shardfeed_image_prep::{DecodeOptions, Decoder, Preprocessing, RgbImage};
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_input_pipeline::{
     BoxError, CacheBudget, CacheOverflow, Parallelism, Pipeline, Plan, Repeat, Stats,
 };
 use shardfeed_record_format::{Compression, ImageExample, ReaderOptions};
+
+use crate::layout::find_shards;
+use crate::{Error, Result};
 
 /// What to stream and how.
 #[derive(Debug, Clone)]
@@ -118,33 +121,31 @@ pub struct Decoded {
     pub class: i64,
 }
 
-thread_local! {
-    static DECODER: std::cell::RefCell<Option<Decoder>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Parses a record and decodes its image, as TensorFlow's `decode_jpeg(channels=3)` does.
-pub fn decode_record(payload: &[u8]) -> Result<Decoded, BoxError> {
+/// Parses a record and decodes its image with `decoder`, as TensorFlow's
+/// `decode_jpeg(channels=3)` does.
+pub fn decode_record(decoder: &mut Decoder, payload: &[u8]) -> Result<Decoded, BoxError> {
     let example = ImageExample::decode(payload)?;
-    let image = DECODER.with(|cell| -> Result<RgbImage, BoxError> {
-        let mut cell = cell.borrow_mut();
-        if cell.is_none() {
-            *cell = Some(Decoder::new()?);
-        }
-        let decoder = cell.as_mut().expect("set just above");
-        Ok(decoder.decode(&example.image, &DecodeOptions::default(), None)?)
-    })?;
+    let image = decoder.decode(&example.image, &DecodeOptions::default(), None)?;
     Ok(Decoded {
         image: Arc::new(image),
         class: example.class,
     })
 }
 
+/// A pipeline of `source`'s records, parsed and decoded (one decoder per worker), over the
+/// plan `configure` makes.
+pub fn decoded_pipeline(
+    source: TfRecordSource,
+    configure: impl FnOnce(Plan) -> Plan,
+) -> Pipeline<Decoded> {
+    source.parsed_pipeline_init(configure, Decoder::new, decode_record)
+}
+
 /// The shard files of a folder, opened (counts from `.idx`).
-pub fn open_shards(dir: &Path, compression: Compression) -> anyhow::Result<TfRecordSource> {
-    let files =
-        TfRecordSource::find(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+pub fn open_shards(dir: &Path, compression: Compression) -> Result<TfRecordSource> {
+    let files = find_shards(dir)?;
     if files.is_empty() {
-        bail!("no .tfrec files in {}", dir.display());
+        return Err(Error::NoShards(dir.to_owned()));
     }
     Ok(TfRecordSource::open(
         &files,
@@ -164,15 +165,13 @@ pub fn tutorial_plan(plan: Plan, seed: u64, repeat: Repeat) -> Plan {
 /// The tutorial's read pipeline over `source`.
 pub fn read_pipeline(source: TfRecordSource, config: &StreamConfig) -> Pipeline<Decoded> {
     let (seed, epochs) = (config.seed, config.epochs);
-    let pipeline = source
-        .parsed_pipeline(
-            |plan| tutorial_plan(plan, seed, Repeat::Epochs(epochs)),
-            decode_record,
-        )
-        .parallelism(config.jobs)
-        .deterministic(config.deterministic)
-        .batch(config.batch, true)
-        .prefetch(2);
+    let pipeline = decoded_pipeline(source, |plan| {
+        tutorial_plan(plan, seed, Repeat::Epochs(epochs))
+    })
+    .parallelism(config.jobs)
+    .deterministic(config.deterministic)
+    .batch(config.batch, true)
+    .prefetch(2);
     if config.cache {
         pipeline.cache(
             CacheBudget::new(config.cache_budget, |d: &Decoded| {
@@ -187,30 +186,60 @@ pub fn read_pipeline(source: TfRecordSource, config: &StreamConfig) -> Pipeline<
 
 /// A batch as a training step receives it: `f32` values / 255, HWC, and the labels.
 pub fn batch_to_f32(items: &[Decoded], out: &mut Vec<f32>, labels: &mut Vec<i64>) {
+    let preprocessing = Preprocessing::default();
     out.clear();
     labels.clear();
     for item in items {
-        out.extend(
-            item.image
-                .pixels
-                .iter()
-                .map(|&v| f32::from(v) * (1.0 / 255.0)),
-        );
+        preprocessing.extend_f32(&item.image.pixels, out);
         labels.push(item.class);
     }
 }
 
+/// A batch of images of one size as a model takes it: `f32` HWC values made by
+/// [`Preprocessing::extend_f32`], and the labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatBatch {
+    /// `len × side × side × 3` values.
+    pub pixels: Vec<f32>,
+    /// One class per image.
+    pub labels: Vec<i64>,
+    /// The images' side.
+    pub side: usize,
+}
+
+/// Converts decoded records to a [`FloatBatch`] (all images must share one square size).
+pub fn to_float_batch(items: &[Decoded]) -> Result<FloatBatch> {
+    let side = items.first().map_or(0, |d| d.image.width as usize);
+    if let Some(odd) = items
+        .iter()
+        .find(|d| d.image.width as usize != side || d.image.height as usize != side)
+    {
+        return Err(Error::MixedSizes {
+            width: odd.image.width,
+            height: odd.image.height,
+            side,
+        });
+    }
+    let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+    batch_to_f32(items, &mut pixels, &mut labels);
+    Ok(FloatBatch {
+        pixels,
+        labels,
+        side,
+    })
+}
+
 /// Streams the shards for `config.epochs` epochs and measures it.
-pub fn stream(config: &StreamConfig) -> anyhow::Result<StreamReport> {
+pub fn stream(config: &StreamConfig) -> Result<StreamReport> {
     let source = open_shards(&config.shards, config.compression)?;
     let files = source.files().len();
     let records = source.total_records();
     if records < config.batch as u64 {
-        bail!(
-            "{records} records in {}: fewer than one batch of {}",
-            config.shards.display(),
-            config.batch
-        );
+        return Err(Error::TooFewRecords {
+            records,
+            folder: config.shards.clone(),
+            batch: config.batch,
+        });
     }
     let pipeline = read_pipeline(source, config);
     let mut iter = pipeline.iter();

@@ -1,0 +1,20 @@
+//! The `shardfeed` package's tests in one binary (one link instead of twelve, as ripgrep
+//! lays its tests out): each module tests one command or property. `shard_memory.rs` stays
+//! a binary of its own: it installs a counting global allocator, which would count every
+//! other test running beside it.
+
+mod common;
+mod generated;
+
+mod cli;
+mod damage;
+mod jpeg_kinds;
+mod readme;
+mod robustness;
+mod shard;
+mod stream;
+mod synthetic;
+mod tensorflow;
+mod tf_records;
+mod tf_resize;
+mod train;

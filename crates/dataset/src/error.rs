@@ -1,0 +1,144 @@
+//! The crate's one error type. Every variant names the file (and, from the record layer, the
+//! record and byte offset) it is about; none names a command-line flag.
+
+use std::path::PathBuf;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong with a dataset folder.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or folder could not be read, created, written or removed.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done (`read`, `create`, `remove`, …).
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A source folder without a `.jpg`/`.jpeg` file.
+    #[error("no .jpg or .jpeg files in {0}")]
+    NoJpegs(PathBuf),
+    /// A file name without a `.`-separated label before its extension.
+    #[error("no label in file name {0}: expected LABEL.ID.jpg")]
+    NoLabel(PathBuf),
+    /// A label outside the explicit class list.
+    #[error("label {label:?} of {path} is not one of the classes {classes}")]
+    UnknownLabel {
+        /// The file.
+        path: PathBuf,
+        /// Its label.
+        label: String,
+        /// The class list, comma-separated.
+        classes: String,
+    },
+    /// A class list with no class, or a class named twice.
+    #[error("invalid class list: {0}")]
+    InvalidClasses(String),
+    /// No file of a source folder has a usable label.
+    #[error("no labelled files in {0} (names must look like LABEL.ID.jpg)")]
+    NoLabelledFiles(PathBuf),
+    /// Every file of a source folder was skipped.
+    #[error("no usable files in {folder}: all {skipped} were skipped")]
+    NothingUsable {
+        /// The source folder.
+        folder: PathBuf,
+        /// Files skipped.
+        skipped: usize,
+    },
+    /// A file that could not be used, in strict mode.
+    #[error("{path}: {reason}")]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The output folder holds files, and replacing them was not asked for.
+    #[error("{0} is not empty")]
+    OutputNotEmpty(PathBuf),
+    /// A setting out of its range.
+    #[error("{0}")]
+    Invalid(String),
+    /// A shard folder without a `.tfrec` file.
+    #[error("no .tfrec files in {0}")]
+    NoShards(PathBuf),
+    /// Fewer records than one batch.
+    #[error("{records} records in {folder}: fewer than one batch of {batch}")]
+    TooFewRecords {
+        /// Records found.
+        records: u64,
+        /// The folder (or the training files' folder).
+        folder: PathBuf,
+        /// The batch size.
+        batch: usize,
+    },
+    /// A `manifest.json` (or `run.json`) that does not parse or lists unusable classes.
+    #[error("bad {file}: {message}")]
+    BadDescription {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A record whose class is unusable.
+    #[error("{file}: record {index} has class {class} (must be ≥ 0)")]
+    NegativeClass {
+        /// The shard file.
+        file: PathBuf,
+        /// The record's index in it.
+        index: u64,
+        /// Its class value.
+        class: i64,
+    },
+    /// Images of different sizes in one batch.
+    #[error("images of different sizes in one batch ({width}×{height} and {side}×{side})")]
+    MixedSizes {
+        /// The odd image's width.
+        width: u32,
+        /// Its height.
+        height: u32,
+        /// The first image's side.
+        side: usize,
+    },
+    /// The shards of a run changed since it started.
+    #[error("the shards in {0} changed since the run started (files or record counts)")]
+    ShardsChanged(PathBuf),
+    /// The TFRecord layer: names the file, record and byte offset.
+    #[error(transparent)]
+    Record(#[from] shardfeed_record_format::Error),
+    /// The input pipeline (a record that failed to decode names its file and offset).
+    #[error(transparent)]
+    Pipeline(#[from] shardfeed_input_pipeline::Error),
+    /// Image preparation.
+    #[error(transparent)]
+    Image(#[from] shardfeed_image_prep::Error),
+}
+
+impl Error {
+    /// An [`Error::Io`].
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+impl From<shardfeed_record_format::atomic::AtomicWriteError> for Error {
+    fn from(error: shardfeed_record_format::atomic::AtomicWriteError) -> Self {
+        Error::Io {
+            action: "write",
+            path: error.path,
+            source: error.source,
+        }
+    }
+}

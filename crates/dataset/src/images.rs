@@ -1,0 +1,67 @@
+//! JPEG files prepared as a model's input, exactly as the training images were
+//! ([`Preprocessing`]: decode, shorter side → size, centre crop; the `f32` conversion is
+//! [`Preprocessing::extend_f32`]), in parallel with one preparer per worker, in file order.
+
+use std::path::PathBuf;
+
+use shardfeed_image_prep::{DecodeOptions, Preparer, Preprocessing, RgbImage};
+use shardfeed_input_pipeline::{BoxError, Parallelism, Pipeline};
+
+use crate::label::is_jpeg_name;
+use crate::{Error, Result};
+
+/// The JPEG files of `inputs`: folders' `*.jpg`/`*.jpeg` (sorted by name), files as given.
+pub fn list_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .map_err(Error::io("read", input))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_jpeg_name(p))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if input.exists() {
+            files.push(input.clone());
+        } else {
+            return Err(Error::Io {
+                action: "read",
+                path: input.clone(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+    }
+    if files.is_empty() {
+        let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        return Err(Error::NoJpegs(PathBuf::from(names.join(", "))));
+    }
+    Ok(files)
+}
+
+/// One file and its prepared image, or why it is unusable.
+pub type PreparedImage = (PathBuf, std::result::Result<RgbImage, String>);
+
+/// The files as the model's input, in their order, batched by `batch` (the last batch may be
+/// short); an unusable file is an `Err` with its reason in its place, not a failed batch.
+pub fn prepared_images(
+    files: Vec<PathBuf>,
+    preprocessing: Preprocessing,
+    batch: usize,
+    jobs: Parallelism,
+) -> Pipeline<PreparedImage> {
+    let size = preprocessing.size;
+    Pipeline::from_items(files)
+        .map_init(
+            move || Preparer::new(size, 95, DecodeOptions::default()),
+            |preparer: &mut Preparer, path: PathBuf| {
+                let image = std::fs::read(&path)
+                    .map_err(|e| format!("cannot read: {e}"))
+                    .and_then(|jpeg| preparer.resize_and_crop(&jpeg).map_err(|e| e.to_string()));
+                Ok::<_, BoxError>((path, image))
+            },
+        )
+        .parallelism(jobs)
+        .deterministic(true)
+        .batch(batch.max(1), false)
+}

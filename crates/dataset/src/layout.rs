@@ -1,0 +1,264 @@
+//! The shard folder, one format with one owner: files named `PREFIX{NN}-{COUNT}.tfrec`
+//! ([`shard_file_name`]), a `.idx` beside each ([`Index::path_for`]), and `manifest.json`
+//! ([`Manifest`]), written by [`crate::shard()`] and read by everything that reads a folder.
+//!
+//! ```
+//! use shardfeed_dataset::{Manifest, ShardInfo, find_shards, shard_file_name};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let manifest = Manifest {
+//!     classes: vec!["cat".into(), "dog".into()],
+//!     shards: vec![ShardInfo { file: shard_file_name("data", 0, 2), records: 2, per_class: vec![1, 1], bytes: 0 }],
+//!     ..Manifest::default()
+//! };
+//! manifest.write(dir.path())?;
+//! assert_eq!(Manifest::read_folder(dir.path())?, Some(manifest));
+//! assert!(find_shards(dir.path())?.is_empty());
+//! # Ok::<(), shardfeed_dataset::Error>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+pub use shardfeed_record_format::{Index, count_in_name, provisional_shard_name, shard_file_name};
+
+use crate::{Error, Result};
+
+/// The manifest's file name in a shard folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// A file left out of the shards, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub file: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// One shard listed in a manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardInfo {
+    /// Its file name (no folder).
+    pub file: String,
+    /// Its records.
+    pub records: u64,
+    /// Records per class, in class order.
+    #[serde(default)]
+    pub per_class: Vec<u64>,
+    /// Its size in bytes.
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+/// `manifest.json`: what a shard run wrote and how. Written by [`crate::shard()`]; read
+/// back by every reader of the folder (only `classes` is required of manifests other tools
+/// wrote; the rest defaults).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Manifest {
+    /// The tool that wrote it.
+    #[serde(default)]
+    pub tool: String,
+    /// Class names; a record's `class` is an index into this list.
+    pub classes: Vec<String>,
+    /// The shards, in order.
+    #[serde(default)]
+    pub shards: Vec<ShardInfo>,
+    /// Records in all shards.
+    #[serde(default)]
+    pub records: u64,
+    /// Records per class, in class order.
+    #[serde(default)]
+    pub per_class: Vec<u64>,
+    /// Target square size.
+    #[serde(default)]
+    pub target_size: u32,
+    /// JPEG quality of the records.
+    #[serde(default)]
+    pub quality: u8,
+    /// The seed of the file order.
+    #[serde(default)]
+    pub seed: u64,
+    /// `none`, `gzip` or `zlib`.
+    #[serde(default = "no_compression")]
+    pub compression: String,
+    /// Whether DCT-domain scaling was used (pixels then differ from TensorFlow's).
+    #[serde(default)]
+    pub fast_decode: bool,
+    /// `.jpg`/`.jpeg` files found.
+    #[serde(default)]
+    pub source_count: u64,
+    /// Other files in the folder, not read.
+    #[serde(default)]
+    pub ignored_non_jpeg: u64,
+    /// Files left out, with reasons.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+    /// Bytes of the sources read.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Bytes of the shards written.
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// Wall time of the run.
+    #[serde(default)]
+    pub seconds: f64,
+}
+
+fn no_compression() -> String {
+    "none".to_owned()
+}
+
+impl Manifest {
+    /// Parses a manifest; `file` names it in errors. At least two distinct, non-empty class
+    /// names are required.
+    pub fn parse(text: &[u8], file: &Path) -> Result<Self> {
+        let bad = |message: String| Error::BadDescription {
+            file: file.to_owned(),
+            message,
+        };
+        let manifest: Manifest = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
+        if manifest.classes.len() < 2 {
+            return Err(bad(format!(
+                "{} classes listed: at least 2 are needed",
+                manifest.classes.len()
+            )));
+        }
+        for (i, name) in manifest.classes.iter().enumerate() {
+            if name.is_empty() {
+                return Err(bad(format!("class {i} has an empty name")));
+            }
+            if manifest.classes[..i].contains(name) {
+                return Err(bad(format!("class {name:?} is listed twice")));
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Reads and parses the manifest at `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read(path).map_err(Error::io("read", path))?;
+        Manifest::parse(&text, path)
+    }
+
+    /// The manifest of the shard folder `dir`, if it has one.
+    pub fn read_folder(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(MANIFEST_FILE);
+        if path.exists() {
+            Manifest::read(&path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Writes `dir/manifest.json` atomically (pretty JSON and a newline).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self).expect("a manifest serialises");
+        text.push('\n');
+        shardfeed_record_format::atomic::write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes())?;
+        Ok(())
+    }
+
+    /// The record count the manifest gives for shard file `name`.
+    pub fn records_of(&self, name: &str) -> Option<u64> {
+        self.shards
+            .iter()
+            .find(|s| s.file == name)
+            .map(|s| s.records)
+    }
+}
+
+/// The `.tfrec` files of the shard folder `dir`, sorted by name (the one discovery of
+/// shards: every reader of a folder uses it).
+pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(shardfeed_input_pipeline::tfrecord::TfRecordSource::find(
+        dir,
+    )?)
+}
+
+/// Whether `name` is a file the shard step writes into a folder (shards, their indexes,
+/// the manifest, and temporary files).
+pub fn is_dataset_file(name: &str) -> bool {
+    name.ends_with(".tfrec")
+        || name.ends_with(".tfrec.idx")
+        || name == MANIFEST_FILE
+        || name.ends_with(".tmp")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_manifest_reads_back_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = Manifest {
+            tool: "shardfeed 0.1.0".into(),
+            classes: vec!["cat".into(), "dog".into(), "bird".into()],
+            shards: vec![
+                ShardInfo {
+                    file: shard_file_name("x", 0, 3),
+                    records: 3,
+                    per_class: vec![1, 1, 1],
+                    bytes: 900,
+                },
+                ShardInfo {
+                    file: shard_file_name("x", 1, 1),
+                    records: 1,
+                    per_class: vec![0, 1, 0],
+                    bytes: 300,
+                },
+            ],
+            records: 4,
+            per_class: vec![1, 2, 1],
+            target_size: 64,
+            quality: 90,
+            seed: 7,
+            compression: "gzip".into(),
+            fast_decode: true,
+            source_count: 6,
+            ignored_non_jpeg: 2,
+            skipped: vec![Skipped {
+                file: "a/b.jpg".into(),
+                reason: "no label".into(),
+            }],
+            bytes_in: 5000,
+            bytes_out: 1200,
+            seconds: 1.25,
+        };
+        manifest.write(dir.path()).unwrap();
+        let back = Manifest::read_folder(dir.path()).unwrap().unwrap();
+        assert_eq!(back, manifest);
+        assert_eq!(back.records_of("x01-1.tfrec"), Some(1));
+        assert_eq!(back.records_of("x02-1.tfrec"), None);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["manifest.json"]);
+    }
+
+    #[test]
+    fn a_manifest_is_checked_and_names_its_file() {
+        let file = Path::new("dir/manifest.json");
+        let parse = |text: &str| Manifest::parse(text.as_bytes(), file);
+        let ok = parse(r#"{"tool": "x", "classes": ["a", "b"], "shards": [{"file": "d00-1.tfrec", "records": 1, "bytes": 9}]}"#).unwrap();
+        assert_eq!(ok.records_of("d00-1.tfrec"), Some(1));
+        assert_eq!(ok.compression, "none");
+        for (text, says) in [
+            ("{", "EOF"),
+            (r#"{"classes": ["a"]}"#, "1 classes listed"),
+            (r#"{"classes": ["a", ""]}"#, "class 1 has an empty name"),
+            (r#"{"classes": ["a", "a"]}"#, "listed twice"),
+            (r#"{"classes": ["a", 3]}"#, "invalid type"),
+            (
+                r#"{"classes": ["a", "b"], "shards": [{"file": "x"}]}"#,
+                "records",
+            ),
+        ] {
+            let error = parse(text).unwrap_err().to_string();
+            assert!(error.contains("dir/manifest.json"), "{error}");
+            assert!(error.contains(says), "{text}: {error}");
+        }
+    }
+}

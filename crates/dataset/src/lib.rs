@@ -1,0 +1,58 @@
+//! The shard folder and the workflows on it, as a library: what `shardfeed shard`, `stream`,
+//! `train`, `evaluate` and `predict` do with files, without burn, clap or anyhow.
+//!
+//! - [`layout`]: the folder's format, with one owner for writing and reading: shard names
+//!   (`PREFIX{NN}-{COUNT}.tfrec`), discovery ([`find_shards`]), `manifest.json`
+//!   ([`Manifest`]), the `.idx` beside each shard.
+//! - [`label`]: labels from file names (`cat.123.jpg` → `cat`) and the class list.
+//! - [`shard()`]: list → label → seeded shuffle → prepare in parallel → write atomically →
+//!   manifest, reporting progress (or, [`shard_observed`], to a [`ShardObserver`]), returning the [`Manifest`] it wrote
+//!   (counts, shards, skipped files with reasons).
+//! - [`classes`]: a folder's class names (manifest, given, or a scan of the records).
+//! - [`stream`]: SPEC §3's read pipeline (decode, cache, shuffle, batch) and
+//!   [`FloatBatch`], the `f32` batch a model takes.
+//! - [`run`]: a training run's data side: the seeded split by files, the training and
+//!   validation pipelines, `run.json`.
+//! - [`images`]: JPEG files prepared as a model's input (for prediction).
+//! - [`synthetic`]: a deterministic synthetic labelled folder, for trying things out.
+//!
+//! ```
+//! use shardfeed_dataset::{Manifest, ShardConfig, shard, synthetic};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = synthetic::GenData { n_train: 12, n_test: 0, sides: (40, 60), ..Default::default() };
+//! synthetic::generate(dir.path(), &config)?;
+//!
+//! let out = dir.path().join("shards");
+//! let settings = ShardConfig {
+//!     input: dir.path().join("train"),
+//!     out: out.clone(),
+//!     shards: 4,
+//!     size: 32,
+//!     ..ShardConfig::default()
+//! };
+//! let manifest = shard(&settings, |_progress| {})?;
+//! assert_eq!((manifest.records, manifest.shards.len()), (12, 4));
+//! assert_eq!(Manifest::read_folder(&out)?, Some(manifest));
+//! # Ok::<(), shardfeed_dataset::Error>(())
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod classes;
+mod error;
+pub mod images;
+pub mod label;
+pub mod layout;
+pub mod run;
+mod shard;
+pub mod stream;
+pub mod synthetic;
+
+pub use error::{Error, Result};
+pub use label::{Classes, is_jpeg_name, label_of};
+pub use layout::{MANIFEST_FILE, Manifest, ShardInfo, Skipped, find_shards, shard_file_name};
+pub use shard::{
+    MAX_FILE_BYTES, Progress, ShardConfig, ShardObserver, shard, shard_observed, skip_summary,
+};
+pub use stream::{Decoded, FloatBatch, to_float_batch};

@@ -1,0 +1,226 @@
+//! A training run's data side: the shard folder split by files (seeded), the training stream
+//! (tutorial order, repeated forever, deterministic) and the validation pass, and `run.json`,
+//! the description of the data and settings a run trained with, which `evaluate` and
+//! `--resume` read back.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use shardfeed_input_pipeline::split::split_tfrecords;
+use shardfeed_input_pipeline::tfrecord::TfRecordSource;
+use shardfeed_input_pipeline::{Parallelism, Pipeline, Repeat};
+use shardfeed_record_format::{Compression, ReaderOptions};
+
+use crate::classes::{ClassSource, class_names};
+use crate::layout::find_shards;
+use crate::stream::{Decoded, decoded_pipeline, tutorial_plan};
+use crate::{Error, Result};
+
+/// The run description's file name in a run folder.
+pub const RUN_FILE: &str = "run.json";
+
+/// The run's description, saved beside the model (`run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// Class names in index order.
+    pub classes: Vec<String>,
+    /// Image side the model was trained on.
+    pub image_size: usize,
+    /// The shard folder.
+    pub shards: PathBuf,
+    /// The shards' compression (`none`, `gzip`, `zlib`).
+    pub compression: String,
+    /// The validation shard files.
+    pub validation_files: Vec<PathBuf>,
+    /// The training shard files.
+    pub train_files: Vec<PathBuf>,
+    /// Training records per epoch (all of the training files).
+    pub train_records: u64,
+    /// Validation records.
+    pub validation_records: u64,
+    /// Epochs completed.
+    pub epochs_done: u64,
+    /// Seed.
+    pub seed: u64,
+    /// Batch size.
+    pub batch: usize,
+    /// Validation fraction.
+    pub validation_fraction: f64,
+    /// Learning rate.
+    pub learning_rate: f64,
+}
+
+impl RunInfo {
+    /// Reads `dir/run.json`.
+    pub fn load(dir: &Path) -> Result<RunInfo> {
+        let path = dir.join(RUN_FILE);
+        let text = std::fs::read(&path).map_err(Error::io("read", &path))?;
+        serde_json::from_slice(&text).map_err(|e| Error::BadDescription {
+            file: path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes `dir/run.json` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).expect("a run description serialises");
+        shardfeed_record_format::atomic::write_atomic(&dir.join(RUN_FILE), &json)?;
+        Ok(())
+    }
+
+    /// The shards' compression.
+    pub fn compression(&self) -> Result<Compression> {
+        self.compression.parse().map_err(|e| Error::BadDescription {
+            file: PathBuf::from(RUN_FILE),
+            message: format!("{e}"),
+        })
+    }
+
+    /// The run's validation files, moved to the folder `shards` when given.
+    pub fn validation_files_in(&self, shards: Option<&Path>) -> Vec<PathBuf> {
+        match shards {
+            None => self.validation_files.clone(),
+            Some(dir) => self
+                .validation_files
+                .iter()
+                .map(|f| dir.join(f.file_name().unwrap_or_default()))
+                .collect(),
+        }
+    }
+
+    /// Checks that `now` (the same folder split again) has the files and counts this run
+    /// started with.
+    pub fn check_same_data(&self, now: &RunInfo) -> Result<()> {
+        if self.train_files != now.train_files
+            || self.validation_files != now.validation_files
+            || self.train_records != now.train_records
+        {
+            return Err(Error::ShardsChanged(now.shards.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// What data to train on and how it is cut.
+#[derive(Debug, Clone)]
+pub struct DataSettings {
+    /// The shard folder.
+    pub shards: PathBuf,
+    /// Batch size.
+    pub batch: usize,
+    /// Fraction of the shard files used for validation.
+    pub validation_fraction: f64,
+    /// Seed of the split and the order.
+    pub seed: u64,
+    /// Decode threads.
+    pub jobs: Parallelism,
+    /// Class names, when the shards have no manifest.
+    pub classes: Option<Vec<String>>,
+    /// The shards' compression.
+    pub compression: Compression,
+    /// The learning rate, recorded in `run.json`.
+    pub learning_rate: f64,
+}
+
+impl Default for DataSettings {
+    /// SPEC §4's: `shards/`, batch 32, 19 % of the files for validation, seed 42.
+    fn default() -> Self {
+        DataSettings {
+            shards: PathBuf::from("shards"),
+            batch: 32,
+            validation_fraction: 0.19,
+            seed: 42,
+            jobs: Parallelism::Auto,
+            classes: None,
+            compression: Compression::None,
+            learning_rate: 1e-3,
+        }
+    }
+}
+
+/// A shard folder opened for training: the split, both pipelines and the run's description
+/// (with `image_size` 0 and `epochs_done` 0 until training fills them in).
+pub struct TrainingData {
+    /// The run's description.
+    pub info: RunInfo,
+    /// Where the class names came from.
+    pub class_source: ClassSource,
+    /// Full training batches per epoch.
+    pub steps_per_epoch: u64,
+    /// The training stream: tutorial order, repeated forever, deterministic, full batches.
+    pub train: Pipeline<Decoded>,
+    /// The validation pass: interleaved, one pass, the last batch kept.
+    pub validation: Pipeline<Decoded>,
+}
+
+impl TrainingData {
+    /// Splits and opens the shard folder.
+    pub fn open(settings: &DataSettings) -> Result<Self> {
+        let options = ReaderOptions::compression(settings.compression);
+        let files = find_shards(&settings.shards)?;
+        if files.is_empty() {
+            return Err(Error::NoShards(settings.shards.clone()));
+        }
+        let (classes, class_source) = class_names(
+            &settings.shards,
+            &files,
+            settings.classes.as_deref(),
+            options,
+        )?;
+        let split = split_tfrecords(&files, settings.validation_fraction, settings.seed, options)?;
+        let steps_per_epoch = split.counts.steps_per_epoch(settings.batch);
+        if steps_per_epoch == 0 {
+            return Err(Error::TooFewRecords {
+                records: split.counts.train_records,
+                folder: settings.shards.clone(),
+                batch: settings.batch,
+            });
+        }
+        let paths = |source: &TfRecordSource| -> Vec<PathBuf> {
+            source.files().iter().map(|f| f.path.clone()).collect()
+        };
+        let info = RunInfo {
+            classes,
+            image_size: 0,
+            shards: settings.shards.clone(),
+            compression: settings.compression.to_string(),
+            validation_files: paths(&split.validation),
+            train_files: paths(&split.train),
+            train_records: split.counts.train_records,
+            validation_records: split.counts.validation_records,
+            epochs_done: 0,
+            seed: settings.seed,
+            batch: settings.batch,
+            validation_fraction: settings.validation_fraction,
+            learning_rate: settings.learning_rate,
+        };
+        let seed = settings.seed;
+        let train = decoded_pipeline(split.train, |plan| {
+            tutorial_plan(plan, seed, Repeat::Forever)
+        })
+        .parallelism(settings.jobs)
+        .deterministic(true)
+        .batch(settings.batch, true);
+        let validation = validation_pipeline(split.validation, settings.batch, settings.jobs);
+        Ok(TrainingData {
+            info,
+            class_source,
+            steps_per_epoch,
+            train,
+            validation,
+        })
+    }
+}
+
+/// The validation pass over `source`: interleave 16, one pass in order, batches of `batch`
+/// with the last one kept.
+pub fn validation_pipeline(
+    source: TfRecordSource,
+    batch: usize,
+    jobs: Parallelism,
+) -> Pipeline<Decoded> {
+    decoded_pipeline(source, |plan| plan.interleave(16, 1))
+        .parallelism(jobs)
+        .deterministic(true)
+        .batch(batch.max(1), false)
+}

@@ -1,0 +1,181 @@
+//! The architecture's dependency rules, checked from `cargo metadata` (part of `cargo xtask
+//! tidy`): burn only below `shardfeed-model` (and in what links it), argument parsing and
+//! `anyhow`/`indicatif` only in the binary and xtask, and `shardfeed-dataset` free of all of
+//! them. A rule broken by a new dependency, direct or transitive, fails CI.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context;
+use serde_json::Value;
+
+/// (a package that must stay out of the normal dependency tree, the workspace packages that
+/// may have it there).
+const RULES: &[(&str, &[&str])] = &[
+    ("burn", &["shardfeed-model", "shardfeed"]),
+    ("clap", &["shardfeed", "xtask"]),
+    ("anyhow", &["shardfeed", "xtask"]),
+    ("indicatif", &["shardfeed", "xtask"]),
+];
+
+/// The rule violations of the workspace at `root`.
+pub fn check(root: &Path) -> anyhow::Result<Vec<String>> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(root)
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let metadata: Value =
+        serde_json::from_slice(&output.stdout).context("cargo metadata's JSON")?;
+    Ok(problems(&metadata))
+}
+
+/// The rule violations in `cargo metadata` output: for each workspace package, the names in
+/// its normal (not dev, not build) dependency closure.
+pub fn problems(metadata: &Value) -> Vec<String> {
+    let names: BTreeMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
+        .collect();
+    let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for node in metadata["resolve"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(id) = node["id"].as_str() else {
+            continue;
+        };
+        let normal = node["deps"].as_array().into_iter().flatten().filter(|dep| {
+            dep["dep_kinds"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|kind| kind["kind"].is_null())
+        });
+        edges.insert(id, normal.filter_map(|dep| dep["pkg"].as_str()).collect());
+    }
+    let mut problems = Vec::new();
+    for member in metadata["workspace_members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let Some(member) = member.as_str() else {
+            continue;
+        };
+        let member_name = names.get(member).copied().unwrap_or(member);
+        // Which package pulled each dependency in, for the message.
+        let mut via: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut seen = BTreeSet::from([member]);
+        let mut stack = vec![member];
+        while let Some(id) = stack.pop() {
+            for &dep in edges.get(id).into_iter().flatten() {
+                if seen.insert(dep) {
+                    via.insert(dep, id);
+                    stack.push(dep);
+                }
+            }
+        }
+        for &(forbidden, allowed) in RULES {
+            if allowed.contains(&member_name) {
+                continue;
+            }
+            if let Some((&dep, _)) = via
+                .iter()
+                .find(|(id, _)| names.get(*id) == Some(&forbidden))
+            {
+                let mut chain = vec![forbidden];
+                let mut at = dep;
+                while let Some(&parent) = via.get(at) {
+                    chain.push(names.get(parent).copied().unwrap_or(parent));
+                    at = parent;
+                }
+                chain.reverse();
+                problems.push(format!(
+                    "{member_name} depends on {forbidden} ({}), which only {} may",
+                    chain.join(" → "),
+                    allowed.join(" and ")
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `cargo metadata` document: packages by name, normal edges, and dev edges.
+    fn metadata(members: &[&str], normal: &[(&str, &str)], dev: &[(&str, &str)]) -> Value {
+        let mut packages = BTreeSet::new();
+        for (a, b) in normal.iter().chain(dev) {
+            packages.insert(*a);
+            packages.insert(*b);
+        }
+        packages.extend(members);
+        let node = |p: &str| {
+            let deps: Vec<Value> = normal
+                .iter()
+                .map(|e| (e, Value::Null))
+                .chain(dev.iter().map(|e| (e, Value::from("dev"))))
+                .filter(|((a, _), _)| *a == p)
+                .map(|((_, b), kind)| serde_json::json!({"pkg": b, "dep_kinds": [{"kind": kind}]}))
+                .collect();
+            serde_json::json!({"id": p, "deps": deps})
+        };
+        serde_json::json!({
+            "packages": packages.iter().map(|p| serde_json::json!({"id": p, "name": p})).collect::<Vec<_>>(),
+            "resolve": {"nodes": packages.iter().map(|p| node(p)).collect::<Vec<_>>()},
+            "workspace_members": members,
+        })
+    }
+
+    #[test]
+    fn a_forbidden_dependency_is_found_however_deep_and_dev_ones_are_not() {
+        let members = ["shardfeed-dataset", "shardfeed-model", "shardfeed"];
+        let clean = metadata(
+            &members,
+            &[
+                ("shardfeed", "shardfeed-model"),
+                ("shardfeed", "anyhow"),
+                ("shardfeed-model", "burn"),
+                ("shardfeed", "shardfeed-dataset"),
+            ],
+            &[("shardfeed-dataset", "anyhow")],
+        );
+        assert_eq!(problems(&clean), Vec::<String>::new());
+        let dirty = metadata(
+            &members,
+            &[
+                ("shardfeed-dataset", "helper"),
+                ("helper", "burn"),
+                ("shardfeed-model", "clap"),
+            ],
+            &[],
+        );
+        assert_eq!(
+            problems(&dirty),
+            [
+                "shardfeed-dataset depends on burn (shardfeed-dataset → helper → burn), which only shardfeed-model and shardfeed may",
+                "shardfeed-model depends on clap (shardfeed-model → clap), which only shardfeed and xtask may",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_workspace_keeps_its_dependency_rules() {
+        let problems = check(&crate::util::root()).unwrap();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
