@@ -310,6 +310,7 @@ fn record_format(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
                 baseline: "TensorFlow in-graph TFRecordDataset scan, same files",
                 theirs: tensorflow,
                 lower_is_better: false,
+                pair_ratios: None,
             });
         }
     }

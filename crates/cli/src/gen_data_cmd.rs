@@ -11,11 +11,11 @@ pub struct Args {
     /// The folder to create (`DIR/train/LABEL.I.jpg`, `DIR/test/I.jpg`).
     #[arg(long, default_value = "data")]
     out: PathBuf,
-    /// Labelled training images.
-    #[arg(long, default_value_t = 4000)]
+    /// Labelled training images, 1–10000000.
+    #[arg(long, default_value_t = 4000, value_parser = crate::ranges::usize_in(1, 10_000_000))]
     n_train: usize,
-    /// Unlabelled test images.
-    #[arg(long, default_value_t = 200)]
+    /// Unlabelled test images, 0–10000000.
+    #[arg(long, default_value_t = 200, value_parser = crate::ranges::usize_in(0, 10_000_000))]
     n_test: usize,
     /// The seed: the same seed gives the same files.
     #[arg(long, default_value_t = 20240601)]
@@ -23,11 +23,11 @@ pub struct Args {
     /// Class names, comma-separated.
     #[arg(long, default_value = "cat,dog", value_delimiter = ',')]
     classes: Vec<String>,
-    /// Smallest side of a generated image, in pixels.
-    #[arg(long, default_value_t = 220)]
+    /// Smallest side of a generated image, in pixels, 1–4096.
+    #[arg(long, default_value_t = 220, value_parser = crate::ranges::u32_in(1, crate::ranges::MAX_SIZE))]
     min_side: u32,
-    /// Largest side of a generated image, in pixels.
-    #[arg(long, default_value_t = 500)]
+    /// Largest side of a generated image, in pixels, 1–4096.
+    #[arg(long, default_value_t = 500, value_parser = crate::ranges::u32_in(1, crate::ranges::MAX_SIZE))]
     max_side: u32,
 }
 
@@ -47,10 +47,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         sides: (args.min_side, args.max_side),
     };
     generate(&args.out, &config)?;
-    eprintln!(
-        "wrote {} training and {} test images to {}",
-        args.n_train,
-        args.n_test,
+    println!(
+        "wrote {} training and {} test {} to {}",
+        crate::fmt::thousands(args.n_train as u64),
+        crate::fmt::thousands(args.n_test as u64),
+        if args.n_test == 1 { "image" } else { "images" },
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,9 @@
 //!
 //! Subcommands live one per module (`inspect.rs`, `shard_cmd.rs`, …); each parses its flags
 //! with clap and calls the library crates. Errors reach `main`, which prints one line
-//! (`shardfeed: error: ...`) and exits 1.
+//! (`shardfeed: error: ...`) and exits 1; a usage error (a bad flag or value) prints one such
+//! line and a hint and exits 2; a panic anywhere is caught and reported the same way, exit 1;
+//! an interrupted run exits 130.
 
 use std::process::ExitCode;
 
@@ -13,11 +15,13 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: shardfeed_model::BlockCache = shardfeed_model::BlockCache;
 
 mod evaluate_cmd;
+mod fmt;
 mod gen_data_cmd;
 mod inspect;
 mod model_args;
 mod plot_cmd;
 mod predict_cmd;
+mod ranges;
 mod shard_cmd;
 mod stream_cmd;
 mod train_cmd;
@@ -51,8 +55,67 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    // A panic (a bug) becomes one error line, not a backtrace dump: the hook stays silent
+    // and the payload is reported below.
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)))
+        .unwrap_or_else(|payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".to_owned());
+            Err(anyhow::anyhow!(
+                "internal error: {message} (please report it, with the command that caused it)"
+            ))
+        });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("shardfeed: error: {}", one_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--help` and `--version` print and exit 0; anything else is a usage error: one
+/// `shardfeed: error:` line, a hint, exit 2.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let text = error.render().to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ");
+    let usage = text
+        .lines()
+        .find(|l| l.starts_with("Usage: "))
+        .map(|l| format!("\n{l}"))
+        .unwrap_or_default();
+    eprintln!("shardfeed: error: {first}{usage}\nFor more information, try '--help'.");
+    ExitCode::from(2)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Command::Shard(args) => shard_cmd::run(&args),
         Command::Stream(args) => stream_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
@@ -61,13 +124,6 @@ fn main() -> ExitCode {
         Command::Plot(args) => plot_cmd::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::GenData(args) => gen_data_cmd::run(&args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("shardfeed: error: {}", one_line(&error));
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -6,11 +6,11 @@ use shardfeed_model::DeviceKind;
 /// How a saved model is run: batch size, decode threads and device.
 #[derive(Debug, clap::Args)]
 pub struct ModelRunArgs {
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
+    /// Images per forward pass, 1–65536.
+    #[arg(long, default_value_t = 32, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_BATCH))]
     pub batch: usize,
-    /// Decode threads (default: one per core).
-    #[arg(long)]
+    /// Decode threads, 1–1024 (default: one per core).
+    #[arg(long, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_JOBS))]
     jobs: Option<usize>,
     /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]

@@ -93,17 +93,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             },
         )?;
         let wrong = cells.iter().filter(|c| c.wrong).count();
-        eprintln!(
-            "{} validation images, {wrong} misclassified (in red)",
-            cells.len()
+        println!(
+            "{}, {wrong} misclassified (in red)",
+            crate::fmt::count(cells.len() as u64, "validation image")
         );
     }
     draw_grid(&cells).save_png(&args.out)?;
-    eprintln!("wrote {}", args.out.display());
+    println!("wrote {}", args.out.display());
     if args.curves {
         let out = args.model.join("curves.png");
         draw_curves(&args.model.join("metrics.csv"), &out)?;
-        eprintln!("wrote {}", out.display());
+        println!("wrote {}", out.display());
     }
     Ok(ExitCode::SUCCESS)
 }

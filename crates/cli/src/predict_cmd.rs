@@ -62,8 +62,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             Ok(())
         },
     )?;
-    if !header_written {
-        csv.write_record(header(None))?;
+    if summary.predicted == 0 {
+        for (file, reason) in &summary.skipped {
+            eprintln!("skipped {}: {reason}", file.display());
+        }
+        anyhow::bail!(
+            "no image could be classified: {} skipped (nothing written to {})",
+            summary.skipped.len(),
+            args.out.display()
+        );
     }
     let bytes = csv.into_inner().map_err(|e| e.into_error())?;
     shardfeed_record_format::atomic::write_atomic(&args.out, &bytes)?;
@@ -75,9 +82,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|c| format!("{c} {}", counts.get(c).copied().unwrap_or(0)))
         .collect();
-    eprintln!(
-        "predicted {} images ({}), skipped {}; wrote {}",
-        summary.predicted,
+    println!(
+        "predicted {} ({}), skipped {}; wrote {}",
+        crate::fmt::count(summary.predicted, "image"),
         per_class.join(", "),
         summary.skipped.len(),
         args.out.display()

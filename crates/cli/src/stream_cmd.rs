@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use shardfeed_dataset::stream::{StreamConfig, stream};
+
+use crate::fmt::{count, thousands};
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::Compression;
 
@@ -12,17 +14,18 @@ use shardfeed_record_format::Compression;
 pub struct Args {
     /// The shard folder.
     shards: PathBuf,
-    /// Passes over the data.
-    #[arg(long, default_value_t = 3)]
+    /// Passes over the data, 1–1000000.
+    #[arg(long, default_value_t = 3, value_parser = crate::ranges::u64_in(1, 1_000_000))]
     epochs: u64,
-    /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    /// Batch size, 1–65536.
+    #[arg(long, default_value_t = 32, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_BATCH))]
     batch: usize,
     /// Decode every image on every pass (no cache).
     #[arg(long)]
     no_cache: bool,
-    /// Cache budget for decoded pixels, in MiB; images past it are decoded again each epoch.
-    #[arg(long, default_value_t = 4096)]
+    /// Cache budget for decoded pixels, in MiB, 0–16777216; images past it are decoded again
+    /// each epoch.
+    #[arg(long, default_value_t = 4096, value_parser = crate::ranges::u64_in(0, 1 << 24))]
     cache_budget_mib: u64,
     /// A reproducible order (slower when images vary in cost).
     #[arg(long)]
@@ -30,8 +33,8 @@ pub struct Args {
     /// Seed of the file and shuffle order.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Decode threads (default: one per core).
-    #[arg(long)]
+    /// Decode threads, 1–1024 (default: one per core).
+    #[arg(long, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_JOBS))]
     jobs: Option<usize>,
     /// The shards' compression.
     #[arg(long, default_value = "none", value_name = "none|gzip|zlib")]
@@ -42,6 +45,9 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    for warning in shardfeed_dataset::folder_warnings(&args.shards) {
+        eprintln!("shardfeed: warning: {warning}");
+    }
     let config = StreamConfig {
         shards: args.shards.clone(),
         epochs: args.epochs,
@@ -59,13 +65,28 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} records in {} files, batch {}",
-        report.records, report.files, args.batch
+        "{} in {}, batch {}",
+        count(report.records, "record"),
+        count(report.files as u64, "file"),
+        args.batch
     );
     for epoch in &report.epochs {
         println!(
-            "epoch {}: {} images in {:.2} s, {:.0} images/s, waited for input {:.2} s",
-            epoch.epoch, epoch.images, epoch.seconds, epoch.images_per_second, epoch.waited_seconds
+            "epoch {}: {} in {:.2} s, {} images/s, waited for input {:.2} s",
+            epoch.epoch,
+            count(epoch.images, "image"),
+            epoch.seconds,
+            thousands(epoch.images_per_second as u64),
+            epoch.waited_seconds
+        );
+    }
+    let batch = args.batch as u64;
+    if !report.records.is_multiple_of(batch) {
+        let delivered: u64 = report.epochs.iter().map(|e| e.images).sum();
+        println!(
+            "  (as tf.data's repeat → batch: batches of {batch} run across epoch boundaries, so an epoch's count is the batches that ended in it; {} in all, {} of the last pass dropped as a partial batch)",
+            count(delivered, "image"),
+            count(report.records * args.epochs - delivered, "image")
         );
     }
     for stage in &report.stages {

@@ -240,8 +240,11 @@ pub fn train(
         }
         (given.clone(), None)
     };
+    // Stored absolute in run.json, so `evaluate --model RUN` works from any folder.
+    let shards =
+        std::fs::canonicalize(&settings.shards).unwrap_or_else(|_| settings.shards.clone());
     let data = TrainingData::open(&DataSettings {
-        shards: settings.shards.clone(),
+        shards,
         batch: settings.batch,
         validation_fraction: settings.validation_fraction,
         seed: settings.seed,
@@ -257,6 +260,7 @@ pub fn train(
         other => other.into(),
     })?;
     let mut info = data.info.clone();
+    info.epochs = Some(settings.epochs);
     if let Some(previous) = &previous {
         info.image_size = previous.image_size;
         previous

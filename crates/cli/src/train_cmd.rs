@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use shardfeed::train::{TrainEvent, TrainSettings, train};
+
+use crate::fmt::{count, thousands};
 use shardfeed_dataset::classes::ClassSource;
+use shardfeed_dataset::run::RunInfo;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::DeviceKind;
 use shardfeed_record_format::Compression;
@@ -19,20 +22,21 @@ use shardfeed_record_format::Compression;
 pub struct Args {
     /// The shard folder.
     shards: PathBuf,
-    /// Epochs (in all: a resumed run continues up to this many).
-    #[arg(long, default_value_t = 10)]
-    epochs: u64,
-    /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    /// Epochs, 1–100000 (default 10; in all: a resumed run continues up to its own count
+    /// unless this is given).
+    #[arg(long, value_parser = crate::ranges::u64_in(1, 100_000))]
+    epochs: Option<u64>,
+    /// Batch size, 1–65536.
+    #[arg(long, default_value_t = 32, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_BATCH))]
     batch: usize,
-    /// Fraction of the shard files used for validation.
-    #[arg(long, default_value_t = 0.19)]
+    /// Fraction of the shard files used for validation, in [0, 1).
+    #[arg(long, default_value_t = 0.19, value_parser = crate::ranges::fraction())]
     val_split: f64,
     /// Seed of the split, the order and the weights.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    /// Adam's learning rate, in (0, 10].
+    #[arg(long, default_value_t = 1e-3, value_parser = crate::ranges::learning_rate())]
     lr: f64,
     /// The run folder: model.bpk, model.json, run.json, metrics.csv, curves.png, checkpoint/.
     #[arg(long, default_value = "runs/latest")]
@@ -43,8 +47,8 @@ pub struct Args {
     /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]
     device: DeviceKind,
-    /// Decode threads (default: one per core).
-    #[arg(long)]
+    /// Decode threads, 1–1024 (default: one per core).
+    #[arg(long, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_JOBS))]
     jobs: Option<usize>,
     /// Class names, comma-separated, for shards without a manifest.json (default: the class
     /// indices found in the records).
@@ -56,6 +60,30 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// The epochs to train to: `--epochs`, or for `--resume` without it the run's own count
+/// (saying so), or the default 10.
+fn resolved_epochs(args: &Args) -> u64 {
+    const DEFAULT: u64 = 10;
+    if !args.resume {
+        return args.epochs.unwrap_or(DEFAULT);
+    }
+    let own = RunInfo::load(&args.out).ok().and_then(|info| info.epochs);
+    match (args.epochs, own) {
+        (Some(given), Some(own)) if given != own => {
+            eprintln!(
+                "resuming with the run's own settings, except --epochs {given} (the run's: {own})"
+            );
+            given
+        }
+        (Some(given), _) => given,
+        (None, Some(own)) => {
+            eprintln!("resuming with the run's own settings (epochs {own})");
+            own
+        }
+        (None, None) => DEFAULT,
+    }
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
@@ -70,9 +98,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "\nshardfeed: interrupted: saving a checkpoint after this step (Ctrl-C again to quit now)"
         );
     })?;
+    if !args.resume {
+        for warning in shardfeed_dataset::folder_warnings(&args.shards) {
+            eprintln!("shardfeed: warning: {warning}");
+        }
+    }
+    let epochs = resolved_epochs(args);
     let settings = TrainSettings {
         shards: args.shards.clone(),
-        epochs: args.epochs,
+        epochs,
         batch: args.batch,
         validation_fraction: args.val_split,
         seed: args.seed,
@@ -85,7 +119,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         device: args.device,
         stop: Some(stop),
     };
-    let epochs = args.epochs;
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let mut bar = ProgressBar::hidden();
     let outcome = train(&settings, |event| match event {
@@ -100,13 +133,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 ClassSource::Scan => " (no manifest: named by index)",
                 ClassSource::Given | ClassSource::Manifest => "",
             };
-            eprintln!(
-                "training on {} records ({} files), validating on {} ({} files); classes {}{names}; {steps} steps per epoch",
-                info.train_records,
-                info.train_files.len(),
-                info.validation_records,
-                info.validation_files.len(),
+            println!(
+                "training on {} ({}), validating on {} ({}); classes {}{names}; {} per epoch",
+                count(info.train_records, "record"),
+                count(info.train_files.len() as u64, "file"),
+                thousands(info.validation_records),
+                count(info.validation_files.len() as u64, "file"),
                 info.classes.join(", "),
+                count(steps, "step"),
             );
             if epoch > 1 || step > 0 {
                 eprintln!("resuming at epoch {epoch}, step {step}");
@@ -171,9 +205,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(130));
     }
-    eprintln!(
-        "saved the model ({} classes, {} px), metrics.csv and curves.png in {}",
-        outcome.info.classes.len(),
+    println!(
+        "saved the model ({}, {} px), metrics.csv and curves.png in {}",
+        count(outcome.info.classes.len() as u64, "class"),
         outcome.info.image_size,
         args.out.display()
     );

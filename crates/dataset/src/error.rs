@@ -49,6 +49,14 @@ pub enum Error {
         /// Files skipped.
         skipped: usize,
     },
+    /// The run was stopped (SIGINT, SIGTERM); what it wrote was removed.
+    #[error("interrupted: removed the {removed} finished shard(s) this run wrote in {folder}")]
+    Interrupted {
+        /// The output folder.
+        folder: std::path::PathBuf,
+        /// Finished shards removed (a shard being written is removed too).
+        removed: usize,
+    },
     /// A file that could not be used, in strict mode.
     #[error("{path}: {reason}")]
     Unusable {

@@ -14,7 +14,7 @@
 //! manifest.write(dir.path())?;
 //! assert_eq!(Manifest::read_folder(dir.path())?, Some(manifest));
 //! assert!(find_shards(dir.path())?.is_empty());
-//! # Ok::<(), shardfeed_dataset::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -174,6 +174,37 @@ pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(shardfeed_input_pipeline::tfrecord::TfRecordSource::find(
         dir,
     )?)
+}
+
+/// What a reader should hear about the shard folder `dir` before reading it: temporary files
+/// a shard run left behind (it was killed), and shards without a `manifest.json` (a run that
+/// did not finish, or shards another tool wrote: class names then come from the records).
+pub fn folder_warnings(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let names: Vec<String> = entries
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let mut warnings = Vec::new();
+    let temporary: Vec<&String> = names.iter().filter(|n| n.ends_with(".tmp")).collect();
+    if let Some(first) = temporary.first() {
+        warnings.push(format!(
+            "{} holds {} temporary file(s) ({first}, …): a shard run there was killed before it finished; its shards may be incomplete",
+            dir.display(),
+            temporary.len()
+        ));
+    }
+    let shards = names
+        .iter()
+        .any(|n| n.ends_with(".tfrec") && !n.starts_with('.'));
+    if shards && !names.iter().any(|n| n == MANIFEST_FILE) {
+        warnings.push(format!(
+            "{} has shards but no {MANIFEST_FILE}: written by another tool, or by a shard run that did not finish",
+            dir.display()
+        ));
+    }
+    warnings
 }
 
 /// Whether `name` is a file the shard step writes into a folder (shards, their indexes,

@@ -34,7 +34,7 @@
 //! let manifest = shard(&settings, |_progress| {})?;
 //! assert_eq!((manifest.records, manifest.shards.len()), (12, 4));
 //! assert_eq!(Manifest::read_folder(&out)?, Some(manifest));
-//! # Ok::<(), shardfeed_dataset::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![deny(missing_docs)]
@@ -51,8 +51,11 @@ pub mod synthetic;
 
 pub use error::{Error, Result};
 pub use label::{Classes, is_jpeg_name, label_of};
-pub use layout::{MANIFEST_FILE, Manifest, ShardInfo, Skipped, find_shards, shard_file_name};
+pub use layout::{
+    MANIFEST_FILE, Manifest, ShardInfo, Skipped, find_shards, folder_warnings, shard_file_name,
+};
 pub use shard::{
-    MAX_FILE_BYTES, Progress, ShardConfig, ShardObserver, shard, shard_observed, skip_summary,
+    MAX_FILE_BYTES, Progress, ShardConfig, ShardObserver, SkipKind, shard, shard_observed,
+    skip_summary,
 };
 pub use stream::{Decoded, FloatBatch, to_float_batch};

@@ -48,6 +48,10 @@ pub struct RunInfo {
     pub validation_fraction: f64,
     /// Learning rate.
     pub learning_rate: f64,
+    /// The epochs the run was started for (in all), so a resume continues to the run's own
+    /// count (absent in runs written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
 }
 
 impl RunInfo {
@@ -91,8 +95,14 @@ impl RunInfo {
     /// Checks that `now` (the same folder split again) has the files and counts this run
     /// started with.
     pub fn check_same_data(&self, now: &RunInfo) -> Result<()> {
-        if self.train_files != now.train_files
-            || self.validation_files != now.validation_files
+        // Runs written before paths were stored absolute hold them as given: compare the
+        // files themselves.
+        let same = |a: &[PathBuf], b: &[PathBuf]| {
+            let real = |p: &PathBuf| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| real(x) == real(y))
+        };
+        if !same(&self.train_files, &now.train_files)
+            || !same(&self.validation_files, &now.validation_files)
             || self.train_records != now.train_records
         {
             return Err(Error::ShardsChanged(now.shards.clone()));
@@ -193,6 +203,7 @@ impl TrainingData {
             batch: settings.batch,
             validation_fraction: settings.validation_fraction,
             learning_rate: settings.learning_rate,
+            epochs: None,
         };
         let seed = settings.seed;
         let train = decoded_pipeline(split.train, |plan| {

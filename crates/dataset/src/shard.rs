@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use shardfeed_image_prep::{DecodeOptions, Preparer};
@@ -61,6 +62,9 @@ pub struct ShardConfig {
     pub overwrite: bool,
     /// How to decode the sources.
     pub decode: DecodeOptions,
+    /// Set (SIGINT, SIGTERM) to stop the run: what it wrote is removed and the run returns
+    /// [`Error::Interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for ShardConfig {
@@ -79,6 +83,7 @@ impl Default for ShardConfig {
             jobs: Parallelism::Auto,
             overwrite: false,
             decode: DecodeOptions::default(),
+            stop: None,
         }
     }
 }
@@ -143,7 +148,20 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
     let mut writer = ShardWriter::new(config, classes.len());
     let pipeline = prepare_pipeline(config, Arc::clone(&inputs));
     let mut bytes_in = 0u64;
+    let stopped = || {
+        config
+            .stop
+            .as_ref()
+            .is_some_and(|stop| stop.load(Ordering::SeqCst))
+    };
     for (position, item) in pipeline.iter().items().enumerate() {
+        if stopped() {
+            let removed = writer.abandon();
+            return Err(Error::Interrupted {
+                folder: config.out.clone(),
+                removed,
+            });
+        }
         let input = &inputs[position];
         writer.or_abandon(|w| w.switch_to(position as u64 / per_shard))?;
         match item {
@@ -174,6 +192,14 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
         });
     }
     let shards = writer.or_abandon(ShardWriter::finish)?;
+    if shards.is_empty() {
+        // Every file was unusable: no shard, no manifest; a run that made nothing fails.
+        writer.abandon();
+        return Err(Error::NothingUsable {
+            folder: config.input.clone(),
+            skipped: skipped.len(),
+        });
+    }
 
     let mut per_class = vec![0; classes.len()];
     for shard in &shards {
@@ -239,8 +265,8 @@ fn label_inputs(
             Ok(label) => labelled.push((path, label)),
             Err(error) if config.strict => return Err(error),
             Err(error) => skipped.push(Skipped {
+                reason: reason_without_path(&error),
                 file: path,
-                reason: error.to_string(),
             }),
         }
     }
@@ -255,8 +281,8 @@ fn label_inputs(
             Ok(class) => inputs.push(Input { path, class }),
             Err(error) if config.strict => return Err(error),
             Err(error) => skipped.push(Skipped {
+                reason: reason_without_path(&error),
                 file: path,
-                reason: error.to_string(),
             }),
         }
     }
@@ -424,20 +450,36 @@ impl ShardWriter {
         result
     }
 
-    /// Removes everything this run wrote (strict mode's first error, a failed write).
-    fn abandon(&mut self) {
+    /// Removes everything this run wrote (strict mode's first error, a failed write, an
+    /// interruption); returns how many finished shards it removed.
+    fn abandon(&mut self) -> usize {
         self.current = None; // the writer removes its temporary file
+        let removed = self.written.len();
         for shard in self.written.drain(..) {
             let path = self.out.join(&shard.file);
             let _ = std::fs::remove_file(shardfeed_record_format::Index::path_for(&path));
             let _ = std::fs::remove_file(path);
         }
+        removed
     }
 }
 
-/// Groups skip reasons for the end-of-run summary: reason kind → count.
-pub fn skip_summary(skipped: &[Skipped]) -> BTreeMap<String, usize> {
-    let mut kinds = BTreeMap::new();
+/// One kind of reason files were skipped for, for the end-of-run summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkipKind {
+    /// The reason up to its first `:` (`invalid JPEG`, `no label in file name`, …); reasons
+    /// never contain the file's name, which is [`Skipped::file`].
+    pub kind: String,
+    /// Files skipped for it.
+    pub count: usize,
+    /// The first of them, by name.
+    pub example: PathBuf,
+}
+
+/// Groups skip reasons by kind, most frequent first (then by kind), with a count and an
+/// example file each: `32 × no label in file name (e.g. mix2/0.jpg)`.
+pub fn skip_summary(skipped: &[Skipped]) -> Vec<SkipKind> {
+    let mut kinds: BTreeMap<String, SkipKind> = BTreeMap::new();
     for skip in skipped {
         let kind = skip
             .reason
@@ -446,7 +488,74 @@ pub fn skip_summary(skipped: &[Skipped]) -> BTreeMap<String, usize> {
             .unwrap_or(&skip.reason)
             .trim()
             .to_owned();
-        *kinds.entry(kind).or_insert(0) += 1;
+        let entry = kinds.entry(kind.clone()).or_insert_with(|| SkipKind {
+            kind,
+            count: 0,
+            example: skip.file.clone(),
+        });
+        entry.count += 1;
+        if skip.file < entry.example {
+            entry.example = skip.file.clone();
+        }
     }
+    let mut kinds: Vec<SkipKind> = kinds.into_values().collect();
+    kinds.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.kind.cmp(&b.kind)));
     kinds
+}
+
+impl std::fmt::Display for SkipKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} × {} (e.g. {})",
+            self.count,
+            self.kind,
+            self.example.display()
+        )
+    }
+}
+
+/// A skip reason that does not repeat the file's name (the manifest lists it beside).
+fn reason_without_path(error: &Error) -> String {
+    match error {
+        Error::NoLabel(_) => "no label in file name: expected LABEL.ID.jpg".to_owned(),
+        Error::UnknownLabel { label, classes, .. } => {
+            format!("label not in the class list: {label:?} is not one of {classes}")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_are_grouped_by_kind_with_a_count_and_an_example() {
+        let skip = |file: &str, reason: &str| Skipped {
+            file: file.into(),
+            reason: reason.into(),
+        };
+        let mut skipped: Vec<Skipped> = (0..32)
+            .map(|i| {
+                skip(
+                    &format!("mix2/{i:02}.jpg"),
+                    "no label in file name: expected LABEL.ID.jpg",
+                )
+            })
+            .collect();
+        skipped.push(skip("b.jpg", "invalid JPEG: bogus marker"));
+        skipped.push(skip("a.jpg", "invalid JPEG: premature end"));
+        let kinds = skip_summary(&skipped);
+        let lines: Vec<String> = kinds.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "32 × no label in file name (e.g. mix2/00.jpg)",
+                "2 × invalid JPEG (e.g. a.jpg)"
+            ]
+        );
+        let reason = reason_without_path(&Error::NoLabel("x/y/0.jpg".into()));
+        assert!(!reason.contains("0.jpg"), "{reason}");
+    }
 }

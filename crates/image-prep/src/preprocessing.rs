@@ -24,7 +24,7 @@ pub enum Crop {
 /// let p = Preprocessing::for_size(160);
 /// let mut out = Vec::new();
 /// p.extend_f32(&[0, 51, 255], &mut out);
-/// assert_eq!(out, [0.0, 0.2, 1.0]);
+/// assert_eq!(out, [0.0, 51.0 * (1.0 / 255.0), 1.0]);
 /// assert_eq!(serde_json::to_string(&p)?, r#"{"size":160,"crop":"shorter_side_then_centre","divide_by":255}"#);
 /// # Ok::<(), serde_json::Error>(())
 /// ```

@@ -24,7 +24,7 @@ pub enum Error {
         source: BoxError,
     },
     /// A stage's thread panicked; the pipeline stops and reports it instead of hanging.
-    #[error("{stage} worker panicked at item {position}: {message}")]
+    #[error("internal error in the {stage} stage at item {position} (a panic, caught): {message}")]
     Panic {
         /// The stage (`plan`, `map`, `batch`).
         stage: &'static str,

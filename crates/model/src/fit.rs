@@ -15,8 +15,8 @@
 //! use shardfeed_model::{ImageBatch, TrainConfig, cpu_device};
 //! # use shardfeed_dataset::{ShardConfig, shard, synthetic};
 //! # let dir = tempfile::tempdir()?;
-//! # let gen = synthetic::GenData { n_train: 48, n_test: 0, sides: (40, 60), ..Default::default() };
-//! # synthetic::generate(dir.path(), &gen)?;
+//! # let data_config = synthetic::GenData { n_train: 48, n_test: 0, sides: (40, 60), ..Default::default() };
+//! # synthetic::generate(dir.path(), &data_config)?;
 //! # let config = ShardConfig { input: dir.path().join("train"), out: dir.path().join("shards"), shards: 4, size: 24, ..Default::default() };
 //! # shard(&config, |_| {})?;
 //! # let (shards, run) = (dir.path().join("shards"), dir.path().join("run"));

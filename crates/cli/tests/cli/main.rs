@@ -8,6 +8,7 @@ mod generated;
 
 mod cli;
 mod damage;
+mod flags;
 mod jpeg_kinds;
 mod readme;
 mod robustness;

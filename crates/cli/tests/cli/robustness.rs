@@ -123,6 +123,65 @@ fn shard_killed_at_any_moment_leaves_no_damaged_shard_and_reruns() {
     );
 }
 
+#[test]
+fn shard_interrupted_by_sigint_or_sigterm_says_so_and_removes_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GenData {
+        n_train: 400,
+        n_test: 0,
+        seed: 12,
+        sides: (200, 320),
+        ..GenData::default()
+    };
+    generate(dir.path(), &config).unwrap();
+    let input = dir.path().join("train");
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let out = dir.path().join(format!("shards-{signal}"));
+        let mut command = shardfeed();
+        // One job, 160 px: the run lasts long enough for the signal to land mid-run.
+        command
+            .arg("shard")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .args(["--shards", "8", "--jobs", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = command.spawn().unwrap();
+        // Wait until the first shard is finished, so the run has something to remove.
+        let started = Instant::now();
+        while intact_names(&out).is_empty() && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(130), "signal {signal}: {stderr}");
+        assert!(
+            stderr.contains("shardfeed: interrupted: removed what this run wrote"),
+            "signal {signal}: {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "signal {signal} left {left:?}");
+    }
+}
+
+/// The names of the finished shards in `dir` (none while it does not exist).
+fn intact_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".tfrec") && !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A tmpfs mounted for the test, unmounted on drop (even when the test fails).
 struct Tmpfs(std::path::PathBuf);
 

@@ -300,7 +300,10 @@ fn every_bad_input_is_skipped_with_its_reason_and_counted() {
         })
         .collect();
     let expect = [
-        ("bird.1.jpg", r#"label "bird" of "#),
+        (
+            "bird.1.jpg",
+            r#"label not in the class list: "bird" is not one of "#,
+        ),
         ("cat.png.jpg", "not a JPEG file (a PNG image)"),
         ("cat.truncated.jpg", "invalid JPEG: "),
         ("cat.unreadable.jpg", "cannot read: "),
@@ -313,12 +316,19 @@ fn every_bad_input_is_skipped_with_its_reason_and_counted() {
             "dog.random.jpg",
             "not a JPEG file (no JPEG start-of-image marker)",
         ),
-        ("nolabel.jpg", "no label in file name "),
+        (
+            "nolabel.jpg",
+            "no label in file name: expected LABEL.ID.jpg",
+        ),
     ];
     assert_eq!(reasons.len(), expect.len(), "{reasons:#?}");
     for ((file, reason), (want_file, want_reason)) in reasons.iter().zip(expect) {
         assert_eq!(file, want_file);
         assert!(reason.starts_with(want_reason), "{file}: {reason}");
+        assert!(
+            !reason.contains(want_file),
+            "the reason repeats the name: {reason}"
+        );
     }
     // Accepted: the good one, CMYK, grayscale (.JPEG) and 1×1 (upscaled).
     assert_eq!(manifest.records, 4);
@@ -389,10 +399,26 @@ fn missing_or_empty_folders_and_a_second_run_are_clear_errors() {
 
     let input = small_data(dir.path(), 6);
     shard(&config(&input, &out), |_| {}).unwrap();
-    let error = shard(&config(&input, &out), |_| {})
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("is not empty: pass --overwrite"), "{error}");
+    let error = shard(&config(&input, &out), |_| {}).unwrap_err();
+    assert!(
+        matches!(&error, shardfeed_dataset::Error::OutputNotEmpty(dir) if dir == &out),
+        "{error}"
+    );
+    // The library names the folder, never a flag; the command adds the flag that fixes it.
+    assert!(!error.to_string().contains("--"), "{error}");
+    let output = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+        .arg("shard")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is not empty: pass --overwrite"),
+        "{stderr}"
+    );
     shard(
         &ShardConfig {
             overwrite: true,

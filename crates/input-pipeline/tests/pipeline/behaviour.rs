@@ -158,7 +158,7 @@ fn a_panicking_map_function_becomes_an_error_not_a_hang() {
         .collect();
     assert_eq!(panics.len(), 2, "one per epoch: {panics:?}");
     assert!(
-        panics[0].starts_with("map worker panicked at item "),
+        panics[0].starts_with("internal error in the map stage at item "),
         "{}",
         panics[0]
     );

@@ -1,0 +1,54 @@
+//! The ranges of the numeric flags, checked when the flags are parsed (so a bad value is a
+//! usage error, exit 2, before any work starts) and stated in each flag's `--help`.
+
+use clap::builder::{RangedU64ValueParser, TypedValueParser};
+
+/// Most decode threads (`--jobs`).
+pub const MAX_JOBS: u64 = 1024;
+/// Largest batch (`--batch`).
+pub const MAX_BATCH: u64 = 65_536;
+/// Largest square side (`--size`): a 4096 × 4096 RGB image is 48 MiB per image.
+pub const MAX_SIZE: u64 = 4096;
+
+/// A `usize` in `min..=max`.
+pub fn usize_in(min: u64, max: u64) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(min..=max)
+}
+
+/// A `u32` in `min..=max`.
+pub fn u32_in(min: u64, max: u64) -> RangedU64ValueParser<u32> {
+    RangedU64ValueParser::<u32>::new().range(min..=max)
+}
+
+/// A `u64` in `min..=max`.
+pub fn u64_in(min: u64, max: u64) -> RangedU64ValueParser<u64> {
+    RangedU64ValueParser::<u64>::new().range(min..=max)
+}
+
+/// A fraction in `[0, 1)`: the validation split (1 would leave nothing to train on).
+pub fn fraction() -> impl TypedValueParser<Value = f64> {
+    clap::builder::StringValueParser::new().try_map(|text: String| {
+        let value: f64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number"))?;
+        if value.is_finite() && (0.0..1.0).contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!("{text} is not in [0, 1)"))
+        }
+    })
+}
+
+/// A learning rate in `(0, 10]`.
+pub fn learning_rate() -> impl TypedValueParser<Value = f64> {
+    clap::builder::StringValueParser::new().try_map(|text: String| {
+        let value: f64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number"))?;
+        if value.is_finite() && value > 0.0 && value <= 10.0 {
+            Ok(value)
+        } else {
+            Err(format!("{text} is not in (0, 10]"))
+        }
+    })
+}
