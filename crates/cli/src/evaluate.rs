@@ -61,6 +61,12 @@ pub fn classify_validation(
     if files.is_empty() {
         bail!("the run has no validation files (it was trained with --val-split 0?)");
     }
+    if let Some(missing) = files.iter().find(|f| !f.exists()) {
+        bail!(
+            "{} is not there (the run's validation files were moved?): pass --shards DIR with the folder that holds them now",
+            missing.display()
+        );
+    }
     let source = TfRecordSource::open(&files, ReaderOptions::compression(info.compression()?))
         .with_context(|| {
             format!(

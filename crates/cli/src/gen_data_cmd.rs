@@ -1,9 +1,10 @@
 //! `shardfeed gen-data`: a synthetic labelled JPEG folder.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use shardfeed_dataset::synthetic::{GenData, generate};
+use shardfeed_dataset::synthetic::{GenData, generate_with_progress};
 
 /// Flags of `shardfeed gen-data`.
 #[derive(Debug, clap::Args)]
@@ -46,7 +47,21 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         classes: args.classes.clone(),
         sides: (args.min_side, args.max_side),
     };
-    generate(&args.out, &config)?;
+    let total = (args.n_train + args.n_test) as u64;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {human_pos}/{human_len} images  ETA {eta}",
+            )
+            .expect("a valid template"),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    generate_with_progress(&args.out, &config, |n| bar.set_position(n))?;
+    bar.finish_and_clear();
     println!(
         "wrote {} training and {} test {} to {}",
         crate::fmt::thousands(args.n_train as u64),

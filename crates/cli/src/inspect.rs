@@ -18,9 +18,10 @@ pub struct Args {
     /// TFRecord files, or directories whose `*.tfrec` files are inspected.
     #[arg(required = true, value_name = "FILE")]
     paths: Vec<PathBuf>,
-    /// How the files are compressed (never guessed from the name).
-    #[arg(long, default_value = "none", value_name = "none|gzip|zlib")]
-    compression: Compression,
+    /// How the files are compressed (never guessed from the name; default: what the
+    /// `manifest.json` beside a file says, else none).
+    #[arg(long, value_name = "none|gzip|zlib")]
+    compression: Option<Compression>,
     /// Skip CRC checks (faster; damaged payloads then go unnoticed).
     #[arg(long)]
     no_verify: bool,
@@ -45,7 +46,10 @@ struct Report {
     /// The first problem, or `None` for an intact file.
     error: Option<Problem>,
     #[serde(skip)]
-    hint: Option<&'static str>,
+    hint: Option<String>,
+    /// Class names from the `manifest.json` beside the file, when there is one.
+    #[serde(skip)]
+    class_names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,14 +81,32 @@ struct Problem {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let files = expand(&args.paths)?;
-    let options = ReaderOptions {
-        compression: args.compression,
-        verify: !args.no_verify,
-        ..ReaderOptions::default()
-    };
     let reports: Vec<Report> = files
         .iter()
-        .map(|file| inspect_file(file, options))
+        .map(|file| {
+            let manifest = file
+                .parent()
+                .and_then(|dir| shardfeed_dataset::Manifest::read_folder(dir).ok().flatten());
+            let recorded = manifest
+                .as_ref()
+                .and_then(|m| m.compression.parse::<Compression>().ok());
+            let options = ReaderOptions {
+                compression: args.compression.or(recorded).unwrap_or(Compression::None),
+                verify: !args.no_verify,
+                ..ReaderOptions::default()
+            };
+            let mut report = inspect_file(file, options)?;
+            if let Some(recorded) = recorded
+                && recorded != options.compression
+                && report.error.is_some()
+            {
+                report.hint = Some(format!(
+                    "the manifest.json beside it says the shards are {recorded}: drop --compression"
+                ));
+            }
+            report.class_names = manifest.map(|m| m.classes);
+            Ok(report)
+        })
         .collect::<anyhow::Result<_>>()?;
     let damaged = reports.iter().filter(|r| r.error.is_some()).count();
 
@@ -98,9 +120,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         writeln!(
             out,
-            "{} file{}: {} intact, {} damaged",
-            reports.len(),
-            if reports.len() == 1 { "" } else { "s" },
+            "{}: {} intact, {} damaged",
+            crate::fmt::count(reports.len() as u64, "file"),
             reports.len() - damaged,
             damaged
         )?;
@@ -122,13 +143,7 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             files.push(path.clone());
             continue;
         }
-        let mut found: Vec<PathBuf> = fs::read_dir(path)
-            .with_context(|| format!("cannot list {}", path.display()))?
-            .map(|entry| entry.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("cannot list {}", path.display()))?;
-        found.retain(|p| p.extension().is_some_and(|e| e == "tfrec") && p.is_file());
-        found.sort();
+        let found = shardfeed_dataset::find_shards(path)?;
         if found.is_empty() {
             bail!("no .tfrec files in {}", path.display());
         }
@@ -153,6 +168,7 @@ fn inspect_file(path: &Path, options: ReaderOptions) -> anyhow::Result<Report> {
         index: IndexStatus::Unchecked,
         error: None,
         hint: None,
+        class_names: None,
     };
     let mut entries = Vec::new();
     let mut payload = Vec::new();
@@ -162,14 +178,20 @@ fn inspect_file(path: &Path, options: ReaderOptions) -> anyhow::Result<Report> {
             Ok(None) => break,
             Err(error) => {
                 let at = error.location();
+                let mut message = error.to_string();
+                if report.records == 0 && options.compression == Compression::None {
+                    report.hint = compression_hint(path).map(str::to_owned);
+                    if let Some(text) = starts_with_text(path) {
+                        message = format!(
+                            "not a TFRecord file: it starts with text ({text:?}), not a record header"
+                        );
+                    }
+                }
                 report.error = Some(Problem {
-                    message: error.to_string(),
+                    message,
                     record: at.map(|at| at.index),
                     offset: at.map(|at| at.offset),
                 });
-                if report.records == 0 && options.compression == Compression::None {
-                    report.hint = compression_hint(path);
-                }
                 break;
             }
         };
@@ -242,6 +264,18 @@ fn compare_index(path: &Path, entries: &[IndexEntry]) -> IndexStatus {
     }
 }
 
+/// The first characters of a file that begins with 12 bytes of printable text (no TFRecord
+/// does: its first 8 bytes are a little-endian length, its next 4 a CRC).
+fn starts_with_text(path: &Path) -> Option<String> {
+    let mut head = [0u8; 24];
+    let mut file = fs::File::open(path).ok()?;
+    let n = std::io::Read::read(&mut file, &mut head).ok()?;
+    let text = &head[..n];
+    let printable = |b: &u8| b.is_ascii_graphic() || b.is_ascii_whitespace();
+    (n >= 12 && text[..12].iter().all(printable))
+        .then(|| String::from_utf8_lossy(text).into_owned())
+}
+
 /// A hint for a plain read that failed at once on what looks like compressed data.
 fn compression_hint(path: &Path) -> Option<&'static str> {
     let mut magic = [0u8; 2];
@@ -281,9 +315,15 @@ fn print_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         }
     )?;
     if let Some(counts) = &report.class_counts {
+        let name = |class: i64| {
+            usize::try_from(class)
+                .ok()
+                .and_then(|i| report.class_names.as_ref()?.get(i).cloned())
+                .unwrap_or_else(|| class.to_string())
+        };
         let counts: Vec<String> = counts
             .iter()
-            .map(|(class, n)| format!("{class}: {n}"))
+            .map(|(class, n)| format!("{}: {n}", name(*class)))
             .collect();
         writeln!(out, "  classes      {}", counts.join(", "))?;
     }
@@ -299,7 +339,7 @@ fn print_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         None => writeln!(out, "  status       OK (CRCs not verified)")?,
         Some(problem) => {
             writeln!(out, "  status       DAMAGED: {}", problem.message)?;
-            if let Some(hint) = report.hint {
+            if let Some(hint) = &report.hint {
                 writeln!(out, "  hint         {hint}")?;
             }
         }

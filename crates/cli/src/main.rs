@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: shardfeed_model::BlockCache = shardfeed_model::BlockCache;
 
+mod compression;
 mod evaluate_cmd;
 mod fmt;
 mod gen_data_cmd;

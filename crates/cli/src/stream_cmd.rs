@@ -36,9 +36,10 @@ pub struct Args {
     /// Decode threads, 1–1024 (default: one per core).
     #[arg(long, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_JOBS))]
     jobs: Option<usize>,
-    /// The shards' compression.
-    #[arg(long, default_value = "none", value_name = "none|gzip|zlib")]
-    compression: Compression,
+    /// Compression of the shard files (default: what the folder's manifest.json records,
+    /// else none).
+    #[arg(long, value_name = "none|gzip|zlib")]
+    compression: Option<Compression>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -57,7 +58,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         deterministic: args.deterministic,
         seed: args.seed,
         jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::Fixed),
-        compression: args.compression,
+        compression: crate::compression::of_folder(&args.shards, args.compression)?,
     };
     let report = stream(&config)?;
     if args.json {

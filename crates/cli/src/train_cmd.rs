@@ -54,9 +54,10 @@ pub struct Args {
     /// indices found in the records).
     #[arg(long, value_delimiter = ',')]
     classes: Option<Vec<String>>,
-    /// Compression of the shard files.
-    #[arg(long, default_value = "none", value_name = "none|gzip|zlib")]
-    compression: Compression,
+    /// Compression of the shard files (default: what the folder's manifest.json records,
+    /// else none).
+    #[arg(long, value_name = "none|gzip|zlib")]
+    compression: Option<Compression>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -114,7 +115,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         out: args.out.clone(),
         jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::Fixed),
         classes: args.classes.clone(),
-        compression: args.compression,
+        compression: crate::compression::of_folder(&args.shards, args.compression)?,
         resume: args.resume,
         device: args.device,
         stop: Some(stop),

@@ -44,6 +44,23 @@ impl Default for GenData {
 /// each image depends only on its index and the seed, so the files do not depend on the thread
 /// count.
 pub fn generate(out: &Path, config: &GenData) -> Result<()> {
+    generate_with_progress(out, config, |_| {})
+}
+
+/// [`generate`], calling `progress` with the number of images written so far (from any of
+/// the worker threads, at most once per image).
+pub fn generate_with_progress(
+    out: &Path,
+    config: &GenData,
+    progress: impl Fn(u64) + Sync,
+) -> Result<()> {
+    let written = std::sync::atomic::AtomicU64::new(0);
+    let progress = &progress;
+    let written = &written;
+    let tick = move || {
+        let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        progress(n);
+    };
     // Each name must be a label a file name can carry (not empty, no `.` or `,`).
     crate::label::Classes::explicit(config.classes.clone())?;
     let train = out.join("train");
@@ -63,11 +80,13 @@ pub fn generate(out: &Path, config: &GenData) -> Result<()> {
                         let image = draw(config, class, i as u64, 0);
                         let path = train.join(format!("{}.{i}.jpg", config.classes[class]));
                         write_jpeg(&mut encoder, &image, &path)?;
+                        tick();
                     }
                     for i in (worker..config.n_test).step_by(threads) {
                         let class = (i * 7 + 3) % config.classes.len();
                         let image = draw(config, class, i as u64, 1);
                         write_jpeg(&mut encoder, &image, &test.join(format!("{i}.jpg")))?;
+                        tick();
                     }
                     Ok(())
                 })

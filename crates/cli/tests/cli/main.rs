@@ -10,6 +10,7 @@ mod cli;
 mod damage;
 mod flags;
 mod jpeg_kinds;
+mod mistakes;
 mod readme;
 mod robustness;
 mod shard;

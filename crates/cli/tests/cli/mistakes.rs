@@ -1,0 +1,213 @@
+//! The newcomer's mistakes of issue 16, each as it was reported, through the binary: every
+//! one now ends with a clear message and the right exit code.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `shardfeed` in `dir`; (exit code, stdout, stderr).
+fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A small generated set, sharded at 16 px into 8 shards: (data folder, shard folder).
+fn small_set(dir: &Path) {
+    let (code, _, err) = run(
+        dir,
+        &[
+            "gen-data",
+            "--out",
+            "d",
+            "--n-train",
+            "64",
+            "--n-test",
+            "3",
+            "--min-side",
+            "40",
+            "--max-side",
+            "60",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(
+        dir,
+        &[
+            "shard", "d/train", "--out", "s", "--size", "16", "--shards", "8",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("sharded 64 images into 8 shards in s "),
+        "results on stdout: {out}"
+    );
+}
+
+#[test]
+fn a_resumed_run_keeps_its_own_epochs_and_its_paths_work_from_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    small_set(root);
+    let (code, out, err) = run(
+        root,
+        &[
+            "train", "s", "--epochs", "1", "--out", "r", "--batch", "8", "-q",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("Epoch 1/1"), "epoch lines on stdout: {out}");
+    assert!(out.contains("saved the model (2 classes, 16 px)"), "{out}");
+    // --resume without --epochs: the run's own 1, nothing more to train.
+    let (code, out, err) = run(root, &["train", "s", "--out", "r", "--resume", "-q"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("resuming with the run's own settings (epochs 1)"),
+        "{err}"
+    );
+    assert!(
+        !out.contains("Epoch 2/"),
+        "trained past the run's epochs: {out}"
+    );
+    // --epochs overrides, and says so.
+    let (code, out, err) = run(
+        root,
+        &[
+            "train", "s", "--out", "r", "--resume", "--epochs", "2", "-q",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("except --epochs 2 (the run's: 1)"), "{err}");
+    assert!(out.contains("Epoch 2/2"), "{out}");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("r/run.json")).unwrap()).unwrap();
+    assert!(
+        Path::new(info["shards"].as_str().unwrap()).is_absolute(),
+        "{info}"
+    );
+    // From another folder, the run's own paths are found.
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let (code, out, err) = run(&elsewhere, &["evaluate", "--model", "../r"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("accuracy: "), "{out}");
+    // Moved shards: the error says which flag points at them.
+    std::fs::rename(root.join("s"), root.join("moved")).unwrap();
+    let (code, _, err) = run(root, &["evaluate", "--model", "r"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("pass --shards DIR"), "{err}");
+    let (code, _, err) = run(root, &["evaluate", "--model", "r", "--shards", "moved"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn inspect_and_stream_say_what_the_user_needs_to_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    small_set(root);
+    // Class names from the manifest beside the shard, not 0:/1:.
+    let shard = std::fs::read_dir(root.join("s"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "tfrec"))
+        .unwrap();
+    let (code, out, _) = run(root, &["inspect", shard.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    let classes = out.lines().find(|l| l.contains("classes")).unwrap();
+    assert!(
+        classes.contains("cat: ") && classes.contains("dog: "),
+        "{classes}"
+    );
+    // A text file named .tfrec.
+    std::fs::write(
+        root.join("notes.tfrec"),
+        "these are my notes, not records\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(root, &["inspect", "notes.tfrec"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("not a TFRecord file: it starts with text"),
+        "{out}"
+    );
+    // A --compression the manifest contradicts.
+    let (code, _, err) = run(
+        root,
+        &["stream", "s", "--compression", "gzip", "--epochs", "1"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("says the shards are none: drop --compression"),
+        "{err}"
+    );
+    // Batches that straddle epochs are explained (64 records, batch 24).
+    let (code, out, err) = run(root, &["stream", "s", "--batch", "24", "--epochs", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("run across epoch boundaries"), "{out}");
+    assert!(out.starts_with("64 records in 8 files, batch 24"), "{out}");
+    // Shards without a manifest, and a temporary file left behind: a warning.
+    std::fs::remove_file(root.join("s/manifest.json")).unwrap();
+    std::fs::write(root.join("s/.data03.tfrec.tmp"), b"").unwrap();
+    let (code, _, err) = run(root, &["stream", "s", "--epochs", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("temporary file"), "{err}");
+    assert!(err.contains("has shards but no manifest.json"), "{err}");
+}
+
+#[test]
+fn runs_that_make_nothing_fail_and_skips_are_summed_up_by_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    small_set(root);
+    // 32 unlabelled files among labelled ones: one short line per kind.
+    let mixed = root.join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    for entry in std::fs::read_dir(root.join("d/train")).unwrap().take(8) {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, mixed.join(path.file_name().unwrap())).unwrap();
+    }
+    let test_image = std::fs::read(root.join("d/test/0.jpg")).unwrap();
+    for i in 0..32 {
+        std::fs::write(mixed.join(format!("{i}.jpg")), &test_image).unwrap();
+    }
+    let (code, out, err) = run(
+        root,
+        &[
+            "shard", "mixed", "--out", "m", "--size", "16", "--shards", "2",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let line = out.lines().find(|l| l.starts_with("skipped")).unwrap();
+    assert!(
+        line.contains("32 × no label in file name (e.g. mixed/0.jpg)"),
+        "{line}"
+    );
+    assert!(line.len() < 200, "{line}");
+    // Nothing to predict: an error, not "predicted 0 images".
+    let broken = root.join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("x.jpg"), "no").unwrap();
+    let (code, _, err) = run(
+        root,
+        &[
+            "train", "s", "--epochs", "1", "--out", "r", "--batch", "8", "-q",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(
+        root,
+        &["predict", "broken", "--model", "r", "--out", "p.csv"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no image could be classified: 1 skipped"),
+        "{err}"
+    );
+    assert!(!root.join("p.csv").exists());
+}
