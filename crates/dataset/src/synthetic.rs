@@ -94,7 +94,7 @@ pub fn generate_with_progress(
             .collect();
         workers
             .into_iter()
-            .try_for_each(|worker| worker.join().expect("a gen-data worker panicked"))
+            .try_for_each(|worker| worker.join().expect("a gen-data worker failed"))
     })
 }
 
