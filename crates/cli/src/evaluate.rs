@@ -1,17 +1,20 @@
 //! `shardfeed evaluate`'s wiring: a saved run's validation files (`run.json`), one pass
 //! (no repeat, no dropped remainder) through `shardfeed-dataset`'s validation pipeline, scored
-//! by `shardfeed-model`'s [`Classifier`] into its [`Confusion`] matrix.
+//! by `shardfeed-model`'s [`evaluate`](shardfeed_model::evaluate::evaluate).
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use serde::Serialize;
+use shardfeed_dataset::Decoded;
 use shardfeed_dataset::run::{RunInfo, validation_pipeline};
-use shardfeed_dataset::{Decoded, to_float_batch};
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
-use shardfeed_model::evaluate::{ClassAccuracy, Confusion, Evaluation as Figures};
+use shardfeed_model::evaluate::Evaluation as Figures;
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch};
+
+use crate::train::to_image_batch;
 use shardfeed_record_format::ReaderOptions;
 
 /// What to evaluate.
@@ -29,23 +32,15 @@ pub struct EvaluateSettings {
     pub device: DeviceKind,
 }
 
-/// What `evaluate` measured, and on which files.
+/// What `evaluate` measured, and on which files (`--json` prints it: `files`, then the
+/// model crate's figures).
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
     /// The validation files read.
     pub files: Vec<PathBuf>,
-    /// Images classified.
-    pub images: u64,
-    /// Classified correctly.
-    pub correct: u64,
-    /// `correct / images`.
-    pub accuracy: f64,
-    /// Per class, in index order.
-    pub per_class: Vec<ClassAccuracy>,
-    /// `confusion[observed][predicted]` image counts.
-    pub confusion: Vec<Vec<u64>>,
-    /// Class names, in index order.
-    pub classes: Vec<String>,
+    /// Accuracy, per class, the confusion matrix and the class names.
+    #[serde(flatten)]
+    pub figures: Figures,
 }
 
 /// Classifies the validation records of the run in `settings.model`, calling `each` with the
@@ -76,8 +71,12 @@ pub fn classify_validation(
         })?;
     let pipeline = validation_pipeline(source, settings.batch, settings.jobs);
     let size = classifier.card().image_size();
-    let mut confusion = Confusion::new(info.classes.clone());
-    for batch in pipeline.iter() {
+    // The batch being scored, and the index of its first record: `evaluate` pulls a batch
+    // only after it has reported every image of the one before, so `each` finds its record
+    // here without the images of the whole pass being kept.
+    let current: RefCell<(usize, Vec<Decoded>)> = RefCell::new((0, Vec::new()));
+    let mut first = 0;
+    let batches = pipeline.iter().map(|batch| -> anyhow::Result<ImageBatch> {
         let batch = batch?;
         if let Some(odd) = batch
             .items
@@ -90,32 +89,21 @@ pub fn classify_validation(
                 odd.image.height
             );
         }
-        let floats = to_float_batch(&batch.items)?;
-        let input = ImageBatch {
-            pixels: floats.pixels,
-            labels: floats.labels,
-            side: floats.side,
-        };
-        for (item, p) in batch.items.iter().zip(classifier.probabilities(&input)) {
-            confusion.add(item.class, &p)?;
-            if !each(item, &p) {
-                return Ok((confusion.finish(), files));
-            }
-        }
-    }
-    Ok((confusion.finish(), files))
+        let input = to_image_batch(&batch.items).map_err(anyhow::Error::from_boxed)?;
+        let len = batch.items.len();
+        *current.borrow_mut() = (first, batch.items);
+        first += len;
+        Ok(input)
+    });
+    let figures = shardfeed_model::evaluate::evaluate(&classifier, batches, |index, _, p| {
+        let current = current.borrow();
+        each(&current.1[index - current.0], p)
+    })?;
+    Ok((figures, files))
 }
 
 /// Evaluates the run in `settings.model` on its validation files.
 pub fn evaluate(settings: &EvaluateSettings) -> anyhow::Result<Evaluation> {
     let (figures, files) = classify_validation(settings, |_, _| true)?;
-    Ok(Evaluation {
-        files,
-        images: figures.images,
-        correct: figures.correct,
-        accuracy: figures.accuracy,
-        per_class: figures.per_class,
-        confusion: figures.confusion,
-        classes: figures.classes,
-    })
+    Ok(Evaluation { files, figures })
 }

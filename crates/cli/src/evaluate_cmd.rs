@@ -36,11 +36,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{} validation images in {} files",
-        evaluation.images,
-        evaluation.files.len()
-    );
+    let files = evaluation.files.len();
+    let evaluation = &evaluation.figures;
+    println!("{} validation images in {files} files", evaluation.images);
     println!("accuracy: {:.2}%", evaluation.accuracy * 100.0);
     let width = evaluation
         .classes

@@ -33,7 +33,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if args.min_side == 0 || args.min_side > args.max_side {
+    // Each side is at least 1 already (its range is checked when the flags are parsed).
+    if args.min_side > args.max_side {
         anyhow::bail!(
             "--min-side {} and --max-side {}: need 1 <= min-side <= max-side",
             args.min_side,

@@ -81,12 +81,18 @@ struct Problem {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let files = expand(&args.paths)?;
+    // Each folder's manifest, read once however many of its files are inspected.
+    let mut manifests: BTreeMap<PathBuf, Option<shardfeed_dataset::Manifest>> = BTreeMap::new();
     let reports: Vec<Report> = files
         .iter()
         .map(|file| {
-            let manifest = file
-                .parent()
-                .and_then(|dir| shardfeed_dataset::Manifest::read_folder(dir).ok().flatten());
+            let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+            let manifest = manifests
+                .entry(dir)
+                .or_insert_with_key(|dir| {
+                    shardfeed_dataset::Manifest::read_folder(dir).ok().flatten()
+                })
+                .clone();
             let recorded = manifest
                 .as_ref()
                 .and_then(|m| m.compression.parse::<Compression>().ok());

@@ -111,9 +111,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "{} is not empty: pass --overwrite to replace the shards in it",
             dir.display()
         ),
-        shardfeed_dataset::Error::Invalid(message) if config.shards == 0 => {
-            anyhow::anyhow!("--shards must be at least 1 ({message})")
-        }
         shardfeed_dataset::Error::Interrupted { folder, removed } => {
             eprintln!(
                 "shardfeed: interrupted: removed what this run wrote in {} ({removed} finished shard{})",

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use shardfeed_dataset::classes::ClassSource;
 use shardfeed_dataset::run::{DataSettings, RunInfo, TrainingData};
 use shardfeed_dataset::{Decoded, to_float_batch};
 use shardfeed_input_pipeline::{Parallelism, PipelineIter, ResumeState};
 use shardfeed_model::fit::{
-    BoxError, EpochRow, Fit, FitData, FitError, FitObserver, Saved, StepReport,
+    BoxError, EpochRow, Fit, FitData, FitError, FitObserver, Saved, StepReport, check_run_folder,
 };
 use shardfeed_model::{DeviceKind, ImageBatch, TrainConfig};
 use shardfeed_record_format::Compression;
@@ -147,7 +147,8 @@ struct ShardData {
     validation: shardfeed_input_pipeline::Pipeline<Decoded>,
 }
 
-fn to_image_batch(items: &[Decoded]) -> Result<ImageBatch, BoxError> {
+/// Decoded records as the model's batch (`f32` through the dataset's one `/255`).
+pub(crate) fn to_image_batch(items: &[Decoded]) -> Result<ImageBatch, BoxError> {
     let batch = to_float_batch(items)?;
     Ok(ImageBatch {
         pixels: batch.pixels,
@@ -220,24 +221,12 @@ pub fn train(
     mut report: impl FnMut(TrainEvent<'_>),
 ) -> anyhow::Result<TrainOutcome> {
     let checkpoint = checkpoint_dir(&given.out);
+    // Before `run.json` is read for the resumed settings.
+    check_run_folder(&given.out, given.resume).map_err(fit_error)?;
     let (settings, previous) = if given.resume {
-        if !shardfeed_model::has_checkpoint(&checkpoint) {
-            bail!(
-                "--resume: no checkpoint in {} (start the run without --resume)",
-                checkpoint.display()
-            );
-        }
         let (settings, info) = resumed_settings(given)?;
         (settings, Some(info))
     } else {
-        if given.out.join(shardfeed_dataset::run::RUN_FILE).exists()
-            || shardfeed_model::has_checkpoint(&checkpoint)
-        {
-            bail!(
-                "{} already holds a run: pass --resume to continue it, or choose another --out",
-                given.out.display()
-            );
-        }
         (given.clone(), None)
     };
     // Stored absolute in run.json, so `evaluate --model RUN` works from any folder.
@@ -252,12 +241,6 @@ pub fn train(
         classes: settings.classes.clone(),
         compression: settings.compression,
         learning_rate: settings.learning_rate,
-    })
-    .map_err(|error| match error {
-        shardfeed_dataset::Error::Io { ref path, .. } if path == &settings.shards => {
-            anyhow::Error::new(error).context(format!("cannot read {}", settings.shards.display()))
-        }
-        other => other.into(),
     })?;
     let mut info = data.info.clone();
     info.epochs = Some(settings.epochs);

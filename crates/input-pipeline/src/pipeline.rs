@@ -196,23 +196,8 @@ impl<T: Send + 'static> Pipeline<T> {
         init: impl Fn() -> Result<S, E2> + Send + Sync + 'static,
         fetch: impl Fn(&mut S, Address) -> Result<T, E> + Send + Sync + 'static,
     ) -> Self {
-        let (init, fetch) = (Arc::new(init), Arc::new(fetch));
-        Pipeline {
-            plan,
-            func: Arc::new(move || {
-                let (init, fetch) = (init.clone(), fetch.clone());
-                let mut state: Option<S> = None;
-                Box::new(move |address, _| {
-                    let state = match &mut state {
-                        Some(state) => state,
-                        empty => empty.insert(init().map_err(Into::into)?),
-                    };
-                    fetch(state, address).map_err(Into::into)
-                })
-            }),
-            cache_stats: None,
-            settings: Settings::default(),
-        }
+        // The addresses themselves, mapped with per-worker state: one fused stage, as before.
+        Pipeline::new(plan, Ok::<Address, BoxError>).map_init(init, fetch)
     }
 
     /// Applies `f` to every item, in the same parallel stage (TF's `map`; maps are fused).

@@ -280,15 +280,9 @@ impl Fit {
         config: TrainConfig,
         device: Device,
     ) -> Result<(Trainer, Progress), FitError> {
-        let checkpoint = self.checkpoint_dir();
+        check_run_folder(&self.out, resume)?;
         if resume {
-            if !has_checkpoint(&checkpoint) {
-                return Err(FitError::NoCheckpoint(checkpoint));
-            }
-            return Ok(Trainer::resume(&checkpoint, device)?);
-        }
-        if has_checkpoint(&checkpoint) || self.out.join(crate::CARD_FILE).exists() {
-            return Err(FitError::AlreadyRun(self.out.clone()));
+            return Ok(Trainer::resume(&self.checkpoint_dir(), device)?);
         }
         std::fs::create_dir_all(&self.out).map_err(|source| ModelError::Io {
             path: self.out.clone(),
@@ -421,6 +415,20 @@ impl Fit {
             interrupted: None,
         })
     }
+}
+
+/// Whether a run can start in the folder `out`: resuming needs its checkpoint; a new run
+/// needs a folder without a model or checkpoint ([`Fit::start`] checks this first; callers
+/// that read their own files from the folder before can check it earlier).
+pub fn check_run_folder(out: &Path, resume: bool) -> Result<(), FitError> {
+    let checkpoint = out.join(CHECKPOINT_DIR);
+    if resume && !has_checkpoint(&checkpoint) {
+        return Err(FitError::NoCheckpoint(checkpoint));
+    }
+    if !resume && (has_checkpoint(&checkpoint) || out.join(crate::CARD_FILE).exists()) {
+        return Err(FitError::AlreadyRun(out.to_owned()));
+    }
+    Ok(())
 }
 
 /// `metrics.csv`, appended to row by row (each row flushed).
