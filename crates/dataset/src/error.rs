@@ -115,6 +115,13 @@ pub enum Error {
     /// The shards of a run changed since it started.
     #[error("the shards in {0} changed since the run started (files or record counts)")]
     ShardsChanged(PathBuf),
+    /// A damaged record (bad CRC, not an `Example`, an undecodable image), with its file,
+    /// record and byte offset.
+    #[error("{0}")]
+    DamagedRecord(Box<crate::loader::Damaged>),
+    /// A saved loader state that does not belong to this loader.
+    #[error("cannot resume from this state: {0}")]
+    BadLoaderState(String),
     /// The TFRecord layer: names the file, record and byte offset.
     #[error(transparent)]
     Record(#[from] shardfeed_record_format::Error),

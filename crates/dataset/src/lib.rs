@@ -13,6 +13,8 @@
 //!   [`FloatBatch`], the `f32` batch a model takes.
 //! - [`run`]: a training run's data side: the seeded split by files, the training and
 //!   validation pipelines, `run.json`.
+//! - [`loader`]: batches for another framework's loop (the Python package): one rank's
+//!   share of each epoch, numpy-ready buffers, exact resume, damaged records skipped or raised.
 //! - [`images`]: JPEG files prepared as a model's input (for prediction).
 //! - [`synthetic`]: a deterministic synthetic labelled folder, for trying things out.
 //!
@@ -44,6 +46,7 @@ mod error;
 pub mod images;
 pub mod label;
 pub mod layout;
+pub mod loader;
 pub mod run;
 mod shard;
 pub mod stream;

@@ -44,6 +44,8 @@ pub struct Plan {
     seed: u64,
     repeat: Repeat,
     take: Option<u64>,
+    /// An epoch's order given item by item ([`Plan::with_order`]), instead of the computed one.
+    order: Option<Arc<[Address]>>,
 }
 
 /// Random streams of one epoch.
@@ -63,7 +65,30 @@ impl Plan {
             seed: 0,
             repeat: Repeat::Epochs(1),
             take: None,
+            order: None,
         }
+    }
+
+    /// Sources with these item counts, each epoch yielding exactly `order` (which need not
+    /// hold every item, and may hold one twice): for an order computed elsewhere, such as one
+    /// rank's share of a distributed epoch. Source shuffling, interleave and the shuffle
+    /// buffer do not apply; `repeat` and `take` do.
+    ///
+    /// # Panics
+    /// If an address is outside the counts.
+    pub fn with_order(counts: impl Into<Arc<[u64]>>, order: impl Into<Arc<[Address]>>) -> Self {
+        let mut plan = Plan::new(counts);
+        let order = order.into();
+        for address in order.iter() {
+            assert!(
+                plan.counts
+                    .get(address.source as usize)
+                    .is_some_and(|&count| address.index < count),
+                "address {address:?} is outside the counts"
+            );
+        }
+        plan.order = Some(order);
+        plan
     }
 
     /// The seed of every random choice (default 0).
@@ -113,7 +138,10 @@ impl Plan {
 
     /// Items in one epoch.
     pub fn epoch_len(&self) -> u64 {
-        self.counts.iter().sum()
+        match &self.order {
+            Some(order) => order.len() as u64,
+            None => self.counts.iter().sum(),
+        }
     }
 
     /// Items in all, or `None` for a stream without end.
@@ -151,6 +179,13 @@ impl Plan {
         mix(self.block_length as u64);
         mix(self.shuffle_buffer as u64);
         mix(self.seed);
+        if let Some(order) = &self.order {
+            mix(order.len() as u64);
+            for address in order.iter() {
+                mix(u64::from(address.source));
+                mix(address.index);
+            }
+        }
         hash
     }
 
@@ -246,6 +281,8 @@ impl Iterator for PlanIter {
 /// One epoch's order: interleave, then the shuffle buffer.
 #[derive(Debug, Clone)]
 struct EpochOrder {
+    /// The given order and the next position in it, for [`Plan::with_order`].
+    given: Option<(Arc<[Address]>, usize)>,
     interleave: Interleave,
     buffer: Vec<Address>,
     buffer_size: usize,
@@ -259,6 +296,7 @@ impl EpochOrder {
             Rng::for_epoch(plan.seed, epoch, SOURCES_STREAM).shuffle(&mut sources);
         }
         EpochOrder {
+            given: plan.order.clone().map(|order| (order, 0)),
             interleave: Interleave::new(plan, sources),
             buffer: Vec::with_capacity(plan.shuffle_buffer.min(1 << 20)),
             buffer_size: plan.shuffle_buffer,
@@ -267,6 +305,11 @@ impl EpochOrder {
     }
 
     fn next(&mut self) -> Option<Address> {
+        if let Some((order, next)) = &mut self.given {
+            let address = order.get(*next).copied();
+            *next += 1;
+            return address;
+        }
         if self.buffer_size <= 1 {
             return self.interleave.next();
         }
@@ -454,6 +497,45 @@ mod tests {
                 all[start as usize..]
             );
         }
+    }
+
+    #[test]
+    fn a_given_order_is_replayed_each_epoch_and_resumable() {
+        let order = vec![
+            Address {
+                source: 1,
+                index: 2,
+            },
+            Address {
+                source: 0,
+                index: 0,
+            },
+            Address {
+                source: 1,
+                index: 2,
+            },
+        ];
+        let plan = Plan::with_order(vec![1, 3], order.clone()).repeat(Repeat::Epochs(2));
+        assert_eq!(plan.epoch_len(), 3);
+        assert_eq!(plan.len(), Some(6));
+        let all: Vec<Address> = plan.iter().map(|p| p.address).collect();
+        assert_eq!(all, [order.clone(), order.clone()].concat());
+        let from_4: Vec<Address> = plan.iter_from(4).map(|p| p.address).collect();
+        assert_eq!(from_4, all[4..]);
+        let other = Plan::with_order(vec![1, 3], order[..2].to_vec());
+        assert_ne!(plan.fingerprint(), other.fingerprint());
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the counts")]
+    fn a_given_order_must_stay_within_the_counts() {
+        Plan::with_order(
+            vec![1, 3],
+            vec![Address {
+                source: 0,
+                index: 1,
+            }],
+        );
     }
 
     #[test]

@@ -168,6 +168,18 @@ impl TfRecordSource {
         Plan::new(self.counts())
     }
 
+    /// The byte offset of a record's frame in its file, where the file's index is held (plain
+    /// files); `None` for compressed files or an address out of range.
+    pub fn record_offset(&self, address: Address) -> Option<u64> {
+        match self.data.get(address.source as usize)? {
+            FileData::Plain(file) => {
+                let i = usize::try_from(address.index).ok()?;
+                file.index().entries().get(i).map(|entry| entry.offset)
+            }
+            FileData::Compressed(_) => None,
+        }
+    }
+
     /// The payload of one record, both CRCs checked (as the options say).
     pub fn fetch(&self, address: Address) -> Result<Vec<u8>, RecordError> {
         self.fetch_with(address, |payload| payload.to_vec())

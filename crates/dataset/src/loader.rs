@@ -1,0 +1,732 @@
+//! Training batches for another framework's loop (the Python package's `Loader`): numpy-ready
+//! pixel buffers, one rank's share of each epoch, exact resume, damaged records skipped or
+//! reported.
+//!
+//! # One epoch, many ranks
+//!
+//! Epoch `e`'s order is the one `shardfeed train` uses: the files shuffled (seeded),
+//! interleaved 16 at a time, passed through a shuffle buffer ([`Plan`]); it is computed from
+//! the record counts alone. The order is cut into *steps* of `world_size × batch_size`
+//! records; in each step rank `r` takes the `r`-th run of `batch_size`. So every rank gets
+//! the same number of batches, and the ranks' batches are disjoint and together the epoch.
+//! What does not fill a whole step (fewer than `world_size × batch_size` records):
+//!
+//! - `drop_remainder = true` (the default): dropped, on every rank (counted:
+//!   [`EpochShare::dropped`]); a different part of the data each epoch, since the order changes.
+//! - `drop_remainder = false`: split into `world_size` equal last batches of
+//!   ⌈tail / world_size⌉ records; where the tail does not divide evenly, the last ranks' last
+//!   batches are completed with records from the start of the epoch's order (counted:
+//!   [`EpochShare::padded`]). With one rank nothing is padded.
+//!
+//! # Resume
+//!
+//! A [`Position`] is (epoch, records of that epoch's order consumed by all ranks together);
+//! it is the same on every rank after the same number of batches. Continuing from it cuts the
+//! rest of the epoch into steps again, so it may be continued by a different number of ranks:
+//! the rest of the epoch is still covered exactly once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shardfeed_image_prep::{Decoder, Preprocessing};
+use shardfeed_input_pipeline::split::split_files;
+use shardfeed_input_pipeline::tfrecord::TfRecordSource;
+use shardfeed_input_pipeline::{
+    Address, BoxError, CacheBudget, CacheOverflow, Parallelism, Pipeline, PipelineIter, Plan,
+    Repeat, Stats,
+};
+use shardfeed_record_format::{Compression, ReaderOptions};
+
+use crate::stream::{Decoded, decode_record};
+use crate::{Error, Result};
+
+/// Which side of the seeded split by files (as `shardfeed train` splits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitPart {
+    /// The training files.
+    Train,
+    /// The validation files.
+    Validation,
+}
+
+/// What a damaged record (bad CRC, not an `Example`, an undecodable image) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDamaged {
+    /// Fail the batch with [`Error::DamagedRecord`].
+    #[default]
+    Raise,
+    /// Leave it out of its batch (which is one shorter) and count it.
+    Skip,
+}
+
+/// The pixels' type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dtype {
+    /// `f32` values / 255 ([`Preprocessing::extend_f32`]), in [0, 1].
+    #[default]
+    Float32,
+    /// The decoded bytes.
+    Uint8,
+}
+
+/// The order of a batch's axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// batch, height, width, channels (TensorFlow, JAX).
+    #[default]
+    Nhwc,
+    /// batch, channels, height, width (PyTorch).
+    Nchw,
+}
+
+/// How to load.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Records per batch.
+    pub batch_size: usize,
+    /// Shuffle buffer (0 or 1: files and records in order).
+    pub shuffle: usize,
+    /// Seed of the split, the file order and the shuffle.
+    pub seed: u64,
+    /// Batches in a reproducible order (needed for [`Loader::share`] resume to be exact).
+    pub deterministic: bool,
+    /// Drop what does not fill a whole step (see the module docs), else pad it.
+    pub drop_remainder: bool,
+    /// Keep decoded images in memory after the first epoch.
+    pub cache: bool,
+    /// The most bytes of decoded pixels cached.
+    pub cache_budget: u64,
+    /// Decode threads.
+    pub jobs: Parallelism,
+    /// This process's rank, from 0.
+    pub rank: usize,
+    /// Ranks in all.
+    pub world_size: usize,
+    /// One side of the split by files, and the validation fraction.
+    pub split: Option<(SplitPart, f64)>,
+    /// What a damaged record does.
+    pub on_damaged: OnDamaged,
+    /// The shards' compression.
+    pub compression: Compression,
+    /// The pixels' type.
+    pub dtype: Dtype,
+    /// The axes' order.
+    pub layout: Layout,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig {
+            batch_size: 32,
+            shuffle: 2048,
+            seed: 42,
+            deterministic: true,
+            drop_remainder: true,
+            cache: true,
+            cache_budget: 4 << 30,
+            jobs: Parallelism::Auto,
+            rank: 0,
+            world_size: 1,
+            split: None,
+            on_damaged: OnDamaged::Raise,
+            compression: Compression::None,
+            dtype: Dtype::Float32,
+            layout: Layout::Nhwc,
+        }
+    }
+}
+
+/// A damaged record: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Damaged {
+    /// The shard file.
+    pub path: PathBuf,
+    /// The byte offset of the record's frame (`None` where unknown: compressed files).
+    pub offset: Option<u64>,
+    /// The record's index in the file, from 0.
+    pub record: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "damaged record {}", self.record)?;
+        if let Some(offset) = self.offset {
+            write!(f, " at offset {offset}")?;
+        }
+        write!(f, " in {}: {}", self.path.display(), self.reason)
+    }
+}
+
+/// A decoded record, or why it could not be.
+#[derive(Debug, Clone)]
+enum Slot {
+    Image(Decoded),
+    Damaged(Arc<Damaged>),
+}
+
+/// Where a run of epochs stands: the epoch, and how many records of its order all ranks
+/// together have consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Position {
+    /// The epoch, from 0.
+    pub epoch: u64,
+    /// Records of the epoch's order consumed.
+    pub offset: u64,
+}
+
+/// What a saved [`Position`] is checked against before it is used: the data and the order's
+/// settings (not the ranks, which may change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoaderState {
+    /// `shardfeed.loader/1`.
+    pub format: String,
+    /// Where to continue.
+    pub epoch: u64,
+    /// Records of the epoch consumed by all ranks.
+    pub offset: u64,
+    /// Records per epoch.
+    pub records: u64,
+    /// A fingerprint of the files (names and counts) and of the order's settings, in hex.
+    pub fingerprint: String,
+    /// The batch size.
+    pub batch_size: usize,
+    /// The ranks when it was saved (informational: a different number may continue).
+    pub world_size: usize,
+}
+
+/// The state's format tag.
+pub const STATE_FORMAT: &str = "shardfeed.loader/1";
+
+/// One rank's records for (the rest of) one epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochShare {
+    /// The epoch.
+    pub epoch: u64,
+    /// The offset it starts from.
+    pub start: u64,
+    /// The records, in batch order.
+    pub addresses: Vec<Address>,
+    /// Batches.
+    pub batches: u64,
+    /// Whole steps (`world_size × batch_size` records) in it.
+    pub steps: u64,
+    /// Records repeated to even out the last batches (this rank's).
+    pub padded: u64,
+    /// Records left out because they did not fill a step (all ranks).
+    pub dropped: u64,
+}
+
+/// Shard files opened for loading (see the module docs).
+pub struct Loader {
+    files: Vec<PathBuf>,
+    counts: Arc<[u64]>,
+    config: LoaderConfig,
+    order: Plan,
+    base: Pipeline<Slot>,
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("files", &self.files)
+            .field("counts", &self.counts)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loader {
+    /// Opens shard files (given in any order: they are sorted, as `shardfeed train` sorts
+    /// them), applying the configured split.
+    pub fn open(files: &[PathBuf], config: LoaderConfig) -> Result<Loader> {
+        if config.batch_size == 0 {
+            return Err(Error::Invalid("batch_size must be at least 1".into()));
+        }
+        if config.world_size == 0 || config.rank >= config.world_size {
+            return Err(Error::Invalid(format!(
+                "rank {} is not below world_size {}",
+                config.rank, config.world_size
+            )));
+        }
+        let mut sorted = files.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.is_empty() {
+            return Err(Error::Invalid("no shard files given".into()));
+        }
+        let files = match config.split {
+            None => sorted,
+            Some((part, fraction)) => {
+                if !(0.0..1.0).contains(&fraction) {
+                    return Err(Error::Invalid(format!(
+                        "validation fraction {fraction} is not in [0, 1)"
+                    )));
+                }
+                let split = split_files(&sorted, fraction, config.seed);
+                match part {
+                    SplitPart::Train => split.train,
+                    SplitPart::Validation => split.validation,
+                }
+            }
+        };
+        if files.is_empty() {
+            return Err(Error::Invalid(format!(
+                "the {} side of the split holds no file",
+                if matches!(config.split, Some((SplitPart::Train, _))) {
+                    "training"
+                } else {
+                    "validation"
+                }
+            )));
+        }
+        let source = TfRecordSource::open(&files, ReaderOptions::compression(config.compression))?;
+        let counts: Arc<[u64]> = source.counts().into();
+        let records: u64 = counts.iter().sum();
+        let step = (config.batch_size * config.world_size) as u64;
+        if config.drop_remainder && records < step {
+            return Err(Error::TooFewRecords {
+                records,
+                folder: files[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
+                batch: step as usize,
+            });
+        }
+        if records == 0 {
+            return Err(Error::Invalid("the shard files hold no record".into()));
+        }
+        let shuffled = config.shuffle > 1;
+        let order = Plan::new(counts.clone())
+            .seed(config.seed)
+            .shuffle_sources(shuffled)
+            .interleave(16, 1)
+            .shuffle(config.shuffle)
+            .repeat(Repeat::Forever);
+        let base = decode_pipeline(source, counts.clone());
+        let base = if config.cache {
+            base.cache(
+                CacheBudget::new(config.cache_budget, |slot: &Slot| match slot {
+                    Slot::Image(d) => d.image.pixels.len() as u64,
+                    Slot::Damaged(_) => 0,
+                })
+                .on_overflow(CacheOverflow::Recompute),
+            )
+        } else {
+            base
+        };
+        Ok(Loader {
+            files,
+            counts,
+            config,
+            order,
+            base,
+        })
+    }
+
+    /// The files read (after the split), sorted.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Records per epoch (all ranks).
+    pub fn records(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LoaderConfig {
+        &self.config
+    }
+
+    /// This rank's batches in a whole epoch.
+    pub fn batches_per_epoch(&self) -> u64 {
+        let (steps, tail) = self.steps(self.records());
+        steps + u64::from(tail > 0 && !self.config.drop_remainder)
+    }
+
+    fn steps(&self, records: u64) -> (u64, u64) {
+        let step = (self.config.batch_size * self.config.world_size) as u64;
+        (records / step, records % step)
+    }
+
+    /// Epoch `epoch`'s order, all ranks (the order `shardfeed train` reads the same files in).
+    pub fn epoch_order(&self, epoch: u64) -> Vec<Address> {
+        let records = self.records();
+        self.order
+            .iter_from(epoch * records)
+            .take(records as usize)
+            .map(|p| p.address)
+            .collect()
+    }
+
+    /// This rank's records from `position` to the end of its epoch.
+    pub fn share(&self, position: Position) -> EpochShare {
+        let order = self.epoch_order(position.epoch);
+        let (w, r, b) = (
+            self.config.world_size,
+            self.config.rank,
+            self.config.batch_size,
+        );
+        let start = (position.offset as usize).min(order.len());
+        let rest = &order[start..];
+        let step = w * b;
+        let steps = rest.len() / step;
+        let mut addresses = Vec::with_capacity(steps * b + b);
+        for s in 0..steps {
+            addresses.extend_from_slice(&rest[s * step + r * b..s * step + (r + 1) * b]);
+        }
+        let tail = &rest[steps * step..];
+        let (mut batches, mut padded, mut dropped) = (steps as u64, 0, 0);
+        if !tail.is_empty() {
+            if self.config.drop_remainder {
+                dropped = tail.len() as u64;
+            } else {
+                let per = tail.len().div_ceil(w);
+                for i in r * per..(r + 1) * per {
+                    if let Some(&address) = tail.get(i) {
+                        addresses.push(address);
+                    } else {
+                        addresses.push(order[(i - tail.len()) % order.len()]);
+                        padded += 1;
+                    }
+                }
+                batches += 1;
+            }
+        }
+        EpochShare {
+            epoch: position.epoch,
+            start: start as u64,
+            addresses,
+            batches,
+            steps: steps as u64,
+            padded,
+            dropped,
+        }
+    }
+
+    /// Starts the workers on this rank's batches from `position` to the end of its epoch.
+    pub fn epoch(&self, position: Position) -> EpochBatches {
+        let share = self.share(position);
+        let plan = Plan::with_order(self.counts.clone(), share.addresses.clone());
+        let iter = self
+            .base
+            .clone()
+            .map_plan(|_| plan)
+            .parallelism(self.config.jobs)
+            .deterministic(self.config.deterministic)
+            .batch(self.config.batch_size, false)
+            .prefetch(2)
+            .iter();
+        EpochBatches {
+            iter,
+            share,
+            yielded: 0,
+            config: self.config.clone(),
+            side: None,
+            waited: Duration::ZERO,
+            started: Instant::now(),
+            images: 0,
+        }
+    }
+
+    /// A fingerprint of the files (names and counts) and the order's settings.
+    pub fn fingerprint(&self) -> String {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut mix = |bytes: &[u8]| {
+            for &byte in bytes {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for (file, count) in self.files.iter().zip(self.counts.iter()) {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+            mix(name.unwrap_or_default().as_bytes());
+            mix(&count.to_le_bytes());
+        }
+        mix(&self.order.fingerprint().to_le_bytes());
+        mix(&(self.config.batch_size as u64).to_le_bytes());
+        mix(&[u8::from(self.config.drop_remainder)]);
+        format!("{hash:016x}")
+    }
+
+    /// The state to save at `position`.
+    pub fn state(&self, position: Position) -> LoaderState {
+        LoaderState {
+            format: STATE_FORMAT.to_owned(),
+            epoch: position.epoch,
+            offset: position.offset,
+            records: self.records(),
+            fingerprint: self.fingerprint(),
+            batch_size: self.config.batch_size,
+            world_size: self.config.world_size,
+        }
+    }
+
+    /// The position a saved state continues from, after checking it belongs to these files
+    /// and settings.
+    pub fn position_of(&self, state: &LoaderState) -> Result<Position> {
+        let bad = |reason: String| Err(Error::BadLoaderState(reason));
+        if state.format != STATE_FORMAT {
+            return bad(format!(
+                "format {:?}, expected {STATE_FORMAT:?}",
+                state.format
+            ));
+        }
+        if state.records != self.records() {
+            return bad(format!(
+                "saved over {} records, these files hold {}",
+                state.records,
+                self.records()
+            ));
+        }
+        if state.batch_size != self.config.batch_size {
+            return bad(format!(
+                "saved with batch_size {}, this loader has {}",
+                state.batch_size, self.config.batch_size
+            ));
+        }
+        if state.fingerprint != self.fingerprint() {
+            return bad(
+                "saved over other files or another order (seed, shuffle, split, drop_remainder)"
+                    .into(),
+            );
+        }
+        if state.offset > self.records() {
+            return bad(format!(
+                "offset {} is past the epoch's {} records",
+                state.offset,
+                self.records()
+            ));
+        }
+        if !self.config.deterministic {
+            return bad("exact resume needs deterministic=True".into());
+        }
+        Ok(Position {
+            epoch: state.epoch,
+            offset: state.offset,
+        })
+    }
+}
+
+fn decode_pipeline(source: TfRecordSource, counts: Arc<[u64]>) -> Pipeline<Slot> {
+    let source = Arc::new(source);
+    // One epoch of nothing: every epoch's plan replaces it (`map_plan`).
+    let plan = Plan::with_order(counts, Vec::new());
+    Pipeline::new_init(
+        plan,
+        Decoder::new,
+        move |decoder: &mut Decoder, address: Address| -> Result<Slot, BoxError> {
+            let damaged = |reason: String, offset: Option<u64>| {
+                let path = source.files()[address.source as usize].path.clone();
+                Ok(Slot::Damaged(Arc::new(Damaged {
+                    path,
+                    offset,
+                    record: address.index,
+                    reason,
+                })))
+            };
+            match source.fetch_with(address, |payload| decode_record(decoder, payload)) {
+                Ok(Ok(decoded)) => Ok(Slot::Image(decoded)),
+                Ok(Err(error)) => damaged(error.to_string(), source.record_offset(address)),
+                Err(error) => match error.location() {
+                    Some(at) => {
+                        let reason = match error.corruption() {
+                            Some(problem) => problem.to_string(),
+                            None => error.to_string(),
+                        };
+                        damaged(reason, Some(at.offset))
+                    }
+                    None => Err(error.into()),
+                },
+            }
+        },
+    )
+}
+
+/// A batch as numpy takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pixels {
+    /// [`Dtype::Float32`].
+    F32(Vec<f32>),
+    /// [`Dtype::Uint8`].
+    U8(Vec<u8>),
+}
+
+/// One batch: `len` images of `side × side × 3` in the configured layout, and their labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoaderBatch {
+    /// The pixels.
+    pub pixels: Pixels,
+    /// One class per image.
+    pub labels: Vec<i64>,
+    /// The images' side.
+    pub side: usize,
+    /// Damaged records left out of this batch.
+    pub skipped: Vec<Damaged>,
+}
+
+impl LoaderBatch {
+    /// Images in the batch.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether it holds no image (every record of it was damaged and skipped).
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// A rank's batches to the end of one epoch; dropping it stops the workers.
+pub struct EpochBatches {
+    iter: PipelineIter<Slot>,
+    share: EpochShare,
+    yielded: u64,
+    config: LoaderConfig,
+    side: Option<usize>,
+    waited: Duration,
+    started: Instant,
+    images: u64,
+}
+
+impl EpochBatches {
+    /// The records of this epoch's rest.
+    pub fn share(&self) -> &EpochShare {
+        &self.share
+    }
+
+    /// The position after the batches yielded so far (the same on every rank).
+    pub fn position(&self) -> Position {
+        if self.yielded >= self.share.batches {
+            return Position {
+                epoch: self.share.epoch + 1,
+                offset: 0,
+            };
+        }
+        let step = (self.config.batch_size * self.config.world_size) as u64;
+        Position {
+            epoch: self.share.epoch,
+            offset: self.share.start + self.yielded * step,
+        }
+    }
+
+    /// Batches yielded.
+    pub fn yielded(&self) -> u64 {
+        self.yielded
+    }
+
+    /// The pipeline's stage figures so far.
+    pub fn stats(&self) -> Stats {
+        self.iter.stats()
+    }
+
+    /// Time the consumer waited for batches, images delivered, and the time since start.
+    pub fn consumer(&self) -> (Duration, u64, Duration) {
+        (self.waited, self.images, self.started.elapsed())
+    }
+
+    /// The next batch, filled in the configured type and layout.
+    pub fn next_batch(&mut self) -> Option<Result<LoaderBatch>> {
+        let waiting = Instant::now();
+        let batch = self.iter.next()?;
+        self.waited += waiting.elapsed();
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => return Some(Err(error.into())),
+        };
+        let result = self.fill(batch.items);
+        if result.is_ok() {
+            self.yielded += 1;
+        }
+        Some(result)
+    }
+
+    fn fill(&mut self, items: Vec<Slot>) -> Result<LoaderBatch> {
+        let mut images = Vec::with_capacity(items.len());
+        let mut skipped = Vec::new();
+        for slot in items {
+            match slot {
+                Slot::Image(decoded) => images.push(decoded),
+                Slot::Damaged(damaged) => match self.config.on_damaged {
+                    OnDamaged::Raise => {
+                        return Err(Error::DamagedRecord(Box::new((*damaged).clone())));
+                    }
+                    OnDamaged::Skip => skipped.push((*damaged).clone()),
+                },
+            }
+        }
+        let side = *self
+            .side
+            .get_or_insert_with(|| images.first().map_or(0, |d| d.image.width as usize));
+        if let Some(odd) = images
+            .iter()
+            .find(|d| d.image.width as usize != side || d.image.height as usize != side)
+        {
+            return Err(Error::MixedSizes {
+                width: odd.image.width,
+                height: odd.image.height,
+                side,
+            });
+        }
+        self.images += images.len() as u64;
+        let labels = images.iter().map(|d| d.class).collect();
+        let pixels = fill_pixels(&images, side, self.config.dtype, self.config.layout);
+        Ok(LoaderBatch {
+            pixels,
+            labels,
+            side,
+            skipped,
+        })
+    }
+}
+
+/// The one copy: decoded HWC bytes into the batch's buffer, converted and laid out.
+fn fill_pixels(images: &[Decoded], side: usize, dtype: Dtype, layout: Layout) -> Pixels {
+    let plane = side * side;
+    let len = images.len() * plane * 3;
+    match (dtype, layout) {
+        (Dtype::Float32, Layout::Nhwc) => {
+            let preprocessing = Preprocessing::default();
+            let mut out = Vec::with_capacity(len);
+            for d in images {
+                preprocessing.extend_f32(&d.image.pixels, &mut out);
+            }
+            Pixels::F32(out)
+        }
+        (Dtype::Uint8, Layout::Nhwc) => {
+            let mut out = Vec::with_capacity(len);
+            for d in images {
+                out.extend_from_slice(&d.image.pixels);
+            }
+            Pixels::U8(out)
+        }
+        (Dtype::Float32, Layout::Nchw) => {
+            let scale = Preprocessing::default().scale();
+            let mut out = vec![0f32; len];
+            for (d, image) in images.iter().zip(out.chunks_exact_mut(plane * 3)) {
+                let (r, rest) = image.split_at_mut(plane);
+                let (g, b) = rest.split_at_mut(plane);
+                for (i, px) in d.image.pixels.chunks_exact(3).enumerate() {
+                    r[i] = f32::from(px[0]) * scale;
+                    g[i] = f32::from(px[1]) * scale;
+                    b[i] = f32::from(px[2]) * scale;
+                }
+            }
+            Pixels::F32(out)
+        }
+        (Dtype::Uint8, Layout::Nchw) => {
+            let mut out = vec![0u8; len];
+            for (d, image) in images.iter().zip(out.chunks_exact_mut(plane * 3)) {
+                let (r, rest) = image.split_at_mut(plane);
+                let (g, b) = rest.split_at_mut(plane);
+                for (i, px) in d.image.pixels.chunks_exact(3).enumerate() {
+                    r[i] = px[0];
+                    g[i] = px[1];
+                    b[i] = px[2];
+                }
+            }
+            Pixels::U8(out)
+        }
+    }
+}

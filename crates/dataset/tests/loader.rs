@@ -1,0 +1,316 @@
+//! The loader's contract: one epoch split over ranks exactly, equal batch counts, exact
+//! resume (also with another number of ranks), damaged records skipped or raised.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use shardfeed_dataset::loader::{Dtype, Layout, Loader, LoaderConfig, OnDamaged, Pixels, Position};
+use shardfeed_dataset::{ShardConfig, find_shards, shard, synthetic};
+use shardfeed_input_pipeline::{Address, Parallelism};
+
+fn make_shards(dir: &Path, n: usize, shards: usize) -> Vec<PathBuf> {
+    let config = synthetic::GenData {
+        n_train: n,
+        n_test: 0,
+        sides: (24, 40),
+        ..Default::default()
+    };
+    synthetic::generate(dir, &config).unwrap();
+    let out = dir.join("shards");
+    let settings = ShardConfig {
+        input: dir.join("train"),
+        out: out.clone(),
+        shards,
+        size: 16,
+        ..ShardConfig::default()
+    };
+    shard(&settings, |_| {}).unwrap();
+    find_shards(&out).unwrap()
+}
+
+fn config(batch: usize, rank: usize, world: usize, drop: bool) -> LoaderConfig {
+    LoaderConfig {
+        batch_size: batch,
+        shuffle: 16,
+        rank,
+        world_size: world,
+        drop_remainder: drop,
+        jobs: Parallelism::Fixed(2),
+        ..LoaderConfig::default()
+    }
+}
+
+#[test]
+fn ranks_split_each_epoch_exactly_with_equal_batch_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_shards(dir.path(), 101, 5);
+    for world in [1, 2, 3, 4] {
+        for drop in [true, false] {
+            for epoch in 0..2 {
+                let mut seen: BTreeMap<Address, u32> = BTreeMap::new();
+                let mut batches = Vec::new();
+                let mut padded = 0;
+                for rank in 0..world {
+                    let loader = Loader::open(&files, config(8, rank, world, drop)).unwrap();
+                    let share = loader.share(Position { epoch, offset: 0 });
+                    assert_eq!(share.batches, loader.batches_per_epoch());
+                    batches.push(share.batches);
+                    padded += share.padded;
+                    let mine = &share.addresses[..share.addresses.len() - share.padded as usize];
+                    for &a in mine {
+                        *seen.entry(a).or_default() += 1;
+                    }
+                    if drop {
+                        assert_eq!(share.addresses.len() as u64, share.batches * 8);
+                    }
+                }
+                assert!(batches.iter().all(|&b| b == batches[0]), "{batches:?}");
+                assert!(seen.values().all(|&n| n == 1), "a record twice");
+                let step = 8 * world as u64;
+                if drop {
+                    assert_eq!(seen.len() as u64, 101 / step * step);
+                } else {
+                    assert_eq!(seen.len(), 101, "world {world}: every record once");
+                    let tail = 101 % step;
+                    assert_eq!(padded, tail.div_ceil(world as u64) * world as u64 - tail);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn resuming_continues_the_epoch_exactly_even_with_other_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_shards(dir.path(), 90, 4);
+    // Two ranks consume 2 batches each (offset 2 × 2 × 8 = 32), then three ranks continue.
+    let two: Vec<Loader> = (0..2)
+        .map(|r| Loader::open(&files, config(8, r, 2, false)).unwrap())
+        .collect();
+    let whole = two[0].epoch_order(1);
+    let mut consumed: Vec<Address> = Vec::new();
+    let mut position = Position::default();
+    for loader in &two {
+        let mut epoch = loader.epoch(Position {
+            epoch: 1,
+            offset: 0,
+        });
+        for _ in 0..2 {
+            epoch.next_batch().unwrap().unwrap();
+        }
+        position = epoch.position();
+        consumed.extend(
+            &loader
+                .share(Position {
+                    epoch: 1,
+                    offset: 0,
+                })
+                .addresses[..16],
+        );
+    }
+    assert_eq!(
+        position,
+        Position {
+            epoch: 1,
+            offset: 32
+        }
+    );
+    let state = two[0].state(position);
+    let three: Vec<Loader> = (0..3)
+        .map(|r| Loader::open(&files, config(8, r, 3, false)).unwrap())
+        .collect();
+    let resumed = three[0].position_of(&state).unwrap();
+    let mut rest: Vec<Address> = Vec::new();
+    let mut counts = Vec::new();
+    for loader in &three {
+        let share = loader.share(resumed);
+        counts.push(share.batches);
+        rest.extend(&share.addresses[..share.addresses.len() - share.padded as usize]);
+    }
+    assert!(counts.iter().all(|&c| c == counts[0]));
+    let mut all: Vec<Address> = consumed.into_iter().chain(rest).collect();
+    all.sort();
+    let mut expected = whole.clone();
+    expected.sort();
+    assert_eq!(all, expected, "the epoch is covered exactly once");
+
+    // The same ranks resume to exactly the batches the uninterrupted run yields.
+    let one = Loader::open(&files, config(8, 0, 1, true)).unwrap();
+    let uninterrupted: Vec<Vec<i64>> = {
+        let mut e = one.epoch(Position {
+            epoch: 0,
+            offset: 0,
+        });
+        std::iter::from_fn(|| e.next_batch())
+            .map(|b| b.unwrap().labels)
+            .collect()
+    };
+    for k in [0, 1, 5, 10] {
+        let resumed = one
+            .position_of(&one.state(Position {
+                epoch: 0,
+                offset: k * 8,
+            }))
+            .unwrap();
+        let mut e = one.epoch(resumed);
+        let rest: Vec<Vec<i64>> = std::iter::from_fn(|| e.next_batch())
+            .map(|b| b.unwrap().labels)
+            .collect();
+        assert_eq!(
+            rest,
+            uninterrupted[k as usize..],
+            "resumed after {k} batches"
+        );
+    }
+}
+
+#[test]
+fn a_state_from_other_data_or_settings_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_shards(dir.path(), 40, 4);
+    let loader = Loader::open(&files, config(8, 0, 1, true)).unwrap();
+    let state = loader.state(Position {
+        epoch: 0,
+        offset: 8,
+    });
+    let other_seed = Loader::open(
+        &files,
+        LoaderConfig {
+            seed: 7,
+            ..config(8, 0, 1, true)
+        },
+    )
+    .unwrap();
+    assert!(
+        other_seed
+            .position_of(&state)
+            .unwrap_err()
+            .to_string()
+            .contains("other files or another order")
+    );
+    let other_batch = Loader::open(&files, config(4, 0, 1, true)).unwrap();
+    assert!(
+        other_batch
+            .position_of(&state)
+            .unwrap_err()
+            .to_string()
+            .contains("batch_size 8")
+    );
+    let fewer = Loader::open(&files[1..], config(8, 0, 1, true)).unwrap();
+    assert!(fewer.position_of(&state).is_err());
+}
+
+#[test]
+fn layouts_and_types_hold_the_same_values_whatever_the_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_shards(dir.path(), 48, 3);
+    let batch = |dtype, layout, jobs| {
+        let cfg = LoaderConfig {
+            dtype,
+            layout,
+            jobs: Parallelism::Fixed(jobs),
+            ..config(16, 0, 1, true)
+        };
+        let loader = Loader::open(&files, cfg).unwrap();
+        let mut e = loader.epoch(Position::default());
+        e.next_batch().unwrap().unwrap()
+    };
+    let nhwc_u8 = batch(Dtype::Uint8, Layout::Nhwc, 1);
+    let nhwc_f32 = batch(Dtype::Float32, Layout::Nhwc, 2);
+    let nchw_u8 = batch(Dtype::Uint8, Layout::Nchw, 3);
+    let nchw_f32 = batch(Dtype::Float32, Layout::Nchw, 2);
+    assert_eq!(nhwc_u8.labels, nchw_f32.labels);
+    let (Pixels::U8(a), Pixels::F32(b), Pixels::U8(c), Pixels::F32(d)) = (
+        &nhwc_u8.pixels,
+        &nhwc_f32.pixels,
+        &nchw_u8.pixels,
+        &nchw_f32.pixels,
+    ) else {
+        panic!("types")
+    };
+    let side = nhwc_u8.side;
+    assert_eq!(side, 16);
+    assert_eq!(a.len(), 16 * side * side * 3);
+    for n in 0..16 {
+        for y in 0..side {
+            for x in 0..side {
+                for ch in 0..3 {
+                    let hwc = ((n * side + y) * side + x) * 3 + ch;
+                    let chw = ((n * 3 + ch) * side + y) * side + x;
+                    assert_eq!(a[hwc], c[chw]);
+                    assert_eq!(b[hwc], f32::from(a[hwc]) * (1.0 / 255.0));
+                    assert_eq!(d[chw], b[hwc]);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn damaged_records_are_skipped_and_counted_or_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_shards(dir.path(), 32, 2);
+    // Flip a byte inside the payload of file 0's record 1.
+    let index =
+        shardfeed_record_format::Index::read(shardfeed_record_format::Index::path_for(&files[0]))
+            .unwrap();
+    let entry = index.entries()[1];
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    bytes[(entry.offset + 40) as usize] ^= 0x55;
+    std::fs::write(&files[0], bytes).unwrap();
+
+    let skip = Loader::open(
+        &files,
+        LoaderConfig {
+            on_damaged: OnDamaged::Skip,
+            shuffle: 0,
+            ..config(8, 0, 1, true)
+        },
+    )
+    .unwrap();
+    let mut e = skip.epoch(Position::default());
+    let mut skipped = Vec::new();
+    let mut images = 0;
+    while let Some(batch) = e.next_batch() {
+        let batch = batch.unwrap();
+        images += batch.len();
+        skipped.extend(batch.skipped);
+    }
+    assert_eq!(images, 31);
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(
+        (
+            skipped[0].path.clone(),
+            skipped[0].offset,
+            skipped[0].record
+        ),
+        (files[0].clone(), Some(entry.offset), 1)
+    );
+    assert!(
+        skipped[0].reason.contains("crc mismatch"),
+        "{}",
+        skipped[0].reason
+    );
+
+    let raise = Loader::open(
+        &files,
+        LoaderConfig {
+            shuffle: 0,
+            ..config(8, 0, 1, true)
+        },
+    )
+    .unwrap();
+    let mut e = raise.epoch(Position::default());
+    let error = std::iter::from_fn(|| e.next_batch())
+        .find_map(Result::err)
+        .unwrap();
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("record 1 at offset {}", entry.offset)),
+        "{message}"
+    );
+    assert!(
+        message.contains(&files[0].display().to_string()),
+        "{message}"
+    );
+}
