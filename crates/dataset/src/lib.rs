@@ -44,6 +44,7 @@
 pub mod classes;
 mod error;
 pub mod images;
+pub mod inspect;
 pub mod label;
 pub mod layout;
 pub mod loader;
