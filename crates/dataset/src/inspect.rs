@@ -150,10 +150,7 @@ pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
 }
 
 /// Notes the first record's features and counts the `class` feature of every record.
-fn summarise_example(
-    payload: &[u8],
-    report: &mut Report,
-) -> shardfeed_record_format::Result<()> {
+fn summarise_example(payload: &[u8], report: &mut Report) -> shardfeed_record_format::Result<()> {
     let example = Example::decode(payload)?;
     if report.records == 1 {
         report.features = example
@@ -220,4 +217,3 @@ fn compression_hint(path: &Path) -> Option<&'static str> {
         _ => None,
     }
 }
-

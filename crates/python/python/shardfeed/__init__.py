@@ -1,0 +1,39 @@
+"""shardfeed: shard labelled JPEGs into TFRecord files TensorFlow reads bit for bit, and feed
+them to a PyTorch, JAX or TensorFlow training loop as numpy batches.
+
+- :func:`shard` writes ``PREFIX{NN}-{COUNT}.tfrec`` shards with ``.idx`` files and a
+  ``manifest.json``, byte for byte what ``shardfeed shard`` writes.
+- :class:`Loader` streams them as ``(images, labels)`` numpy batches: decoded in parallel
+  threads with the GIL released, one rank's share of each epoch with the same number of
+  batches on every rank, exactly resumable from ``state_dict()``, damaged records raised or
+  skipped and counted.
+- :func:`inspect` and :func:`records` look inside shard files.
+"""
+
+from ._native import (
+    DamagedRecordError,
+    Loader,
+    LoaderIter,
+    RecordIter,
+    ShardfeedError,
+    ShardReport,
+    __version__,
+    inspect,
+    records,
+    shard,
+    synthetic,
+)
+
+__all__ = [
+    "DamagedRecordError",
+    "Loader",
+    "LoaderIter",
+    "RecordIter",
+    "ShardReport",
+    "ShardfeedError",
+    "__version__",
+    "inspect",
+    "records",
+    "shard",
+    "synthetic",
+]

@@ -1,0 +1,175 @@
+"""Type stubs of shardfeed's native module (the names shardfeed re-exports)."""
+
+import os
+from typing import Any, Callable, Iterator, Literal, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Path = Union[str, os.PathLike]
+_Shards = Union[_Path, Sequence[_Path]]
+
+class ShardfeedError(RuntimeError):
+    """A shardfeed operation failed (the message names the file and, for records, the offset)."""
+
+class DamagedRecordError(ShardfeedError):
+    """A damaged record: bad CRC, not a ``tf.train.Example``, or an undecodable image."""
+
+    path: str
+    """The shard file."""
+    offset: Optional[int]
+    """The byte offset of the record's frame (None for compressed files)."""
+    record: int
+    """The record's index in its file, from 0."""
+    reason: str
+    """What is wrong."""
+
+class ShardReport:
+    """What :func:`shard` wrote."""
+
+    records: int
+    """Records written."""
+    classes: list[str]
+    """The class names, in index order (a record's ``class`` indexes this list)."""
+    skipped: list[Tuple[str, str]]
+    """Files left out, as ``(path, reason)``."""
+    shards: list[str]
+    """The shard files written, in order."""
+    manifest: str
+    """The ``manifest.json`` written."""
+
+def shard(
+    src: _Path,
+    out: _Path,
+    *,
+    size: int = 160,
+    shards: int = 16,
+    quality: int = 95,
+    classes: Optional[Sequence[str]] = None,
+    prefix: str = "data",
+    seed: int = 42,
+    jobs: Optional[int] = None,
+    compression: Optional[Literal["none", "gzip", "zlib"]] = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    progress: Optional[Callable[[int, int], Any]] = None,
+) -> ShardReport:
+    """Shards the labelled JPEGs of ``src`` (label = the file name's first ``.``-separated
+    token) into ``out``: the shorter side resized to ``size``, centre-cropped, JPEG q``quality``
+    4:4:4, seeded shuffle, ``shards`` files — the same bytes as ``shardfeed shard``.
+
+    ``progress(done, total)`` is called as files are prepared; an exception it raises (or
+    Ctrl-C) stops the run and removes what it wrote. Files that cannot be used are skipped and
+    listed in the report (``strict=True``: the first one is an error instead).
+    """
+
+class Loader:
+    """Batches of shard records for a training loop.
+
+    ``shards`` is a folder (its ``*.tfrec`` files; compression from its ``manifest.json``),
+    a file, a glob, or a list of them. Iterating yields ``(images, labels)`` numpy arrays:
+    ``images`` float32 in [0, 1] (or uint8), shape ``(n, H, W, 3)`` (``layout="NHWC"``) or
+    ``(n, 3, H, W)`` (``"NCHW"``); ``labels`` int64 of shape ``(n,)``. ``torch.from_numpy``,
+    ``jax.numpy.asarray`` and ``tf.convert_to_tensor`` take them without a copy.
+
+    One ``iter()`` yields ``epochs`` epochs from where the loader stands (``None``: without
+    end); the next ``iter()`` continues with the next epoch. ``len(loader)`` is this rank's
+    batches per epoch.
+
+    Distributed: each epoch's order (the one ``shardfeed train`` uses, from ``seed``) is cut
+    into steps of ``world_size × batch_size`` records, rank ``r`` taking the ``r``-th batch of
+    each step, so ranks get disjoint records and the same number of batches. What does not
+    fill a step is dropped (``drop_remainder=True``, counted in ``stats()["dropped"]``) or
+    split into equal last batches, completed where needed with records from the epoch's start
+    (``stats()["padded"]``).
+
+    Resume: ``state_dict()`` (the same on every rank after the same number of batches) and
+    ``load_state_dict(state)`` continue with exactly the batches the uninterrupted run would
+    have produced; a state saved with another ``world_size`` continues the rest of the epoch
+    split over the new ranks, each remaining record once. Needs ``deterministic=True``.
+
+    ``on_damaged="raise"`` raises :class:`DamagedRecordError`; ``"skip"`` leaves the record
+    out of its batch (one shorter) and lists it in ``stats()["skipped"]`` with file and offset.
+    """
+
+    def __init__(
+        self,
+        shards: _Shards,
+        *,
+        batch_size: int = 32,
+        shuffle: int = 2048,
+        seed: int = 42,
+        deterministic: bool = True,
+        epochs: Optional[int] = 1,
+        drop_remainder: bool = True,
+        cache: bool = True,
+        jobs: Optional[int] = None,
+        rank: int = 0,
+        world_size: int = 1,
+        split: Optional[Tuple[Literal["train", "validation"], float]] = None,
+        dtype: Literal["float32", "uint8"] = "float32",
+        layout: Literal["NHWC", "NCHW"] = "NHWC",
+        on_damaged: Literal["raise", "skip"] = "raise",
+        compression: Optional[Literal["none", "gzip", "zlib"]] = None,
+        cache_bytes: int = 4 << 30,
+    ) -> None: ...
+    def __len__(self) -> int:
+        """This rank's batches per epoch."""
+    def __iter__(self) -> "LoaderIter":
+        """``epochs`` epochs from where the loader stands; an older iterator stops."""
+    @property
+    def epoch(self) -> int:
+        """The epoch the next batch belongs to, from 0."""
+    @property
+    def records(self) -> int:
+        """Records per epoch, all ranks together."""
+    @property
+    def files(self) -> list[str]:
+        """The shard files read (after ``split``), sorted."""
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader stands: a small JSON-serialisable dict."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continues from a :meth:`state_dict` of the same files and order settings."""
+    def stats(self) -> dict[str, Any]:
+        """Images, batches, seconds, images/s, consumer wait, per-stage busy/wait times,
+        cache hits, padded, dropped and skipped records."""
+
+class LoaderIter(Iterator[Tuple[npt.NDArray[Any], npt.NDArray[np.int64]]]):
+    """One pass of a :class:`Loader`; dropping it stops and joins the worker threads."""
+
+    def __iter__(self) -> "LoaderIter": ...
+    def __next__(self) -> Tuple[npt.NDArray[Any], npt.NDArray[np.int64]]: ...
+
+class RecordIter(Iterator[Tuple[bytes, int]]):
+    """The records of one file as ``(jpeg_bytes, class)``."""
+
+    def __iter__(self) -> "RecordIter": ...
+    def __next__(self) -> Tuple[bytes, int]: ...
+
+def inspect(
+    paths: _Shards,
+    *,
+    compression: Optional[Literal["none", "gzip", "zlib"]] = None,
+    verify: bool = True,
+) -> list[dict[str, Any]]:
+    """One report per file (as ``shardfeed inspect --json``): records, bytes, features,
+    class counts, class names, the ``.idx`` status and the first problem's record and offset."""
+
+def records(path: _Path, *, compression: Optional[Literal["none", "gzip", "zlib"]] = None) -> RecordIter:
+    """The records of one shard file as ``(jpeg_bytes, class)``, CRCs checked; a damaged
+    record raises :class:`DamagedRecordError`."""
+
+def synthetic(
+    out: _Path,
+    *,
+    train: int = 1000,
+    test: int = 0,
+    classes: Optional[Sequence[str]] = None,
+    min_side: int = 120,
+    max_side: int = 400,
+    seed: int = 7,
+) -> None:
+    """Writes a synthetic labelled folder for trying things out: ``out/train/LABEL.I.jpg`` and
+    ``out/test/I.jpg``, each image a pure function of its index and the seed."""

@@ -1,0 +1,103 @@
+"""shard(): the same bytes as the CLI, a report, errors; inspect() and records()."""
+
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+import shardfeed
+from conftest import cli_binary, need
+
+
+def digest_folder(folder):
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir())
+        if p.suffix in (".tfrec", ".idx")
+    }
+
+
+def test_report_lists_records_classes_shards(shards):
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert manifest["records"] == 203
+    assert manifest["classes"] == ["cat", "dog"]
+    assert len(list(shards.glob("*.tfrec"))) == 8
+
+
+def test_same_bytes_as_the_cli(data, tmp_path):
+    binary = cli_binary()
+    need(binary is not None, "SHARDFEED_BIN (the shardfeed binary) to compare with")
+    ours = tmp_path / "py"
+    report = shardfeed.shard(data / "train", ours, size=32, shards=4, seed=9, jobs=1)
+    theirs = tmp_path / "cli"
+    subprocess.run(
+        [str(binary), "shard", str(data / "train"), "--out", str(theirs), "--size", "32",
+         "--shards", "4", "--seed", "9"],
+        check=True, capture_output=True,
+    )
+    assert digest_folder(ours) == digest_folder(theirs)
+    assert len(digest_folder(ours)) == 8
+    assert [p.split("/")[-1] for p in report.shards] == sorted(
+        p.name for p in ours.glob("*.tfrec"))
+    assert report.classes == ["cat", "dog"] and report.skipped == []
+
+
+def test_skipped_files_are_reported(data, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted((data / "train").iterdir())[:10]:
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / "cat.broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    report = shardfeed.shard(src, tmp_path / "out", size=32, shards=2)
+    assert report.records == 10
+    assert len(report.skipped) == 1 and report.skipped[0][0].endswith("cat.broken.jpg")
+    assert report.skipped[0][1]
+    with pytest.raises(shardfeed.ShardfeedError, match="cat.broken.jpg"):
+        shardfeed.shard(src, tmp_path / "strict", size=32, shards=2, strict=True)
+
+
+def test_progress_is_called_and_its_exception_stops_the_run(data, tmp_path):
+    calls = []
+    shardfeed.shard(data / "train", tmp_path / "a", size=32, shards=2,
+                    progress=lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (203, 203)
+
+    def stop(done, total):
+        if done > 20:
+            raise KeyError("stop here")
+
+    with pytest.raises(KeyError, match="stop here"):
+        shardfeed.shard(data / "train", tmp_path / "b", size=32, shards=2, progress=stop)
+    assert not list((tmp_path / "b").glob("*.tfrec")), "an interrupted run leaves no shard"
+
+
+def test_bad_arguments_are_value_errors(data, tmp_path):
+    with pytest.raises(ValueError):
+        shardfeed.shard(data / "train", tmp_path / "x", quality=0)
+    with pytest.raises(ValueError):
+        shardfeed.shard(data / "train", tmp_path / "x", compression="lz4")
+    with pytest.raises(FileNotFoundError):
+        shardfeed.shard(tmp_path / "missing", tmp_path / "x")
+
+
+def test_inspect_and_records_agree(shards):
+    reports = shardfeed.inspect(shards)
+    assert len(reports) == 8
+    assert sum(r["records"] for r in reports) == 203
+    assert all(r["error"] is None and r["index"]["status"] == "matches" for r in reports)
+    assert reports[0]["class_names"] == ["cat", "dog"]
+    first = sorted(shards.glob("*.tfrec"))[0]
+    got = list(shardfeed.records(first))
+    assert len(got) == reports[0]["records"]
+    assert all(jpeg[:2] == b"\xff\xd8" and label in (0, 1) for jpeg, label in got)
+    assert sum(reports[0]["class_counts"].values()) == len(got)
+
+
+def test_damaged_files_are_reported_with_offsets(damaged_copy):
+    copy, first, offset = damaged_copy
+    report = [r for r in shardfeed.inspect(copy) if r["path"].endswith(first.name)][0]
+    assert report["error"]["record"] == 2 and report["error"]["offset"] == offset
+    with pytest.raises(shardfeed.DamagedRecordError) as caught:
+        list(shardfeed.records(first))
+    assert (caught.value.path, caught.value.offset, caught.value.record) == (str(first), offset, 2)
