@@ -1,5 +1,6 @@
 //! `cargo xtask ci`: everything CI runs, cheapest first, stopping at the first failure:
-//! fmt, tidy, clippy, tests, the `cuda` feature's type-check, TensorFlow interop.
+//! fmt, tidy, clippy, tests, the `cuda` feature's type-check, the Python package (wheel, fresh
+//! venv, pytest), TensorFlow interop.
 
 use std::time::Instant;
 
@@ -67,6 +68,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 .env("DOCS_RS", "1"),
         )
     })?;
+    step("python package", || crate::python::test(&tensorflow))?;
     step("tensorflow interop", || match &tensorflow {
         // Every `#[ignore]`d test whose name says tensorflow: TF reads our record files
         // (record-format) and our shards (shardfeed).

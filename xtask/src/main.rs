@@ -16,6 +16,7 @@ mod data;
 mod demo;
 mod deps;
 mod fuzz;
+mod python;
 mod report;
 mod scale;
 mod tidy;
@@ -43,6 +44,8 @@ enum Task {
     Scale(scale::Args),
     /// Run the fuzz targets (needs no nightly; builds with coverage flags on stable).
     Fuzz(fuzz::Args),
+    /// Builds the Python wheel (maturin, from PyPI) into target/wheels/.
+    Wheel(python::Args),
     /// Generate a synthetic dataset: `shardfeed gen-data` (default `--out data`).
     GenData {
         /// Flags for `shardfeed gen-data` (`--n-train`, `--n-test`, `--seed`, `--classes`, `--out`).
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Task::Demo(args) => demo::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
+        Task::Wheel(args) => python::wheel_cmd(&args),
         Task::Scale(args) => scale::run(&args),
         Task::GenData { args } => data::gen_data(&args),
         Task::Shard { args } => data::shard(&args),

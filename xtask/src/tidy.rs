@@ -69,7 +69,12 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<String>> {
             ));
         }
     }
+    // "From Python"'s blocks are run by the pytest suite (crates/python/tests/test_readme.py).
+    let from_python = section_lines(&readme, "## From Python");
     for (line, block) in fenced_blocks(&readme, "python") {
+        if from_python.contains(&line) {
+            continue;
+        }
         let script = root.join("scripts/read_shards_example.py");
         let body = read(&script)?;
         if body.trim_end() != block.join("\n").trim_end() {
@@ -239,6 +244,20 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The 1-based line numbers of the README section that starts with `heading` (to the next
+/// `## ` heading).
+fn section_lines(text: &str, heading: &str) -> std::ops::Range<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().position(|l| *l == heading) else {
+        return 0..0;
+    };
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.starts_with("## "))
+        .map_or(lines.len(), |i| start + 1 + i);
+    start + 1..end + 1
 }
 
 #[cfg(test)]

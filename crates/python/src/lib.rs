@@ -335,8 +335,9 @@ struct RunState {
 /// `shards`: a folder (its `*.tfrec` files; compression from its `manifest.json`), a file, a
 /// glob, or a list of them. Iterating yields `(images, labels)` numpy arrays: `images` float32
 /// in [0, 1] (or uint8), `(n, H, W, 3)` for `layout="NHWC"` or `(n, 3, H, W)` for `"NCHW"`;
-/// `labels` int64 `(n,)`. One `iter()` yields `epochs` epochs from where the loader stands
-/// (`None`: without end); the next `iter()` continues with the next epoch. `len(loader)`: this
+/// `labels` int64 `(n,)`. One `iter()` yields the rest of a run of `epochs` epochs (runs are
+/// aligned: epochs 0..E, E..2E, …; `None`: without end), so after `load_state_dict` it ends
+/// where the uninterrupted run would have; the next `iter()` starts the next run. `len(loader)`: this
 /// rank's batches per epoch.
 ///
 /// Distributed: each epoch's order (the one `shardfeed train` uses, from `seed`) is cut into
@@ -471,8 +472,11 @@ impl Loader {
             state.generation += 1;
             state.generation
         };
+        let epoch = lock(&loader.state).position.epoch;
         LoaderIter {
-            epochs_left: Mutex::new(loader.epochs),
+            // Runs of `epochs` epochs are aligned (0..E, E..2E, …): an iterator started
+            // mid-run (after a resume) ends where the uninterrupted run would have.
+            run_end: loader.epochs.map(|n| (epoch / n + 1) * n),
             loader: slf.unbind(),
             current: Mutex::new(None),
             generation,
@@ -580,13 +584,14 @@ impl Loader {
     }
 }
 
-/// One pass of a [`Loader`]: `epochs` epochs from where the loader stands. Dropping it (or
+/// One pass of a [`Loader`]: the rest of its current run of epochs. Dropping it (or
 /// breaking out of the loop) stops and joins the worker threads.
 #[pyclass(module = "shardfeed._native", frozen)]
 struct LoaderIter {
     loader: Py<Loader>,
     current: Mutex<Option<EpochBatches>>,
-    epochs_left: Mutex<Option<u64>>,
+    /// The epoch this pass stops before (`None`: without end).
+    run_end: Option<u64>,
     generation: u64,
 }
 
@@ -638,14 +643,9 @@ impl LoaderIter {
             }
             let mut current = lock(&self.current).take();
             if current.is_none() {
-                let mut left = lock(&self.epochs_left);
-                if *left == Some(0) {
+                if self.run_end.is_some_and(|end| position.epoch >= end) {
                     return Ok(None);
                 }
-                if let Some(n) = left.as_mut() {
-                    *n -= 1;
-                }
-                drop(left);
                 let epoch = py.detach(|| loader.inner.epoch(position));
                 let mut run = lock(&loader.state);
                 run.totals.padded += epoch.share().padded;

@@ -53,3 +53,39 @@ def damaged_copy(shards, tmp_path):
 def cli_binary():
     path = os.environ.get("SHARDFEED_BIN")
     return pathlib.Path(path) if path and pathlib.Path(path).exists() else None
+
+
+def encode_jpeg(pixels):
+    """JPEG bytes of an HWC uint8 array, with Pillow or TensorFlow (whichever the venv has)."""
+    try:
+        import io
+
+        from PIL import Image
+
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+        return out.getvalue()
+    except ImportError:
+        import tensorflow as tf
+
+        return tf.io.encode_jpeg(pixels, quality=90).numpy()
+
+
+@pytest.fixture(scope="session")
+def easy_shards(tmp_path_factory):
+    """Two classes a small model tells apart at once (dark and bright noise), for showing
+    that a training loop fed by Loader learns."""
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("easy")
+    src = root / "train"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(160):
+        label = ("dark", "bright")[i % 2]
+        centre = 70 if label == "dark" else 180
+        pixels = np.clip(rng.normal(centre, 40, (48, 48, 3)), 0, 255).astype(np.uint8)
+        (src / f"{label}.{i}.jpg").write_bytes(encode_jpeg(pixels))
+    out = root / "shards"
+    shardfeed.shard(src, out, size=32, shards=4)
+    return out

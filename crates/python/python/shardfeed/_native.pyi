@@ -74,8 +74,9 @@ class Loader:
     ``(n, 3, H, W)`` (``"NCHW"``); ``labels`` int64 of shape ``(n,)``. ``torch.from_numpy``,
     ``jax.numpy.asarray`` and ``tf.convert_to_tensor`` take them without a copy.
 
-    One ``iter()`` yields ``epochs`` epochs from where the loader stands (``None``: without
-    end); the next ``iter()`` continues with the next epoch. ``len(loader)`` is this rank's
+    One ``iter()`` yields the rest of a run of ``epochs`` epochs (runs are aligned: epochs
+    ``0..E``, ``E..2E``, …; ``None``: without end), so after ``load_state_dict`` it ends
+    where the uninterrupted run would have; the next ``iter()`` starts the next run. ``len(loader)`` is this rank's
     batches per epoch.
 
     Distributed: each epoch's order (the one ``shardfeed train`` uses, from ``seed``) is cut
@@ -118,7 +119,7 @@ class Loader:
     def __len__(self) -> int:
         """This rank's batches per epoch."""
     def __iter__(self) -> "LoaderIter":
-        """``epochs`` epochs from where the loader stands; an older iterator stops."""
+        """The rest of the current run of ``epochs`` epochs; an older iterator stops."""
     @property
     def epoch(self) -> int:
         """The epoch the next batch belongs to, from 0."""
