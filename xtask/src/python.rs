@@ -184,3 +184,21 @@ pub fn test(tensorflow: &Result<PathBuf, String>) -> anyhow::Result<()> {
         }
     }
 }
+
+/// `target/bench-venv`: the wheel (reinstalled) and the benchmark's peers (WebDataset, Pillow).
+pub fn bench_venv(wheel: &Path) -> anyhow::Result<PathBuf> {
+    let python = tools_venv("bench-venv", &["webdataset==1.0.2", "pillow==12.0.0"])?;
+    util::run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--force-reinstall", "--no-deps"])
+            .arg(wheel),
+    )?;
+    Ok(python)
+}
