@@ -188,8 +188,13 @@ fn table(rows: &[Row], what: &[Bench], args: &Args) -> String {
         .filter_map(|b| b.to_possible_value().map(|v| v.get_name().to_owned()))
         .collect();
     let tensorflow = tensorflow_version().unwrap_or_else(|why| format!("not measured ({why})"));
+    let heading = if what == [Bench::Python] {
+        "The Python loader against tf.data, WebDataset and the decode-only ceiling"
+    } else {
+        "Against TensorFlow, stage by stage"
+    };
     let mut out = format!(
-        "## Against TensorFlow, stage by stage\n\n\
+        "## {heading}\n\n\
          `cargo xtask bench {} --runs {} --tf-runs {}` on {}, {}; TensorFlow: {}. Each cell: \
          median (min–max, n runs). Ratio: ours ÷ theirs for rates, theirs ÷ ours for times \
          (above 1 means we are faster).\n\n\

@@ -103,9 +103,12 @@ fn audit(wheel: &Path) -> anyhow::Result<()> {
 /// The CI step: the wheel in a fresh venv (only numpy comes with it), the pytest suite there
 /// (with JAX), the Keras tests in the TensorFlow venv.
 pub fn test(tensorflow: &Result<PathBuf, String>) -> anyhow::Result<()> {
-    // The CLI the suite compares `shard()`'s bytes with.
-    util::run(cargo().args(["build", "-p", "shardfeed", "--locked"]))?;
+    // The CLI the suite compares `shard()`'s bytes with: the one the test step just built.
+    // (`cargo build -p shardfeed` alone would resolve other features and rebuild burn.)
     let binary = util::root().join("target/debug/shardfeed");
+    if !binary.exists() {
+        util::run(cargo().args(["test", "--workspace", "--locked", "--no-run"]))?;
+    }
     let wheel = build_wheel()?;
     let venv = util::root().join("target/wheel-venv");
     if venv.exists() {

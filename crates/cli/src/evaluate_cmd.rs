@@ -12,10 +12,10 @@ use crate::model_args::ModelRunArgs;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The run folder written by `shardfeed train`.
-    #[arg(long, default_value = "runs/latest")]
+    #[arg(long, default_value = "runs/latest", value_parser = crate::paths::local())]
     model: PathBuf,
     /// Read the run's validation files from this folder (default: where training read them).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::paths::local())]
     shards: Option<PathBuf>,
     #[command(flatten)]
     run: ModelRunArgs,

@@ -10,7 +10,7 @@ use shardfeed_dataset::synthetic::{GenData, generate_with_progress};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The folder to create (`DIR/train/LABEL.I.jpg`, `DIR/test/I.jpg`).
-    #[arg(long, default_value = "data")]
+    #[arg(long, default_value = "data", value_parser = crate::paths::local())]
     out: PathBuf,
     /// Labelled training images, 1–10000000.
     #[arg(long, default_value_t = 4000, value_parser = crate::ranges::usize_in(1, 10_000_000))]

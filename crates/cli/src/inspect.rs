@@ -14,7 +14,7 @@ use shardfeed_record_format::{Compression, ReaderOptions};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// TFRecord files, or directories whose `*.tfrec` files are inspected.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required = true, value_name = "FILE", value_parser = crate::paths::local())]
     paths: Vec<PathBuf>,
     /// How the files are compressed (never guessed from the name; default: what the
     /// `manifest.json` beside a file says, else none).

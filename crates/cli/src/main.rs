@@ -20,6 +20,7 @@ mod fmt;
 mod gen_data_cmd;
 mod inspect;
 mod model_args;
+mod paths;
 mod plot_cmd;
 mod predict_cmd;
 mod ranges;

@@ -15,19 +15,19 @@ use shardfeed_model::{DeviceKind, predicted};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The run folder written by `shardfeed train`.
-    #[arg(long, default_value = "runs/latest")]
+    #[arg(long, default_value = "runs/latest", value_parser = crate::paths::local())]
     model: PathBuf,
     /// Plot the first 32 validation images with observed and estimated classes (the default).
     #[arg(long, conflicts_with = "test")]
     val: bool,
     /// Plot the first 32 images (by name) of this folder with their estimated class.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = crate::paths::local())]
     test: Option<PathBuf>,
     /// Read the run's validation files from this folder (default: where training read them).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::paths::local())]
     shards: Option<PathBuf>,
     /// The grid PNG to write.
-    #[arg(long, default_value = "grid.png")]
+    #[arg(long, default_value = "grid.png", value_parser = crate::paths::local())]
     out: PathBuf,
     /// Also redraw the run's curves.png from its metrics.csv.
     #[arg(long)]

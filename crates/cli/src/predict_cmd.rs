@@ -12,13 +12,13 @@ use crate::model_args::ModelRunArgs;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Folders (their *.jpg / *.jpeg) and JPEG files to classify.
-    #[arg(required = true)]
+    #[arg(required = true, value_parser = crate::paths::local())]
     inputs: Vec<PathBuf>,
     /// The run folder written by `shardfeed train`.
-    #[arg(long, default_value = "runs/latest")]
+    #[arg(long, default_value = "runs/latest", value_parser = crate::paths::local())]
     model: PathBuf,
     /// The CSV file to write.
-    #[arg(long, default_value = "predictions.csv")]
+    #[arg(long, default_value = "predictions.csv", value_parser = crate::paths::local())]
     out: PathBuf,
     /// Also write every class's probability (a column per class).
     #[arg(long)]

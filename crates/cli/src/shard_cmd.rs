@@ -20,9 +20,10 @@ use shardfeed_record_format::Compression;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The folder of LABEL.ID.jpg files.
+    #[arg(value_parser = crate::paths::local())]
     input: PathBuf,
     /// The output folder.
-    #[arg(long, default_value = "shards")]
+    #[arg(long, default_value = "shards", value_parser = crate::paths::local())]
     out: PathBuf,
     /// Number of shards, 1–10000.
     #[arg(long, default_value_t = 16, value_parser = crate::ranges::usize_in(1, 10_000))]

@@ -13,6 +13,7 @@ use shardfeed_record_format::Compression;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The shard folder.
+    #[arg(value_parser = crate::paths::local())]
     shards: PathBuf,
     /// Passes over the data, 1–1000000.
     #[arg(long, default_value_t = 3, value_parser = crate::ranges::u64_in(1, 1_000_000))]

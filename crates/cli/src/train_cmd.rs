@@ -21,6 +21,7 @@ use shardfeed_record_format::Compression;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The shard folder.
+    #[arg(value_parser = crate::paths::local())]
     shards: PathBuf,
     /// Epochs, 1–100000 (default 10; in all: a resumed run continues up to its own count
     /// unless this is given).
@@ -39,7 +40,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1e-3, value_parser = crate::ranges::learning_rate())]
     lr: f64,
     /// The run folder: model.bpk, model.json, run.json, metrics.csv, curves.png, checkpoint/.
-    #[arg(long, default_value = "runs/latest")]
+    #[arg(long, default_value = "runs/latest", value_parser = crate::paths::local())]
     out: PathBuf,
     /// Continue the run in --out from its checkpoint (with the run's own settings).
     #[arg(long)]

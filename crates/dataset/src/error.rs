@@ -68,6 +68,11 @@ pub enum Error {
     /// The output folder holds files, and replacing them was not asked for.
     #[error("{0} is not empty")]
     OutputNotEmpty(PathBuf),
+    /// A URL where a local path is needed: object storage is not supported yet.
+    #[error(
+        "{0}: URLs (s3://, gs://, az://, http://) are not supported yet; give a local path (or file:///PATH)"
+    )]
+    UnsupportedUrl(String),
     /// A setting out of its range.
     #[error("{0}")]
     Invalid(String),

@@ -216,6 +216,46 @@ pub fn is_dataset_file(name: &str) -> bool {
         || name.ends_with(".tmp")
 }
 
+/// A path argument as a local path: `file://PATH` becomes `PATH`; any other URL (`s3://`,
+/// `gs://`, `az://`, `http(s)://`, …) is refused with [`Error::UnsupportedUrl`] rather than
+/// taken for a folder named `s3:`.
+///
+/// ```
+/// use std::path::PathBuf;
+/// use shardfeed_dataset::layout::local_path;
+///
+/// assert_eq!(local_path("shards".as_ref()).unwrap(), PathBuf::from("shards"));
+/// assert_eq!(local_path("file:///data/x".as_ref()).unwrap(), PathBuf::from("/data/x"));
+/// assert!(local_path("s3://bucket/x".as_ref()).unwrap_err().to_string().contains("s3://bucket/x"));
+/// assert_eq!(local_path("./s3:/x".as_ref()).unwrap(), PathBuf::from("./s3:/x"));
+/// ```
+pub fn local_path(text: &std::ffi::OsStr) -> Result<PathBuf> {
+    let Some(utf8) = text.to_str() else {
+        return Ok(PathBuf::from(text));
+    };
+    let Some((scheme, rest)) = utf8.split_once("://") else {
+        return Ok(PathBuf::from(text));
+    };
+    let is_scheme = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !is_scheme {
+        return Ok(PathBuf::from(text));
+    }
+    if scheme.eq_ignore_ascii_case("file") {
+        // file:///abs/path (empty host) or file://localhost/abs/path.
+        let path = rest.strip_prefix("localhost").unwrap_or(rest);
+        if path.starts_with('/') {
+            return Ok(PathBuf::from(path));
+        }
+    }
+    Err(Error::UnsupportedUrl(utf8.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -71,7 +71,8 @@ fn to_py(py: Python<'_>, error: Error) -> PyErr {
         Error::Invalid(_)
         | Error::BadLoaderState(_)
         | Error::InvalidClasses(_)
-        | Error::TooFewRecords { .. } => PyValueError::new_err(error.to_string()),
+        | Error::TooFewRecords { .. }
+        | Error::UnsupportedUrl(_) => PyValueError::new_err(error.to_string()),
         other => ShardfeedError::new_err(other.to_string()),
     }
 }
@@ -150,6 +151,7 @@ fn shard(
             "size and shards must be at least 1 and quality in 1..=100",
         ));
     }
+    let (src, out) = (local(py, &src)?, local(py, &out)?);
     let classes = classes
         .map(|names| Classes::explicit(names).map_err(|e| to_py(py, e)))
         .transpose()?;
@@ -213,6 +215,11 @@ fn report(manifest: &Manifest, out: &Path) -> ShardReport {
     }
 }
 
+/// A path argument as a local path: `file:///PATH` is `PATH`, any other URL a `ValueError`.
+fn local(py: Python<'_>, path: &Path) -> PyResult<PathBuf> {
+    shardfeed_dataset::layout::local_path(path.as_os_str()).map_err(|e| to_py(py, e))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -233,6 +240,7 @@ fn resolve(
     let mut recorded = None;
     for item in items {
         let path: PathBuf = item.extract()?;
+        let path = local(py, &path)?;
         let text = path.to_string_lossy();
         if text.contains(['*', '?', '[']) {
             let matched: Vec<PathBuf> = py
@@ -788,6 +796,7 @@ impl RecordIter {
 #[pyfunction]
 #[pyo3(signature = (path, *, compression=None))]
 fn records(py: Python<'_>, path: PathBuf, compression: Option<String>) -> PyResult<RecordIter> {
+    let path = local(py, &path)?;
     let recorded = path
         .parent()
         .and_then(|dir| Manifest::read_folder(dir).ok().flatten())

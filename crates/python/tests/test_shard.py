@@ -101,3 +101,14 @@ def test_damaged_files_are_reported_with_offsets(damaged_copy):
     with pytest.raises(shardfeed.DamagedRecordError) as caught:
         list(shardfeed.records(first))
     assert (caught.value.path, caught.value.offset, caught.value.record) == (str(first), offset, 2)
+
+
+def test_urls_are_refused_not_taken_for_folders(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="s3://bucket/x: URLs"):
+        shardfeed.shard(data / "train", "s3://bucket/x")
+    with pytest.raises(ValueError, match="gs://b/shards"):
+        shardfeed.Loader("gs://b/shards")
+    assert not (tmp_path / "s3:").exists()
+    report = shardfeed.shard(f"file://{data / 'train'}", f"file://{tmp_path / 'out'}", size=32, shards=2)
+    assert report.records == 203 and (tmp_path / "out" / "manifest.json").exists()
