@@ -30,6 +30,19 @@ pub fn wheel_cmd(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `PYTHON -m pip install --quiet` (add the packages).
+fn pip(python: &Path) -> Command {
+    let mut command = Command::new(python);
+    command.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
+    command
+}
+
 /// A venv under `target/` holding `packages` (made once; pip skips what is there).
 fn tools_venv(name: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
     let dir = util::root().join("target").join(name);
@@ -37,17 +50,7 @@ fn tools_venv(name: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
     if !python.exists() {
         util::run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
     }
-    util::run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(packages),
-    )?;
+    util::run(pip(&python).args(packages))?;
     Ok(python)
 }
 
@@ -116,17 +119,6 @@ pub fn test(tensorflow: &Result<PathBuf, String>) -> anyhow::Result<()> {
     }
     util::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     let python = venv.join("bin/python");
-    let pip = |python: &Path| {
-        let mut command = Command::new(python);
-        command.args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ]);
-        command
-    };
     util::run(pip(&python).arg(&wheel))?;
     let listed = Command::new(&python)
         .args([
@@ -192,14 +184,7 @@ pub fn test(tensorflow: &Result<PathBuf, String>) -> anyhow::Result<()> {
 pub fn bench_venv(wheel: &Path) -> anyhow::Result<PathBuf> {
     let python = tools_venv("bench-venv", &["webdataset==1.0.2", "pillow==12.0.0"])?;
     util::run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
+        pip(&python)
             .args(["--force-reinstall", "--no-deps"])
             .arg(wheel),
     )?;

@@ -659,16 +659,7 @@ impl EpochBatches {
         let side = *self
             .side
             .get_or_insert_with(|| images.first().map_or(0, |d| d.image.width as usize));
-        if let Some(odd) = images
-            .iter()
-            .find(|d| d.image.width as usize != side || d.image.height as usize != side)
-        {
-            return Err(Error::MixedSizes {
-                width: odd.image.width,
-                height: odd.image.height,
-                side,
-            });
-        }
+        crate::stream::check_square(&images, side)?;
         self.images += images.len() as u64;
         let labels = images.iter().map(|d| d.class).collect();
         let pixels = fill_pixels(&images, side, self.config.dtype, self.config.layout);

@@ -210,16 +210,7 @@ pub struct FloatBatch {
 /// Converts decoded records to a [`FloatBatch`] (all images must share one square size).
 pub fn to_float_batch(items: &[Decoded]) -> Result<FloatBatch> {
     let side = items.first().map_or(0, |d| d.image.width as usize);
-    if let Some(odd) = items
-        .iter()
-        .find(|d| d.image.width as usize != side || d.image.height as usize != side)
-    {
-        return Err(Error::MixedSizes {
-            width: odd.image.width,
-            height: odd.image.height,
-            side,
-        });
-    }
+    check_square(items, side)?;
     let (mut pixels, mut labels) = (Vec::new(), Vec::new());
     batch_to_f32(items, &mut pixels, &mut labels);
     Ok(FloatBatch {
@@ -227,6 +218,21 @@ pub fn to_float_batch(items: &[Decoded]) -> Result<FloatBatch> {
         labels,
         side,
     })
+}
+
+/// Checks that every image is `side × side` ([`Error::MixedSizes`] names the first that is not).
+pub(crate) fn check_square(items: &[Decoded], side: usize) -> Result<()> {
+    match items
+        .iter()
+        .find(|d| d.image.width as usize != side || d.image.height as usize != side)
+    {
+        Some(odd) => Err(Error::MixedSizes {
+            width: odd.image.width,
+            height: odd.image.height,
+            side,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Streams the shards for `config.epochs` epochs and measures it.
