@@ -892,27 +892,23 @@ fn python(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         args.runs,
         &[("SHARDFEED_BENCH_SHARDS", shards.display().to_string())],
     )?;
-    let ceiling_runs: Vec<f64> = ceiling_doc["images_per_s"]
-        .as_array()
-        .context("images_per_s in decode_ceiling's output")?
-        .iter()
-        .filter_map(Value::as_f64)
-        .collect();
+    let list = |key: &str| -> anyhow::Result<Vec<f64>> {
+        Ok(ceiling_doc[key]
+            .as_array()
+            .with_context(|| format!("{key} in decode_ceiling's output"))?
+            .iter()
+            .filter_map(Value::as_f64)
+            .collect())
+    };
     let ceiling = print_figure(
         "decode only (libjpeg-turbo), 1 thread",
-        ceiling_runs,
+        list("images_per_s")?,
         "images/s",
     );
     let limit = ceiling.map(|v| v * cores as f64);
-    let together: Vec<f64> = ceiling_doc["all_threads_images_per_s"]
-        .as_array()
-        .context("all_threads_images_per_s in decode_ceiling's output")?
-        .iter()
-        .filter_map(Value::as_f64)
-        .collect();
     let together = print_figure(
         &format!("decode only (libjpeg-turbo), {cores} threads at once"),
-        together,
+        list("all_threads_images_per_s")?,
         "images/s",
     );
 

@@ -72,6 +72,16 @@ pub fn tensorflow_python() -> Result<PathBuf, String> {
     }
 }
 
+/// Says loudly that a check did not run, and why; under CI that is a failure, not a skip.
+pub fn skipped(what: &str, why: &str) -> anyhow::Result<()> {
+    let banner = "#".repeat(78);
+    eprintln!("{banner}\n# SKIPPED: {what}: {why}\n{banner}");
+    if in_ci() {
+        bail!("CI must run {what}: {why}");
+    }
+    Ok(())
+}
+
 /// Whether we run under CI (`CI` set to anything but `false` or empty).
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")

@@ -151,6 +151,25 @@ pub struct Damaged {
     pub reason: String,
 }
 
+impl Damaged {
+    /// The damage a record-layer error describes (a bad frame or CRC, with its location), or
+    /// `None` for an error that is not damage (I/O): that one stays an error.
+    pub fn from_record_error(
+        path: &Path,
+        error: &shardfeed_record_format::Error,
+    ) -> Option<Damaged> {
+        let at = error.location()?;
+        Some(Damaged {
+            path: path.to_path_buf(),
+            offset: Some(at.offset),
+            record: at.index,
+            reason: error
+                .corruption()
+                .map_or_else(|| error.to_string(), ToString::to_string),
+        })
+    }
+}
+
 impl std::fmt::Display for Damaged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "damaged record {}", self.record)?;
@@ -212,8 +231,6 @@ pub struct EpochShare {
     pub addresses: Vec<Address>,
     /// Batches.
     pub batches: u64,
-    /// Whole steps (`world_size × batch_size` records) in it.
-    pub steps: u64,
     /// Records repeated to even out the last batches (this rank's).
     pub padded: u64,
     /// Records left out because they did not fill a step (all ranks).
@@ -400,7 +417,6 @@ impl Loader {
             start: start as u64,
             addresses,
             batches,
-            steps: steps as u64,
             padded,
             dropped,
         }
@@ -427,7 +443,6 @@ impl Loader {
             side: None,
             waited: Duration::ZERO,
             started: Instant::now(),
-            images: 0,
         }
     }
 
@@ -517,26 +532,17 @@ fn decode_pipeline(source: TfRecordSource, counts: Arc<[u64]>) -> Pipeline<Slot>
         plan,
         Decoder::new,
         move |decoder: &mut Decoder, address: Address| -> Result<Slot, BoxError> {
-            let damaged = |reason: String, offset: Option<u64>| {
-                let path = source.files()[address.source as usize].path.clone();
-                Ok(Slot::Damaged(Arc::new(Damaged {
-                    path,
-                    offset,
-                    record: address.index,
-                    reason,
-                })))
-            };
+            let path = &source.files()[address.source as usize].path;
             match source.fetch_with(address, |payload| decode_record(decoder, payload)) {
                 Ok(Ok(decoded)) => Ok(Slot::Image(decoded)),
-                Ok(Err(error)) => damaged(error.to_string(), source.record_offset(address)),
-                Err(error) => match error.location() {
-                    Some(at) => {
-                        let reason = match error.corruption() {
-                            Some(problem) => problem.to_string(),
-                            None => error.to_string(),
-                        };
-                        damaged(reason, Some(at.offset))
-                    }
+                Ok(Err(error)) => Ok(Slot::Damaged(Arc::new(Damaged {
+                    path: path.clone(),
+                    offset: source.record_offset(address),
+                    record: address.index,
+                    reason: error.to_string(),
+                }))),
+                Err(error) => match Damaged::from_record_error(path, &error) {
+                    Some(damaged) => Ok(Slot::Damaged(Arc::new(damaged))),
                     None => Err(error.into()),
                 },
             }
@@ -587,7 +593,6 @@ pub struct EpochBatches {
     side: Option<usize>,
     waited: Duration,
     started: Instant,
-    images: u64,
 }
 
 impl EpochBatches {
@@ -621,9 +626,9 @@ impl EpochBatches {
         self.iter.stats()
     }
 
-    /// Time the consumer waited for batches, images delivered, and the time since start.
-    pub fn consumer(&self) -> (Duration, u64, Duration) {
-        (self.waited, self.images, self.started.elapsed())
+    /// Time the consumer waited for batches, and the time since start.
+    pub fn consumer(&self) -> (Duration, Duration) {
+        (self.waited, self.started.elapsed())
     }
 
     /// The next batch, filled in the configured type and layout.
@@ -660,7 +665,6 @@ impl EpochBatches {
             .side
             .get_or_insert_with(|| images.first().map_or(0, |d| d.image.width as usize));
         crate::stream::check_square(&images, side)?;
-        self.images += images.len() as u64;
         let labels = images.iter().map(|d| d.class).collect();
         let pixels = fill_pixels(&images, side, self.config.dtype, self.config.layout);
         Ok(LoaderBatch {

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use numpy::IntoPyArray;
 use numpy::ndarray::Array;
@@ -16,7 +15,7 @@ use shardfeed_dataset::loader::{
     SplitPart,
 };
 use shardfeed_dataset::{Classes, Error, Manifest, ShardConfig, find_shards};
-use shardfeed_input_pipeline::Parallelism;
+use shardfeed_input_pipeline::{Parallelism, StageStats};
 use shardfeed_record_format::{Compression, ImageExample, ReaderOptions, RecordReader};
 
 pyo3::create_exception!(
@@ -284,28 +283,17 @@ struct Totals {
     batches: u64,
     seconds: f64,
     waited: f64,
-    stages: Vec<StageTotal>,
+    stages: Vec<StageStats>,
     skipped: Vec<Damaged>,
     padded: u64,
     dropped: u64,
     cache_hits: u64,
 }
 
-#[derive(Clone)]
-struct StageTotal {
-    name: &'static str,
-    threads: usize,
-    items: u64,
-    busy: Duration,
-    waiting_input: Duration,
-    waiting_output: Duration,
-}
-
 impl Totals {
     /// Adds an epoch's figures (when it ends or is dropped).
     fn add_epoch(&mut self, epoch: &EpochBatches) {
-        let (waited, images, elapsed) = epoch.consumer();
-        let _ = images; // counted batch by batch
+        let (waited, elapsed) = epoch.consumer();
         self.seconds += elapsed.as_secs_f64();
         self.waited += waited.as_secs_f64();
         let stats = epoch.stats();
@@ -318,14 +306,7 @@ impl Totals {
                     total.waiting_input += stage.waiting_input;
                     total.waiting_output += stage.waiting_output;
                 }
-                None => self.stages.push(StageTotal {
-                    name: stage.name,
-                    threads: stage.threads,
-                    items: stage.items,
-                    busy: stage.busy,
-                    waiting_input: stage.waiting_input,
-                    waiting_output: stage.waiting_output,
-                }),
+                None => self.stages.push(stage),
             }
         }
     }
@@ -475,12 +456,11 @@ impl Loader {
 
     fn __iter__(slf: Bound<'_, Self>) -> LoaderIter {
         let loader = slf.get();
-        let generation = {
+        let (generation, epoch) = {
             let mut state = lock(&loader.state);
             state.generation += 1;
-            state.generation
+            (state.generation, state.position.epoch)
         };
-        let epoch = lock(&loader.state).position.epoch;
         LoaderIter {
             // Runs of `epochs` epochs are aligned (0..E, E..2E, …): an iterator started
             // mid-run (after a resume) ends where the uninterrupted run would have.
@@ -720,17 +700,23 @@ fn inspect<'py>(
     let (files, recorded) = resolve(py, paths)?;
     let given = parse_compression(compression.as_deref())?;
     let reports = py.detach(|| {
+        // Each folder's manifest read once, however many of its files are inspected.
+        let mut manifests: std::collections::BTreeMap<PathBuf, Option<Manifest>> =
+            std::collections::BTreeMap::new();
         files
             .iter()
             .map(|file| {
+                let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+                let manifest = manifests
+                    .entry(dir)
+                    .or_insert_with_key(|dir| Manifest::read_folder(dir).ok().flatten());
                 let options = ReaderOptions {
                     compression: given.or(recorded).unwrap_or(Compression::None),
                     verify,
                     ..ReaderOptions::default()
                 };
                 let mut report = shardfeed_dataset::inspect::inspect_file(file, options)?;
-                let dir = file.parent().unwrap_or(Path::new("."));
-                report.class_names = Manifest::read_folder(dir).ok().flatten().map(|m| m.classes);
+                report.class_names = manifest.as_ref().map(|m| m.classes.clone());
                 let mut value = serde_json::to_value(&report).expect("a report serialises");
                 value["class_names"] =
                     serde_json::to_value(&report.class_names).expect("names serialise");
@@ -764,30 +750,26 @@ impl RecordIter {
                 Ok(Some(info)) => info,
                 Ok(None) => return Ok(None),
                 Err(error) => {
-                    let at = error.location().cloned();
-                    return Err(Damaged {
-                        path: self.path.clone(),
-                        offset: at.as_ref().map(|a| a.offset),
-                        record: at.map_or(reader.records_read(), |a| a.index),
-                        reason: error
-                            .corruption()
-                            .map_or_else(|| error.to_string(), |c| c.to_string()),
-                    });
+                    return Err(Damaged::from_record_error(&self.path, &error).ok_or(error));
                 }
             };
             ImageExample::decode(&payload)
                 .map(|example| Some((example.image, example.class)))
-                .map_err(|error| Damaged {
-                    path: self.path.clone(),
-                    offset: Some(info.offset),
-                    record: info.index,
-                    reason: error.to_string(),
+                .map_err(|error| {
+                    Ok(Damaged {
+                        path: self.path.clone(),
+                        offset: Some(info.offset),
+                        record: info.index,
+                        reason: error.to_string(),
+                    })
                 })
         });
         match result {
             Ok(Some((image, class))) => Ok(Some((PyBytes::new(py, &image), class))),
             Ok(None) => Ok(None),
-            Err(damaged) => Err(damaged_error(py, &damaged)),
+            Err(Ok(damaged)) => Err(damaged_error(py, &damaged)),
+            // Not damage (an I/O error): an error as such.
+            Err(Err(error)) => Err(to_py(py, error.into())),
         }
     }
 }
