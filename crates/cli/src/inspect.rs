@@ -29,6 +29,11 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    for dir in args.paths.iter().filter(|p| p.is_dir()) {
+        for warning in shardfeed_dataset::folder_warnings(dir) {
+            eprintln!("shardfeed: warning: {warning}");
+        }
+    }
     let files = expand(&args.paths)?;
     // Each folder's manifest, read once however many of its files are inspected.
     let mut manifests: BTreeMap<PathBuf, Option<shardfeed_dataset::Manifest>> = BTreeMap::new();

@@ -40,6 +40,8 @@ struct Cli {
 enum Command {
     /// Turn DATA/train/*.jpg into TFRecord shards, .idx files and manifest.json.
     Shard(shard_cmd::Args),
+    /// Check the parts of a shard run split over workers (--num-workers) and write manifest.json.
+    ShardMerge(shard_cmd::MergeArgs),
     /// Stream shards through the full read pipeline (no model) and measure each stage.
     Stream(stream_cmd::Args),
     /// Train the seed CNN on shards: validation split by files, a line per epoch, the model saved.
@@ -119,6 +121,7 @@ fn usage_error(error: &clap::Error) -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Shard(args) => shard_cmd::run(&args),
+        Command::ShardMerge(args) => shard_cmd::merge(&args),
         Command::Stream(args) => stream_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
         Command::Evaluate(args) => evaluate_cmd::run(&args),

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::fmt::{count, thousands};
 use shardfeed_dataset::Classes;
+use shardfeed_dataset::workers::Workers;
 use shardfeed_dataset::{ShardConfig, shard, skip_summary};
 use shardfeed_image_prep::DecodeOptions;
 use shardfeed_input_pipeline::Parallelism;
@@ -62,13 +63,67 @@ pub struct Args {
     /// Largest image accepted, in pixels (width × height), 1–1000000000.
     #[arg(long, default_value_t = 100_000_000, value_parser = crate::ranges::u64_in(1, 1_000_000_000))]
     max_pixels: u64,
+    /// Split the run over this many workers (machines, pods, array tasks), 1–10000: this one
+    /// writes only its own shards (number % W == index) and a part manifest; `shardfeed
+    /// shard-merge OUT` then writes manifest.json. The shards are the same bytes as one run's.
+    #[arg(long, value_parser = crate::ranges::usize_in(1, 10_000))]
+    num_workers: Option<usize>,
+    /// This worker's index, 0 to W−1 (default: JOB_COMPLETION_INDEX of a Kubernetes Indexed
+    /// Job, or SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN of a Slurm job array).
+    #[arg(long, value_parser = crate::ranges::usize_in(0, 9_999))]
+    worker_index: Option<usize>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
 }
 
+/// Flags of `shardfeed shard-merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The output folder the workers wrote into.
+    #[arg(value_parser = crate::paths::local())]
+    out: PathBuf,
+}
+
+/// `shardfeed shard-merge OUT`.
+pub fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let manifest = shardfeed_dataset::workers::merge(&args.out)?;
+    println!(
+        "merged {} into {}: {} in {}",
+        count(manifest.shards.len() as u64, "shard"),
+        args.out.join(shardfeed_dataset::MANIFEST_FILE).display(),
+        count(manifest.records, "image"),
+        count(manifest.classes.len() as u64, "class"),
+    );
+    if !manifest.skipped.is_empty() {
+        println!(
+            "skipped {} (listed with reasons in the manifest)",
+            count(manifest.skipped.len() as u64, "file")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let (workers, from) = Workers::resolve(args.num_workers, args.worker_index, |name| {
+        std::env::var(name).ok()
+    })?;
+    if workers.is_split() {
+        eprintln!(
+            "shardfeed: worker {} of {} (from {}): writing shards n with n % {} == {}",
+            workers.index,
+            workers.count,
+            if from == "settings" {
+                "--worker-index"
+            } else {
+                &from
+            },
+            workers.count,
+            workers.index
+        );
+    }
     let config = ShardConfig {
+        workers,
         input: args.input.clone(),
         out: args.out.clone(),
         shards: args.shards,
@@ -133,6 +188,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         manifest.seconds,
         thousands((manifest.records as f64 / manifest.seconds.max(1e-9)) as u64),
     );
+    let described_in = if workers.is_split() {
+        args.out
+            .join(shardfeed_dataset::workers::part_file_name(workers))
+    } else {
+        args.out.join(shardfeed_dataset::MANIFEST_FILE)
+    };
     if !manifest.skipped.is_empty() {
         let kinds: Vec<String> = skip_summary(&manifest.skipped)
             .iter()
@@ -142,7 +203,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "skipped {}: {}; each is listed with its reason in {}",
             count(manifest.skipped.len() as u64, "file"),
             kinds.join(", "),
-            args.out.join("manifest.json").display()
+            described_in.display()
+        );
+    }
+    if workers.is_split() {
+        println!(
+            "wrote {}; when all {} workers have finished, run: shardfeed shard-merge {}",
+            described_in.display(),
+            workers.count,
+            args.out.display()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -73,6 +73,15 @@ pub enum Error {
         "{0}: URLs (s3://, gs://, az://, http://) are not supported yet; give a local path (or file:///PATH)"
     )]
     UnsupportedUrl(String),
+    /// Parts of a distributed shard run that do not make a whole (missing, stale, from
+    /// different runs), found by [`crate::workers::merge`].
+    #[error("cannot merge the parts in {folder}: {message}")]
+    Merge {
+        /// The shard folder.
+        folder: PathBuf,
+        /// What is wrong, naming the part or shard file.
+        message: String,
+    },
     /// A setting out of its range.
     #[error("{0}")]
     Invalid(String),

@@ -198,7 +198,13 @@ pub fn folder_warnings(dir: &Path) -> Vec<String> {
     let shards = names
         .iter()
         .any(|n| n.ends_with(".tfrec") && !n.starts_with('.'));
-    if shards && !names.iter().any(|n| n == MANIFEST_FILE) {
+    let parts = names.iter().any(|n| crate::workers::is_part_file(n));
+    if shards && parts && !names.iter().any(|n| n == MANIFEST_FILE) {
+        warnings.push(format!(
+            "{} holds the parts of a distributed shard run but no {MANIFEST_FILE}: the parts are not merged yet, or a worker has not finished",
+            dir.display()
+        ));
+    } else if shards && !names.iter().any(|n| n == MANIFEST_FILE) {
         warnings.push(format!(
             "{} has shards but no {MANIFEST_FILE}: written by another tool, or by a shard run that did not finish",
             dir.display()
@@ -213,6 +219,7 @@ pub fn is_dataset_file(name: &str) -> bool {
     name.ends_with(".tfrec")
         || name.ends_with(".tfrec.idx")
         || name == MANIFEST_FILE
+        || crate::workers::is_part_file(name)
         || name.ends_with(".tmp")
 }
 

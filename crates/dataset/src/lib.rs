@@ -15,6 +15,8 @@
 //!   validation pipelines, `run.json`.
 //! - [`loader`]: batches for another framework's loop (the Python package): one rank's
 //!   share of each epoch, numpy-ready buffers, exact resume, damaged records skipped or raised.
+//! - [`workers`]: one shard run split across machines (`W` workers, each its own shards and
+//!   a part manifest) and the [`workers::merge`] that makes the whole.
 //! - [`images`]: JPEG files prepared as a model's input (for prediction).
 //! - [`synthetic`]: a deterministic synthetic labelled folder, for trying things out.
 //!
@@ -52,6 +54,7 @@ pub mod run;
 mod shard;
 pub mod stream;
 pub mod synthetic;
+pub mod workers;
 
 pub use error::{Error, Result};
 pub use label::{Classes, is_jpeg_name, label_of};

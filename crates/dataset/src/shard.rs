@@ -25,6 +25,7 @@ use crate::label::{Classes, is_jpeg_name, label_of};
 use crate::layout::{
     Manifest, ShardInfo, Skipped, is_dataset_file, provisional_shard_name, shard_file_name,
 };
+use crate::workers::{PartManifest, Workers};
 use crate::{Error, Result};
 
 /// Files larger than this are skipped unread (a JPEG source is KBs to a few MBs).
@@ -62,6 +63,9 @@ pub struct ShardConfig {
     pub overwrite: bool,
     /// How to decode the sources.
     pub decode: DecodeOptions,
+    /// This process's share of the run: [`Workers::ONE`], or worker `index` of `count`, which
+    /// writes only its shards and a part manifest (see [`crate::workers`]).
+    pub workers: Workers,
     /// Set (SIGINT, SIGTERM) to stop the run: what it wrote is removed and the run returns
     /// [`Error::Interrupted`].
     pub stop: Option<Arc<AtomicBool>>,
@@ -83,6 +87,7 @@ impl Default for ShardConfig {
             jobs: Parallelism::Auto,
             overwrite: false,
             decode: DecodeOptions::default(),
+            workers: Workers::ONE,
             stop: None,
         }
     }
@@ -120,7 +125,8 @@ struct Input {
 }
 
 /// Runs the shard step; `progress` is called after each file. Returns the manifest it wrote:
-/// the record and class counts, the shards, and every file skipped with its reason.
+/// the record and class counts, the shards, and every file skipped with its reason. A worker
+/// of a split run ([`ShardConfig::workers`]) returns its share (its part manifest's).
 pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result<Manifest> {
     shard_observed(config, &mut progress)
 }
@@ -133,18 +139,43 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
             "the number of shards must be at least 1".into(),
         ));
     }
+    let workers = config.workers;
+    workers.check(config.shards)?;
     // The file list is the only per-image memory of a run: one path and class per image,
     // held once (moved, never cloned: `cargo xtask scale` measures it).
     let (sources, ignored) = list_jpegs(&config.input)?;
     let source_count = sources.len() as u64;
+    let inputs_digest = workers.is_split().then(|| listing_digest(&sources));
     let mut skipped = Vec::new();
     let (mut inputs, classes) = label_inputs(sources, config, &mut skipped)?;
     Rng::for_epoch(config.seed, 0, ORDER_STREAM).shuffle(&mut inputs);
+    let per_shard = inputs.len().div_ceil(config.shards).max(1) as u64;
+    // Shard `s` holds positions [s·per_shard, (s+1)·per_shard) of the shuffled list; a
+    // worker keeps the positions of its own shards, in order, and the files skipped for
+    // their names are worker 0's to list.
+    // Every owned shard but the last is full, so the p-th kept file is in shard
+    // index + count·⌊p / per_shard⌋.
+    if workers.is_split() {
+        let mut position = 0;
+        inputs.retain(|_| {
+            let keep = workers.owns(position / per_shard);
+            position += 1;
+            keep
+        });
+        if workers.index != 0 {
+            skipped.clear();
+        }
+    }
+    let shard_of =
+        |position: u64| workers.index as u64 + workers.count as u64 * (position / per_shard);
     let inputs: Arc<[Input]> = inputs.into();
-    prepare_output(&config.out, config.overwrite)?;
+    if workers.is_split() {
+        prepare_worker_output(config)?;
+    } else {
+        prepare_output(&config.out, config.overwrite)?;
+    }
 
     let total = inputs.len() as u64;
-    let per_shard = inputs.len().div_ceil(config.shards).max(1) as u64;
     let mut writer = ShardWriter::new(config, classes.len());
     let pipeline = prepare_pipeline(config, Arc::clone(&inputs));
     let mut bytes_in = 0u64;
@@ -163,7 +194,7 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
             });
         }
         let input = &inputs[position];
-        writer.or_abandon(|w| w.switch_to(position as u64 / per_shard))?;
+        writer.or_abandon(|w| w.switch_to(shard_of(position as u64)))?;
         match item {
             Ok(prepared) => {
                 bytes_in += prepared.source_bytes;
@@ -191,8 +222,8 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
             total,
         });
     }
-    let shards = writer.or_abandon(ShardWriter::finish)?;
-    if shards.is_empty() {
+    let (shard_numbers, shards) = writer.or_abandon(ShardWriter::finish)?;
+    if shards.is_empty() && !workers.is_split() {
         // Every file was unusable: no shard, no manifest; a run that made nothing fails.
         writer.abandon();
         return Err(Error::NothingUsable {
@@ -226,7 +257,22 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
         bytes_in,
         seconds: started.elapsed().as_secs_f64(),
     };
-    writer.or_abandon(|_| manifest.write(&config.out))?;
+    match inputs_digest {
+        Some(inputs_digest) => {
+            let part = PartManifest {
+                format: crate::workers::PART_FORMAT.to_owned(),
+                worker_index: workers.index,
+                num_workers: workers.count,
+                shards_total: config.shards,
+                prefix: config.prefix.clone(),
+                inputs_digest,
+                shard_numbers,
+                manifest: manifest.clone(),
+            };
+            writer.or_abandon(|_| part.write(&config.out))?;
+        }
+        None => writer.or_abandon(|_| manifest.write(&config.out))?,
+    }
     Ok(manifest)
 }
 
@@ -251,6 +297,17 @@ fn list_jpegs(dir: &Path) -> Result<(Vec<PathBuf>, u64)> {
     }
     jpegs.sort();
     Ok((jpegs, ignored))
+}
+
+/// SHA-256 of the listing (file names, in order), hex: what workers compare.
+fn listing_digest(sources: &[PathBuf]) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for path in sources {
+        hash.update(path.file_name().unwrap_or_default().as_encoded_bytes());
+        hash.update([0]);
+    }
+    hex::encode(hash.finalize())
 }
 
 /// Labels every file; files without a usable label are skipped (or, strict, an error).
@@ -322,6 +379,43 @@ fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
     Ok(())
 }
 
+/// Makes `out` ready for one worker of a split run: other workers' files stay (they may be
+/// writing beside it), this worker's own files from an earlier try are removed (a rerun
+/// replaces them), and so is `manifest.json` (the set is not whole until merged again).
+/// Anything else in the folder, or a one-machine run's shards, needs `overwrite`.
+fn prepare_worker_output(config: &ShardConfig) -> Result<()> {
+    let out = &config.out;
+    std::fs::create_dir_all(out).map_err(Error::io("create", out))?;
+    let mut others = 0;
+    let (mut manifest, mut parts) = (false, false);
+    for entry in std::fs::read_dir(out).map_err(Error::io("read", out))? {
+        let name = entry
+            .map_err(Error::io("read", out))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name == crate::MANIFEST_FILE {
+            manifest = true;
+        } else if crate::workers::is_part_file(&name) {
+            parts = true;
+        } else if !is_dataset_file(&name) {
+            others += 1;
+        }
+    }
+    let one_machine_set = manifest && !parts;
+    if !config.overwrite && (others > 0 || one_machine_set) {
+        return Err(Error::OutputNotEmpty(out.to_owned()));
+    }
+    let mut remove = crate::workers::own_files(out, &config.prefix, config.workers)?;
+    if manifest {
+        remove.push(out.join(crate::MANIFEST_FILE));
+    }
+    for path in remove {
+        std::fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+    }
+    Ok(())
+}
+
 /// A prepared record and the size of its source.
 struct Prepared {
     record: Vec<u8>,
@@ -378,7 +472,7 @@ struct ShardWriter {
     compression: Compression,
     classes: usize,
     current: Option<(u64, FileWriter, Vec<u64>)>,
-    written: Vec<ShardInfo>,
+    written: Vec<(u64, ShardInfo)>,
 }
 
 impl ShardWriter {
@@ -426,18 +520,22 @@ impl ShardWriter {
         let bytes = std::fs::metadata(&path)
             .map_err(Error::io("read", &path))?
             .len();
-        self.written.push(ShardInfo {
-            file,
-            records,
-            per_class,
-            bytes,
-        });
+        self.written.push((
+            shard,
+            ShardInfo {
+                file,
+                records,
+                per_class,
+                bytes,
+            },
+        ));
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<Vec<ShardInfo>> {
+    /// Commits the last shard; the numbers and descriptions of the shards written.
+    fn finish(&mut self) -> Result<(Vec<u64>, Vec<ShardInfo>)> {
         self.commit_current()?;
-        Ok(self.written.clone())
+        Ok(self.written.iter().cloned().unzip())
     }
 
     /// Runs one write step; when it fails (a full disk, any I/O error) removes everything this
@@ -455,7 +553,7 @@ impl ShardWriter {
     fn abandon(&mut self) -> usize {
         self.current = None; // the writer removes its temporary file
         let removed = self.written.len();
-        for shard in self.written.drain(..) {
+        for (_, shard) in self.written.drain(..) {
             let path = self.out.join(&shard.file);
             let _ = std::fs::remove_file(shardfeed_record_format::Index::path_for(&path));
             let _ = std::fs::remove_file(path);

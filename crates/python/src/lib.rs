@@ -14,6 +14,7 @@ use shardfeed_dataset::loader::{
     Damaged, Dtype, EpochBatches, Layout, LoaderConfig, LoaderState, OnDamaged, Pixels, Position,
     SplitPart,
 };
+use shardfeed_dataset::workers::Workers;
 use shardfeed_dataset::{Classes, Error, Manifest, ShardConfig, find_shards};
 use shardfeed_input_pipeline::{Parallelism, StageStats};
 use shardfeed_record_format::{Compression, ImageExample, ReaderOptions, RecordReader};
@@ -126,8 +127,13 @@ impl ShardReport {
 /// `shardfeed shard`. `progress(done, total)` is called as files are prepared; an exception it
 /// raises (or Ctrl-C) stops the run and removes what it wrote. Unusable files are skipped and
 /// listed in the report's `skipped` (`strict=True`: the first is an error).
+///
+/// `num_workers=W, worker_index=I`: this call is worker I of a run split over W processes or
+/// machines (Spark tasks, Ray tasks, pods): it writes only shards n with n % W == I and a part
+/// manifest; `shard_merge(out)` then writes `manifest.json`. Without `worker_index` it comes
+/// from `JOB_COMPLETION_INDEX` or `SLURM_ARRAY_TASK_ID`.
 #[pyfunction]
-#[pyo3(signature = (src, out, *, size=160, shards=16, quality=95, classes=None, prefix="data".to_owned(), seed=42, jobs=None, compression=None, strict=false, overwrite=false, progress=None))]
+#[pyo3(signature = (src, out, *, size=160, shards=16, quality=95, classes=None, prefix="data".to_owned(), seed=42, jobs=None, compression=None, strict=false, overwrite=false, progress=None, num_workers=None, worker_index=None))]
 #[allow(clippy::too_many_arguments)]
 fn shard(
     py: Python<'_>,
@@ -144,6 +150,8 @@ fn shard(
     strict: bool,
     overwrite: bool,
     progress: Option<Py<PyAny>>,
+    num_workers: Option<usize>,
+    worker_index: Option<usize>,
 ) -> PyResult<ShardReport> {
     if size == 0 || shards == 0 || !(1..=100).contains(&quality) {
         return Err(PyValueError::new_err(
@@ -151,6 +159,8 @@ fn shard(
         ));
     }
     let (src, out) = (local(py, &src)?, local(py, &out)?);
+    let (workers, _) = Workers::resolve(num_workers, worker_index, |name| std::env::var(name).ok())
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let classes = classes
         .map(|names| Classes::explicit(names).map_err(|e| to_py(py, e)))
         .transpose()?;
@@ -168,6 +178,7 @@ fn shard(
         strict,
         jobs: parallelism(jobs)?,
         overwrite,
+        workers,
         stop: Some(stop.clone()),
         ..ShardConfig::default()
     };
@@ -190,10 +201,27 @@ fn shard(
         return Err(error);
     }
     let manifest = result.map_err(|e| to_py(py, e))?;
-    Ok(report(&manifest, &out))
+    let described_in = if workers.is_split() {
+        shardfeed_dataset::workers::part_file_name(workers)
+    } else {
+        shardfeed_dataset::MANIFEST_FILE.to_owned()
+    };
+    Ok(report(&manifest, &out, &described_in))
 }
 
-fn report(manifest: &Manifest, out: &Path) -> ShardReport {
+/// Checks the parts that `shard(..., num_workers=W, worker_index=I)` wrote into `out` (every
+/// worker finished, all from one run, their shards whole) and writes `manifest.json`: the
+/// folder is then the one a single `shard()` call writes, shard for shard, byte for byte.
+#[pyfunction]
+fn shard_merge(py: Python<'_>, out: PathBuf) -> PyResult<ShardReport> {
+    let out = local(py, &out)?;
+    let manifest = py
+        .detach(|| shardfeed_dataset::workers::merge(&out))
+        .map_err(|e| to_py(py, e))?;
+    Ok(report(&manifest, &out, shardfeed_dataset::MANIFEST_FILE))
+}
+
+fn report(manifest: &Manifest, out: &Path, described_in: &str) -> ShardReport {
     ShardReport {
         records: manifest.records,
         classes: manifest.classes.clone(),
@@ -207,10 +235,7 @@ fn report(manifest: &Manifest, out: &Path) -> ShardReport {
             .iter()
             .map(|s| out.join(&s.file).display().to_string())
             .collect(),
-        manifest: out
-            .join(shardfeed_dataset::MANIFEST_FILE)
-            .display()
-            .to_string(),
+        manifest: out.join(described_in).display().to_string(),
     }
 }
 
@@ -824,6 +849,7 @@ fn synthetic(
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shard, m)?)?;
+    m.add_function(wrap_pyfunction!(shard_merge, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_function(wrap_pyfunction!(records, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic, m)?)?;

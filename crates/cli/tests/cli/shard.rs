@@ -489,3 +489,122 @@ fn fast_decode_is_recorded_in_the_manifest() {
     assert!(manifest.fast_decode);
     assert_eq!(manifest.records, 4);
 }
+
+/// `shard --num-workers` as Kubernetes and Slurm run it (the index from their environment),
+/// then `shard-merge`: the one-machine run's bytes, and a folder `inspect` calls whole.
+#[test]
+fn workers_from_the_scheduler_environment_merge_into_the_one_machine_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = small_data(dir.path(), 20);
+    let run = |out: &Path, extra: &[&str], env: &[(&str, String)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shardfeed"));
+        command
+            .arg("shard")
+            .arg(&input)
+            .arg("--out")
+            .arg(out)
+            .args(["--shards", "5", "--size", "32", "--quiet"])
+            .args(extra)
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("SLURM_ARRAY_TASK_MIN")
+            .env_remove("SLURM_ARRAY_TASK_COUNT");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    let whole = dir.path().join("whole");
+    assert!(run(&whole, &[], &[]).status.success());
+    let bytes = |dir: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".tfrec"))
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+
+    let k8s = dir.path().join("k8s");
+    for index in 0..2 {
+        let output = run(
+            &k8s,
+            &["--num-workers", "2"],
+            &[("JOB_COMPLETION_INDEX", index.to_string())],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("worker {index} of 2 (from JOB_COMPLETION_INDEX)")),
+            "{stderr}"
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("run: shardfeed shard-merge"), "{stdout}");
+    }
+    let slurm = dir.path().join("slurm");
+    for id in 1..=3 {
+        let env = [
+            ("SLURM_ARRAY_TASK_ID", id.to_string()),
+            ("SLURM_ARRAY_TASK_MIN", "1".to_owned()),
+            ("SLURM_ARRAY_TASK_COUNT", "3".to_owned()),
+        ];
+        let output = run(&slurm, &[], &env);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // Before the merge a reader hears that the set is not whole.
+    let inspect = shardfeed(&["inspect".as_ref(), slurm.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&inspect.stderr);
+    assert!(stderr.contains("not merged yet"), "{stderr}");
+    for out in [&k8s, &slurm] {
+        let output = shardfeed(&["shard-merge".as_ref(), out.as_os_str()]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("merged 5 shards") && stdout.contains("20 images"),
+            "{stdout}"
+        );
+        assert!(
+            bytes(out) == bytes(&whole),
+            "{}: shards differ from the one-machine run",
+            out.display()
+        );
+        let inspect = shardfeed(&["inspect".as_ref(), out.as_os_str()]);
+        assert!(inspect.status.success());
+        assert!(!String::from_utf8_lossy(&inspect.stderr).contains("warning"));
+    }
+
+    // Mistakes: an Indexed Job without the count, an index out of range, nothing to merge.
+    let output = run(
+        &dir.path().join("x"),
+        &[],
+        &[("JOB_COMPLETION_INDEX", "0".to_owned())],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("JOB_COMPLETION_INDEX is set"), "{stderr}");
+    let output = run(
+        &dir.path().join("x"),
+        &["--num-workers", "2", "--worker-index", "2"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not below the number of workers 2"));
+    let output = shardfeed(&["shard-merge".as_ref(), whole.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("no part manifests"), "{stderr}");
+}

@@ -7,6 +7,8 @@ them to a PyTorch, JAX or TensorFlow training loop as numpy batches.
   threads with the GIL released, one rank's share of each epoch with the same number of
   batches on every rank, exactly resumable from ``state_dict()``, damaged records raised or
   skipped and counted.
+- :func:`shard` with ``num_workers``/``worker_index`` splits one run over Spark or Ray tasks
+  (or pods, or Slurm array tasks); :func:`shard_merge` joins the parts.
 - :func:`inspect` and :func:`records` look inside shard files.
 """
 
@@ -21,6 +23,7 @@ from ._native import (
     inspect,
     records,
     shard,
+    shard_merge,
     synthetic,
 )
 
@@ -35,5 +38,6 @@ __all__ = [
     "inspect",
     "records",
     "shard",
+    "shard_merge",
     "synthetic",
 ]

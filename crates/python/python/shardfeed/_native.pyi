@@ -38,7 +38,7 @@ class ShardReport:
     shards: list[str]
     """The shard files written, in order."""
     manifest: str
-    """The ``manifest.json`` written."""
+    """The ``manifest.json`` written (a worker's part manifest for a split run)."""
 
 def shard(
     src: _Path,
@@ -55,6 +55,8 @@ def shard(
     strict: bool = False,
     overwrite: bool = False,
     progress: Optional[Callable[[int, int], Any]] = None,
+    num_workers: Optional[int] = None,
+    worker_index: Optional[int] = None,
 ) -> ShardReport:
     """Shards the labelled JPEGs of ``src`` (label = the file name's first ``.``-separated
     token) into ``out``: the shorter side resized to ``size``, centre-cropped, JPEG q``quality``
@@ -63,7 +65,18 @@ def shard(
     ``progress(done, total)`` is called as files are prepared; an exception it raises (or
     Ctrl-C) stops the run and removes what it wrote. Files that cannot be used are skipped and
     listed in the report (``strict=True``: the first one is an error instead).
+
+    ``num_workers=W, worker_index=I``: this call is worker ``I`` of a run split over ``W``
+    processes or machines (Spark or Ray tasks, pods): it writes only the shards ``n`` with
+    ``n % W == I`` and a part manifest; :func:`shard_merge` then writes ``manifest.json``. The
+    shards are byte-identical to a single call's. Without ``worker_index`` the index comes
+    from ``JOB_COMPLETION_INDEX`` (Kubernetes) or ``SLURM_ARRAY_TASK_ID`` (Slurm).
     """
+
+def shard_merge(out: _Path) -> ShardReport:
+    """Checks the parts the workers of a split :func:`shard` run wrote into ``out`` (every
+    worker finished, all from one run, their shards whole) and writes ``manifest.json``.
+    Raises :class:`ShardfeedError` naming what is missing or inconsistent."""
 
 class Loader:
     """Batches of shard records for a training loop.

@@ -1,0 +1,588 @@
+//! One shard run split across many machines: worker `I` of `W` lists the same inputs, applies
+//! the same seeded order and writes only the shards whose number `s` has `s % W == I`, plus a
+//! part manifest (`manifest.part-I-of-W.json`); [`merge`] then checks that every part is
+//! present and consistent and writes `manifest.json`. The shards are byte-identical to a
+//! one-machine run with the same settings (the order, the cut into shards and each record are
+//! functions of the inputs and the seed alone), so any engine that can run `W` copies of one
+//! command with an index (Kubernetes Indexed Jobs, Slurm job arrays, Spark, Ray) shards a
+//! data set, and a failed index is rerun on its own.
+//!
+//! ```
+//! use shardfeed_dataset::workers::{Workers, merge};
+//! use shardfeed_dataset::{ShardConfig, shard, synthetic};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let data = synthetic::GenData { n_train: 12, n_test: 0, sides: (40, 60), ..Default::default() };
+//! synthetic::generate(dir.path(), &data)?;
+//! let out = dir.path().join("shards");
+//! for index in [1, 0] {
+//!     let config = ShardConfig {
+//!         input: dir.path().join("train"),
+//!         out: out.clone(),
+//!         shards: 4,
+//!         size: 32,
+//!         workers: Workers { count: 2, index },
+//!         ..ShardConfig::default()
+//!     };
+//!     let part = shard(&config, |_progress| {})?;
+//!     assert_eq!(part.shards.len(), 2, "worker {index} writes shards {index} and {}", index + 2);
+//! }
+//! let manifest = merge(&out)?;
+//! assert_eq!((manifest.records, manifest.shards.len()), (12, 4));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::layout::{MANIFEST_FILE, Manifest};
+use crate::{Error, Result};
+
+/// The format name written into every part manifest.
+pub const PART_FORMAT: &str = "shardfeed.part/1";
+
+/// Which share of a shard run this process does: worker `index` of `count` (`0 ≤ index <
+/// count`). [`Workers::ONE`] is the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers {
+    /// Workers in all.
+    pub count: usize,
+    /// This worker, from 0.
+    pub index: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers::ONE
+    }
+}
+
+impl Workers {
+    /// One worker doing the whole run.
+    pub const ONE: Workers = Workers { count: 1, index: 0 };
+
+    /// Whether this is a share of a run rather than the whole.
+    pub fn is_split(&self) -> bool {
+        self.count > 1
+    }
+
+    /// Whether shard number `shard` is this worker's.
+    pub fn owns(&self, shard: u64) -> bool {
+        shard % self.count as u64 == self.index as u64
+    }
+
+    /// Checks the pair against the number of shards (every worker must own a shard).
+    pub fn check(&self, shards: usize) -> Result<()> {
+        if self.count == 0 || self.index >= self.count {
+            return Err(Error::Invalid(format!(
+                "worker index {} is not below the number of workers {}",
+                self.index, self.count
+            )));
+        }
+        if self.count > shards {
+            return Err(Error::Invalid(format!(
+                "{} workers for {shards} shards: each worker writes whole shards, so at most {shards} workers",
+                self.count
+            )));
+        }
+        Ok(())
+    }
+
+    /// The worker from explicit settings and, where they are absent, the scheduler's
+    /// environment, read through `env`:
+    ///
+    /// - both given: they are used;
+    /// - `count` alone: the index is `JOB_COMPLETION_INDEX` (Kubernetes Indexed Jobs) or
+    ///   `SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN` (Slurm job arrays);
+    /// - neither: a Slurm array (`SLURM_ARRAY_TASK_ID` and `SLURM_ARRAY_TASK_COUNT`) gives
+    ///   both; `JOB_COMPLETION_INDEX` alone is an error (the count is not in a pod's
+    ///   environment, and running the whole set on every pod would race);
+    ///   otherwise [`Workers::ONE`].
+    ///
+    /// The answer says where it came from, for a log line.
+    ///
+    /// ```
+    /// use shardfeed_dataset::workers::Workers;
+    ///
+    /// let env = |name: &str| (name == "JOB_COMPLETION_INDEX").then(|| "2".to_owned());
+    /// let (workers, from) = Workers::resolve(Some(4), None, env)?;
+    /// assert_eq!((workers, from.as_str()), (Workers { count: 4, index: 2 }, "JOB_COMPLETION_INDEX"));
+    /// assert!(Workers::resolve(None, None, env).is_err());
+    /// # Ok::<(), shardfeed_dataset::Error>(())
+    /// ```
+    pub fn resolve(
+        count: Option<usize>,
+        index: Option<usize>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Workers, String)> {
+        let number = |name: &str| -> Result<Option<usize>> {
+            match env(name) {
+                None => Ok(None),
+                Some(text) if text.trim().is_empty() => Ok(None),
+                Some(text) => text.trim().parse().map(Some).map_err(|_| {
+                    Error::Invalid(format!("{name}={text:?} is not a non-negative integer"))
+                }),
+            }
+        };
+        let slurm_index = || -> Result<Option<usize>> {
+            let Some(id) = number("SLURM_ARRAY_TASK_ID")? else {
+                return Ok(None);
+            };
+            let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+            id.checked_sub(min).map(Some).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"
+                ))
+            })
+        };
+        let (workers, from) = match (count, index) {
+            (Some(count), Some(index)) => (Workers { count, index }, "settings".to_owned()),
+            (Some(count), None) => {
+                if let Some(index) = number("JOB_COMPLETION_INDEX")? {
+                    (Workers { count, index }, "JOB_COMPLETION_INDEX".to_owned())
+                } else if let Some(index) = slurm_index()? {
+                    (Workers { count, index }, "SLURM_ARRAY_TASK_ID".to_owned())
+                } else {
+                    return Err(Error::Invalid(format!(
+                        "{count} workers but no worker index: give it, or run under a Kubernetes Indexed Job (JOB_COMPLETION_INDEX) or a Slurm job array (SLURM_ARRAY_TASK_ID)"
+                    )));
+                }
+            }
+            (None, Some(index)) => match number("SLURM_ARRAY_TASK_COUNT")? {
+                Some(count) => (
+                    Workers { count, index },
+                    "SLURM_ARRAY_TASK_COUNT".to_owned(),
+                ),
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "worker index {index} but no number of workers: give both"
+                    )));
+                }
+            },
+            (None, None) => match (slurm_index()?, number("SLURM_ARRAY_TASK_COUNT")?) {
+                (Some(index), Some(count)) => (
+                    Workers { count, index },
+                    "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT".to_owned(),
+                ),
+                _ if number("JOB_COMPLETION_INDEX")?.is_some() => {
+                    return Err(Error::Invalid(
+                        "JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but not the number of workers: give it (the Job's completions)".to_owned(),
+                    ));
+                }
+                _ => (Workers::ONE, "default".to_owned()),
+            },
+        };
+        if workers.count == 0 || workers.index >= workers.count {
+            return Err(Error::Invalid(format!(
+                "worker index {} (from {from}) is not below the number of workers {}",
+                workers.index, workers.count
+            )));
+        }
+        Ok((workers, from))
+    }
+}
+
+/// The part manifest's file name for a worker: `manifest.part-I-of-W.json`.
+pub fn part_file_name(workers: Workers) -> String {
+    format!("manifest.part-{}-of-{}.json", workers.index, workers.count)
+}
+
+/// Whether `name` is a part manifest's file name.
+pub fn is_part_file(name: &str) -> bool {
+    name.starts_with("manifest.part-") && name.ends_with(".json")
+}
+
+/// What one worker wrote: its shards (by number) and what a merge needs to check that all
+/// parts come from the same run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartManifest {
+    /// [`PART_FORMAT`].
+    pub format: String,
+    /// This worker.
+    pub worker_index: usize,
+    /// Workers in all.
+    pub num_workers: usize,
+    /// Shards of the whole run.
+    pub shards_total: usize,
+    /// The shard file name prefix.
+    pub prefix: String,
+    /// SHA-256 of the input listing (every `.jpg`/`.jpeg` name, in order): workers that saw
+    /// different folders do not merge.
+    pub inputs_digest: String,
+    /// The number of each shard in `manifest.shards`, in the same order.
+    pub shard_numbers: Vec<u64>,
+    /// This worker's share of the final manifest: its shards, records, per-class counts,
+    /// skipped files (worker 0 also lists files skipped for their names), bytes and seconds;
+    /// the settings are the run's.
+    pub manifest: Manifest,
+}
+
+impl PartManifest {
+    /// Writes it into `dir` atomically under [`part_file_name`].
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let workers = Workers {
+            count: self.num_workers,
+            index: self.worker_index,
+        };
+        let mut text = serde_json::to_string_pretty(self).expect("a part manifest serialises");
+        text.push('\n');
+        shardfeed_record_format::atomic::write_atomic(
+            &dir.join(part_file_name(workers)),
+            text.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Reads and parses the part manifest at `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read(path).map_err(Error::io("read", path))?;
+        let bad = |message: String| Error::BadDescription {
+            file: path.to_owned(),
+            message,
+        };
+        let part: PartManifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        if part.format != PART_FORMAT {
+            return Err(bad(format!(
+                "format {:?}, expected {PART_FORMAT:?}",
+                part.format
+            )));
+        }
+        let named = part_file_name(Workers {
+            count: part.num_workers,
+            index: part.worker_index,
+        });
+        if path.file_name().is_some_and(|n| n != named.as_str()) {
+            return Err(bad(format!(
+                "it holds worker {} of {}'s part, whose file is {named}",
+                part.worker_index, part.num_workers
+            )));
+        }
+        if part.shard_numbers.len() != part.manifest.shards.len() {
+            return Err(bad(format!(
+                "{} shard numbers for {} shards",
+                part.shard_numbers.len(),
+                part.manifest.shards.len()
+            )));
+        }
+        Ok(part)
+    }
+}
+
+/// The number of the shard a file of the shard step belongs to, if `name` is one with
+/// `prefix`: `PREFIX{NN}-{COUNT}.tfrec`, its `.idx`, and their temporary files
+/// (`.PREFIX{NN}.tfrec.tmp`, …).
+pub fn shard_number_of(name: &str, prefix: &str) -> Option<u64> {
+    let name = name.strip_suffix(".tmp").map_or(name, |n| {
+        n.strip_prefix('.').unwrap_or(n) // temporary files are `.NAME.tmp`
+    });
+    let name = name.strip_suffix(".idx").unwrap_or(name);
+    let stem = name.strip_suffix(".tfrec")?.strip_prefix(prefix)?;
+    let digits = stem.split_once('-').map_or(stem, |(number, count)| {
+        if count.bytes().all(|b| b.is_ascii_digit()) && !count.is_empty() {
+            number
+        } else {
+            ""
+        }
+    });
+    if digits.len() < 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Checks the parts in `dir` (all present, from one run, their shards there with the sizes
+/// they state, no other shard and no temporary file) and writes `manifest.json`: the
+/// manifest a one-machine run would have written (the same shards, counts and skipped files;
+/// `seconds` is the slowest worker's). The parts stay, so a merge can be repeated.
+pub fn merge(dir: &Path) -> Result<Manifest> {
+    let bad = |message: String| Error::Merge {
+        folder: dir.to_owned(),
+        message,
+    };
+    let mut parts = Vec::new();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))? {
+        let name = entry
+            .map_err(Error::io("list", dir))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if is_part_file(&name) {
+            parts.push(PartManifest::read(&dir.join(&name))?);
+        }
+        names.push(name);
+    }
+    let Some(first) = parts.first().cloned() else {
+        return Err(bad(format!(
+            "no part manifests (manifest.part-I-of-W.json): run the workers first{}",
+            if names.iter().any(|n| n == MANIFEST_FILE) {
+                " (the folder has a manifest.json: it may be a one-machine run)"
+            } else {
+                ""
+            }
+        )));
+    };
+    let count = first.num_workers;
+    let counts: std::collections::BTreeSet<usize> = parts.iter().map(|p| p.num_workers).collect();
+    if counts.len() > 1 {
+        return Err(bad(format!(
+            "parts of runs with different numbers of workers ({counts:?}): remove the stale ones"
+        )));
+    }
+    let mut by_index: BTreeMap<usize, PartManifest> = BTreeMap::new();
+    for part in parts {
+        by_index.insert(part.worker_index, part);
+    }
+    let missing: Vec<usize> = (0..count).filter(|i| !by_index.contains_key(i)).collect();
+    if !missing.is_empty() {
+        return Err(bad(format!(
+            "{} of {count} parts missing: worker index {} has not finished (rerun it)",
+            missing.len(),
+            missing
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if let Some(temporary) = names.iter().find(|n| n.ends_with(".tmp")) {
+        return Err(bad(format!(
+            "{temporary} is a temporary file: a worker is still running there, or was killed (rerun it)"
+        )));
+    }
+
+    // Every part from the same run: the same settings and the same inputs.
+    let settings = |part: &PartManifest| {
+        let m = &part.manifest;
+        (
+            part.shards_total,
+            part.prefix.clone(),
+            part.inputs_digest.clone(),
+            m.classes.clone(),
+            m.target_size,
+            m.quality,
+            m.seed,
+            m.compression.clone(),
+            m.fast_decode,
+            m.source_count,
+            m.ignored_non_jpeg,
+        )
+    };
+    let reference = settings(&first);
+    for part in by_index.values() {
+        if settings(part) != reference {
+            return Err(bad(format!(
+                "{} and {} come from different runs (settings, classes or input files differ)",
+                part_file_name(Workers {
+                    count,
+                    index: first.worker_index
+                }),
+                part_file_name(Workers {
+                    count,
+                    index: part.worker_index
+                }),
+            )));
+        }
+    }
+
+    let mut shards = Vec::new();
+    let mut skipped = Vec::new();
+    let (mut bytes_in, mut seconds) = (0, 0f64);
+    for part in by_index.values() {
+        let owner = Workers {
+            count,
+            index: part.worker_index,
+        };
+        for (number, info) in part.shard_numbers.iter().zip(&part.manifest.shards) {
+            if !owner.owns(*number) {
+                return Err(bad(format!(
+                    "{} lists {} (shard {number}), which is not worker {}'s",
+                    part_file_name(owner),
+                    info.file,
+                    owner.index
+                )));
+            }
+            let path = dir.join(&info.file);
+            let bytes = std::fs::metadata(&path)
+                .map_err(|e| {
+                    bad(format!(
+                        "{} listed by {}: {e}",
+                        info.file,
+                        part_file_name(owner)
+                    ))
+                })?
+                .len();
+            if bytes != info.bytes {
+                return Err(bad(format!(
+                    "{} has {bytes} bytes, its part manifest says {}",
+                    info.file, info.bytes
+                )));
+            }
+            let index = shardfeed_record_format::Index::path_for(&path);
+            if !index.exists() {
+                return Err(bad(format!("{} has no .idx", info.file)));
+            }
+            shards.push((*number, info.clone()));
+        }
+        skipped.extend(part.manifest.skipped.iter().cloned());
+        bytes_in += part.manifest.bytes_in;
+        seconds = seconds.max(part.manifest.seconds);
+    }
+    shards.sort_by_key(|(number, _)| *number);
+    let listed: std::collections::BTreeSet<&str> =
+        shards.iter().map(|(_, s)| s.file.as_str()).collect();
+    if let Some(stray) = names
+        .iter()
+        .filter(|n| n.ends_with(".tfrec") && !n.starts_with('.'))
+        .find(|n| !listed.contains(n.as_str()))
+    {
+        return Err(bad(format!(
+            "{stray} is in the folder but in no part manifest: left from another run (remove it)"
+        )));
+    }
+    if shards.is_empty() {
+        return Err(Error::NothingUsable {
+            folder: dir.to_owned(),
+            skipped: skipped.len(),
+        });
+    }
+    let shards: Vec<_> = shards.into_iter().map(|(_, s)| s).collect();
+    let classes = first.manifest.classes.len();
+    let mut per_class = vec![0; classes];
+    for shard in &shards {
+        for (total, n) in per_class.iter_mut().zip(&shard.per_class) {
+            *total += n;
+        }
+    }
+    skipped.sort_by(|a, b| a.file.cmp(&b.file));
+    let manifest = Manifest {
+        tool: first.manifest.tool.clone(),
+        classes: first.manifest.classes.clone(),
+        records: shards.iter().map(|s| s.records).sum(),
+        bytes_out: shards.iter().map(|s| s.bytes).sum(),
+        shards,
+        per_class,
+        skipped,
+        bytes_in,
+        seconds,
+        ..first.manifest
+    };
+    manifest.write(dir)?;
+    Ok(manifest)
+}
+
+/// The files of worker `workers` in `dir` (its shards, their indexes and temporary files,
+/// its part manifest), for a rerun to replace.
+pub(crate) fn own_files(dir: &Path, prefix: &str, workers: Workers) -> Result<Vec<PathBuf>> {
+    let part = part_file_name(workers);
+    let mut own = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(Error::io("read", dir))? {
+        let name = entry
+            .map_err(Error::io("read", dir))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        let ours = name == part
+            || name == format!(".{part}.tmp")
+            || shard_number_of(&name, prefix).is_some_and(|n| workers.owns(n));
+        if ours {
+            own.push(dir.join(name));
+        }
+    }
+    Ok(own)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_numbers_come_from_every_file_the_shard_step_writes() {
+        for (name, number) in [
+            ("data03-250.tfrec", Some(3)),
+            ("data03-250.tfrec.idx", Some(3)),
+            (".data03.tfrec.tmp", Some(3)),
+            (".data03-250.tfrec.idx.tmp", Some(3)),
+            ("data123-7.tfrec", Some(123)),
+            ("data3-250.tfrec", None),
+            ("other03-250.tfrec", None),
+            ("data03-x.tfrec", None),
+            ("manifest.json", None),
+        ] {
+            assert_eq!(shard_number_of(name, "data"), number, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_environment_of_each_scheduler_gives_the_worker() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let w = |count, index| Workers { count, index };
+        let ok = |count, index, vars| Workers::resolve(count, index, env(vars)).map(|r| r.0);
+        assert_eq!(ok(None, None, &[]).unwrap(), Workers::ONE);
+        assert_eq!(
+            ok(Some(3), Some(1), &[("JOB_COMPLETION_INDEX", "2")]).unwrap(),
+            w(3, 1)
+        );
+        assert_eq!(
+            ok(Some(3), None, &[("JOB_COMPLETION_INDEX", "2")]).unwrap(),
+            w(3, 2)
+        );
+        let slurm = &[
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_MIN", "4"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ];
+        assert_eq!(ok(None, None, slurm).unwrap(), w(3, 1));
+        assert_eq!(ok(Some(3), None, slurm).unwrap(), w(3, 1));
+        assert_eq!(ok(None, Some(2), slurm).unwrap(), w(3, 2));
+        for (count, index, vars, says) in [
+            (
+                None,
+                None,
+                &[("JOB_COMPLETION_INDEX", "0")][..],
+                "JOB_COMPLETION_INDEX is set",
+            ),
+            (Some(2), None, &[][..], "no worker index"),
+            (None, Some(1), &[][..], "no number of workers"),
+            (Some(2), Some(2), &[][..], "not below"),
+            (
+                Some(2),
+                None,
+                &[("JOB_COMPLETION_INDEX", "x")][..],
+                "\"x\" is not",
+            ),
+            (
+                None,
+                None,
+                &[
+                    ("SLURM_ARRAY_TASK_ID", "9"),
+                    ("SLURM_ARRAY_TASK_COUNT", "3"),
+                ][..],
+                "not below",
+            ),
+        ] {
+            let error = Workers::resolve(count, index, env(vars))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(says), "{error}");
+        }
+    }
+
+    #[test]
+    fn more_workers_than_shards_is_refused() {
+        assert!(Workers { count: 4, index: 0 }.check(4).is_ok());
+        let error = Workers { count: 5, index: 0 }
+            .check(4)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most 4 workers"), "{error}");
+    }
+}
