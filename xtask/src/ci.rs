@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: everything CI runs, cheapest first, stopping at the first failure:
-//! fmt, tidy, clippy, tests, the `cuda` feature's type-check, the Python package (wheel, fresh
-//! venv, pytest), TensorFlow interop.
+//! fmt, tidy, clippy, the local S3 server (moto), tests, the `cuda` feature's type-check, the
+//! Python package (wheel, fresh venv, pytest), TensorFlow interop.
 
 use std::time::Instant;
 
@@ -33,9 +33,17 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "warnings",
         ]))
     })?;
+    // The S3 API server the object-storage tests start (they fail under CI without it).
+    let mut moto = None;
+    step("s3 server (moto, PyPI)", || {
+        moto = Some(crate::storage::moto_server()?);
+        Ok(())
+    })?;
+    let moto = moto.expect("set by the step");
     step("test", || {
         let mut test = cargo();
-        test.args(["test", "--workspace", "--locked"]);
+        test.args(["test", "--workspace", "--locked"])
+            .env("SHARDFEED_MOTO_SERVER", &moto);
         if args.full {
             test.args(["--", "--include-ignored"]);
             match &tensorflow {
@@ -81,7 +89,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     "tensorflow",
                 ])
                 .args(["--nocapture", "--test-threads", "1"])
-                .env("SHARDFEED_TF_PYTHON", python),
+                .env("SHARDFEED_TF_PYTHON", python)
+                .env("SHARDFEED_MOTO_SERVER", &moto),
         ),
         Err(why) => util::skipped("the TensorFlow interop check", why),
     })?;

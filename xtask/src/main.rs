@@ -19,6 +19,7 @@ mod fuzz;
 mod python;
 mod report;
 mod scale;
+mod storage;
 mod tidy;
 mod util;
 
@@ -46,6 +47,8 @@ enum Task {
     Fuzz(fuzz::Args),
     /// Builds the Python wheel (maturin, from PyPI) into target/wheels/.
     Wheel(python::Args),
+    /// Installs the local S3 API server the tests use (moto, from PyPI) into target/s3-venv.
+    S3Server,
     /// Generate a synthetic dataset: `shardfeed gen-data` (default `--out data`).
     GenData {
         /// Flags for `shardfeed gen-data` (`--n-train`, `--n-test`, `--seed`, `--classes`, `--out`).
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Task::Bench(args) => bench::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Wheel(args) => python::wheel_cmd(&args),
+        Task::S3Server => storage::moto_server().map(|path| println!("{}", path.display())),
         Task::Scale(args) => scale::run(&args),
         Task::GenData { args } => data::gen_data(&args),
         Task::Shard { args } => data::shard(&args),

@@ -44,7 +44,7 @@ fn pip(python: &Path) -> Command {
 }
 
 /// A venv under `target/` holding `packages` (made once; pip skips what is there).
-fn tools_venv(name: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
+pub fn tools_venv(name: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
     let dir = util::root().join("target").join(name);
     let python = dir.join("bin/python");
     if !python.exists() {

@@ -10,7 +10,6 @@ use serde::Serialize;
 use shardfeed_dataset::Decoded;
 use shardfeed_dataset::run::{RunInfo, validation_pipeline};
 use shardfeed_input_pipeline::Parallelism;
-use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_model::evaluate::Evaluation as Figures;
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch};
 
@@ -56,19 +55,25 @@ pub fn classify_validation(
     if files.is_empty() {
         bail!("the run has no validation files (it was trained with --val-split 0?)");
     }
-    if let Some(missing) = files.iter().find(|f| !f.exists()) {
+    if let Some(missing) = files
+        .iter()
+        .find(|f| !shardfeed_dataset::remote::is_remote(f) && !f.exists())
+    {
         bail!(
             "{} is not there (the run's validation files were moved?): pass --shards DIR with the folder that holds them now",
             missing.display()
         );
     }
-    let source = TfRecordSource::open(&files, ReaderOptions::compression(info.compression()?))
-        .with_context(|| {
-            format!(
-                "cannot open the validation files of {}",
-                settings.model.display()
-            )
-        })?;
+    let source = shardfeed_dataset::remote::open_source(
+        &files,
+        ReaderOptions::compression(info.compression()?),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the validation files of {}",
+            settings.model.display()
+        )
+    })?;
     let pipeline = validation_pipeline(source, settings.batch, settings.jobs);
     let size = classifier.card().image_size();
     // The batch being scored, and the index of its first record: `evaluate` pulls a batch

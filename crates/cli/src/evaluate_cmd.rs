@@ -14,8 +14,9 @@ pub struct Args {
     /// The run folder written by `shardfeed train`.
     #[arg(long, default_value = "runs/latest", value_parser = crate::paths::local())]
     model: PathBuf,
-    /// Read the run's validation files from this folder (default: where training read them).
-    #[arg(long, value_parser = crate::paths::local())]
+    /// Read the run's validation files from this folder (default: where training read them;
+    /// local, or s3://, gs://, az://, http(s)://).
+    #[arg(long, value_parser = crate::paths::location())]
     shards: Option<PathBuf>,
     #[command(flatten)]
     run: ModelRunArgs,

@@ -14,7 +14,7 @@ use shardfeed_record_format::{Compression, ReaderOptions};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// TFRecord files, or directories whose `*.tfrec` files are inspected.
-    #[arg(required = true, value_name = "FILE", value_parser = crate::paths::local())]
+    #[arg(required = true, value_name = "FILE", value_parser = crate::paths::location())]
     paths: Vec<PathBuf>,
     /// How the files are compressed (never guessed from the name; default: what the
     /// `manifest.json` beside a file says, else none).
@@ -29,7 +29,11 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    for dir in args.paths.iter().filter(|p| p.is_dir()) {
+    let folders = args.paths.iter().filter(|p| {
+        p.is_dir()
+            || (shardfeed_dataset::remote::is_remote(p) && !p.to_string_lossy().ends_with(".tfrec"))
+    });
+    for dir in folders {
         for warning in shardfeed_dataset::folder_warnings(dir) {
             eprintln!("shardfeed: warning: {warning}");
         }
@@ -97,9 +101,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
-        let metadata =
-            fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if !metadata.is_dir() {
+        // An object-storage URL ending in .tfrec is a file; any other, a folder.
+        let is_dir = if shardfeed_dataset::remote::is_remote(path) {
+            !path.to_string_lossy().ends_with(".tfrec")
+        } else {
+            fs::metadata(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .is_dir()
+        };
+        if !is_dir {
             files.push(path.clone());
             continue;
         }

@@ -20,11 +20,11 @@ use shardfeed_record_format::Compression;
 /// Flags of `shardfeed shard`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The folder of LABEL.ID.jpg files.
-    #[arg(value_parser = crate::paths::local())]
+    /// The folder of LABEL.ID.jpg files (local, or s3://, gs://, az://, http(s)://).
+    #[arg(value_parser = crate::paths::location())]
     input: PathBuf,
-    /// The output folder.
-    #[arg(long, default_value = "shards", value_parser = crate::paths::local())]
+    /// The output folder (local, or s3://, gs://, az://).
+    #[arg(long, default_value = "shards", value_parser = crate::paths::location())]
     out: PathBuf,
     /// Number of shards, 1–10000.
     #[arg(long, default_value_t = 16, value_parser = crate::ranges::usize_in(1, 10_000))]
@@ -80,8 +80,8 @@ pub struct Args {
 /// Flags of `shardfeed shard-merge`.
 #[derive(Debug, clap::Args)]
 pub struct MergeArgs {
-    /// The output folder the workers wrote into.
-    #[arg(value_parser = crate::paths::local())]
+    /// The output folder the workers wrote into (local, or s3://, gs://, az://).
+    #[arg(value_parser = crate::paths::location())]
     out: PathBuf,
 }
 

@@ -12,8 +12,8 @@ use shardfeed_record_format::Compression;
 /// Flags of `shardfeed stream`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The shard folder.
-    #[arg(value_parser = crate::paths::local())]
+    /// The shard folder (local, or s3://, gs://, az://, http(s)://).
+    #[arg(value_parser = crate::paths::location())]
     shards: PathBuf,
     /// Passes over the data, 1–1000000.
     #[arg(long, default_value_t = 3, value_parser = crate::ranges::u64_in(1, 1_000_000))]

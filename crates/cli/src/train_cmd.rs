@@ -20,8 +20,8 @@ use shardfeed_record_format::Compression;
 /// Flags of `shardfeed train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The shard folder.
-    #[arg(value_parser = crate::paths::local())]
+    /// The shard folder (local, or s3://, gs://, az://, http(s)://).
+    #[arg(value_parser = crate::paths::location())]
     shards: PathBuf,
     /// Epochs, 1–100000 (default 10; in all: a resumed run continues up to its own count
     /// unless this is given).

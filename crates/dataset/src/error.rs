@@ -68,11 +68,14 @@ pub enum Error {
     /// The output folder holds files, and replacing them was not asked for.
     #[error("{0} is not empty")]
     OutputNotEmpty(PathBuf),
-    /// A URL where a local path is needed: object storage is not supported yet.
-    #[error(
-        "{0}: URLs (s3://, gs://, az://, http://) are not supported yet; give a local path (or file:///PATH)"
-    )]
-    UnsupportedUrl(String),
+    /// A URL where a local path is needed, or of a scheme that is not supported.
+    #[error("{url}: {reason}")]
+    UnsupportedUrl {
+        /// The URL.
+        url: String,
+        /// Why it cannot be used here.
+        reason: String,
+    },
     /// Parts of a distributed shard run that do not make a whole (missing, stale, from
     /// different runs), found by [`crate::workers::merge`].
     #[error("cannot merge the parts in {folder}: {message}")]
@@ -136,6 +139,9 @@ pub enum Error {
     /// A saved loader state that does not belong to this loader.
     #[error("cannot resume from this state: {0}")]
     BadLoaderState(String),
+    /// Object storage (names the URL).
+    #[error(transparent)]
+    Storage(#[from] shardfeed_storage::Error),
     /// The TFRecord layer: names the file, record and byte offset.
     #[error(transparent)]
     Record(#[from] shardfeed_record_format::Error),

@@ -83,8 +83,17 @@ pub struct Problem {
 /// Reads every record of `path`: counts, the first record's features, the `class` values, the
 /// first problem with its record and offset, and whether the `.idx` beside it matches.
 pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
-    let bytes = fs::metadata(path).map_err(Error::io("read", path))?.len();
-    let mut reader = RecordReader::open(path, options)?;
+    let (bytes, source): (u64, Box<dyn std::io::Read + Send>) = if crate::remote::is_remote(path) {
+        (
+            crate::remote::size(path)?,
+            Box::new(crate::remote::sequential(path)?),
+        )
+    } else {
+        let file = fs::File::open(path).map_err(Error::io("read", path))?;
+        let bytes = file.metadata().map_err(Error::io("read", path))?.len();
+        (bytes, Box::new(file))
+    };
+    let mut reader = RecordReader::new(source, options).with_file_name(path);
     let mut report = Report {
         path: path.to_path_buf(),
         records: 0,
@@ -173,10 +182,25 @@ fn summarise_example(payload: &[u8], report: &mut Report) -> shardfeed_record_fo
 
 fn compare_index(path: &Path, entries: &[IndexEntry]) -> IndexStatus {
     let index_path = Index::path_for(path);
-    if !index_path.exists() {
+    let read = if crate::remote::is_remote(path) {
+        match crate::remote::read_if_exists(&index_path) {
+            Ok(None) => return IndexStatus::Missing,
+            Ok(Some(bytes)) => Index::parse(
+                &String::from_utf8_lossy(&bytes),
+                &shardfeed_record_format::FileName::new(&index_path),
+            ),
+            Err(error) => {
+                return IndexStatus::Stale {
+                    reason: error.to_string(),
+                };
+            }
+        }
+    } else if !index_path.exists() {
         return IndexStatus::Missing;
-    }
-    match Index::read(&index_path) {
+    } else {
+        Index::read(&index_path)
+    };
+    match read {
         Err(error) => IndexStatus::Stale {
             reason: error.to_string(),
         },

@@ -144,6 +144,11 @@ impl Manifest {
     /// The manifest of the shard folder `dir`, if it has one.
     pub fn read_folder(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(MANIFEST_FILE);
+        if crate::remote::is_remote(dir) {
+            return crate::remote::read_if_exists(&path)?
+                .map(|text| Manifest::parse(&text, &path))
+                .transpose();
+        }
         if path.exists() {
             Manifest::read(&path).map(Some)
         } else {
@@ -153,10 +158,15 @@ impl Manifest {
 
     /// Writes `dir/manifest.json` atomically (pretty JSON and a newline).
     pub fn write(&self, dir: &Path) -> Result<()> {
+        shardfeed_record_format::atomic::write_atomic(&dir.join(MANIFEST_FILE), &self.to_json())?;
+        Ok(())
+    }
+
+    /// The manifest as written: pretty JSON and a newline.
+    pub fn to_json(&self) -> Vec<u8> {
         let mut text = serde_json::to_string_pretty(self).expect("a manifest serialises");
         text.push('\n');
-        shardfeed_record_format::atomic::write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes())?;
-        Ok(())
+        text.into_bytes()
     }
 
     /// The record count the manifest gives for shard file `name`.
@@ -171,6 +181,9 @@ impl Manifest {
 /// The `.tfrec` files of the shard folder `dir`, sorted by name (the one discovery of
 /// shards: every reader of a folder uses it).
 pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
+    if crate::remote::is_remote(dir) {
+        return crate::remote::find_shards(dir);
+    }
     Ok(shardfeed_input_pipeline::tfrecord::TfRecordSource::find(
         dir,
     )?)
@@ -180,12 +193,19 @@ pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
 /// a shard run left behind (it was killed), and shards without a `manifest.json` (a run that
 /// did not finish, or shards another tool wrote: class names then come from the records).
 pub fn folder_warnings(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+    let names: Vec<String> = if crate::remote::is_remote(dir) {
+        match crate::remote::list(dir) {
+            Ok(objects) => objects.into_iter().map(|o| o.name).collect(),
+            Err(_) => return Vec::new(),
+        }
+    } else {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect()
     };
-    let names: Vec<String> = entries
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect();
     let mut warnings = Vec::new();
     let temporary: Vec<&String> = names.iter().filter(|n| n.ends_with(".tmp")).collect();
     if let Some(first) = temporary.first() {
@@ -237,11 +257,52 @@ pub fn is_dataset_file(name: &str) -> bool {
 /// assert_eq!(local_path("./s3:/x".as_ref()).unwrap(), PathBuf::from("./s3:/x"));
 /// ```
 pub fn local_path(text: &std::ffi::OsStr) -> Result<PathBuf> {
+    match classify(text) {
+        Classified::Path(path) => Ok(path),
+        Classified::Url(url) => Err(Error::UnsupportedUrl {
+            url,
+            reason: "a local path is needed here (object storage URLs are taken where shards or source images are read or written)".to_owned(),
+        }),
+    }
+}
+
+/// A path argument where object storage is supported: a local path (`file://PATH` too), or
+/// an `s3://`, `gs://`, `az://`/`abfs(s)://` or `http(s)://` URL, kept as written in the
+/// `PathBuf` (see [`crate::remote`]); another scheme is refused.
+///
+/// ```
+/// use std::path::PathBuf;
+/// use shardfeed_dataset::layout::location;
+///
+/// assert_eq!(location("s3://bucket/x".as_ref()).unwrap(), PathBuf::from("s3://bucket/x"));
+/// assert_eq!(location("file:///data/x".as_ref()).unwrap(), PathBuf::from("/data/x"));
+/// assert!(location("ftp://host/x".as_ref()).unwrap_err().to_string().contains("not supported"));
+/// ```
+pub fn location(text: &std::ffi::OsStr) -> Result<PathBuf> {
+    match classify(text) {
+        Classified::Path(path) => Ok(path),
+        Classified::Url(url) if shardfeed_storage::is_remote_url(&url) => Ok(PathBuf::from(url)),
+        Classified::Url(url) => Err(Error::UnsupportedUrl {
+            reason: format!(
+                "the scheme {}:// is not supported (s3://, gs://, az://, abfs://, http(s):// and file:// are)",
+                url.split("://").next().unwrap_or_default()
+            ),
+            url,
+        }),
+    }
+}
+
+enum Classified {
+    Path(PathBuf),
+    Url(String),
+}
+
+fn classify(text: &std::ffi::OsStr) -> Classified {
     let Some(utf8) = text.to_str() else {
-        return Ok(PathBuf::from(text));
+        return Classified::Path(PathBuf::from(text));
     };
     let Some((scheme, rest)) = utf8.split_once("://") else {
-        return Ok(PathBuf::from(text));
+        return Classified::Path(PathBuf::from(text));
     };
     let is_scheme = scheme
         .chars()
@@ -251,16 +312,16 @@ pub fn local_path(text: &std::ffi::OsStr) -> Result<PathBuf> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     if !is_scheme {
-        return Ok(PathBuf::from(text));
+        return Classified::Path(PathBuf::from(text));
     }
     if scheme.eq_ignore_ascii_case("file") {
         // file:///abs/path (empty host) or file://localhost/abs/path.
         let path = rest.strip_prefix("localhost").unwrap_or(rest);
         if path.starts_with('/') {
-            return Ok(PathBuf::from(path));
+            return Classified::Path(PathBuf::from(path));
         }
     }
-    Err(Error::UnsupportedUrl(utf8.to_owned()))
+    Classified::Url(utf8.to_owned())
 }
 
 #[cfg(test)]

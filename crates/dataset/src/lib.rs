@@ -17,6 +17,8 @@
 //!   share of each epoch, numpy-ready buffers, exact resume, damaged records skipped or raised.
 //! - [`workers`]: one shard run split across machines (`W` workers, each its own shards and
 //!   a part manifest) and the [`workers::merge`] that makes the whole.
+//! - [`remote`]: shard folders in object storage (`s3://`, `gs://`, `az://`, `http(s)://`)
+//!   behind the same calls: listing, manifest, `.idx`, ranged reads.
 //! - [`images`]: JPEG files prepared as a model's input (for prediction).
 //! - [`synthetic`]: a deterministic synthetic labelled folder, for trying things out.
 //!
@@ -50,6 +52,7 @@ pub mod inspect;
 pub mod label;
 pub mod layout;
 pub mod loader;
+pub mod remote;
 pub mod run;
 mod shard;
 pub mod stream;

@@ -300,7 +300,8 @@ impl Loader {
                 }
             )));
         }
-        let source = TfRecordSource::open(&files, ReaderOptions::compression(config.compression))?;
+        let source =
+            crate::remote::open_source(&files, ReaderOptions::compression(config.compression))?;
         let counts: Arc<[u64]> = source.counts().into();
         let records: u64 = counts.iter().sum();
         let step = (config.batch_size * config.world_size) as u64;

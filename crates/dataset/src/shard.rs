@@ -21,15 +21,20 @@ use shardfeed_input_pipeline::{
 };
 use shardfeed_record_format::{Compression, FileWriter, ImageExample};
 
+use crate::MANIFEST_FILE;
 use crate::label::{Classes, is_jpeg_name, label_of};
 use crate::layout::{
     Manifest, ShardInfo, Skipped, is_dataset_file, provisional_shard_name, shard_file_name,
 };
+use crate::remote::Folder;
 use crate::workers::{PartManifest, Workers};
 use crate::{Error, Result};
 
 /// Files larger than this are skipped unread (a JPEG source is KBs to a few MBs).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// Staging folders made by this process (their names must differ).
+static STAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The random stream of the file-order shuffle.
 const ORDER_STREAM: u64 = 7;
@@ -169,14 +174,16 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
     let shard_of =
         |position: u64| workers.index as u64 + workers.count as u64 * (position / per_shard);
     let inputs: Arc<[Input]> = inputs.into();
+    let folder = Folder::at(&config.out)?;
+    folder.create()?;
     if workers.is_split() {
-        prepare_worker_output(config)?;
+        prepare_worker_output(&folder, config)?;
     } else {
-        prepare_output(&config.out, config.overwrite)?;
+        prepare_output(&folder, config.overwrite)?;
     }
 
     let total = inputs.len() as u64;
-    let mut writer = ShardWriter::new(config, classes.len());
+    let mut writer = ShardWriter::new(config, folder, classes.len())?;
     let pipeline = prepare_pipeline(config, Arc::clone(&inputs));
     let mut bytes_in = 0u64;
     let stopped = || {
@@ -269,15 +276,33 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
                 shard_numbers,
                 manifest: manifest.clone(),
             };
-            writer.or_abandon(|_| part.write(&config.out))?;
+            let name = crate::workers::part_file_name(workers);
+            writer.or_abandon(|w| w.folder.write(&name, part.to_json()))?;
         }
-        None => writer.or_abandon(|_| manifest.write(&config.out))?,
+        None => writer.or_abandon(|w| w.folder.write(MANIFEST_FILE, manifest.to_json()))?,
     }
+    writer.remove_stage();
     Ok(manifest)
 }
 
 /// The `.jpg`/`.jpeg` files of `dir` in name order, and how many other files it holds.
 fn list_jpegs(dir: &Path) -> Result<(Vec<PathBuf>, u64)> {
+    if crate::remote::is_remote(dir) {
+        let url = dir.to_string_lossy().trim_end_matches('/').to_owned();
+        let (mut jpegs, mut ignored) = (Vec::new(), 0);
+        for object in crate::remote::list(dir)? {
+            let path = PathBuf::from(format!("{url}/{}", object.name));
+            if is_jpeg_name(&path) {
+                jpegs.push(path);
+            } else {
+                ignored += 1;
+            }
+        }
+        if jpegs.is_empty() {
+            return Err(Error::NoJpegs(dir.to_owned()));
+        }
+        return Ok((jpegs, ignored));
+    }
     let entries = std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))?;
     let mut jpegs = Vec::new();
     let mut ignored = 0;
@@ -352,29 +377,23 @@ fn label_inputs(
     Ok((inputs, classes))
 }
 
-/// Creates `out`, or checks it holds no file (or, with `overwrite`, that it holds only a
-/// dataset's files, which are removed).
-fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(Error::io("create", out))?;
+/// Checks `out` holds no file (or, with `overwrite`, that it holds only a dataset's files,
+/// which are removed).
+fn prepare_output(out: &Folder, overwrite: bool) -> Result<()> {
     let mut ours = Vec::new();
     let mut others = 0;
-    for entry in std::fs::read_dir(out).map_err(Error::io("read", out))? {
-        let path = entry.map_err(Error::io("read", out))?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    for (name, _) in out.list()? {
         if is_dataset_file(&name) {
-            ours.push(path);
+            ours.push(name);
         } else {
             others += 1;
         }
     }
     if !overwrite && (!ours.is_empty() || others > 0) {
-        return Err(Error::OutputNotEmpty(out.to_owned()));
+        return Err(Error::OutputNotEmpty(out.name()));
     }
-    for path in ours {
-        std::fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+    for name in ours {
+        out.remove(&name)?;
     }
     Ok(())
 }
@@ -383,35 +402,20 @@ fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
 /// writing beside it), this worker's own files from an earlier try are removed (a rerun
 /// replaces them), and so is `manifest.json` (the set is not whole until merged again).
 /// Anything else in the folder, or a one-machine run's shards, needs `overwrite`.
-fn prepare_worker_output(config: &ShardConfig) -> Result<()> {
-    let out = &config.out;
-    std::fs::create_dir_all(out).map_err(Error::io("create", out))?;
-    let mut others = 0;
-    let (mut manifest, mut parts) = (false, false);
-    for entry in std::fs::read_dir(out).map_err(Error::io("read", out))? {
-        let name = entry
-            .map_err(Error::io("read", out))?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if name == crate::MANIFEST_FILE {
-            manifest = true;
-        } else if crate::workers::is_part_file(&name) {
-            parts = true;
-        } else if !is_dataset_file(&name) {
-            others += 1;
-        }
+fn prepare_worker_output(out: &Folder, config: &ShardConfig) -> Result<()> {
+    let names: Vec<String> = out.list()?.into_iter().map(|(name, _)| name).collect();
+    let manifest = names.iter().any(|n| n == MANIFEST_FILE);
+    let parts = names.iter().any(|n| crate::workers::is_part_file(n));
+    let others = names.iter().filter(|n| !is_dataset_file(n)).count();
+    if !config.overwrite && (others > 0 || (manifest && !parts)) {
+        return Err(Error::OutputNotEmpty(out.name()));
     }
-    let one_machine_set = manifest && !parts;
-    if !config.overwrite && (others > 0 || one_machine_set) {
-        return Err(Error::OutputNotEmpty(out.to_owned()));
-    }
-    let mut remove = crate::workers::own_files(out, &config.prefix, config.workers)?;
+    let mut remove = crate::workers::own_files(&names, &config.prefix, config.workers);
     if manifest {
-        remove.push(out.join(crate::MANIFEST_FILE));
+        remove.push(MANIFEST_FILE.to_owned());
     }
-    for path in remove {
-        std::fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+    for name in remove {
+        out.remove(&name)?;
     }
     Ok(())
 }
@@ -431,15 +435,7 @@ fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prep
         move || Preparer::new(size, quality, decode),
         move |preparer: &mut Preparer, address: Address| -> Result<Prepared, BoxError> {
             let input = &inputs[address.index as usize];
-            let size = std::fs::metadata(&input.path)
-                .map_err(|e| format!("cannot read: {e}"))?
-                .len();
-            if size > MAX_FILE_BYTES {
-                return Err(
-                    format!("file of {size} bytes exceeds the limit of {MAX_FILE_BYTES}").into(),
-                );
-            }
-            let source = std::fs::read(&input.path).map_err(|e| format!("cannot read: {e}"))?;
+            let source = read_source(&input.path)?;
             let image = preparer.prepare(&source)?;
             let record = ImageExample {
                 image,
@@ -457,6 +453,27 @@ fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prep
     .chunk(4)
 }
 
+/// A source file's bytes (local, or an object), refused unread above [`MAX_FILE_BYTES`].
+fn read_source(path: &Path) -> Result<Vec<u8>, String> {
+    let too_big = |size: u64| format!("file of {size} bytes exceeds the limit of {MAX_FILE_BYTES}");
+    if crate::remote::is_remote(path) {
+        let size = crate::remote::size(path).map_err(|e| format!("cannot read: {e}"))?;
+        if size > MAX_FILE_BYTES {
+            return Err(too_big(size));
+        }
+        return crate::remote::read_if_exists(path)
+            .map_err(|e| format!("cannot read: {e}"))?
+            .ok_or_else(|| "cannot read: the object is gone".to_owned());
+    }
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(too_big(size));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+}
+
 /// The reason of a failed item: the preparer's own message.
 fn skip_reason(error: PipelineError) -> String {
     match error {
@@ -467,7 +484,12 @@ fn skip_reason(error: PipelineError) -> String {
 
 /// Writes shards one after the other, each under its final name once complete.
 struct ShardWriter {
+    /// Where the shards go.
+    folder: Folder,
+    /// Where they are written: the folder itself, or (object storage) a local staging folder
+    /// each shard is uploaded from, then removed.
     out: PathBuf,
+    staged: bool,
     prefix: String,
     compression: Compression,
     classes: usize,
@@ -476,14 +498,35 @@ struct ShardWriter {
 }
 
 impl ShardWriter {
-    fn new(config: &ShardConfig, classes: usize) -> Self {
-        ShardWriter {
-            out: config.out.clone(),
+    fn new(config: &ShardConfig, folder: Folder, classes: usize) -> Result<Self> {
+        let (out, staged) = match &folder {
+            Folder::Local(dir) => (dir.clone(), false),
+            Folder::Remote(_) => {
+                let stage = std::env::temp_dir().join(format!(
+                    "shardfeed-stage-{}-{}",
+                    std::process::id(),
+                    STAGES.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&stage).map_err(Error::io("create", &stage))?;
+                (stage, true)
+            }
+        };
+        Ok(ShardWriter {
+            folder,
+            out,
+            staged,
             prefix: config.prefix.clone(),
             compression: config.compression,
             classes,
             current: None,
             written: Vec::new(),
+        })
+    }
+
+    /// Removes the staging folder (object storage), once everything is uploaded.
+    fn remove_stage(&self) {
+        if self.staged {
+            let _ = std::fs::remove_dir_all(&self.out);
         }
     }
 
@@ -520,6 +563,26 @@ impl ShardWriter {
         let bytes = std::fs::metadata(&path)
             .map_err(Error::io("read", &path))?
             .len();
+        if let Folder::Remote(store) = &self.folder {
+            // The shard first (multipart: it appears only once whole), then its index.
+            let index = shardfeed_record_format::Index::path_for(&path);
+            let index_name = format!("{file}.idx");
+            let uploaded = store.upload(&file, &path).and_then(|()| {
+                store.put(
+                    &index_name,
+                    std::fs::read(&index).map_err(|source| shardfeed_storage::Error::Local {
+                        path: index.clone(),
+                        source,
+                    })?,
+                )
+            });
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(&index);
+            if let Err(error) = uploaded {
+                let _ = store.delete(&file);
+                return Err(error.into());
+            }
+        }
         self.written.push((
             shard,
             ShardInfo {
@@ -554,10 +617,10 @@ impl ShardWriter {
         self.current = None; // the writer removes its temporary file
         let removed = self.written.len();
         for (_, shard) in self.written.drain(..) {
-            let path = self.out.join(&shard.file);
-            let _ = std::fs::remove_file(shardfeed_record_format::Index::path_for(&path));
-            let _ = std::fs::remove_file(path);
+            let _ = self.folder.remove(&format!("{}.idx", shard.file));
+            let _ = self.folder.remove(&shard.file);
         }
+        self.remove_stage();
         removed
     }
 }

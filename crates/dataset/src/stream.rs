@@ -147,10 +147,7 @@ pub fn open_shards(dir: &Path, compression: Compression) -> Result<TfRecordSourc
     if files.is_empty() {
         return Err(Error::NoShards(dir.to_owned()));
     }
-    Ok(TfRecordSource::open(
-        &files,
-        ReaderOptions::compression(compression),
-    )?)
+    crate::remote::open_source(&files, ReaderOptions::compression(compression))
 }
 
 /// The tutorial's order: shuffled files, interleave 16, shuffle buffer 2048, `repeat`.

@@ -33,11 +33,12 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{MANIFEST_FILE, Manifest};
+use crate::remote::Folder;
 use crate::{Error, Result};
 
 /// The format name written into every part manifest.
@@ -220,29 +221,21 @@ pub struct PartManifest {
 }
 
 impl PartManifest {
-    /// Writes it into `dir` atomically under [`part_file_name`].
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let workers = Workers {
-            count: self.num_workers,
-            index: self.worker_index,
-        };
+    /// The part manifest as written: pretty JSON and a newline.
+    pub fn to_json(&self) -> Vec<u8> {
         let mut text = serde_json::to_string_pretty(self).expect("a part manifest serialises");
         text.push('\n');
-        shardfeed_record_format::atomic::write_atomic(
-            &dir.join(part_file_name(workers)),
-            text.as_bytes(),
-        )?;
-        Ok(())
+        text.into_bytes()
     }
 
-    /// Reads and parses the part manifest at `path`.
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read(path).map_err(Error::io("read", path))?;
+    /// Parses the part manifest `text`, read from `path` (named in errors; its file name must
+    /// be the part's own).
+    pub fn parse(text: &[u8], path: &Path) -> Result<Self> {
         let bad = |message: String| Error::BadDescription {
             file: path.to_owned(),
             message,
         };
-        let part: PartManifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        let part: PartManifest = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
         if part.format != PART_FORMAT {
             return Err(bad(format!(
                 "format {:?}, expected {PART_FORMAT:?}",
@@ -301,18 +294,12 @@ pub fn merge(dir: &Path) -> Result<Manifest> {
         folder: dir.to_owned(),
         message,
     };
+    let folder = Folder::at(dir)?;
+    let listing: BTreeMap<String, u64> = folder.list()?.into_iter().collect();
+    let names: Vec<String> = listing.keys().cloned().collect();
     let mut parts = Vec::new();
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))? {
-        let name = entry
-            .map_err(Error::io("list", dir))?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        if is_part_file(&name) {
-            parts.push(PartManifest::read(&dir.join(&name))?);
-        }
-        names.push(name);
+    for name in names.iter().filter(|n| is_part_file(n)) {
+        parts.push(PartManifest::parse(&folder.read(name)?, &dir.join(name))?);
     }
     let Some(first) = parts.first().cloned() else {
         return Err(bad(format!(
@@ -404,24 +391,20 @@ pub fn merge(dir: &Path) -> Result<Manifest> {
                     owner.index
                 )));
             }
-            let path = dir.join(&info.file);
-            let bytes = std::fs::metadata(&path)
-                .map_err(|e| {
-                    bad(format!(
-                        "{} listed by {}: {e}",
-                        info.file,
-                        part_file_name(owner)
-                    ))
-                })?
-                .len();
+            let Some(&bytes) = listing.get(&info.file) else {
+                return Err(bad(format!(
+                    "{} listed by {} is not in the folder",
+                    info.file,
+                    part_file_name(owner)
+                )));
+            };
             if bytes != info.bytes {
                 return Err(bad(format!(
                     "{} has {bytes} bytes, its part manifest says {}",
                     info.file, info.bytes
                 )));
             }
-            let index = shardfeed_record_format::Index::path_for(&path);
-            if !index.exists() {
+            if !listing.contains_key(&format!("{}.idx", info.file)) {
                 return Err(bad(format!("{} has no .idx", info.file)));
             }
             shards.push((*number, info.clone()));
@@ -469,29 +452,23 @@ pub fn merge(dir: &Path) -> Result<Manifest> {
         seconds,
         ..first.manifest
     };
-    manifest.write(dir)?;
+    folder.write(MANIFEST_FILE, manifest.to_json())?;
     Ok(manifest)
 }
 
-/// The files of worker `workers` in `dir` (its shards, their indexes and temporary files,
-/// its part manifest), for a rerun to replace.
-pub(crate) fn own_files(dir: &Path, prefix: &str, workers: Workers) -> Result<Vec<PathBuf>> {
+/// The files of worker `workers` among a folder's `names` (its shards, their indexes and
+/// temporary files, its part manifest), for a rerun to replace.
+pub(crate) fn own_files(names: &[String], prefix: &str, workers: Workers) -> Vec<String> {
     let part = part_file_name(workers);
-    let mut own = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(Error::io("read", dir))? {
-        let name = entry
-            .map_err(Error::io("read", dir))?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        let ours = name == part
-            || name == format!(".{part}.tmp")
-            || shard_number_of(&name, prefix).is_some_and(|n| workers.owns(n));
-        if ours {
-            own.push(dir.join(name));
-        }
-    }
-    Ok(own)
+    names
+        .iter()
+        .filter(|name| {
+            **name == part
+                || **name == format!(".{part}.tmp")
+                || shard_number_of(name, prefix).is_some_and(|n| workers.owns(n))
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

@@ -148,6 +148,34 @@ impl TfRecordSource {
         Ok(TfRecordSource { files: infos, data })
     }
 
+    /// Files the caller opened itself (objects in object storage, read through a
+    /// [`shardfeed_record_format::RandomRead`]), each with its index: the same count check
+    /// against the name as [`TfRecordSource::open`]. Uncompressed files only.
+    pub fn from_indexed(files: Vec<(PathBuf, IndexedFile)>) -> Result<Self> {
+        let mut infos = Vec::with_capacity(files.len());
+        let mut data = Vec::with_capacity(files.len());
+        for (path, file) in files {
+            let records = file.len() as u64;
+            if let Some(named) = count_in_name(&path)
+                && named != records
+            {
+                return Err(RecordError::CountMismatch {
+                    file: FileName::new(&path),
+                    named,
+                    found: records,
+                }
+                .into());
+            }
+            infos.push(TfRecordFile {
+                path,
+                records,
+                counted_by: CountSource::IndexFile,
+            });
+            data.push(FileData::Plain(file));
+        }
+        Ok(TfRecordSource { files: infos, data })
+    }
+
     /// The files, in the order given.
     pub fn files(&self) -> &[TfRecordFile] {
         &self.files

@@ -72,7 +72,7 @@ fn to_py(py: Python<'_>, error: Error) -> PyErr {
         | Error::BadLoaderState(_)
         | Error::InvalidClasses(_)
         | Error::TooFewRecords { .. }
-        | Error::UnsupportedUrl(_) => PyValueError::new_err(error.to_string()),
+        | Error::UnsupportedUrl { .. } => PyValueError::new_err(error.to_string()),
         other => ShardfeedError::new_err(other.to_string()),
     }
 }
@@ -158,7 +158,7 @@ fn shard(
             "size and shards must be at least 1 and quality in 1..=100",
         ));
     }
-    let (src, out) = (local(py, &src)?, local(py, &out)?);
+    let (src, out) = (location(py, &src)?, location(py, &out)?);
     let (workers, _) = Workers::resolve(num_workers, worker_index, |name| std::env::var(name).ok())
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let classes = classes
@@ -214,7 +214,7 @@ fn shard(
 /// folder is then the one a single `shard()` call writes, shard for shard, byte for byte.
 #[pyfunction]
 fn shard_merge(py: Python<'_>, out: PathBuf) -> PyResult<ShardReport> {
-    let out = local(py, &out)?;
+    let out = location(py, &out)?;
     let manifest = py
         .detach(|| shardfeed_dataset::workers::merge(&out))
         .map_err(|e| to_py(py, e))?;
@@ -244,6 +244,12 @@ fn local(py: Python<'_>, path: &Path) -> PyResult<PathBuf> {
     shardfeed_dataset::layout::local_path(path.as_os_str()).map_err(|e| to_py(py, e))
 }
 
+/// A path argument where object storage is supported: a local path, `file:///PATH`, or an
+/// `s3://`, `gs://`, `az://`, `http(s)://` URL; another scheme a `ValueError`.
+fn location(py: Python<'_>, path: &Path) -> PyResult<PathBuf> {
+    shardfeed_dataset::layout::location(path.as_os_str()).map_err(|e| to_py(py, e))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -264,9 +270,24 @@ fn resolve(
     let mut recorded = None;
     for item in items {
         let path: PathBuf = item.extract()?;
-        let path = local(py, &path)?;
+        let path = location(py, &path)?;
         let text = path.to_string_lossy();
-        if text.contains(['*', '?', '[']) {
+        let remote = shardfeed_dataset::remote::is_remote(&path);
+        if remote && text.ends_with(".tfrec") {
+            files.push(path.clone());
+        } else if remote {
+            let found = py.detach(|| find_shards(&path)).map_err(|e| to_py(py, e))?;
+            if found.is_empty() {
+                return Err(PyFileNotFoundError::new_err(format!(
+                    "no .tfrec files in {}",
+                    path.display()
+                )));
+            }
+            if let Ok(Some(manifest)) = py.detach(|| Manifest::read_folder(&path)) {
+                recorded = manifest.compression.parse::<Compression>().ok();
+            }
+            files.extend(found);
+        } else if text.contains(['*', '?', '[']) {
             let matched: Vec<PathBuf> = py
                 .import("glob")?
                 .call_method1("glob", (text.as_ref(),))?
@@ -757,7 +778,7 @@ fn inspect<'py>(
 /// The records of one TFRecord file as `(jpeg_bytes, class)`, both CRCs checked.
 #[pyclass(module = "shardfeed._native", frozen)]
 struct RecordIter {
-    reader: Mutex<RecordReader<std::fs::File>>,
+    reader: Mutex<RecordReader<Box<dyn std::io::Read + Send>>>,
     path: PathBuf,
 }
 
@@ -803,7 +824,7 @@ impl RecordIter {
 #[pyfunction]
 #[pyo3(signature = (path, *, compression=None))]
 fn records(py: Python<'_>, path: PathBuf, compression: Option<String>) -> PyResult<RecordIter> {
-    let path = local(py, &path)?;
+    let path = location(py, &path)?;
     let recorded = path
         .parent()
         .and_then(|dir| Manifest::read_folder(dir).ok().flatten())
@@ -811,8 +832,9 @@ fn records(py: Python<'_>, path: PathBuf, compression: Option<String>) -> PyResu
     let compression = parse_compression(compression.as_deref())?
         .or(recorded)
         .unwrap_or(Compression::None);
-    let reader = RecordReader::open(&path, ReaderOptions::compression(compression))
-        .map_err(|e| to_py(py, e.into()))?;
+    let source = shardfeed_dataset::remote::open_read(&path).map_err(|e| to_py(py, e))?;
+    let reader =
+        RecordReader::new(source, ReaderOptions::compression(compression)).with_file_name(&path);
     Ok(RecordIter {
         reader: Mutex::new(reader),
         path,
@@ -842,6 +864,7 @@ fn synthetic(
         classes: classes.unwrap_or(defaults.classes),
         sides: (min_side.min(max_side), max_side.max(min_side)),
     };
+    let out = local(py, &out)?;
     py.detach(|| shardfeed_dataset::synthetic::generate(&out, &config))
         .map_err(|e| to_py(py, e))
 }

@@ -105,10 +105,12 @@ def test_damaged_files_are_reported_with_offsets(damaged_copy):
 
 def test_urls_are_refused_not_taken_for_folders(data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="s3://bucket/x: URLs"):
-        shardfeed.shard(data / "train", "s3://bucket/x")
-    with pytest.raises(ValueError, match="gs://b/shards"):
-        shardfeed.Loader("gs://b/shards")
-    assert not (tmp_path / "s3:").exists()
+    with pytest.raises(ValueError, match="ftp://host/x: the scheme ftp:// is not supported"):
+        shardfeed.shard(data / "train", "ftp://host/x")
+    with pytest.raises(ValueError, match="hdfs://b/shards"):
+        shardfeed.Loader("hdfs://b/shards")
+    with pytest.raises(ValueError, match="a local path is needed here"):
+        shardfeed.synthetic("s3://bucket/data")
+    assert not (tmp_path / "ftp:").exists() and not (tmp_path / "s3:").exists()
     report = shardfeed.shard(f"file://{data / 'train'}", f"file://{tmp_path / 'out'}", size=32, shards=2)
     assert report.records == 203 and (tmp_path / "out" / "manifest.json").exists()

@@ -180,7 +180,7 @@ impl Index {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct IndexedFile {
-    file: File,
+    file: Box<dyn RandomRead>,
     name: FileName,
     index: Index,
     options: ReaderOptions,
@@ -212,8 +212,23 @@ impl IndexedFile {
         let path = path.as_ref();
         let name = FileName::new(path);
         let file = File::open(path).map_err(|e| Error::io(&name, 0, e))?;
+        IndexedFile::from_reader(path, Box::new(file), index, options)
+    }
+
+    /// A file read through `file` (an object in object storage, say), named `path` in
+    /// errors, with its index. The same checks as [`IndexedFile::with_index`]; only
+    /// uncompressed files can be read this way (a compressed one is refused with
+    /// [`Error::CompressedInPlace`]).
+    pub fn from_reader(
+        path: impl AsRef<Path>,
+        file: Box<dyn RandomRead>,
+        index: Index,
+        options: ReaderOptions,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let name = FileName::new(path);
         if options.compression == Compression::None {
-            let size = file.metadata().map_err(|e| Error::io(&name, 0, e))?.len();
+            let size = file.size().map_err(|e| Error::io(&name, 0, e))?;
             if index.stream_len() != size {
                 return Err(Error::IndexMismatch {
                     file: name,
@@ -337,7 +352,9 @@ impl IndexedFile {
         }
         buffer.clear();
         buffer.resize(usize::try_from(entry.len).unwrap_or(usize::MAX), 0);
-        let got = read_at(&self.file, buffer, entry.offset)
+        let got = self
+            .file
+            .read_at(buffer, entry.offset)
             .map_err(|e| Error::io(&self.name, entry.offset, e))?;
         let frame_bytes = &buffer[..got];
         let Some((header, rest)) = frame_bytes.split_first_chunk::<HEADER_LEN>() else {
@@ -361,6 +378,12 @@ impl IndexedFile {
     }
 
     fn read_compressed(&self, i: usize, at: &Location) -> Result<Vec<u8>> {
+        if !self.file.is_local_file() {
+            return Err(Error::CompressedInPlace {
+                file: self.name.clone(),
+                compression: self.options.compression,
+            });
+        }
         let file = File::open(&self.path).map_err(|e| Error::io(&self.name, 0, e))?;
         let mut reader =
             RecordReader::new(BufReader::new(file), self.options).with_file_name(&self.path);
@@ -380,13 +403,39 @@ impl IndexedFile {
     }
 }
 
+/// Bytes read by offset, from any thread: a local file, or an object in object storage
+/// (`shardfeed-storage`'s ranged reader).
+pub trait RandomRead: Send + Sync {
+    /// Fills as much of `buf` as the data holds at `offset`; returns how much (less than
+    /// `buf.len()` only at the end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize>;
+    /// The data's size in bytes.
+    fn size(&self) -> std::io::Result<u64>;
+    /// Whether this is a local file (which compressed reads reopen by path).
+    fn is_local_file(&self) -> bool {
+        false
+    }
+}
+
+impl RandomRead for File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        read_file_at(self, buf, offset)
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn is_local_file(&self) -> bool {
+        true
+    }
+}
+
 /// Reads as much of `buf` as the file holds at `offset`.
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+fn read_file_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     #[cfg(unix)]
     {
         let mut filled = 0;
         while filled < buf.len() {
-            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            match FileExt::read_at(file, &mut buf[filled..], offset + filled as u64) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -1,0 +1,294 @@
+//! Shard folders in object storage, behind the same calls as local ones. A folder or file
+//! named by a URL (`s3://bucket/shards`, `s3://bucket/shards/data00-250.tfrec`) is carried in
+//! a `PathBuf` holding the URL, so every report and error names it as the user wrote it;
+//! [`is_remote`] tells such a path from a local one, and nothing here touches the local file
+//! system with it. Local paths never reach `shardfeed-storage` or its runtime.
+//!
+//! Reading a remote shard needs its `.idx` (counts, and where each record starts, so a
+//! resumed epoch starts mid-object); the records are then read by `record-format`'s indexed
+//! reader through [`shardfeed_storage::RangedReader`], both CRCs checked, and a damaged
+//! object is reported with its URL and byte offset as a local file would be.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use shardfeed_input_pipeline::tfrecord::TfRecordSource;
+use shardfeed_record_format::{Compression, Index, IndexedFile, RandomRead, ReaderOptions};
+pub use shardfeed_storage::{Store, is_remote_url, traffic};
+
+use crate::{Error, Result};
+
+/// Whether `path` holds an object-storage URL rather than a local path.
+pub fn is_remote(path: &Path) -> bool {
+    path.to_str().is_some_and(is_remote_url)
+}
+
+/// The folder URL and the object name of a remote file path.
+fn split(path: &Path) -> Result<(String, String)> {
+    let text = path.to_str().unwrap_or_default().trim_end_matches('/');
+    match text.rsplit_once('/') {
+        Some((folder, name))
+            if !name.is_empty()
+                && folder.contains("://")
+                && !folder.ends_with(':')
+                && !folder.ends_with("//") =>
+        {
+            Ok((folder.to_owned(), name.to_owned()))
+        }
+        _ => Err(Error::Invalid(format!("{text}: not an object in a folder"))),
+    }
+}
+
+/// The store of the folder at `url`, opened once per process.
+pub fn store(url: &str) -> Result<Store> {
+    static STORES: OnceLock<Mutex<HashMap<String, Store>>> = OnceLock::new();
+    let url = url.trim_end_matches('/');
+    let mut stores = STORES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(store) = stores.get(url) {
+        return Ok(store.clone());
+    }
+    let store = Store::open(url)?;
+    stores.insert(url.to_owned(), store.clone());
+    Ok(store)
+}
+
+fn folder_url(dir: &Path) -> String {
+    dir.to_string_lossy().trim_end_matches('/').to_owned()
+}
+
+/// The names and sizes of the objects directly in the remote folder `dir`.
+pub fn list(dir: &Path) -> Result<Vec<shardfeed_storage::Object>> {
+    Ok(store(&folder_url(dir))?.list()?)
+}
+
+/// The `.tfrec` objects of the remote folder `dir`, by name, as paths holding their URLs.
+pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
+    let url = folder_url(dir);
+    Ok(list(dir)?
+        .into_iter()
+        .filter(|o| o.name.ends_with(".tfrec") && !o.name.starts_with('.'))
+        .map(|o| PathBuf::from(format!("{url}/{}", o.name)))
+        .collect())
+}
+
+/// Object `path` whole, or `None` where it does not exist.
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    let (folder, name) = split(path)?;
+    match store(&folder)?.get(&name) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The size of object `path`.
+pub fn size(path: &Path) -> Result<u64> {
+    let (folder, name) = split(path)?;
+    Ok(store(&folder)?.size(&name)?)
+}
+
+/// Object `path` read front to back (range reads with read-ahead, retried where they break).
+pub fn sequential(path: &Path) -> Result<impl Read + Send + use<>> {
+    let (folder, name) = split(path)?;
+    let store = store(&folder)?;
+    let size = store.size(&name)?;
+    Ok(Sequential {
+        reader: store.reader(&name, size),
+        offset: 0,
+    })
+}
+
+/// A shard file (local or an object) read front to back, for a [`RecordReader`]
+/// (`shardfeed_record_format::RecordReader`).
+pub fn open_read(path: &Path) -> Result<Box<dyn Read + Send>> {
+    if is_remote(path) {
+        Ok(Box::new(sequential(path)?))
+    } else {
+        Ok(Box::new(
+            std::fs::File::open(path).map_err(Error::io("read", path))?,
+        ))
+    }
+}
+
+/// A [`RandomRead`] read in order, as `std::io::Read`.
+struct Sequential {
+    reader: shardfeed_storage::RangedReader,
+    offset: u64,
+}
+
+impl Read for Sequential {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(1 << 20);
+        let n = self.reader.read_at(&mut buf[..want], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// The index of the remote shard `path` (its `.idx` object, required).
+pub fn read_index(path: &Path) -> Result<Index> {
+    let index_path = Index::path_for(path);
+    let Some(bytes) = read_if_exists(&index_path)? else {
+        return Err(Error::Invalid(format!(
+            "{} has no .idx beside it: shards in object storage are read by their index (write them with shardfeed shard, or upload the .idx files too)",
+            path.display()
+        )));
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(Index::parse(
+        &text,
+        &shardfeed_record_format::FileName::new(&index_path),
+    )?)
+}
+
+/// Opens shard files for the pipeline: local files as [`TfRecordSource::open`] does, remote
+/// ones through their `.idx` and a ranged reader.
+pub fn open_source(files: &[PathBuf], options: ReaderOptions) -> Result<TfRecordSource> {
+    if !files.iter().any(|f| is_remote(f)) {
+        return Ok(TfRecordSource::open(files, options)?);
+    }
+    if options.compression != Compression::None {
+        return Err(Error::Invalid(format!(
+            "{}: compressed ({}) shards cannot be read by offset from object storage; write them uncompressed",
+            files[0].display(),
+            options.compression
+        )));
+    }
+    let mut opened = Vec::with_capacity(files.len());
+    for path in files {
+        let file = if is_remote(path) {
+            let (folder, name) = split(path)?;
+            let store = store(&folder)?;
+            let index = read_index(path)?;
+            let size = store.size(&name)?;
+            IndexedFile::from_reader(path, Box::new(store.reader(&name, size)), index, options)?
+        } else {
+            IndexedFile::open(path, options)?
+        };
+        opened.push((path.clone(), file));
+    }
+    Ok(TfRecordSource::from_indexed(opened)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_path_splits_into_folder_and_object() {
+        let (folder, name) = split(Path::new("s3://b/x/data00-3.tfrec")).unwrap();
+        assert_eq!(
+            (folder.as_str(), name.as_str()),
+            ("s3://b/x", "data00-3.tfrec")
+        );
+        assert!(split(Path::new("s3://b")).is_err());
+        assert!(is_remote(Path::new("gs://b/x")) && !is_remote(Path::new("x/s3://b")));
+    }
+}
+
+/// A folder the shard step writes and merges in: local, or in object storage.
+#[derive(Debug, Clone)]
+pub(crate) enum Folder {
+    Local(PathBuf),
+    Remote(Store),
+}
+
+impl Folder {
+    /// The folder at `path` (a URL opens its store).
+    pub(crate) fn at(path: &Path) -> Result<Folder> {
+        if is_remote(path) {
+            let store = store(&folder_url(path))?;
+            if !store.is_writable() {
+                return Err(Error::Invalid(format!(
+                    "{}: http(s) URLs are read only; write to s3://, gs:// or az://",
+                    path.display()
+                )));
+            }
+            Ok(Folder::Remote(store))
+        } else {
+            Ok(Folder::Local(path.to_owned()))
+        }
+    }
+
+    /// Creates it where that means something (a local folder).
+    pub(crate) fn create(&self) -> Result<()> {
+        match self {
+            Folder::Local(dir) => std::fs::create_dir_all(dir).map_err(Error::io("create", dir)),
+            Folder::Remote(_) => Ok(()),
+        }
+    }
+
+    /// The files (objects) directly in it, with their sizes, by name.
+    pub(crate) fn list(&self) -> Result<Vec<(String, u64)>> {
+        match self {
+            Folder::Local(dir) => {
+                let mut files = Vec::new();
+                for entry in std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))? {
+                    let entry = entry.map_err(Error::io("list", dir))?;
+                    let meta = entry.metadata().map_err(Error::io("list", dir))?;
+                    if meta.is_file() {
+                        files.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
+                    }
+                }
+                files.sort();
+                Ok(files)
+            }
+            Folder::Remote(store) => Ok(store
+                .list()?
+                .into_iter()
+                .map(|o| (o.name, o.size))
+                .collect()),
+        }
+    }
+
+    /// File `name`, whole.
+    pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>> {
+        match self {
+            Folder::Local(dir) => {
+                let path = dir.join(name);
+                std::fs::read(&path).map_err(Error::io("read", path))
+            }
+            Folder::Remote(store) => Ok(store.get(name)?),
+        }
+    }
+
+    /// Writes file `name` whole (atomically: a reader sees all of it or none).
+    pub(crate) fn write(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        match self {
+            Folder::Local(dir) => {
+                shardfeed_record_format::atomic::write_atomic(&dir.join(name), &bytes)?;
+                Ok(())
+            }
+            Folder::Remote(store) => Ok(store.put(name, bytes)?),
+        }
+    }
+
+    /// Removes file `name` (absent: fine).
+    pub(crate) fn remove(&self, name: &str) -> Result<()> {
+        match self {
+            Folder::Local(dir) => {
+                let path = dir.join(name);
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(Error::io("remove", path)(e))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Folder::Remote(store) => Ok(store.delete(name)?),
+        }
+    }
+
+    /// How errors name it.
+    pub(crate) fn name(&self) -> PathBuf {
+        match self {
+            Folder::Local(dir) => dir.clone(),
+            Folder::Remote(store) => PathBuf::from(store.url()),
+        }
+    }
+}
