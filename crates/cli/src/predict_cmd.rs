@@ -11,8 +11,9 @@ use crate::model_args::ModelRunArgs;
 /// Flags of `shardfeed predict`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folders (their *.jpg / *.jpeg) and JPEG files to classify.
-    #[arg(required = true, value_parser = crate::paths::local())]
+    /// Folders (their *.jpg / *.jpeg) and JPEG files to classify (local, or in s3://, gs://,
+    /// az://, http(s)://).
+    #[arg(required = true, value_parser = crate::paths::location())]
     inputs: Vec<PathBuf>,
     /// The run folder written by `shardfeed train`.
     #[arg(long, default_value = "runs/latest", value_parser = crate::paths::local())]

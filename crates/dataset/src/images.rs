@@ -1,6 +1,7 @@
 //! JPEG files prepared as a model's input, exactly as the training images were
 //! ([`Preprocessing`]: decode, shorter side → size, centre crop; the `f32` conversion is
 //! [`Preprocessing::extend_f32`]), in parallel with one preparer per worker, in file order.
+//! Files and folders may be local or in object storage ([`crate::remote`]).
 
 use std::path::PathBuf;
 
@@ -14,7 +15,20 @@ use crate::{Error, Result};
 pub fn list_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
-        if input.is_dir() {
+        if crate::remote::is_remote(input) {
+            // An object URL with a JPEG name is a file; any other, a folder.
+            if is_jpeg_name(input) {
+                files.push(input.clone());
+            } else {
+                let url = input.to_string_lossy().trim_end_matches('/').to_owned();
+                files.extend(
+                    crate::remote::list(input)?
+                        .into_iter()
+                        .map(|o| PathBuf::from(format!("{url}/{}", o.name)))
+                        .filter(|p| is_jpeg_name(p)),
+                );
+            }
+        } else if input.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(input)
                 .map_err(Error::io("read", input))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -55,7 +69,14 @@ pub fn prepared_images(
         .map_init(
             move || Preparer::new(size, 95, DecodeOptions::default()),
             |preparer: &mut Preparer, path: PathBuf| {
-                let image = std::fs::read(&path)
+                let read = if crate::remote::is_remote(&path) {
+                    crate::remote::read_if_exists(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|bytes| bytes.ok_or_else(|| "no such object".to_owned()))
+                } else {
+                    std::fs::read(&path).map_err(|e| e.to_string())
+                };
+                let image = read
                     .map_err(|e| format!("cannot read: {e}"))
                     .and_then(|jpeg| preparer.resize_and_crop(&jpeg).map_err(|e| e.to_string()));
                 Ok::<_, BoxError>((path, image))

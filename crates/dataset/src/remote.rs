@@ -61,9 +61,25 @@ fn folder_url(dir: &Path) -> String {
     dir.to_string_lossy().trim_end_matches('/').to_owned()
 }
 
-/// The names and sizes of the objects directly in the remote folder `dir`.
+/// The names and sizes of the objects directly in the remote folder `dir`. The sizes are
+/// kept, so opening a listed shard costs no request for its size.
 pub fn list(dir: &Path) -> Result<Vec<shardfeed_storage::Object>> {
-    Ok(store(&folder_url(dir))?.list()?)
+    let url = folder_url(dir);
+    let objects = store(&url)?.list()?;
+    let mut sizes = listed_sizes();
+    for object in &objects {
+        sizes.insert(format!("{url}/{}", object.name), object.size);
+    }
+    Ok(objects)
+}
+
+/// Sizes from listings, by URL.
+fn listed_sizes() -> std::sync::MutexGuard<'static, HashMap<String, u64>> {
+    static SIZES: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    SIZES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
 }
 
 /// The `.tfrec` objects of the remote folder `dir`, by name, as paths holding their URLs.
@@ -86,8 +102,11 @@ pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// The size of object `path`.
+/// The size of object `path` (from its folder's listing when it was listed).
 pub fn size(path: &Path) -> Result<u64> {
+    if let Some(size) = listed_sizes().get(path.to_string_lossy().as_ref()) {
+        return Ok(*size);
+    }
     let (folder, name) = split(path)?;
     Ok(store(&folder)?.size(&name)?)
 }
@@ -95,8 +114,8 @@ pub fn size(path: &Path) -> Result<u64> {
 /// Object `path` read front to back (range reads with read-ahead, retried where they break).
 pub fn sequential(path: &Path) -> Result<impl Read + Send + use<>> {
     let (folder, name) = split(path)?;
+    let size = size(path)?;
     let store = store(&folder)?;
-    let size = store.size(&name)?;
     Ok(Sequential {
         reader: store.reader(&name, size),
         offset: 0,
@@ -165,7 +184,7 @@ pub fn open_source(files: &[PathBuf], options: ReaderOptions) -> Result<TfRecord
             let (folder, name) = split(path)?;
             let store = store(&folder)?;
             let index = read_index(path)?;
-            let size = store.size(&name)?;
+            let size = size(path)?;
             IndexedFile::from_reader(path, Box::new(store.reader(&name, size)), index, options)?
         } else {
             IndexedFile::open(path, options)?

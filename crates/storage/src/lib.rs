@@ -320,16 +320,21 @@ impl Store {
             .map_err(self.failed("read", Some(name)))
     }
 
-    /// Object `name` whole (retried where a read breaks).
+    /// Object `name` whole, in one request (retried; a body that breaks is continued by
+    /// `object_store`, which checks the object did not change meanwhile).
     pub fn get(&self, name: &str) -> Result<Vec<u8>> {
-        let size = self.size(name)?;
-        if size == 0 {
-            return Ok(Vec::new());
-        }
         let path = self.path_of(name);
-        runtime()
-            .block_on(read_range(&*self.inner, &path, 0..size))
-            .map_err(self.failed("read", Some(name)))
+        let bytes = runtime()
+            .block_on(retrying(|| async {
+                let bytes = self.inner.get(&path).await?.bytes().await?;
+                traffic()
+                    .bytes_read
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Ok(bytes)
+            }))
+            .map_err(self.failed("read", Some(name)))?;
+        traffic().reads.fetch_add(1, Ordering::Relaxed);
+        Ok(bytes.to_vec())
     }
 
     /// Object `name` of `size` bytes as a [`RandomRead`] with read-ahead.

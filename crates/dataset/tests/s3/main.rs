@@ -162,7 +162,7 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
     unsafe { std::env::set_var("SHARDFEED_STORAGE_RETRIES", "0") };
     s3.bucket("faulty-ours");
     let ours = PathBuf::from("s3://faulty-ours/shards");
-    s3.faults(4);
+    s3.faults(8);
     shard(&config(&input, &ours), |_| {}).unwrap();
     assert_eq!(
         epoch_digest(&ours),
@@ -181,6 +181,40 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
         s3.injected() - injected
     );
     assert!(retried > 0, "no fault reached our retries");
+
+    // Training's data side on S3: the same split by files (2 of 5 for validation) and the
+    // same validation records.
+    let open = |shards: &Path| {
+        shardfeed_dataset::run::TrainingData::open(&shardfeed_dataset::run::DataSettings {
+            shards: shards.to_owned(),
+            batch: 8,
+            validation_fraction: 0.4,
+            jobs: Parallelism::Fixed(2),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let (on_s3, on_disk) = (open(&remote), open(&local));
+    let names = |files: &[PathBuf]| -> Vec<String> {
+        files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&on_s3.info.validation_files),
+        names(&on_disk.info.validation_files)
+    );
+    assert_eq!(on_s3.info.train_records, on_disk.info.train_records);
+    assert!(on_s3.info.validation_files[0].starts_with("s3://clean/shards"));
+    let labels = |data: shardfeed_dataset::run::TrainingData| -> Vec<i64> {
+        data.validation
+            .iter()
+            .items()
+            .map(|d| d.unwrap().class)
+            .collect()
+    };
+    assert_eq!(labels(on_s3), labels(on_disk));
 
     // A damaged object is reported with its URL and offset, as a local file.
     let victim = find_shards(&remote).unwrap()[1].clone();
@@ -230,6 +264,67 @@ fn a_failed_or_split_run_on_s3() {
         assert!(contents(&out) == expected, "{count} workers on S3 differ");
         assert_eq!(Manifest::read_folder(&out).unwrap().unwrap().records, 40);
     }
+
+    // A worker killed on S3: its shard objects gone, its part never written; the rerun of
+    // that index alone completes the set.
+    let out = PathBuf::from("s3://split3/shards");
+    for key in s3.list("split3") {
+        let name = key.rsplit('/').next().unwrap();
+        let owned =
+            shardfeed_dataset::workers::shard_number_of(name, "data").is_some_and(|n| n % 3 == 1);
+        if owned || name == "manifest.part-1-of-3.json" || name == "manifest.json" {
+            let folder = shardfeed_dataset::remote::store("s3://split3/shards").unwrap();
+            folder.delete(name).unwrap();
+        }
+    }
+    assert!(
+        merge(&out)
+            .unwrap_err()
+            .to_string()
+            .contains("worker index 1 has not finished")
+    );
+    let rerun = ShardConfig {
+        workers: Workers { count: 3, index: 1 },
+        ..config(&input, &out)
+    };
+    shard(&rerun, |_| {}).unwrap();
+    merge(&out).unwrap();
+    assert!(
+        contents(&out) == expected,
+        "the rerun on S3 did not complete the set"
+    );
+
+    // Sources in S3: the same shards as from the local folder; images listed and prepared
+    // (predict's input) from there too.
+    s3.bucket("sources");
+    for entry in std::fs::read_dir(&input).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        s3.put(
+            "sources",
+            &format!("train/{name}"),
+            &std::fs::read(&path).unwrap(),
+        );
+    }
+    s3.bucket("fromsources");
+    let from_s3 = ShardConfig {
+        input: PathBuf::from("s3://sources/train"),
+        ..config(&input, Path::new("s3://fromsources/shards"))
+    };
+    let written = shard(&from_s3, |_| {}).unwrap();
+    assert_eq!(written.source_count, 40);
+    assert!(
+        contents(Path::new("s3://fromsources/shards")) == expected,
+        "shards from S3 sources differ"
+    );
+    let listed =
+        shardfeed_dataset::images::list_images(&[PathBuf::from("s3://sources/train")]).unwrap();
+    assert_eq!(listed.len(), 40);
+    assert!(
+        listed[0]
+            .to_string_lossy()
+            .starts_with("s3://sources/train/cat.0")
+    );
 
     // A run that fails part way (strict, a bad file) removes every object it wrote.
     std::fs::write(input.join("cat.zzz.jpg"), b"not a jpeg").unwrap();
