@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use shardfeed_input_pipeline::split::{SplitCounts, TfRecordSplit, split_files};
+use shardfeed_input_pipeline::split::split_tfrecords_with;
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_input_pipeline::{Parallelism, Pipeline, Repeat};
 use shardfeed_record_format::{Compression, ReaderOptions};
@@ -177,7 +177,12 @@ impl TrainingData {
             settings.classes.as_deref(),
             options,
         )?;
-        let split = split_shards(&files, settings.validation_fraction, settings.seed, options)?;
+        let split = split_tfrecords_with(
+            &files,
+            settings.validation_fraction,
+            settings.seed,
+            |side| crate::remote::open_source(side, options),
+        )?;
         let steps_per_epoch = split.counts.steps_per_epoch(settings.batch);
         if steps_per_epoch == 0 {
             return Err(Error::TooFewRecords {
@@ -221,30 +226,6 @@ impl TrainingData {
             validation,
         })
     }
-}
-
-/// Splits shard files by file (sorted first, as `split_tfrecords` does) and opens both sides,
-/// local or in object storage.
-pub fn split_shards(
-    files: &[PathBuf],
-    validation_fraction: f64,
-    seed: u64,
-    options: shardfeed_record_format::ReaderOptions,
-) -> Result<TfRecordSplit> {
-    let mut sorted = files.to_vec();
-    sorted.sort();
-    let split = split_files(&sorted, validation_fraction, seed);
-    let train = crate::remote::open_source(&split.train, options)?;
-    let validation = crate::remote::open_source(&split.validation, options)?;
-    let counts = SplitCounts {
-        train_records: train.total_records(),
-        validation_records: validation.total_records(),
-    };
-    Ok(TfRecordSplit {
-        train,
-        validation,
-        counts,
-    })
 }
 
 /// The validation pass over `source`: interleave 16, one pass in order, batches of `batch`

@@ -155,11 +155,10 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
     let (mut inputs, classes) = label_inputs(sources, config, &mut skipped)?;
     Rng::for_epoch(config.seed, 0, ORDER_STREAM).shuffle(&mut inputs);
     let per_shard = inputs.len().div_ceil(config.shards).max(1) as u64;
-    // Shard `s` holds positions [s·per_shard, (s+1)·per_shard) of the shuffled list; a
-    // worker keeps the positions of its own shards, in order, and the files skipped for
-    // their names are worker 0's to list.
-    // Every owned shard but the last is full, so the p-th kept file is in shard
-    // index + count·⌊p / per_shard⌋.
+    // Shard `s` holds positions [s·per_shard, (s+1)·per_shard) of the shuffled list. A
+    // worker keeps the positions of its own shards, in order; every one of them but the last
+    // is full, so the p-th kept file is in shard index + count·⌊p / per_shard⌋. The files
+    // skipped for their names are worker 0's to list.
     if workers.is_split() {
         let mut position = 0;
         inputs.retain(|_| {
@@ -287,41 +286,29 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
 
 /// The `.jpg`/`.jpeg` files of `dir` in name order, and how many other files it holds.
 fn list_jpegs(dir: &Path) -> Result<(Vec<PathBuf>, u64)> {
-    if crate::remote::is_remote(dir) {
+    let files: Vec<PathBuf> = if crate::remote::is_remote(dir) {
         let url = dir.to_string_lossy().trim_end_matches('/').to_owned();
-        let (mut jpegs, mut ignored) = (Vec::new(), 0);
-        for object in crate::remote::list(dir)? {
-            let path = PathBuf::from(format!("{url}/{}", object.name));
-            if is_jpeg_name(&path) {
-                jpegs.push(path);
-            } else {
-                ignored += 1;
+        crate::remote::list(dir)?
+            .into_iter()
+            .map(|object| PathBuf::from(format!("{url}/{}", object.name)))
+            .collect()
+    } else {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))? {
+            let path = entry.map_err(Error::io("list", dir))?.path();
+            if !path.is_dir() {
+                files.push(path);
             }
         }
-        if jpegs.is_empty() {
-            return Err(Error::NoJpegs(dir.to_owned()));
-        }
-        return Ok((jpegs, ignored));
-    }
-    let entries = std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))?;
-    let mut jpegs = Vec::new();
-    let mut ignored = 0;
-    for entry in entries {
-        let path = entry.map_err(Error::io("list", dir))?.path();
-        if path.is_dir() {
-            continue;
-        }
-        if is_jpeg_name(&path) {
-            jpegs.push(path);
-        } else {
-            ignored += 1;
-        }
-    }
+        files
+    };
+    let (mut jpegs, others): (Vec<PathBuf>, Vec<PathBuf>) =
+        files.into_iter().partition(|path| is_jpeg_name(path));
     if jpegs.is_empty() {
         return Err(Error::NoJpegs(dir.to_owned()));
     }
     jpegs.sort();
-    Ok((jpegs, ignored))
+    Ok((jpegs, others.len() as u64))
 }
 
 /// SHA-256 of the listing (file names, in order), hex: what workers compare.

@@ -80,11 +80,23 @@ pub fn split_tfrecords(
     seed: u64,
     options: ReaderOptions,
 ) -> Result<TfRecordSplit> {
+    split_tfrecords_with(files, validation_fraction, seed, |side| {
+        TfRecordSource::open(side, options)
+    })
+}
+
+/// [`split_tfrecords`], each side opened by `open` (files in object storage, say).
+pub fn split_tfrecords_with<E>(
+    files: &[impl AsRef<Path>],
+    validation_fraction: f64,
+    seed: u64,
+    open: impl Fn(&[PathBuf]) -> std::result::Result<TfRecordSource, E>,
+) -> std::result::Result<TfRecordSplit, E> {
     let mut sorted: Vec<PathBuf> = files.iter().map(|f| f.as_ref().to_path_buf()).collect();
     sorted.sort();
     let split = split_files(&sorted, validation_fraction, seed);
-    let train = TfRecordSource::open(&split.train, options)?;
-    let validation = TfRecordSource::open(&split.validation, options)?;
+    let train = open(&split.train)?;
+    let validation = open(&split.validation)?;
     let counts = SplitCounts {
         train_records: train.total_records(),
         validation_records: validation.total_records(),

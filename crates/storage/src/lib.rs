@@ -199,55 +199,52 @@ impl Store {
             Ok(v) if v.eq_ignore_ascii_case("true") || v == "1" => client.with_allow_http(true),
             _ => client,
         };
-        let store_error = |e: object_store::Error| bad(e.to_string());
-        let (inner, writable): (Arc<dyn ObjectStore>, bool) = match scheme {
-            ObjectStoreScheme::AmazonS3 => (
+        // Every builder takes the same settings; each reads its own part of the environment.
+        macro_rules! build {
+            ($builder:expr, $url:expr, $client:expr) => {
                 Arc::new(
-                    object_store::aws::AmazonS3Builder::from_env()
-                        .with_url(trimmed)
+                    $builder
+                        .with_url($url)
                         .with_retry(retry)
-                        .with_client_options(client)
+                        .with_client_options($client)
                         .build()
-                        .map_err(store_error)?,
+                        .map_err(|e| bad(e.to_string()))?,
+                ) as Arc<dyn ObjectStore>
+            };
+        }
+        let (inner, writable) = match scheme {
+            ObjectStoreScheme::AmazonS3 => (
+                build!(
+                    object_store::aws::AmazonS3Builder::from_env(),
+                    trimmed,
+                    client
                 ),
                 true,
             ),
             ObjectStoreScheme::GoogleCloudStorage => (
-                Arc::new(
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                        .with_url(trimmed)
-                        .with_retry(retry)
-                        .with_client_options(client)
-                        .build()
-                        .map_err(store_error)?,
+                build!(
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+                    trimmed,
+                    client
                 ),
                 true,
             ),
             ObjectStoreScheme::MicrosoftAzure => (
-                Arc::new(
-                    object_store::azure::MicrosoftAzureBuilder::from_env()
-                        .with_url(trimmed)
-                        .with_retry(retry)
-                        .with_client_options(client)
-                        .build()
-                        .map_err(store_error)?,
+                build!(
+                    object_store::azure::MicrosoftAzureBuilder::from_env(),
+                    trimmed,
+                    client
                 ),
                 true,
             ),
-            ObjectStoreScheme::Http => {
-                let base = &parsed[..url::Position::BeforePath];
-                (
-                    Arc::new(
-                        object_store::http::HttpBuilder::new()
-                            .with_url(base)
-                            .with_retry(retry)
-                            .with_client_options(client.with_allow_http(true))
-                            .build()
-                            .map_err(store_error)?,
-                    ),
-                    false,
-                )
-            }
+            ObjectStoreScheme::Http => (
+                build!(
+                    object_store::http::HttpBuilder::new(),
+                    &parsed[..url::Position::BeforePath],
+                    client.with_allow_http(true)
+                ),
+                false,
+            ),
             other => return Err(bad(format!("{other:?} is not object storage"))),
         };
         Ok(Store {
