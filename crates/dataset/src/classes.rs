@@ -58,11 +58,7 @@ pub fn class_names(
 pub fn scan_class_count(files: &[PathBuf], options: ReaderOptions) -> Result<usize> {
     let mut largest: i64 = -1;
     for path in files {
-        let source: Box<dyn std::io::Read + Send> = if crate::remote::is_remote(path) {
-            Box::new(crate::remote::sequential(path)?)
-        } else {
-            Box::new(std::fs::File::open(path).map_err(crate::Error::io("read", path))?)
-        };
+        let source = crate::remote::open_read(path)?;
         let mut reader = RecordReader::new(source, options).with_file_name(path);
         let mut index = 0u64;
         let mut record = Vec::new();

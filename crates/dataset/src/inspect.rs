@@ -83,16 +83,12 @@ pub struct Problem {
 /// Reads every record of `path`: counts, the first record's features, the `class` values, the
 /// first problem with its record and offset, and whether the `.idx` beside it matches.
 pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
-    let (bytes, source): (u64, Box<dyn std::io::Read + Send>) = if crate::remote::is_remote(path) {
-        (
-            crate::remote::size(path)?,
-            Box::new(crate::remote::sequential(path)?),
-        )
+    let bytes = if crate::remote::is_remote(path) {
+        crate::remote::size(path)?
     } else {
-        let file = fs::File::open(path).map_err(Error::io("read", path))?;
-        let bytes = file.metadata().map_err(Error::io("read", path))?.len();
-        (bytes, Box::new(file))
+        fs::metadata(path).map_err(Error::io("read", path))?.len()
     };
+    let source = crate::remote::open_read(path)?;
     let mut reader = RecordReader::new(source, options).with_file_name(path);
     let mut report = Report {
         path: path.to_path_buf(),
@@ -183,12 +179,9 @@ fn summarise_example(payload: &[u8], report: &mut Report) -> shardfeed_record_fo
 fn compare_index(path: &Path, entries: &[IndexEntry]) -> IndexStatus {
     let index_path = Index::path_for(path);
     let read = if crate::remote::is_remote(path) {
-        match crate::remote::read_if_exists(&index_path) {
+        match crate::remote::index_if_exists(path) {
             Ok(None) => return IndexStatus::Missing,
-            Ok(Some(bytes)) => Index::parse(
-                &String::from_utf8_lossy(&bytes),
-                &shardfeed_record_format::FileName::new(&index_path),
-            ),
+            Ok(Some(index)) => Ok(index),
             Err(error) => {
                 return IndexStatus::Stale {
                     reason: error.to_string(),

@@ -149,20 +149,27 @@ impl Read for Sequential {
     }
 }
 
-/// The index of the remote shard `path` (its `.idx` object, required).
-pub fn read_index(path: &Path) -> Result<Index> {
+/// The index of the remote shard `path` (its `.idx` object), or `None` where it has none.
+pub fn index_if_exists(path: &Path) -> Result<Option<Index>> {
     let index_path = Index::path_for(path);
     let Some(bytes) = read_if_exists(&index_path)? else {
-        return Err(Error::Invalid(format!(
-            "{} has no .idx beside it: shards in object storage are read by their index (write them with shardfeed shard, or upload the .idx files too)",
-            path.display()
-        )));
+        return Ok(None);
     };
     let text = String::from_utf8_lossy(&bytes);
-    Ok(Index::parse(
+    Ok(Some(Index::parse(
         &text,
         &shardfeed_record_format::FileName::new(&index_path),
-    )?)
+    )?))
+}
+
+/// The index of the remote shard `path` (its `.idx` object, required).
+pub fn read_index(path: &Path) -> Result<Index> {
+    index_if_exists(path)?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} has no .idx beside it: shards in object storage are read by their index (write them with shardfeed shard, or upload the .idx files too)",
+            path.display()
+        ))
+    })
 }
 
 /// Opens shard files for the pipeline: local files as [`TfRecordSource::open`] does, remote
