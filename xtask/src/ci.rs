@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: everything CI runs, cheapest first, stopping at the first failure:
-//! fmt, tidy, clippy, the local S3 server (moto), tests, the `cuda` feature's type-check, the
-//! Python package (wheel, fresh venv, pytest), TensorFlow interop.
+//! fmt, tidy, clippy, the local S3 server (moto), tests, the Python package (wheel, fresh venv,
+//! pytest), the linked `--features cuda` release build and the CLI suite run against it (no
+//! GPU here: every CPU path, and `--device cuda`'s one-line error), TensorFlow interop.
 
 use std::time::Instant;
 
@@ -58,23 +59,29 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
         util::run(&mut test)
     })?;
-    step("cuda type-check", || {
-        // burn-cuda's build script downloads LLVM, which CI cannot: DOCS_RS=1 skips that
-        // download and still type-checks our CUDA code paths (`--device cuda`).
+    step("python package", || crate::python::test(&tensorflow))?;
+    // After the wheel's release build, whose dependencies it shares. Links LLVM from PyPI
+    // (`cargo xtask cuda-setup`): no download at build time.
+    let mut cuda = None;
+    step("cuda build (linked)", || {
+        cuda = Some(crate::gpu::cuda_build()?);
+        Ok(())
+    })?;
+    let cuda = cuda.expect("set by the step");
+    step("cuda binary without a GPU", || {
+        // The CLI suite again, against the cuda binary: the CPU paths unchanged, and
+        // `--device cuda` failing in one line that names the missing driver. The test binary
+        // is the one the test step built (`cargo test --test cli` alone would resolve other
+        // features and rebuild burn).
+        let suite = cli_test_binary()?;
         util::run(
-            cargo()
-                .args([
-                    "check",
-                    "-p",
-                    "shardfeed-model",
-                    "--features",
-                    "cuda",
-                    "--locked",
-                ])
-                .env("DOCS_RS", "1"),
+            std::process::Command::new(&suite)
+                .current_dir(util::root().join("crates/cli"))
+                .env("SHARDFEED_BIN", &cuda)
+                .env("SHARDFEED_EXPECT_CUDA", "1")
+                .env("SHARDFEED_MOTO_SERVER", &moto),
         )
     })?;
-    step("python package", || crate::python::test(&tensorflow))?;
     step("tensorflow interop", || match &tensorflow {
         // Every `#[ignore]`d test whose name says tensorflow: TF reads our record files
         // (record-format) and our shards (shardfeed).
@@ -104,6 +111,35 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// The `cli` test binary of `cargo test --workspace` (built, not run, with the test step's
+/// features).
+fn cli_test_binary() -> anyhow::Result<std::path::PathBuf> {
+    let output = cargo()
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--no-run",
+            "--message-format=json",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(output.status.success(), "cargo test --no-run failed");
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let target = &message["target"];
+        if target["name"] == "cli"
+            && target["kind"][0] == "test"
+            && let Some(path) = message["executable"].as_str()
+        {
+            return Ok(path.into());
+        }
+    }
+    anyhow::bail!("cargo test --no-run named no `cli` test binary")
 }
 
 fn step(name: &str, body: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {

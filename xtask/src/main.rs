@@ -4,7 +4,8 @@
 //! repository itself; `bench` measures against the TensorFlow baseline and `scale` runs 10k–250k images, both
 //! writing `docs/BENCHMARKS.md` (through `report`); `fuzz` runs the
 //! `cargo fuzz` targets on stable Rust; `data` runs `gen-data`, `shard` and `train` through the
-//! release `shardfeed` binary; `demo` runs the whole workflow through it. Shared helpers live in `util`.
+//! release `shardfeed` binary; `demo` runs the whole workflow through it; `gpu` sets up, links
+//! and packs the `--features cuda` build. Shared helpers live in `util`.
 
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ mod data;
 mod demo;
 mod deps;
 mod fuzz;
+mod gpu;
 mod python;
 mod report;
 mod scale;
@@ -33,7 +35,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Everything CI runs, cheapest first: fmt, tidy, clippy, tests, cuda type-check, TensorFlow interop.
+    /// Everything CI runs, cheapest first: fmt, tidy, clippy, tests, Python, linked cuda build, TensorFlow interop.
     Ci(ci::Args),
     /// Check the repository itself: crate docs, README lines, no todo!/dbg!, small fixtures.
     Tidy,
@@ -49,6 +51,12 @@ enum Task {
     Wheel(python::Args),
     /// Installs the local S3 API server the tests use (moto, from PyPI) into target/s3-venv.
     S3Server,
+    /// Puts PyPI's static LLVM SDK where burn-cuda's build looks (target/cuda-setup): run before `--features cuda`.
+    CudaSetup,
+    /// cuda-setup, then links the `--features cuda` release binary (copied to target/cuda/shardfeed).
+    CudaBuild,
+    /// Packs target/gpu-check/ (stripped cuda binary, libdevice, run.sh) for a GPU machine without network.
+    GpuCheck,
     /// Generate a synthetic dataset: `shardfeed gen-data` (default `--out data`).
     GenData {
         /// Flags for `shardfeed gen-data` (`--n-train`, `--n-test`, `--seed`, `--classes`, `--out`).
@@ -79,6 +87,9 @@ fn main() -> ExitCode {
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Wheel(args) => python::wheel_cmd(&args),
         Task::S3Server => storage::moto_server().map(|path| println!("{}", path.display())),
+        Task::CudaSetup => gpu::cuda_setup(),
+        Task::CudaBuild => gpu::cuda_build().map(|path| println!("{}", path.display())),
+        Task::GpuCheck => gpu::gpu_check(),
         Task::Scale(args) => scale::run(&args),
         Task::GenData { args } => data::gen_data(&args),
         Task::Shard { args } => data::shard(&args),

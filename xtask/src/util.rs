@@ -13,10 +13,27 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `cargo` as invoked by the user (respects `$CARGO`), run in the workspace root.
+/// `cargo` as invoked by the user (respects `$CARGO`), run in the workspace root, without the
+/// variables `cargo run` set for xtask itself (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …): some
+/// build scripts (ring's) track them, so a build from xtask would otherwise redo what the same
+/// build from a shell had done, burn and all.
 pub fn cargo() -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*name)
+        {
+            command.env_remove(&*name);
+        }
+    }
     command
 }
 

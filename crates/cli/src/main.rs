@@ -28,9 +28,16 @@ mod shard_cmd;
 mod stream_cmd;
 mod train_cmd;
 
+/// `--version`: the package version, and `(cuda)` in a build with `--device cuda`.
+const VERSION: &str = if cfg!(feature = "cuda") {
+    concat!(env!("CARGO_PKG_VERSION"), " (cuda)")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// Turn labelled JPEG folders into TFRecord shards, stream them fast, and train on them.
 #[derive(Debug, Parser)]
-#[command(name = "shardfeed", version, about, propagate_version = true)]
+#[command(name = "shardfeed", version = VERSION, about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,6 +66,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // burn materialises a loaded optimizer state on its *default* device, which in a CUDA
+    // build is the GPU: `train --resume` on the CPU would start cubecl's CUDA runtime and
+    // panic without a driver. The state moves to each parameter's device at the next step, so
+    // the CPU is the right default whatever `--device` says (a user's BURN_DEVICE is kept).
+    if cfg!(feature = "cuda") && std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the first statement of `main`, before any thread is started.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),

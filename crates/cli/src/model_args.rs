@@ -9,7 +9,7 @@ pub struct ModelRunArgs {
     /// Images per forward pass, 1–65536.
     #[arg(long, default_value_t = 32, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_BATCH))]
     pub batch: usize,
-    /// Decode threads, 1–1024 (default: one per core).
+    /// Most decode threads, 1–1024 (default: one per core); how many run is tuned while running.
     #[arg(long, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_JOBS))]
     jobs: Option<usize>,
     /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
@@ -20,6 +20,6 @@ pub struct ModelRunArgs {
 impl ModelRunArgs {
     /// The decode threads as the pipeline takes them.
     pub fn jobs(&self) -> Parallelism {
-        self.jobs.map_or(Parallelism::Auto, Parallelism::Fixed)
+        self.jobs.map_or(Parallelism::Auto, Parallelism::AutoUpTo)
     }
 }

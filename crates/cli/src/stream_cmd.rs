@@ -34,7 +34,7 @@ pub struct Args {
     /// Seed of the file and shuffle order.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Decode threads, 1–1024 (default: one per core).
+    /// Most decode threads, 1–1024 (default: one per core); how many run is tuned while running.
     #[arg(long, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_JOBS))]
     jobs: Option<usize>,
     /// Compression of the shard files (default: what the folder's manifest.json records,
@@ -58,7 +58,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         cache_budget: args.cache_budget_mib << 20,
         deterministic: args.deterministic,
         seed: args.seed,
-        jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::Fixed),
+        jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::AutoUpTo),
         compression: crate::compression::of_folder(&args.shards, args.compression)?,
     };
     let report = stream(&config)?;
@@ -107,6 +107,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "  cache: {} hits, {} decoded again (over the budget)",
             report.cache_hits, report.cache_overflow
         );
+    }
+    if let Some(autotune) = &report.autotune {
+        println!("  {}", autotune.summary);
+        for change in &autotune.changes {
+            println!("    {:>6.2} s: {}", change.at_seconds, change.why);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use shardfeed_dataset::classes::ClassSource;
 use shardfeed_dataset::run::{DataSettings, RunInfo, TrainingData};
 use shardfeed_dataset::{Decoded, to_float_batch};
-use shardfeed_input_pipeline::{Parallelism, PipelineIter, ResumeState};
+use shardfeed_input_pipeline::{Parallelism, PipelineIter, ResumeState, TuningHandle};
 use shardfeed_model::fit::{
     BoxError, EpochRow, Fit, FitData, FitError, FitObserver, Saved, StepReport, check_run_folder,
 };
@@ -108,6 +108,8 @@ pub enum TrainEvent<'a> {
     },
     /// After each epoch's validation.
     Epoch(&'a EpochLine),
+    /// After each epoch: what the training pipeline's tuner chose so far, and why.
+    Autotune(&'a shardfeed_input_pipeline::Tuning),
 }
 
 /// How training ended.
@@ -185,6 +187,7 @@ struct Reporter<'a, F> {
     info: &'a mut RunInfo,
     out: PathBuf,
     report: F,
+    tuning: TuningHandle,
 }
 
 impl<F: FnMut(TrainEvent<'_>)> FitObserver for Reporter<'_, F> {
@@ -212,6 +215,9 @@ impl<F: FnMut(TrainEvent<'_>)> FitObserver for Reporter<'_, F> {
             eprintln!("shardfeed: warning: curves.png not drawn: {error:#}");
         }
         (self.report)(TrainEvent::Epoch(row));
+        if let Some(tuning) = self.tuning.get() {
+            (self.report)(TrainEvent::Autotune(&tuning));
+        }
     }
 }
 
@@ -274,6 +280,7 @@ pub fn train(
     } else {
         data.train.iter()
     };
+    let tuning = train.tuning_handle();
     let mut source = ShardData {
         train,
         validation: data.validation,
@@ -290,6 +297,7 @@ pub fn train(
         info: &mut info,
         out: settings.out.clone(),
         report,
+        tuning,
     };
     let outcome = fit
         .run(trainer, progress, &mut source, &mut reporter)

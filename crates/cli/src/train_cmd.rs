@@ -48,7 +48,7 @@ pub struct Args {
     /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]
     device: DeviceKind,
-    /// Decode threads, 1–1024 (default: one per core).
+    /// Most decode threads, 1–1024 (default: one per core); how many run is tuned while running.
     #[arg(long, value_parser = crate::ranges::usize_in(1, crate::ranges::MAX_JOBS))]
     jobs: Option<usize>,
     /// Class names, comma-separated, for shards without a manifest.json (default: the class
@@ -114,7 +114,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         learning_rate: args.lr,
         out: args.out.clone(),
-        jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::Fixed),
+        jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::AutoUpTo),
         classes: args.classes.clone(),
         compression: crate::compression::of_folder(&args.shards, args.compression)?,
         resume: args.resume,
@@ -187,15 +187,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 )
             };
             println!(
-                "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4}{validation} - {:.1} images/s (waited {:.1}s for input)",
+                "Epoch {}/{epochs} - {:.1}s - loss: {:.4} - accuracy: {:.4}{validation} - {:.1} images/s (waited {:.1}s for input, {:.1}% of training time)",
                 line.epoch,
                 line.seconds,
                 line.train.loss(),
                 line.train.accuracy(),
                 line.images_per_second,
                 line.waited,
+                100.0 * line.wait_fraction(),
             );
         }
+        TrainEvent::Autotune(tuning) => println!("  input pipeline {}", tuning.summary()),
     })?;
     bar.finish_and_clear();
     if let Some((epoch, step)) = outcome.interrupted {

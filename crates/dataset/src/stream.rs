@@ -93,6 +93,60 @@ pub struct StreamReport {
     pub cache_overflow: u64,
     /// Checksum of every value delivered (proves the work was done).
     pub checksum: f64,
+    /// What the pipeline's tuner chose and why (`None` with a fixed `--jobs`-less parallelism).
+    pub autotune: Option<AutotuneReport>,
+}
+
+/// The tuner's choice ([`shardfeed_input_pipeline::Tuning`]) as the report shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AutotuneReport {
+    /// Map workers at the end.
+    pub workers: usize,
+    /// The cap (`--jobs`, or the cores).
+    pub max_workers: usize,
+    /// Prefetch depth at the end, in batches.
+    pub prefetch: usize,
+    /// The deepest the tuner may set.
+    pub max_prefetch: usize,
+    /// One line: the choice and the figures behind it.
+    pub summary: String,
+    /// Every change: seconds since the start, workers and prefetch after it, why.
+    pub changes: Vec<AutotuneChange>,
+}
+
+/// One change the tuner made.
+#[derive(Debug, Clone, Serialize)]
+pub struct AutotuneChange {
+    /// Seconds since the pipeline started.
+    pub at_seconds: f64,
+    /// Map workers after it.
+    pub workers: usize,
+    /// Prefetch depth after it.
+    pub prefetch: usize,
+    /// The measured figures behind it.
+    pub why: String,
+}
+
+impl From<&shardfeed_input_pipeline::Tuning> for AutotuneReport {
+    fn from(t: &shardfeed_input_pipeline::Tuning) -> Self {
+        AutotuneReport {
+            workers: t.workers,
+            max_workers: t.max_workers,
+            prefetch: t.prefetch,
+            max_prefetch: t.max_prefetch,
+            summary: t.summary(),
+            changes: t
+                .changes
+                .iter()
+                .map(|c| AutotuneChange {
+                    at_seconds: c.at.as_secs_f64(),
+                    workers: c.workers,
+                    prefetch: c.prefetch,
+                    why: c.why.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One stage's figures.
@@ -291,6 +345,7 @@ pub fn stream(config: &StreamConfig) -> Result<StreamReport> {
         cache_hits: stats.cache_hits,
         cache_overflow: stats.cache_overflow,
         checksum,
+        autotune: stats.tuning.as_ref().map(AutotuneReport::from),
     })
 }
 

@@ -106,6 +106,7 @@
 
 #![deny(missing_docs)]
 
+pub mod autotune;
 mod cache;
 mod error;
 mod pipeline;
@@ -115,9 +116,10 @@ pub mod split;
 mod stats;
 pub mod tfrecord;
 
+pub use autotune::{TuneChange, Tuning};
 pub use cache::{CacheBudget, CacheOverflow, DiskCache};
 pub use error::{BoxError, Error, Result};
-pub use pipeline::{Batch, Parallelism, Pipeline, PipelineIter, ResumeState};
+pub use pipeline::{Batch, Parallelism, Pipeline, PipelineIter, ResumeState, TuningHandle};
 pub use plan::{Address, Plan, PlanIter, Planned, Repeat};
 pub use rng::Rng;
 pub use stats::{StageStats, Stats};

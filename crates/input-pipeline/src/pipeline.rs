@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 
+use crate::autotune::{Tuner, Tuning};
 use crate::cache::{CacheBudget, CacheStore, DiskCache, DiskStore};
 use crate::stats::PipelineCounters;
 use crate::{Address, BoxError, Error, Plan, Result, Stats};
@@ -24,22 +25,33 @@ type ItemFn<T> = Arc<dyn Fn() -> WorkerFn<T> + Send + Sync>;
 /// How many threads a parallel stage uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Parallelism {
-    /// One per available core (TensorFlow's `AUTOTUNE`, simplified).
+    /// Tuned while running, between 1 and one per available core, and the prefetch depth
+    /// with it (TensorFlow's `AUTOTUNE`; see [`crate::autotune`]).
     #[default]
     Auto,
-    /// Exactly this many (at least 1).
+    /// Tuned while running, between 1 and this many (at least 1): `--jobs N`.
+    AutoUpTo(usize),
+    /// Exactly this many (at least 1), and exactly the prefetch depth set: nothing tuned.
     Fixed(usize),
 }
 
 impl Parallelism {
-    /// The number of threads.
+    /// The most threads the stage runs (for a tuned stage: the cap).
     pub fn threads(self) -> usize {
         match self {
             Parallelism::Auto => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            Parallelism::Fixed(n) => n.max(1),
+            Parallelism::AutoUpTo(n) | Parallelism::Fixed(n) => n.max(1),
         }
     }
+
+    /// Whether workers and prefetch are tuned at run time.
+    pub fn is_tuned(self) -> bool {
+        !matches!(self, Parallelism::Fixed(_))
+    }
 }
+
+/// How often a parked (tuned-out) worker looks whether it is wanted again.
+const PARK: Duration = Duration::from_millis(5);
 
 /// The settings of a pipeline's stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +80,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The deepest prefetch buffer, in batches: the set depth, or the tuner's limit.
+    fn max_prefetch(&self) -> usize {
+        if self.parallelism.is_tuned() {
+            crate::autotune::MAX_PREFETCH.max(self.prefetch)
+        } else {
+            self.prefetch
+        }
+    }
+
     /// Chunks allowed between the planner and the batcher.
     fn window_chunks(&self) -> usize {
         match self.in_flight {
@@ -339,7 +360,7 @@ impl<T: Send + 'static> Pipeline<T> {
     /// built, the prefetched batches and the one the consumer holds.
     pub fn peak_items(&self) -> usize {
         let s = &self.settings;
-        s.window_chunks() * s.chunk + s.batch_size * (s.prefetch + 2)
+        s.window_chunks() * s.chunk + s.batch_size * (s.max_prefetch() + 2)
     }
 
     /// Starts the threads and iterates from the beginning.
@@ -377,10 +398,27 @@ impl<T: Send + 'static> Pipeline<T> {
         }
         let (work_tx, work_rx) = bounded::<Chunk<Address>>(threads);
         let (done_tx, done_rx) = bounded::<Chunk<Result<T>>>(threads);
-        let (out_tx, out_rx) = bounded::<Result<Batch<T>>>(settings.prefetch);
+        // The batcher sends a batch only with a token; the consumer hands one back for each
+        // batch it takes, and the tuner adds one to deepen the buffer.
+        let max_prefetch = settings.max_prefetch();
+        let (out_tx, out_rx) = bounded::<Result<Batch<T>>>(max_prefetch);
+        let (prefetch_tx, prefetch_rx) = bounded::<()>(max_prefetch);
+        for _ in 0..settings.prefetch {
+            prefetch_tx
+                .send(())
+                .expect("the prefetch channel holds max_prefetch tokens");
+        }
+        // A tuned pipeline starts with every worker (a short run or the first epoch's decode
+        // is not held back while the tuner measures); the tuner parks and wakes them.
+        let tuner = settings
+            .parallelism
+            .is_tuned()
+            .then(|| Tuner::new(threads, settings.prefetch));
 
-        let mut handles = Vec::with_capacity(threads + 2);
+        let mut handles = Vec::with_capacity(threads + 3);
+        let planned = Arc::new(AtomicBool::new(false));
         let planner = Planner {
+            done: planned.clone(),
             plan: self.plan.iter_from(start),
             chunk: settings.chunk,
             tokens: tokens_rx,
@@ -388,11 +426,15 @@ impl<T: Send + 'static> Pipeline<T> {
             stop: stop_rx.clone(),
             counters: counters.clone(),
         };
+        let stop_rx_tuner = stop_rx.clone();
         handles.push(spawn_guarded("plan", failure.clone(), move || {
             planner.run()
         }));
-        for _ in 0..threads {
+        for index in 0..threads {
             let worker = Worker {
+                index,
+                active: tuner.as_ref().map(|t| t.active.clone()),
+                planned: planned.clone(),
                 func: self.func.clone(),
                 stopped: stopped.clone(),
                 work: work_rx.clone(),
@@ -413,10 +455,18 @@ impl<T: Send + 'static> Pipeline<T> {
             next_position: start,
             batch_size: settings.batch_size,
             drop_remainder: settings.drop_remainder,
+            prefetch: prefetch_rx,
         };
         handles.push(spawn_guarded("batch", failure.clone(), move || {
             batcher.run()
         }));
+        if let Some(tuner) = &tuner {
+            let (active, tuning) = (tuner.active.clone(), tuner.tuning.clone());
+            let (counters, tokens, stop) = (counters.clone(), prefetch_tx.clone(), stop_rx_tuner);
+            handles.push(spawn_guarded("tune", failure.clone(), move || {
+                Tuner::run(active, tuning, counters, tokens, stop)
+            }));
+        }
 
         PipelineIter {
             out: Some(out_rx),
@@ -430,6 +480,8 @@ impl<T: Send + 'static> Pipeline<T> {
             epoch_len: self.plan.epoch_len(),
             position: start,
             deterministic: settings.deterministic,
+            prefetch: prefetch_tx,
+            tuning: tuner.map(|t| t.tuning),
         }
     }
 }
@@ -464,6 +516,8 @@ struct Chunk<V> {
 }
 
 struct Planner {
+    /// Set when the planner returns: no more work will come.
+    done: Arc<AtomicBool>,
     plan: crate::plan::PlanIter,
     chunk: usize,
     tokens: Receiver<()>,
@@ -472,8 +526,18 @@ struct Planner {
     counters: Arc<PipelineCounters>,
 }
 
+/// Sets the flag when dropped (the planner returned or panicked).
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 impl Planner {
     fn run(mut self) {
+        let _done = SetOnDrop(self.done.clone());
         loop {
             let start = self.plan.position();
             let addresses: Vec<Address> = self
@@ -507,6 +571,12 @@ impl Planner {
 }
 
 struct Worker<T> {
+    /// This worker's number: it takes work while `index < active` (all the time when not tuned).
+    index: usize,
+    active: Option<Arc<AtomicUsize>>,
+    /// The planner has returned: a parked worker with nothing left to wait for exits (it
+    /// holds a sender of the batcher's channel, which would otherwise never close).
+    planned: Arc<AtomicBool>,
     func: ItemFn<T>,
     stopped: Arc<AtomicBool>,
     work: Receiver<Chunk<Address>>,
@@ -519,6 +589,18 @@ impl<T> Worker<T> {
     fn run(self) {
         let mut func = (self.func)();
         loop {
+            if let Some(active) = &self.active {
+                // Tuned out: parked (not counted as waiting) until wanted again.
+                while self.index >= active.load(Ordering::Relaxed) {
+                    if self.planned.load(Ordering::Acquire) && self.work.is_empty() {
+                        return;
+                    }
+                    select! {
+                        recv(self.stop) -> _ => return,
+                        default(PARK) => {}
+                    }
+                }
+            }
             let waiting = Instant::now();
             let chunk = select! {
                 recv(self.work) -> work => match work { Ok(work) => work, Err(_) => return },
@@ -586,6 +668,8 @@ struct Batcher<T> {
     next_position: u64,
     batch_size: usize,
     drop_remainder: bool,
+    /// A token per batch the consumer has room for.
+    prefetch: Receiver<()>,
 }
 
 /// Whether the batcher goes on.
@@ -655,10 +739,15 @@ impl<T> Batcher<T> {
 
     fn send(&self, item: Result<Batch<T>>) -> Flow {
         let waiting = Instant::now();
-        let sent = select! {
-            send(self.out, item) -> sent => sent.is_ok(),
+        let room = select! {
+            recv(self.prefetch) -> token => token.is_ok(),
             recv(self.stop) -> _ => false,
         };
+        let sent = room
+            && select! {
+                send(self.out, item) -> sent => sent.is_ok(),
+                recv(self.stop) -> _ => false,
+            };
         self.counters.batch.add_waiting_output(waiting);
         self.counters.batch.add_items(1);
         if sent { Flow::Continue } else { Flow::Stop }
@@ -750,9 +839,36 @@ pub struct PipelineIter<T> {
     epoch_len: u64,
     position: u64,
     deterministic: bool,
+    /// Handed back to the batcher for each batch taken.
+    prefetch: Sender<()>,
+    tuning: Option<Arc<Mutex<Tuning>>>,
+}
+
+/// Reads a running pipeline's [`Tuning`] from anywhere (cheap to clone; `None` when the
+/// pipeline is not tuned).
+#[derive(Clone)]
+pub struct TuningHandle(Option<Arc<Mutex<Tuning>>>);
+
+impl TuningHandle {
+    /// What the tuner has chosen so far.
+    pub fn get(&self) -> Option<Tuning> {
+        self.0
+            .as_ref()
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
 }
 
 impl<T> PipelineIter<T> {
+    /// What the tuner has chosen so far (`None` with [`Parallelism::Fixed`]).
+    pub fn tuning(&self) -> Option<Tuning> {
+        self.tuning_handle().get()
+    }
+
+    /// A handle that reads [`PipelineIter::tuning`] while something else owns the iterator.
+    pub fn tuning_handle(&self) -> TuningHandle {
+        TuningHandle(self.tuning.clone())
+    }
+
     /// Where the consumer stands: resume from here with [`Pipeline::iter_from`].
     pub fn state(&self) -> ResumeState {
         ResumeState {
@@ -765,6 +881,12 @@ impl<T> PipelineIter<T> {
     /// Per-stage statistics so far.
     pub fn stats(&self) -> Stats {
         let mut stats = self.counters.snapshot();
+        if let Some(tuning) = self.tuning() {
+            if let Some(map) = stats.stages.iter_mut().find(|s| s.name == "map") {
+                map.threads = tuning.workers;
+            }
+            stats.tuning = Some(tuning);
+        }
         if let Some(cache) = &self.cache_stats {
             stats.cache_hits = cache.hits();
             stats.cache_overflow = cache.overflow();
@@ -789,6 +911,10 @@ impl<T> Iterator for PipelineIter<T> {
         let waiting = Instant::now();
         let received = out.recv();
         self.counters.consumer.add_waiting_input(waiting);
+        if received.is_ok() {
+            // Room for one more batch; the channel never holds more tokens than batches fit.
+            let _ = self.prefetch.try_send(());
+        }
         match received {
             Ok(Ok(batch)) => {
                 self.counters.consumer.add_items(1);

@@ -76,6 +76,16 @@ impl PipelineCounters {
         })
     }
 
+    /// What the tuner decides from: the consumer's wait, the map stage's busy time, batches taken.
+    pub(crate) fn tuning_figures(&self) -> (Duration, Duration, u64) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            Duration::from_nanos(load(&self.consumer.waiting_input_nanos)),
+            Duration::from_nanos(load(&self.map.busy_nanos)),
+            load(&self.consumer.items),
+        )
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             elapsed: self.started.elapsed(),
@@ -87,6 +97,7 @@ impl PipelineCounters {
             ],
             cache_hits: self.cache_hits.load(Ordering::Relaxed),
             cache_overflow: self.cache_overflow.load(Ordering::Relaxed),
+            tuning: None,
         }
     }
 }
@@ -126,6 +137,8 @@ pub struct Stats {
     pub cache_hits: u64,
     /// Items not cached because the budget was full (with [`crate::CacheOverflow::Recompute`]).
     pub cache_overflow: u64,
+    /// What the tuner chose (`None` when nothing is tuned: [`crate::Parallelism::Fixed`]).
+    pub tuning: Option<crate::Tuning>,
 }
 
 impl Stats {
@@ -154,6 +167,10 @@ impl std::fmt::Display for Stats {
             f,
             "cache hits {}, not cached (over budget) {}",
             self.cache_hits, self.cache_overflow
-        )
+        )?;
+        if let Some(tuning) = &self.tuning {
+            write!(f, "\n{}", tuning.summary())?;
+        }
+        Ok(())
     }
 }

@@ -88,4 +88,23 @@ fn no_thread_outlives_its_pipeline() {
             .contains("record 3 is damaged")
     );
     assert_eq!(pipeline_threads_left(), 0, "after a source error");
+
+    // A tuned pipeline: its tuner and its parked workers stop with it too.
+    let tuned = Pipeline::new(
+        Plan::new(vec![500]).repeat(Repeat::Forever),
+        |a: Address| Ok::<_, BoxError>(a.index),
+    )
+    .parallelism(Parallelism::AutoUpTo(6))
+    .batch(8, true);
+    let mut iter = tuned.iter();
+    for _ in 0..50 {
+        iter.next().unwrap().unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        pipeline_threads() >= 9,
+        "planner, 6 map workers (some parked), batcher, tuner"
+    );
+    drop(iter);
+    assert_eq!(pipeline_threads_left(), 0, "after a tuned pipeline");
 }

@@ -174,9 +174,16 @@ pub struct EpochRow {
     pub images_per_second: f64,
     /// Seconds the trainer waited for input.
     pub waited: f64,
+    /// Seconds of the training steps (the epoch without validation), `waited` included.
+    pub train_seconds: f64,
 }
 
 impl EpochRow {
+    /// The fraction of the training steps' time spent waiting for input.
+    pub fn wait_fraction(&self) -> f64 {
+        self.waited / self.train_seconds.max(1e-9)
+    }
+
     /// The row as `metrics.csv` holds it (six decimals; the validation columns empty, not a
     /// made-up 0, without validation data).
     pub fn csv_fields(&self) -> [String; 7] {
@@ -384,6 +391,7 @@ impl Fit {
                 seconds: started.elapsed().as_secs_f64(),
                 images_per_second: images as f64 / train_seconds.max(1e-9),
                 waited,
+                train_seconds,
             };
             metrics.write(&row)?;
             epochs_done = epoch;

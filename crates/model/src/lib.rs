@@ -24,6 +24,7 @@ mod error;
 pub mod evaluate;
 pub mod fast;
 pub mod fit;
+pub mod gpu;
 mod inference;
 mod model;
 mod training;
@@ -66,12 +67,17 @@ impl std::str::FromStr for DeviceKind {
 
 /// The device of `kind`, with autodiff for training when `training`.
 ///
-/// Fails with one line naming the `cuda` feature when CUDA is asked of a build without it.
+/// Fails with one line naming the `cuda` feature when CUDA is asked of a build without it,
+/// and with one line naming what is missing (driver, GPU, libdevice: [`gpu::check_cuda`])
+/// when this machine cannot run it.
 pub fn device(kind: DeviceKind, training: bool) -> Result<Device, String> {
     let device = match kind {
         DeviceKind::Cpu => Device::flex(),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => Device::cuda(0),
+        DeviceKind::Cuda => {
+            gpu::check_cuda().map_err(|e| e.to_string())?;
+            Device::cuda(0)
+        }
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => {
             return Err("this shardfeed was built without CUDA: rebuild with \

@@ -85,10 +85,13 @@ fn parse_compression(name: Option<&str>) -> PyResult<Option<Compression>> {
     .transpose()
 }
 
-fn parallelism(jobs: Option<usize>) -> PyResult<Parallelism> {
+/// `jobs`: exactly this many threads (`shard`), or at most this many with the count tuned
+/// while running (`Loader`, as the CLI's `stream` and `train`).
+fn parallelism(jobs: Option<usize>, tuned: bool) -> PyResult<Parallelism> {
     match jobs {
         None => Ok(Parallelism::Auto),
         Some(0) => Err(PyValueError::new_err("jobs must be at least 1 (or None)")),
+        Some(n) if tuned => Ok(Parallelism::AutoUpTo(n)),
         Some(n) => Ok(Parallelism::Fixed(n)),
     }
 }
@@ -176,7 +179,7 @@ fn shard(
         seed,
         compression: parse_compression(compression.as_deref())?.unwrap_or(Compression::None),
         strict,
-        jobs: parallelism(jobs)?,
+        jobs: parallelism(jobs, false)?,
         overwrite,
         workers,
         stop: Some(stop.clone()),
@@ -334,6 +337,8 @@ struct Totals {
     padded: u64,
     dropped: u64,
     cache_hits: u64,
+    /// The last epoch's tuner state.
+    tuning: Option<shardfeed_input_pipeline::Tuning>,
 }
 
 impl Totals {
@@ -344,6 +349,7 @@ impl Totals {
         self.waited += waited.as_secs_f64();
         let stats = epoch.stats();
         self.cache_hits = stats.cache_hits;
+        self.tuning = stats.tuning.clone();
         for stage in stats.stages {
             match self.stages.iter_mut().find(|s| s.name == stage.name) {
                 Some(total) => {
@@ -445,7 +451,7 @@ impl Loader {
             drop_remainder,
             cache,
             cache_budget: cache_bytes,
-            jobs: parallelism(jobs)?,
+            jobs: parallelism(jobs, true)?,
             rank,
             world_size,
             split,
@@ -601,6 +607,16 @@ impl Loader {
             stages.append(item)?;
         }
         out.set_item("stages", stages)?;
+        if let Some(tuning) = &t.tuning {
+            let item = PyDict::new(py);
+            item.set_item("workers", tuning.workers)?;
+            item.set_item("max_workers", tuning.max_workers)?;
+            item.set_item("prefetch", tuning.prefetch)?;
+            item.set_item("max_prefetch", tuning.max_prefetch)?;
+            item.set_item("changes", tuning.changes.len())?;
+            item.set_item("summary", tuning.summary())?;
+            out.set_item("autotune", item)?;
+        }
         Ok(out)
     }
 

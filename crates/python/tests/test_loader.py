@@ -215,6 +215,15 @@ def test_stats_report_stages_and_rates(shards):
     assert stats["images_per_second"] > 0 and 0 <= stats["wait_fraction"] <= 1
     names = [s["name"] for s in stats["stages"]]
     assert "map" in names and all(s["busy_seconds"] >= 0 for s in stats["stages"])
+    # The decode workers and prefetch depth are tuned while running, within jobs' cap.
+    tuning = stats["autotune"]
+    assert 1 <= tuning["workers"] <= tuning["max_workers"] <= os.cpu_count()
+    assert 2 <= tuning["prefetch"] <= tuning["max_prefetch"]
+    assert tuning["summary"].startswith("autotune: ")
+    capped = shardfeed.Loader(shards, batch_size=16, jobs=1)
+    for _ in capped:
+        pass
+    assert capped.stats()["autotune"]["max_workers"] == 1
     json.dumps(stats)
 
 

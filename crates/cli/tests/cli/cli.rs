@@ -12,7 +12,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn shardfeed(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    Command::new(crate::common::shardfeed_bin())
         .args(args)
         .output()
         .unwrap()

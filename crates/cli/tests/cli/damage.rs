@@ -156,7 +156,7 @@ fn the_stream_and_train_commands_stop_with_the_file_and_offset() {
     let folder = shards(dir.path(), 12, 4, 16);
     let damaged = damage_record_one(&folder);
     let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+        let output = Command::new(crate::common::shardfeed_bin())
             .args(args)
             .output()
             .unwrap();

@@ -61,7 +61,7 @@ fn every_jpeg_kind_shards_inspects_and_streams_for_each_compression_and_job_coun
             let out = dir.path().join(format!("{compression}-{jobs}"));
             shard_kinds(&out, compression, jobs);
 
-            let output = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+            let output = Command::new(crate::common::shardfeed_bin())
                 .args([
                     "inspect",
                     "--json",

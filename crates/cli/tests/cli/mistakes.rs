@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// Runs `shardfeed` in `dir`; (exit code, stdout, stderr).
 fn run(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    let output = Command::new(crate::common::shardfeed_bin())
         .args(args)
         .current_dir(dir)
         .output()

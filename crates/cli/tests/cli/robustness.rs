@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use shardfeed_dataset::synthetic::{GenData, generate};
 
 fn shardfeed() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    Command::new(crate::common::shardfeed_bin())
 }
 
 fn shard_command(input: &Path, out: &Path, overwrite: bool) -> Command {

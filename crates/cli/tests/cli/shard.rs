@@ -52,7 +52,7 @@ fn records(path: &Path, compression: Compression) -> Vec<ImageExample> {
 }
 
 fn shardfeed(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    Command::new(crate::common::shardfeed_bin())
         .args(args)
         .output()
         .unwrap()
@@ -406,7 +406,7 @@ fn missing_or_empty_folders_and_a_second_run_are_clear_errors() {
     );
     // The library names the folder, never a flag; the command adds the flag that fixes it.
     assert!(!error.to_string().contains("--"), "{error}");
-    let output = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    let output = Command::new(crate::common::shardfeed_bin())
         .arg("shard")
         .arg(&input)
         .arg("--out")
@@ -497,7 +497,7 @@ fn workers_from_the_scheduler_environment_merge_into_the_one_machine_set() {
     let dir = tempfile::tempdir().unwrap();
     let input = small_data(dir.path(), 20);
     let run = |out: &Path, extra: &[&str], env: &[(&str, String)]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shardfeed"));
+        let mut command = Command::new(crate::common::shardfeed_bin());
         command
             .arg("shard")
             .arg(&input)

@@ -124,7 +124,7 @@ fn a_damaged_shard_is_reported_with_file_and_offset() {
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[40] ^= 0x10; // inside record 0's payload
     std::fs::write(&victim, &bytes).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    let output = Command::new(crate::common::shardfeed_bin())
         .arg("stream")
         .arg(&out)
         .args(["--batch", "4"])
@@ -146,7 +146,7 @@ fn a_damaged_shard_is_reported_with_file_and_offset() {
 fn the_command_prints_each_epoch_and_each_stage() {
     let dir = tempfile::tempdir().unwrap();
     let out = shards(dir.path(), 40);
-    let output = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    let output = Command::new(crate::common::shardfeed_bin())
         .arg("stream")
         .arg(&out)
         .args(["--epochs", "2", "--batch", "8", "--jobs", "1"])
@@ -164,10 +164,12 @@ fn the_command_prints_each_epoch_and_each_stage() {
         "epoch 2: 40 images",
         "  map ",
         "  cache: 40 hits",
+        // --jobs caps the tuner: what it chose is printed.
+        "  autotune: 1 of at most 1 map workers, prefetch ",
     ] {
         assert!(stdout.contains(needle), "{needle:?} in {stdout}");
     }
-    let json = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    let json = Command::new(crate::common::shardfeed_bin())
         .arg("stream")
         .arg(&out)
         .args(["--json", "--no-cache", "--batch", "8"])
@@ -176,4 +178,21 @@ fn the_command_prints_each_epoch_and_each_stage() {
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["records"], 40);
     assert_eq!(report["epochs"].as_array().unwrap().len(), 3);
+    let autotune = &report["autotune"];
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(autotune["max_workers"], cores, "{autotune}");
+    let workers = autotune["workers"].as_u64().unwrap();
+    assert!((1..=cores).contains(&workers), "{autotune}");
+    assert!(
+        autotune["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("autotune: ")
+    );
+    for change in autotune["changes"].as_array().unwrap() {
+        assert!(
+            change["why"].as_str().unwrap().contains("consumer waited"),
+            "{change}"
+        );
+    }
 }

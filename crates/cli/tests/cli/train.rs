@@ -32,7 +32,7 @@ fn tiny_shards(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn shardfeed(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    Command::new(crate::common::shardfeed_bin())
         .args(args)
         .output()
         .unwrap()
@@ -94,19 +94,6 @@ fn training_writes_a_line_per_epoch_metrics_the_model_and_curves() {
     let again = shardfeed(&["train", path(&shards), "--out", path(&out)]);
     assert!(!again.status.success());
     assert!(text(&again).contains("--resume"), "{}", text(&again));
-    // A build without CUDA says so in one line.
-    let cuda = shardfeed(&[
-        "train",
-        path(&shards),
-        "--device",
-        "cuda",
-        "--out",
-        path(&dir.path().join("cuda")),
-    ]);
-    assert!(!cuda.status.success());
-    let message = text(&cuda);
-    assert!(message.contains("--features cuda"), "{message}");
-    assert_eq!(message.trim().lines().count(), 1, "{message}");
 }
 
 #[test]
@@ -244,6 +231,80 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_runs_model() {
         csv(&split),
         "metrics.csv: losses and accuracies"
     );
+}
+
+/// `--device cuda` where it cannot run: a build without CUDA names the cargo feature; the
+/// `--features cuda` build (`cargo xtask ci` runs this suite against it with `SHARDFEED_BIN`
+/// and `SHARDFEED_EXPECT_CUDA=1`) on a machine without a GPU names what is missing. Either
+/// way: one line, exit 1, no panic, and nothing written.
+#[test]
+fn device_cuda_fails_in_one_line_where_it_cannot_run() {
+    let cuda_build = crate::common::is_cuda_build();
+    if std::env::var_os("SHARDFEED_EXPECT_CUDA").is_some() {
+        assert!(
+            cuda_build,
+            "SHARDFEED_EXPECT_CUDA is set but the binary under test is not a --features cuda build"
+        );
+    }
+    if cuda_build && Path::new("/dev/nvidiactl").exists() {
+        eprintln!(
+            "SKIPPED: this machine has an NVIDIA GPU; `cargo xtask gpu-check` runs --device cuda there"
+        );
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines have no GPU: the check must run"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shards = tiny_shards(dir.path(), 32);
+    let run = dir.path().join("run");
+    train(&settings(&shards, &run, 1), |_| {}).unwrap();
+    let test = dir.path().join("test");
+    let (out, csv) = (dir.path().join("cuda"), dir.path().join("p.csv"));
+    let commands: [Vec<&str>; 3] = [
+        vec![
+            "train",
+            path(&shards),
+            "--batch",
+            "8",
+            "--device",
+            "cuda",
+            "--out",
+            path(&out),
+        ],
+        vec!["evaluate", "--model", path(&run), "--device", "cuda"],
+        vec![
+            "predict",
+            path(&test),
+            "--model",
+            path(&run),
+            "--device",
+            "cuda",
+            "--out",
+            path(&csv),
+        ],
+    ];
+    for args in commands {
+        let output = shardfeed(&args);
+        let message = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+        assert_eq!(message.trim().lines().count(), 1, "{args:?}: {message}");
+        assert!(message.starts_with("shardfeed: error: "), "{message}");
+        assert!(!message.contains("panic"), "{message}");
+        if cuda_build {
+            // This machine has no NVIDIA driver: that is what the line must name.
+            assert!(
+                message.contains("CUDA is unavailable: no NVIDIA driver (libcuda.so.1"),
+                "{message}"
+            );
+        } else {
+            assert!(message.contains("--features cuda"), "{message}");
+        }
+        eprintln!("{}: {}", args[0], message.trim());
+    }
+    assert!(!out.exists(), "a failed cuda run leaves no run folder");
+    assert!(!csv.exists(), "a failed cuda prediction leaves no CSV");
 }
 
 #[test]
@@ -391,7 +452,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let shards = tiny_shards(dir.path(), 64);
     let run = dir.path().join("run");
-    let child = Command::new(env!("CARGO_BIN_EXE_shardfeed"))
+    let child = Command::new(crate::common::shardfeed_bin())
         .args(["train", path(&shards), "--batch", "8", "--epochs", "200"])
         .args(["--out", path(&run)])
         .stdout(std::process::Stdio::null())

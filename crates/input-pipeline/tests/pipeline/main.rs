@@ -1,4 +1,5 @@
 //! Integration tests of `shardfeed-input-pipeline`: each guarantee of the crate docs.
 
+mod autotune;
 mod behaviour;
 mod tfrecord;

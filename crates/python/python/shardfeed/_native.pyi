@@ -148,7 +148,9 @@ class Loader:
         """Continues from a :meth:`state_dict` of the same files and order settings."""
     def stats(self) -> dict[str, Any]:
         """Images, batches, seconds, images/s, consumer wait, per-stage busy/wait times,
-        cache hits, padded, dropped and skipped records."""
+        cache hits, padded, dropped and skipped records, and ``autotune``: the decode
+        workers and prefetch depth the pipeline chose while running (at most ``jobs``
+        workers), with a one-line ``summary`` of why."""
 
 class LoaderIter(Iterator[Tuple[npt.NDArray[Any], npt.NDArray[np.int64]]]):
     """One pass of a :class:`Loader`; dropping it stops and joins the worker threads."""

@@ -1,6 +1,23 @@
-//! Helpers shared by the TensorFlow interop tests.
+//! Helpers shared by the tests: the binary under test, the TensorFlow interop's Python.
 
 use std::path::PathBuf;
+
+/// The `shardfeed` binary the tests run: this package's, or `$SHARDFEED_BIN` (`cargo xtask
+/// ci` runs the whole suite again against the linked `--features cuda` release binary).
+pub fn shardfeed_bin() -> PathBuf {
+    std::env::var_os("SHARDFEED_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shardfeed")))
+}
+
+/// Whether the binary under test was built with `--features cuda` (its `--version` says).
+pub fn is_cuda_build() -> bool {
+    let output = std::process::Command::new(shardfeed_bin())
+        .arg("--version")
+        .output()
+        .expect("the binary under test runs");
+    String::from_utf8_lossy(&output.stdout).contains("(cuda)")
+}
 
 /// The Python with TensorFlow that `cargo xtask ci` names in `SHARDFEED_TF_PYTHON`.
 pub fn tensorflow_python() -> PathBuf {
