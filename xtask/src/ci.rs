@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: everything CI runs, cheapest first, stopping at the first failure:
-//! fmt, tidy, clippy, the local S3 server (moto), tests, the Python package (wheel, fresh venv,
-//! pytest), the linked `--features cuda` release build and the CLI suite run against it (no
-//! GPU here: every CPU path, and `--device cuda`'s one-line error), TensorFlow interop.
+//! fmt, tidy, clippy, the local S3 server (moto), tests, the Python package (wheel, fresh
+//! venv, pytest), the linked `--features cuda` build (profile `cuda-ci`) and the CLI suite run
+//! against it (no GPU here: every CPU path, and `--device cuda`'s one-line error), TensorFlow
+//! interop.
 
 use std::time::Instant;
 
@@ -60,11 +61,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         util::run(&mut test)
     })?;
     step("python package", || crate::python::test(&tensorflow))?;
-    // After the wheel's release build, whose dependencies it shares. Links LLVM from PyPI
-    // (`cargo xtask cuda-setup`): no download at build time.
+    // Links LLVM from PyPI (`cargo xtask cuda-setup`): no download at build time. The
+    // `cuda-ci` profile (Cargo.toml) is the release build at the test build's optimisation.
     let mut cuda = None;
     step("cuda build (linked)", || {
-        cuda = Some(crate::gpu::cuda_build()?);
+        cuda = Some(crate::gpu::cuda_build("cuda-ci")?);
         Ok(())
     })?;
     let cuda = cuda.expect("set by the step");
@@ -74,23 +75,35 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         // is the one the test step built (`cargo test --test cli` alone would resolve other
         // features and rebuild burn).
         let suite = cli_test_binary()?;
-        util::run(
-            std::process::Command::new(&suite)
-                .current_dir(util::root().join("crates/cli"))
-                .env("SHARDFEED_BIN", &cuda)
-                .env("SHARDFEED_EXPECT_CUDA", "1")
-                .env("SHARDFEED_MOTO_SERVER", &moto),
-        )
+        let run = |args: &[&str]| {
+            util::run(
+                std::process::Command::new(&suite)
+                    .args(args)
+                    .current_dir(util::root().join("crates/cli"))
+                    .env("SHARDFEED_BIN", &cuda)
+                    .env("SHARDFEED_EXPECT_CUDA", "1")
+                    .env("SHARDFEED_MOTO_SERVER", &moto),
+            )
+        };
+        run(&[])?;
+        // Again, showing the lines `--device cuda` printed.
+        run(&[
+            "train::device_cuda_fails_in_one_line_where_it_cannot_run",
+            "--exact",
+            "--nocapture",
+        ])
     })?;
     step("tensorflow interop", || match &tensorflow {
         // Every `#[ignore]`d test whose name says tensorflow: TF reads our record files
         // (record-format) and our shards (shardfeed).
         Ok(python) => util::run(
             cargo()
+                // `--tests`: the doctests ran in the test step (they are rebuilt every run).
                 .args([
                     "test",
                     "--workspace",
                     "--locked",
+                    "--tests",
                     "--",
                     "--ignored",
                     "tensorflow",

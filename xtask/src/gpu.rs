@@ -189,22 +189,27 @@ pub fn cuda_setup() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask cuda-build`: cuda-setup, then the linked release binary; returns the copy at
-/// `target/cuda/shardfeed`.
-pub fn cuda_build() -> anyhow::Result<PathBuf> {
+/// `cargo xtask cuda-build [--profile P]`: cuda-setup, then the linked binary in `profile`
+/// (`release` by default; CI's `cuda-ci`, see `Cargo.toml`); returns the copy at
+/// `target/cuda/shardfeed` (`target/cuda/<profile>/shardfeed` for another profile).
+pub fn cuda_build(profile: &str) -> anyhow::Result<PathBuf> {
     cuda_setup()?;
     let started = Instant::now();
     util::run(cargo().args([
         "build",
-        "--release",
+        "--profile",
+        profile,
         "--locked",
         "-p",
         "shardfeed",
         "--features",
         "cuda",
     ]))?;
-    let built = util::root().join("target/release/shardfeed");
-    let copy = util::root().join("target/cuda/shardfeed");
+    let built = util::root().join("target").join(profile).join("shardfeed");
+    let copy = match profile {
+        "release" => util::root().join("target/cuda/shardfeed"),
+        other => util::root().join(format!("target/cuda/{other}/shardfeed")),
+    };
     std::fs::create_dir_all(copy.parent().expect("has a parent"))?;
     // Copied beside it and renamed: the old copy may be running (a test, a check).
     let partial = copy.with_extension("partial");
@@ -217,7 +222,7 @@ pub fn cuda_build() -> anyhow::Result<PathBuf> {
         bail!("{} says {version:?}, not a cuda build", copy.display());
     }
     eprintln!(
-        "xtask cuda-build: linked {version} at {} ({:.0} MB) in {:.1} min",
+        "xtask cuda-build: linked {version} ({profile} profile) at {} ({:.0} MB) in {:.1} min",
         copy.display(),
         std::fs::metadata(&copy)?.len() as f64 / 1e6,
         started.elapsed().as_secs_f64() / 60.0
@@ -227,7 +232,7 @@ pub fn cuda_build() -> anyhow::Result<PathBuf> {
 
 /// `cargo xtask gpu-check`: builds, then packs `target/gpu-check/`.
 pub fn gpu_check() -> anyhow::Result<()> {
-    let binary = cuda_build()?;
+    let binary = cuda_build("release")?;
     let out = util::root().join("target/gpu-check");
     if out.exists() {
         std::fs::remove_dir_all(&out)?;

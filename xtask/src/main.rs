@@ -53,8 +53,12 @@ enum Task {
     S3Server,
     /// Puts PyPI's static LLVM SDK where burn-cuda's build looks (target/cuda-setup): run before `--features cuda`.
     CudaSetup,
-    /// cuda-setup, then links the `--features cuda` release binary (copied to target/cuda/shardfeed).
-    CudaBuild,
+    /// cuda-setup, then links the `--features cuda` binary (copied to target/cuda/shardfeed).
+    CudaBuild {
+        /// The cargo profile: `release`, or CI's `cuda-ci` (GPU-only crates unoptimised).
+        #[arg(long, default_value = "release")]
+        profile: String,
+    },
     /// Packs target/gpu-check/ (stripped cuda binary, libdevice, run.sh) for a GPU machine without network.
     GpuCheck,
     /// Generate a synthetic dataset: `shardfeed gen-data` (default `--out data`).
@@ -88,7 +92,9 @@ fn main() -> ExitCode {
         Task::Wheel(args) => python::wheel_cmd(&args),
         Task::S3Server => storage::moto_server().map(|path| println!("{}", path.display())),
         Task::CudaSetup => gpu::cuda_setup(),
-        Task::CudaBuild => gpu::cuda_build().map(|path| println!("{}", path.display())),
+        Task::CudaBuild { profile } => {
+            gpu::cuda_build(&profile).map(|path| println!("{}", path.display()))
+        }
         Task::GpuCheck => gpu::gpu_check(),
         Task::Scale(args) => scale::run(&args),
         Task::GenData { args } => data::gen_data(&args),

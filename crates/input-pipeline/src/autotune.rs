@@ -244,68 +244,63 @@ fn decide(wait: f64, busy: f64, workers: usize, state: &Tuning) -> Decision {
 
 #[cfg(test)]
 mod tests {
+    use super::Decision::{Keep, Prefetch, Workers};
     use super::*;
 
-    fn state(workers: usize, max_workers: usize, prefetch: usize) -> Tuning {
-        Tuning {
-            workers,
-            max_workers,
-            prefetch,
-            max_prefetch: MAX_PREFETCH,
-            last_wait: 0.0,
-            last_busy: 0.0,
-            changes: Vec::new(),
+    /// Each case: the consumer waited `wait` of the window, the workers were `busy`, with
+    /// `workers` of at most 16 active and `prefetch` batches of buffer; then what to do.
+    fn check(cases: &[(f64, f64, usize, usize, Decision)]) {
+        for &(wait, busy, workers, prefetch, expected) in cases {
+            let state = Tuning {
+                workers,
+                max_workers: 16,
+                prefetch,
+                max_prefetch: MAX_PREFETCH,
+                last_wait: 0.0,
+                last_busy: 0.0,
+                changes: Vec::new(),
+            };
+            assert_eq!(
+                decide(wait, busy, workers, &state),
+                expected,
+                "waited {wait}, {workers} workers {busy} busy, prefetch {prefetch}"
+            );
         }
     }
 
     #[test]
     fn a_waiting_consumer_and_busy_workers_add_half_again_up_to_the_cap() {
-        assert_eq!(decide(0.3, 0.95, 2, &state(2, 16, 2)), Decision::Workers(3));
-        assert_eq!(
-            decide(0.3, 0.95, 8, &state(8, 16, 2)),
-            Decision::Workers(12)
-        );
-        assert_eq!(
-            decide(0.3, 0.95, 12, &state(12, 16, 2)),
-            Decision::Workers(16)
-        );
-        // At the cap, busy workers: nothing more to do (a deeper buffer would not help).
-        assert_eq!(decide(0.3, 0.95, 16, &state(16, 16, 2)), Decision::Keep);
+        check(&[
+            (0.3, 0.95, 2, 2, Workers(3)),
+            (0.3, 0.95, 8, 2, Workers(12)),
+            (0.3, 0.95, 12, 2, Workers(16)),
+            // At the cap, busy workers: nothing more to do (a deeper buffer would not help).
+            (0.3, 0.95, 16, 2, Keep),
+        ]);
     }
 
     #[test]
     fn a_waiting_consumer_and_idle_workers_deepen_the_prefetch() {
-        assert_eq!(
-            decide(0.05, 0.4, 4, &state(4, 16, 2)),
-            Decision::Prefetch(3)
-        );
-        assert_eq!(
-            decide(0.05, 0.4, 4, &state(4, 16, MAX_PREFETCH)),
-            Decision::Keep
-        );
+        check(&[
+            (0.05, 0.4, 4, 2, Prefetch(3)),
+            (0.05, 0.4, 4, MAX_PREFETCH, Keep),
+        ]);
     }
 
     #[test]
     fn a_consumer_that_never_waits_lets_spare_workers_go() {
-        // 4 workers 20% busy: 2 would be 40% busy.
-        assert_eq!(
-            decide(0.001, 0.2, 4, &state(4, 16, 2)),
-            Decision::Workers(2)
-        );
-        // 16 workers 2% busy: one does it.
-        assert_eq!(
-            decide(0.0, 0.02, 16, &state(16, 16, 2)),
-            Decision::Workers(1)
-        );
-        // 4 workers 35% busy: 3 would be 47% busy (under 50%); 4 × 0.35 / 0.4 → 3.
-        assert_eq!(
-            decide(0.001, 0.35, 4, &state(4, 16, 2)),
-            Decision::Workers(3)
-        );
-        // 2 workers 40% busy: 1 would be 80% busy, too close to being the bottleneck.
-        assert_eq!(decide(0.001, 0.4, 2, &state(2, 16, 2)), Decision::Keep);
-        assert_eq!(decide(0.001, 0.0, 1, &state(1, 16, 2)), Decision::Keep);
-        // Between the thresholds nothing changes (no oscillation).
-        assert_eq!(decide(0.01, 0.1, 4, &state(4, 16, 2)), Decision::Keep);
+        check(&[
+            // 4 workers 20% busy: 2 would be 40% busy.
+            (0.001, 0.2, 4, 2, Workers(2)),
+            // 16 workers 2% busy: one does it.
+            (0.0, 0.02, 16, 2, Workers(1)),
+            // 4 workers 35% busy: 3 would be 47% busy (under 50%); 4 × 0.35 / 0.4 → 3.
+            (0.001, 0.35, 4, 2, Workers(3)),
+            // 2 workers 40% busy: 1 would be 80% busy, too close to being the bottleneck.
+            (0.001, 0.4, 2, 2, Keep),
+            (0.001, 0.0, 1, 2, Keep),
+            // Between the thresholds nothing changes (no oscillation).
+            (0.01, 0.1, 4, 2, Keep),
+        ]);
     }
 }

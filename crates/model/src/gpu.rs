@@ -167,28 +167,24 @@ pub fn check_cuda() -> Result<CudaReady, CudaUnavailable> {
                 _ => "unknown".to_owned(),
             }
         };
+        // A `CUresult` other than CUDA_SUCCESS as the error that names the call.
+        let succeeded = |call: &'static str, code: i32| match code {
+            0 => Ok(()),
+            _ => Err(CudaUnavailable::Driver {
+                call,
+                code,
+                name: name(code),
+            }),
+        };
         let code = init(0);
         if code == NO_DEVICE {
             return Err(CudaUnavailable::NoGpu {
                 detail: format!("cuInit: {}", name(code)),
             });
         }
-        if code != 0 {
-            return Err(CudaUnavailable::Driver {
-                call: "cuInit",
-                code,
-                name: name(code),
-            });
-        }
+        succeeded("cuInit", code)?;
         let mut driver = 0;
-        let code = version(&mut driver);
-        if code != 0 {
-            return Err(CudaUnavailable::Driver {
-                call: "cuDriverGetVersion",
-                code,
-                name: name(code),
-            });
-        }
+        succeeded("cuDriverGetVersion", version(&mut driver))?;
         if let Some(built) = BUILT_FOR_CUDA.and_then(|v| v.parse::<i32>().ok())
             && driver < built
         {
@@ -198,14 +194,7 @@ pub fn check_cuda() -> Result<CudaReady, CudaUnavailable> {
             });
         }
         let mut devices = 0;
-        let code = count(&mut devices);
-        if code != 0 {
-            return Err(CudaUnavailable::Driver {
-                call: "cuDeviceGetCount",
-                code,
-                name: name(code),
-            });
-        }
+        succeeded("cuDeviceGetCount", count(&mut devices))?;
         if devices == 0 {
             return Err(CudaUnavailable::NoGpu {
                 detail: "cuDeviceGetCount: 0".to_owned(),
