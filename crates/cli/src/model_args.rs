@@ -20,6 +20,6 @@ pub struct ModelRunArgs {
 impl ModelRunArgs {
     /// The decode threads as the pipeline takes them.
     pub fn jobs(&self) -> Parallelism {
-        self.jobs.map_or(Parallelism::Auto, Parallelism::AutoUpTo)
+        crate::ranges::tuned_jobs(self.jobs)
     }
 }

@@ -1,10 +1,18 @@
 //! The ranges of the numeric flags, checked when the flags are parsed (so a bad value is a
-//! usage error, exit 2, before any work starts) and stated in each flag's `--help`.
+//! usage error, exit 2, before any work starts) and stated in each flag's `--help`; and what
+//! `--jobs` means to the input pipeline.
 
 use clap::builder::{RangedU64ValueParser, TypedValueParser};
+use shardfeed_input_pipeline::Parallelism;
 
 /// Most decode threads (`--jobs`).
 pub const MAX_JOBS: u64 = 1024;
+
+/// `--jobs` of the commands that read shards (stream, train, evaluate, predict): at most this
+/// many decode threads, how many run tuned while running (default: up to one per core).
+pub fn tuned_jobs(jobs: Option<usize>) -> Parallelism {
+    jobs.map_or(Parallelism::Auto, Parallelism::AutoUpTo)
+}
 /// Largest batch (`--batch`).
 pub const MAX_BATCH: u64 = 65_536;
 /// Largest square side (`--size`): a 4096 × 4096 RGB image is 48 MiB per image.

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use shardfeed_dataset::stream::{StreamConfig, stream};
 
 use crate::fmt::{count, thousands};
-use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::Compression;
 
 /// Flags of `shardfeed stream`.
@@ -58,7 +57,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         cache_budget: args.cache_budget_mib << 20,
         deterministic: args.deterministic,
         seed: args.seed,
-        jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::AutoUpTo),
+        jobs: crate::ranges::tuned_jobs(args.jobs),
         compression: crate::compression::of_folder(&args.shards, args.compression)?,
     };
     let report = stream(&config)?;

@@ -13,7 +13,6 @@ use shardfeed::train::{TrainEvent, TrainSettings, train};
 use crate::fmt::{count, thousands};
 use shardfeed_dataset::classes::ClassSource;
 use shardfeed_dataset::run::RunInfo;
-use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::DeviceKind;
 use shardfeed_record_format::Compression;
 
@@ -114,7 +113,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         learning_rate: args.lr,
         out: args.out.clone(),
-        jobs: args.jobs.map_or(Parallelism::Auto, Parallelism::AutoUpTo),
+        jobs: crate::ranges::tuned_jobs(args.jobs),
         classes: args.classes.clone(),
         compression: crate::compression::of_folder(&args.shards, args.compression)?,
         resume: args.resume,

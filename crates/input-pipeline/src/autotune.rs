@@ -130,15 +130,16 @@ impl Mark {
 
 impl Tuner {
     /// A tuner that starts with all `max_workers` active (a short run or the first epoch's
-    /// decode is not held back while it measures).
-    pub(crate) fn new(max_workers: usize, prefetch: usize) -> Tuner {
+    /// decode is not held back while it measures) and `prefetch` batches of buffer, deepened
+    /// up to `max_prefetch` (the capacity of the pipeline's prefetch channels).
+    pub(crate) fn new(max_workers: usize, prefetch: usize, max_prefetch: usize) -> Tuner {
         Tuner {
             active: Arc::new(AtomicUsize::new(max_workers)),
             tuning: Arc::new(Mutex::new(Tuning {
                 workers: max_workers,
                 max_workers,
                 prefetch,
-                max_prefetch: MAX_PREFETCH.max(prefetch),
+                max_prefetch,
                 last_wait: 0.0,
                 last_busy: 0.0,
                 changes: Vec::new(),

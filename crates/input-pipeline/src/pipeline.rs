@@ -413,7 +413,7 @@ impl<T: Send + 'static> Pipeline<T> {
         let tuner = settings
             .parallelism
             .is_tuned()
-            .then(|| Tuner::new(threads, settings.prefetch));
+            .then(|| Tuner::new(threads, settings.prefetch, max_prefetch));
 
         let mut handles = Vec::with_capacity(threads + 3);
         let planned = Arc::new(AtomicBool::new(false));
