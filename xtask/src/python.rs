@@ -12,6 +12,12 @@ use crate::util::{self, cargo};
 const MATURIN: &str = "maturin==1.16.0";
 /// Reports the wheel's platform tag and the libraries it links.
 const AUDITWHEEL: &str = "auditwheel==6.5.0";
+/// Zig as the C compiler and linker, from PyPI: it links against an older glibc than the
+/// build machine's, so the wheel installs on glibc 2.28 (Debian 10, Ubuntu 18.10, RHEL 8) and
+/// later, whatever Linux builds it.
+const ZIGLANG: &str = "ziglang==0.15.2";
+/// The oldest glibc the wheel runs on: its platform tag.
+pub const MANYLINUX: &str = "manylinux_2_28";
 
 /// Flags of `cargo xtask wheel`.
 #[derive(Debug, clap::Args)]
@@ -56,7 +62,7 @@ pub fn tools_venv(name: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
 
 /// Builds the release wheel into `target/wheels/` and returns its path.
 pub fn build_wheel() -> anyhow::Result<PathBuf> {
-    let python = tools_venv("pytools", &[MATURIN])?;
+    let python = tools_venv("pytools", &[MATURIN, ZIGLANG])?;
     let out = util::root().join("target/wheels");
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
@@ -65,7 +71,13 @@ pub fn build_wheel() -> anyhow::Result<PathBuf> {
     util::run(
         Command::new(&maturin)
             .current_dir(util::root())
-            .args(["build", "--release", "--strip", "--locked", "-m"])
+            // maturin runs zig as `python3 -m ziglang`: the venv's python3 first.
+            .env(
+                "PATH",
+                util::path_with(python.parent().expect("a venv's bin/"))?,
+            )
+            .args(["build", "--release", "--strip", "--locked", "--zig"])
+            .args(["--compatibility", MANYLINUX, "-m"])
             .arg("crates/python/Cargo.toml")
             .arg("--out")
             .arg(&out)
@@ -94,13 +106,58 @@ pub fn build_wheel() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// `auditwheel show WHEEL`, printed; fails unless it finds the wheel consistent with
+/// [`MANYLINUX`] or an older glibc.
 fn audit(wheel: &Path) -> anyhow::Result<()> {
     let python = tools_venv("pytools", &[MATURIN, AUDITWHEEL])?;
-    util::run(
-        Command::new(python.with_file_name("auditwheel"))
-            .arg("show")
-            .arg(wheel),
-    )
+    let output = Command::new(python.with_file_name("auditwheel"))
+        .arg("show")
+        .arg(wheel)
+        .output()
+        .context("cannot start auditwheel")?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    eprint!("$ auditwheel show {}\n{report}", wheel.display());
+    if !output.status.success() {
+        bail!(
+            "auditwheel show failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let wanted = glibc_of(MANYLINUX).expect("MANYLINUX is a manylinux tag");
+    match consistent_glibc(&report) {
+        Some(glibc) if glibc <= wanted => {
+            eprintln!(
+                "xtask wheel: auditwheel: consistent with manylinux_2_{}, needs glibc 2.{} or later",
+                glibc.1, glibc.1
+            );
+            Ok(())
+        }
+        Some(glibc) => bail!(
+            "auditwheel: the wheel needs manylinux_{}_{} (glibc {}.{}); it must run on {MANYLINUX}",
+            glibc.0,
+            glibc.1,
+            glibc.0,
+            glibc.1
+        ),
+        None => bail!("auditwheel named no manylinux platform tag the wheel is consistent with"),
+    }
+}
+
+/// The glibc version of a `manylinux_X_Y[_arch]` tag.
+fn glibc_of(tag: &str) -> Option<(u32, u32)> {
+    let mut parts = tag.strip_prefix("manylinux_")?.split('_');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The glibc of the tag `auditwheel show` says the wheel "is consistent with" (its report
+/// wraps lines anywhere).
+fn consistent_glibc(report: &str) -> Option<(u32, u32)> {
+    let flat = report.split_whitespace().collect::<Vec<_>>().join(" ");
+    let after = flat
+        .split("consistent with the following platform tag:")
+        .nth(1)?;
+    glibc_of(after.trim_start().strip_prefix('"')?.split('"').next()?)
 }
 
 /// The CI step: the wheel in a fresh venv (only numpy comes with it), the pytest suite there
@@ -113,6 +170,8 @@ pub fn test(tensorflow: &Result<PathBuf, String>) -> anyhow::Result<()> {
         util::run(cargo().args(["test", "--workspace", "--locked", "--no-run"]))?;
     }
     let wheel = build_wheel()?;
+    // The platform tag is a promise to users on older Linux: checked, not assumed.
+    audit(&wheel)?;
     let venv = util::root().join("target/wheel-venv");
     if venv.exists() {
         std::fs::remove_dir_all(&venv)?;
@@ -182,4 +241,28 @@ pub fn bench_venv(wheel: &Path) -> anyhow::Result<PathBuf> {
             .arg(wheel),
     )?;
     Ok(python)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_consistent_tag_of_a_wrapped_auditwheel_report() {
+        let report = "shardfeed-0.1.0-cp39-abi3-manylinux_2_28_x86_64.whl is consistent with\n\
+                      the following platform tag: \"manylinux_2_28_x86_64\".\n\n\
+                      This constrains the platform tag to \"manylinux_2_17_x86_64\".";
+        assert_eq!(consistent_glibc(report), Some((2, 28)));
+        let newer =
+            "x.whl is consistent with the following\nplatform tag: \"manylinux_2_34_x86_64\".";
+        assert_eq!(consistent_glibc(newer), Some((2, 34)));
+        assert_eq!(
+            consistent_glibc(
+                "x.whl is consistent with the following platform tag: \"linux_x86_64\"."
+            ),
+            None
+        );
+        assert_eq!(consistent_glibc("no tag here"), None);
+        assert!(glibc_of(MANYLINUX).unwrap() < (2, 34));
+    }
 }

@@ -37,6 +37,14 @@ pub fn cargo() -> Command {
     command
 }
 
+/// `$PATH` with `dir` in front.
+pub fn path_with(dir: &Path) -> anyhow::Result<std::ffi::OsString> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    Ok(std::env::join_paths(
+        std::iter::once(dir.to_path_buf()).chain(std::env::split_paths(&path)),
+    )?)
+}
+
 /// Runs a command with inherited output; fails when it exits non-zero.
 pub fn run(command: &mut Command) -> anyhow::Result<()> {
     eprintln!("$ {}", describe(command));
