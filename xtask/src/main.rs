@@ -5,7 +5,8 @@
 //! writing `docs/BENCHMARKS.md` (through `report`); `fuzz` runs the
 //! `cargo fuzz` targets on stable Rust; `data` runs `gen-data`, `shard` and `train` through the
 //! release `shardfeed` binary; `demo` runs the whole workflow through it; `gpu` sets up, links
-//! and packs the `--features cuda` build. Shared helpers live in `util`.
+//! and packs the `--features cuda` build; `python` builds and tests the wheel (`old_linux`: on
+//! Debian 11 in a chroot). Shared helpers live in `util`.
 
 use std::process::ExitCode;
 
@@ -18,6 +19,7 @@ mod demo;
 mod deps;
 mod fuzz;
 mod gpu;
+mod old_linux;
 mod python;
 mod report;
 mod scale;
@@ -47,7 +49,7 @@ enum Task {
     Scale(scale::Args),
     /// Run the fuzz targets (needs no nightly; builds with coverage flags on stable).
     Fuzz(fuzz::Args),
-    /// Builds the Python wheel (maturin, from PyPI) into target/wheels/.
+    /// Builds the Python wheel (maturin + zig, from PyPI; manylinux_2_28) into target/wheels/.
     Wheel(python::Args),
     /// Installs the local S3 API server the tests use (moto, from PyPI) into target/s3-venv.
     S3Server,

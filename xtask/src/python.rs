@@ -1,5 +1,7 @@
-//! The Python package: `cargo xtask wheel` builds it with maturin (from PyPI, in a tools venv
-//! under `target/`); the `python` CI step installs it in a fresh venv and runs its pytest suite.
+//! The Python package: `cargo xtask wheel` builds it with maturin and zig (from PyPI, in a tools
+//! venv under `target/`) for `manylinux_2_28`; the `python` CI step checks the tag with
+//! auditwheel, installs it in a fresh venv, runs its pytest suite, and runs it on Debian 11
+//! (`old_linux`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,9 +24,12 @@ pub const MANYLINUX: &str = "manylinux_2_28";
 /// Flags of `cargo xtask wheel`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Also print what `auditwheel show` says of the wheel.
+    /// Also print what `auditwheel show` says of the wheel (and check its tag).
     #[arg(long)]
     audit: bool,
+    /// Also install and run it on Debian 11 (glibc 2.31, Python 3.9) in a chroot (root).
+    #[arg(long)]
+    old_linux: bool,
 }
 
 pub fn wheel_cmd(args: &Args) -> anyhow::Result<()> {
@@ -32,6 +37,9 @@ pub fn wheel_cmd(args: &Args) -> anyhow::Result<()> {
     println!("{}", wheel.display());
     if args.audit {
         audit(&wheel)?;
+    }
+    if args.old_linux {
+        crate::old_linux::check(&wheel)?;
     }
     Ok(())
 }
@@ -217,6 +225,8 @@ pub fn test(tensorflow: &Result<PathBuf, String>) -> anyhow::Result<()> {
         command
     };
     util::run(&mut pytest(&python, "not keras"))?;
+    // The tag's promise kept: installed and run where glibc and Python are older than here.
+    crate::old_linux::check(&wheel)?;
     match tensorflow {
         Ok(tf_python) => {
             util::run(
