@@ -35,8 +35,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
+/// One measurement at a time: the counters are global to this test binary.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Peak live heap bytes during one shard run over `n` images.
 fn peak_for(n: usize) -> usize {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     generate(
         dir.path(),
@@ -72,4 +76,51 @@ fn peak_memory_does_not_grow_with_the_number_of_images() {
         large < small + 512 * 1024,
         "peak heap grew from {small} to {large} bytes"
     );
+}
+
+/// A few hundred bytes of 65,500 × 1 JPEG would resize (shorter side → 160) to 10,480,000 ×
+/// 160 pixels, 5 GB, before the centre crop: it is skipped and named instead, and the run
+/// stays small.
+#[test]
+fn an_extreme_aspect_ratio_is_skipped_and_named_without_a_large_buffer() {
+    use shardfeed_image_prep::{Encoder, RgbImage};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    generate(
+        dir.path(),
+        &GenData {
+            n_train: 8,
+            n_test: 0,
+            ..GenData::default()
+        },
+    )
+    .unwrap();
+    let thin = Encoder::new(90)
+        .unwrap()
+        .encode(&RgbImage::new(65_500, 1, vec![90; 65_500 * 3]).unwrap())
+        .unwrap();
+    println!("65,500 × 1 JPEG: {} bytes", thin.len());
+    std::fs::write(dir.path().join("train/cat.thin.jpg"), &thin).unwrap();
+    let config = ShardConfig {
+        input: dir.path().join("train"),
+        out: dir.path().join("shards"),
+        shards: 2,
+        jobs: Parallelism::Fixed(2),
+        ..ShardConfig::default()
+    };
+    PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
+    let before = LIVE.load(Ordering::SeqCst);
+    let manifest = shard(&config, |_| {}).unwrap();
+    let peak = PEAK.load(Ordering::SeqCst) - before;
+    println!("peak heap: {peak} bytes");
+    assert_eq!(manifest.records, 8);
+    assert_eq!(manifest.skipped.len(), 1, "{:?}", manifest.skipped);
+    let skipped = &manifest.skipped[0];
+    assert!(skipped.file.ends_with("cat.thin.jpg"), "{skipped:?}");
+    assert!(
+        skipped.reason.contains("10480000×160") && skipped.reason.contains("aspect ratio"),
+        "{}",
+        skipped.reason
+    );
+    assert!(peak < 1 << 30, "peak heap {peak} bytes");
 }

@@ -21,8 +21,9 @@ pub struct DecodeOptions {
     /// Decode at 1/2, 1/4 or 1/8 size when the shorter side stays at least the target
     /// (default `false`: changes pixels beyond TensorFlow's; see `--fast-decode`).
     pub dct_scaling: bool,
-    /// The most pixels (width × height) an image may have; larger headers are refused before
-    /// anything is allocated. Default 100 million (e.g. 10,000 × 10,000).
+    /// The most pixels (width × height) an image may have, decoded or after the shorter-side
+    /// resize; larger ones are refused before anything is allocated for them. Default 100
+    /// million (e.g. 10,000 × 10,000).
     pub max_pixels: u64,
 }
 

@@ -22,6 +22,25 @@ pub enum Error {
         /// The limit ([`DecodeOptions::max_pixels`](crate::DecodeOptions::max_pixels)).
         limit: u64,
     },
+    /// The shorter-side resize would make an image larger than the pixel limit (an extreme
+    /// aspect ratio: 65,500 × 1 becomes 10,480,000 × 160 at 160 px); refused before its
+    /// buffer exists.
+    #[error(
+        "image of {width}×{height} pixels would be resized to {resized_width}×{resized_height} \
+         before the centre crop, over the limit of {limit} pixels (aspect ratio too extreme)"
+    )]
+    ResizedTooLarge {
+        /// Width decoded.
+        width: u32,
+        /// Height decoded.
+        height: u32,
+        /// Width after the shorter-side resize.
+        resized_width: u32,
+        /// Height after the shorter-side resize.
+        resized_height: u32,
+        /// The limit ([`DecodeOptions::max_pixels`](crate::DecodeOptions::max_pixels)).
+        limit: u64,
+    },
     /// libjpeg-turbo could not encode an image.
     #[error("JPEG encoding failed: {0}")]
     Encode(String),

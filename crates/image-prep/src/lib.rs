@@ -68,7 +68,8 @@ impl Preparer {
         let decoded = self
             .decoder
             .decode(jpeg, &self.options, Some(self.target))?;
-        self.resizer.apply(&decoded, self.target)
+        self.resizer
+            .apply(&decoded, self.target, self.options.max_pixels)
     }
 
     /// The record image of a source JPEG: decode, resize, crop, encode.

@@ -36,9 +36,19 @@ impl ResizeCrop {
     }
 
     /// Shorter side → `target` (bilinear, no antialiasing), then the centre `target` ×
-    /// `target` square, with offsets `(excess) // 2`.
-    pub fn apply(&mut self, image: &RgbImage, target: u32) -> Result<RgbImage> {
+    /// `target` square, with offsets `(excess) // 2`. The resized image may hold at most
+    /// `max_pixels` pixels ([`Error::ResizedTooLarge`] otherwise, before any allocation).
+    pub fn apply(&mut self, image: &RgbImage, target: u32, max_pixels: u64) -> Result<RgbImage> {
         let (width, height) = resized_size(image.width, image.height, target);
+        if u64::from(width) * u64::from(height) > max_pixels {
+            return Err(Error::ResizedTooLarge {
+                width: image.width,
+                height: image.height,
+                resized_width: width,
+                resized_height: height,
+                limit: max_pixels,
+            });
+        }
         let source = ImageRef::new(image.width, image.height, &image.pixels, PixelType::U8x3)
             .map_err(|e| Error::Resize(e.to_string()))?;
         let mut resized = Image::new(width, height, PixelType::U8x3);
@@ -81,5 +91,31 @@ mod tests {
         assert_eq!(resized_size(332, 442, 160), (160, 213));
         assert_eq!(resized_size(1, 1, 160), (160, 160));
         assert_eq!(resized_size(2000, 50, 160), (6400, 160));
+    }
+
+    #[test]
+    fn an_extreme_aspect_ratio_is_refused_before_its_buffer_exists() {
+        let thin = RgbImage::new(65_500, 1, vec![7; 65_500 * 3]).unwrap();
+        let error = ResizeCrop::new()
+            .apply(&thin, 160, 100_000_000)
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::ResizedTooLarge {
+                    width: 65_500,
+                    height: 1,
+                    resized_width: 10_480_000,
+                    resized_height: 160,
+                    limit: 100_000_000
+                }
+            ),
+            "{error}"
+        );
+        // At the limit exactly it resizes.
+        let wide = RgbImage::new(40, 10, vec![7; 40 * 10 * 3]).unwrap();
+        let square = ResizeCrop::new().apply(&wide, 16, 64 * 16).unwrap();
+        assert_eq!((square.width, square.height), (16, 16));
+        assert!(ResizeCrop::new().apply(&wide, 16, 64 * 16 - 1).is_err());
     }
 }
