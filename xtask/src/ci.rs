@@ -170,3 +170,134 @@ fn step(name: &str, body: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result
     );
     result
 }
+
+/// `.ci/run`'s staging, on a scratch repository: what a later run keeps (the build folder, the
+/// times of unchanged files, so cargo rebuilds only what changed) and what it does not
+/// (untracked files, a changed file's old time, anything of a fresh run).
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let status = Command::new("git")
+            .current_dir(dir)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+
+    /// Runs the scratch repository's `.ci/run` up to its build; returns what it printed.
+    fn stage(src: &Path, cache: &Path, fresh: bool) -> String {
+        let mut command = Command::new("bash");
+        command
+            .arg(src.join(".ci/run"))
+            .env("SHARDFEED_CI_CACHE", cache)
+            .env("SHARDFEED_CI_STAGE_ONLY", "1")
+            .env("TMPDIR", cache.parent().unwrap())
+            .env_remove("SHARDFEED_CI_STAGED")
+            .env_remove("SHARDFEED_CI_FRESH");
+        if fresh {
+            command.env("SHARDFEED_CI_FRESH", "1");
+        }
+        let output = command.output().unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{printed}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        printed
+    }
+
+    fn mtime(path: &Path) -> i64 {
+        std::fs::metadata(path).unwrap().mtime()
+    }
+
+    #[test]
+    fn a_cached_run_keeps_the_build_and_the_times_of_unchanged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("clone");
+        std::fs::create_dir_all(src.join(".ci")).unwrap();
+        std::fs::copy(crate::util::root().join(".ci/run"), src.join(".ci/run")).unwrap();
+        std::fs::write(src.join(".gitignore"), "/target\n/.venv\n").unwrap();
+        std::fs::write(src.join("same.rs"), "// unchanged\n").unwrap();
+        std::fs::write(src.join("changed.rs"), "// one\n").unwrap();
+        std::fs::create_dir(dir.path().join("shared")).unwrap();
+        git(&src, &["init", "-q"]);
+        git(&src, &["add", "-A"]);
+        git(&src, &["commit", "-qm", "one"]);
+        let cache = dir.path().join("cache");
+        let checkout = cache.join("ci/checkout");
+
+        stage(&src, &cache, false);
+        assert_eq!(
+            std::fs::read_to_string(checkout.join("changed.rs")).unwrap(),
+            "// one\n"
+        );
+        // ../shared beside the checkout is the clone's.
+        assert_eq!(
+            std::fs::read_link(cache.join("ci/shared")).unwrap(),
+            dir.path().join("shared").canonicalize().unwrap()
+        );
+        // A build, a stray file, and the checkout's files as old as an earlier build's.
+        std::fs::create_dir_all(checkout.join("target/debug")).unwrap();
+        std::fs::write(checkout.join("target/debug/built"), "").unwrap();
+        std::fs::write(checkout.join("stray.rs"), "").unwrap();
+        let old = "@1000000000";
+        for file in ["same.rs", "changed.rs"] {
+            let touched = Command::new("touch")
+                .args(["-m", "-d", old])
+                .arg(checkout.join(file))
+                .status()
+                .unwrap();
+            assert!(touched.success());
+        }
+
+        std::fs::write(src.join("changed.rs"), "// two\n").unwrap();
+        git(&src, &["commit", "-qam", "two"]);
+        let printed = stage(&src, &cache, false);
+        assert!(!printed.contains("WARNING"), "{printed}");
+        assert_eq!(mtime(&checkout.join("same.rs")), 1_000_000_000);
+        assert!(mtime(&checkout.join("changed.rs")) > 1_000_000_000);
+        assert_eq!(
+            std::fs::read_to_string(checkout.join("changed.rs")).unwrap(),
+            "// two\n"
+        );
+        assert!(checkout.join("target/debug/built").exists());
+        assert!(!checkout.join("stray.rs").exists());
+
+        // Uncommitted changes are not what CI tests, and it says so.
+        std::fs::write(src.join("changed.rs"), "// three\n").unwrap();
+        let printed = stage(&src, &cache, false);
+        assert!(
+            printed.contains("WARNING: uncommitted changes"),
+            "{printed}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(checkout.join("changed.rs")).unwrap(),
+            "// two\n"
+        );
+
+        // A fresh run builds in a temporary checkout, removed afterwards; the cache is untouched.
+        let printed = stage(&src, &cache, true);
+        let fresh = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("==> fresh build in "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("{printed}"));
+        assert!(fresh.starts_with(dir.path().to_str().unwrap()), "{fresh}");
+        assert!(!Path::new(fresh).exists(), "{fresh} was left behind");
+        assert!(checkout.join("target/debug/built").exists());
+    }
+}
