@@ -12,6 +12,18 @@ use turbojpeg::raw;
 
 use crate::{Error, Result};
 
+/// The most scans a progressive JPEG may have (encoders write about 10; libjpeg-turbo's advice
+/// for untrusted input is a limit in the hundreds).
+pub const MAX_SCANS: c_int = 500;
+
+/// libjpeg-turbo's working memory (progressive coefficient buffers, in MB) for an image of
+/// `max_pixels`: 64 16-bit coefficients per 8×8 block of each of up to 4 components, and room
+/// for its small buffers.
+fn working_memory_mb(max_pixels: u64) -> c_int {
+    let bytes = max_pixels.saturating_mul(4 * 2);
+    c_int::try_from((bytes >> 20) + 64).unwrap_or(c_int::MAX)
+}
+
 /// How to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeOptions {
@@ -109,7 +121,11 @@ impl Decoder {
                 "cannot initialise libjpeg-turbo".to_owned(),
             ));
         }
-        Ok(Decoder { handle })
+        let mut decoder = Decoder { handle };
+        // libjpeg-turbo's guard against progressive JPEGs crafted with thousands of scans,
+        // each a pass over the whole coefficient buffer.
+        decoder.set(raw::TJPARAM_TJPARAM_SCANLIMIT, MAX_SCANS)?;
+        Ok(decoder)
     }
 
     fn last_error(&self) -> String {
@@ -205,6 +221,10 @@ impl Decoder {
             return Err(Error::InvalidJpeg(self.last_error()));
         }
         self.set(raw::TJPARAM_TJPARAM_FASTDCT, c_int::from(options.fast_idct))?;
+        self.set(
+            raw::TJPARAM_TJPARAM_MAXMEMORY,
+            working_memory_mb(options.max_pixels),
+        )?;
         let width = info.width.div_ceil(denominator);
         let height = info.height.div_ceil(denominator);
         let (format, channels) = match info.color {
@@ -275,6 +295,68 @@ mod tests {
         assert_eq!(dct_denominator(700, 160), 4);
         assert_eq!(dct_denominator(319, 160), 1);
         assert_eq!(dct_denominator(100, 160), 1);
+    }
+
+    /// A 64×64 progressive JPEG, as libjpeg-turbo writes one (about 10 scans).
+    fn progressive() -> Vec<u8> {
+        let pixels: Vec<u8> = (0..64 * 64 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let mut compressor = turbojpeg::Compressor::new().unwrap();
+        compressor.set_progressive(true).unwrap();
+        compressor
+            .compress_to_vec(turbojpeg::Image {
+                pixels: pixels.as_slice(),
+                width: 64,
+                pitch: 64 * 3,
+                height: 64,
+                format: turbojpeg::PixelFormat::RGB,
+            })
+            .unwrap()
+    }
+
+    /// `jpeg` with its last scan repeated until it has `scans` scans.
+    fn with_scans(jpeg: &[u8], scans: usize) -> Vec<u8> {
+        // Markers cannot occur inside entropy-coded data (0xFF is stuffed), so every FF DA
+        // starts a scan.
+        let starts: Vec<usize> = (0..jpeg.len() - 1)
+            .filter(|&i| jpeg[i..i + 2] == [0xff, 0xda])
+            .collect();
+        assert!(
+            starts.len() > 2 && starts.len() < scans,
+            "{} scans",
+            starts.len()
+        );
+        let last = *starts.last().unwrap();
+        let end = jpeg.len() - 2; // EOI
+        let mut crafted = jpeg[..end].to_vec();
+        for _ in starts.len()..scans {
+            crafted.extend_from_slice(&jpeg[last..end]);
+        }
+        crafted.extend_from_slice(&jpeg[end..]);
+        crafted
+    }
+
+    #[test]
+    fn a_progressive_jpeg_with_too_many_scans_is_refused() {
+        let mut decoder = Decoder::new().unwrap();
+        let options = DecodeOptions::default();
+        let jpeg = progressive();
+        let image = decoder.decode(&jpeg, &options, None).unwrap();
+        assert_eq!((image.width, image.height), (64, 64));
+        let error = decoder
+            .decode(&with_scans(&jpeg, 2_000), &options, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("500") && error.to_lowercase().contains("scan"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn working_memory_covers_the_largest_image_allowed() {
+        // 100 megapixels of 4 components at 2 bytes per coefficient: 800 MB, and 64 more.
+        assert_eq!(working_memory_mb(100_000_000), 762 + 64);
+        assert_eq!(working_memory_mb(u64::MAX), c_int::MAX);
     }
 
     #[test]
