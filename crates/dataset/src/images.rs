@@ -3,13 +3,65 @@
 //! [`Preprocessing::extend_f32`]), in parallel with one preparer per worker, in file order.
 //! Files and folders may be local or in object storage ([`crate::remote`]).
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use shardfeed_image_prep::{DecodeOptions, Preparer, Preprocessing, RgbImage};
 use shardfeed_input_pipeline::{BoxError, Parallelism, Pipeline};
 
 use crate::label::is_jpeg_name;
-use crate::{Error, Result};
+use crate::{Error, MAX_FILE_BYTES, Result};
+
+/// A source image's bytes (local, or an object), refused unread above [`MAX_FILE_BYTES`]; the
+/// reason in place of the bytes. A local file is opened once without blocking (a FIFO cannot
+/// hang the run), checked on that handle (a FIFO, device or socket, directly or through a
+/// symlink, is refused by its kind) and read through a bound (a file that grows past the limit
+/// while read is refused too). No byte of a refused file reaches the reason.
+pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>, String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let too_big = |size: u64| format!("file of {size} bytes exceeds the limit of {MAX_FILE_BYTES}");
+    if crate::remote::is_remote(path) {
+        let size = crate::remote::size(path).map_err(|e| format!("cannot read: {e}"))?;
+        if size > MAX_FILE_BYTES {
+            return Err(too_big(size));
+        }
+        return crate::remote::read_if_exists(path)
+            .map_err(|e| format!("cannot read: {e}"))?
+            .ok_or_else(|| "cannot read: the object is gone".to_owned());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let metadata = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    let kind = metadata.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a file"
+        };
+        return Err(format!("not a regular file ({what})"));
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(too_big(metadata.len()));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
 
 /// The JPEG files of `inputs`: folders' `*.jpg`/`*.jpeg` (sorted by name), files as given.
 pub fn list_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -32,7 +84,7 @@ pub fn list_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             let mut found: Vec<PathBuf> = std::fs::read_dir(input)
                 .map_err(Error::io("read", input))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_jpeg_name(p))
+                .filter(|p| !p.is_dir() && is_jpeg_name(p))
                 .collect();
             found.sort();
             files.extend(found);
@@ -69,15 +121,7 @@ pub fn prepared_images(
         .map_init(
             move || Preparer::new(size, 95, DecodeOptions::default()),
             |preparer: &mut Preparer, path: PathBuf| {
-                let read = if crate::remote::is_remote(&path) {
-                    crate::remote::read_if_exists(&path)
-                        .map_err(|e| e.to_string())
-                        .and_then(|bytes| bytes.ok_or_else(|| "no such object".to_owned()))
-                } else {
-                    std::fs::read(&path).map_err(|e| e.to_string())
-                };
-                let image = read
-                    .map_err(|e| format!("cannot read: {e}"))
+                let image = read_source(&path)
                     .and_then(|jpeg| preparer.resize_and_crop(&jpeg).map_err(|e| e.to_string()));
                 Ok::<_, BoxError>((path, image))
             },
@@ -85,4 +129,48 @@ pub fn prepared_images(
         .parallelism(jobs)
         .deterministic(true)
         .batch(batch.max(1), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_files_are_refused_by_kind_without_blocking_and_big_files_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let zero = dir.path().join("cat.zero.jpg");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert_eq!(
+            read_source(&zero).unwrap_err(),
+            "not a regular file (a character device)"
+        );
+        let fifo = dir.path().join("cat.fifo.jpg");
+        let name = std::ffi::CString::new(fifo.clone().into_os_string().into_encoded_bytes());
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.unwrap().as_ptr(), 0o600) }, 0);
+        assert_eq!(
+            read_source(&fifo).unwrap_err(),
+            "not a regular file (a FIFO)"
+        );
+        let big = dir.path().join("cat.big.jpg");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_FILE_BYTES + 1)
+            .unwrap();
+        assert_eq!(
+            read_source(&big).unwrap_err(),
+            format!(
+                "file of {} bytes exceeds the limit of {MAX_FILE_BYTES}",
+                MAX_FILE_BYTES + 1
+            )
+        );
+        let fine = dir.path().join("cat.1.jpg");
+        std::fs::write(&fine, b"\xff\xd8\xff").unwrap();
+        assert_eq!(read_source(&fine).unwrap(), b"\xff\xd8\xff");
+        assert!(
+            read_source(&dir.path().join("missing.jpg"))
+                .unwrap_err()
+                .starts_with("cannot read:")
+        );
+    }
 }

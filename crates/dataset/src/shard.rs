@@ -422,7 +422,7 @@ fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prep
         move || Preparer::new(size, quality, decode),
         move |preparer: &mut Preparer, address: Address| -> Result<Prepared, BoxError> {
             let input = &inputs[address.index as usize];
-            let source = read_source(&input.path)?;
+            let source = crate::images::read_source(&input.path)?;
             let image = preparer.prepare(&source)?;
             let record = ImageExample {
                 image,
@@ -438,27 +438,6 @@ fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prep
     .parallelism(config.jobs)
     .deterministic(true)
     .chunk(4)
-}
-
-/// A source file's bytes (local, or an object), refused unread above [`MAX_FILE_BYTES`].
-fn read_source(path: &Path) -> Result<Vec<u8>, String> {
-    let too_big = |size: u64| format!("file of {size} bytes exceeds the limit of {MAX_FILE_BYTES}");
-    if crate::remote::is_remote(path) {
-        let size = crate::remote::size(path).map_err(|e| format!("cannot read: {e}"))?;
-        if size > MAX_FILE_BYTES {
-            return Err(too_big(size));
-        }
-        return crate::remote::read_if_exists(path)
-            .map_err(|e| format!("cannot read: {e}"))?
-            .ok_or_else(|| "cannot read: the object is gone".to_owned());
-    }
-    let size = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read: {e}"))?
-        .len();
-    if size > MAX_FILE_BYTES {
-        return Err(too_big(size));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
 }
 
 /// The reason of a failed item: the preparer's own message.

@@ -2,7 +2,8 @@
 //! `shardfeed inspect` finds damaged or whose record count differs from its name; a rerun
 //! with `--overwrite` completes. `shard` onto a full disk (a small tmpfs, mounted when the
 //! test runs as root; otherwise the test says loudly that it skipped) fails with a clear error
-//! naming the path and leaves no shard behind.
+//! naming the path and leaves no shard behind. A FIFO and a symlink to `/dev/zero` among the
+//! sources are skipped and named, and the run ends.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -271,4 +272,75 @@ fn shard_onto_a_full_disk_fails_naming_the_path_and_leaves_no_shard() {
             .success()
     );
     assert_eq!(intact_shards(&out), 160);
+}
+
+/// Special files among the sources: a symlink to `/dev/zero` (size 0, endless) and a FIFO
+/// (opening it would wait for a writer) are skipped and named by kind, and the run ends.
+#[test]
+fn shard_skips_and_names_a_dev_zero_symlink_and_a_fifo_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(
+        dir.path(),
+        &GenData {
+            n_train: 6,
+            n_test: 0,
+            ..GenData::default()
+        },
+    )
+    .unwrap();
+    let train = dir.path().join("train");
+    std::os::unix::fs::symlink("/dev/zero", train.join("cat.zero.jpg")).unwrap();
+    let fifo = std::ffi::CString::new(
+        train
+            .join("dog.fifo.jpg")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let out = dir.path().join("shards");
+    let mut child = shard_command(&train, &out, false).spawn().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("shard still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["records"], 6);
+    let skipped: Vec<(String, String)> = manifest["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let file = s["file"].as_str().unwrap();
+            let name = Path::new(file)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, s["reason"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (
+                "cat.zero.jpg".to_owned(),
+                "not a regular file (a character device)".to_owned()
+            ),
+            (
+                "dog.fifo.jpg".to_owned(),
+                "not a regular file (a FIFO)".to_owned()
+            ),
+        ]
+    );
 }
