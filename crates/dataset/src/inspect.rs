@@ -114,10 +114,10 @@ pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
                 let mut message = error.to_string();
                 if report.records == 0 && options.compression == Compression::None {
                     report.hint = compression_hint(path).map(str::to_owned);
-                    if let Some(text) = starts_with_text(path) {
-                        message = format!(
-                            "not a TFRecord file: it starts with text ({text:?}), not a record header"
-                        );
+                    // The text itself is not printed: the file may be a link to anything.
+                    if starts_with_text(path) {
+                        message = "not a TFRecord file: it starts with text, not a record header"
+                            .to_owned();
                     }
                 }
                 report.error = Some(Problem {
@@ -209,16 +209,15 @@ fn compare_index(path: &Path, entries: &[IndexEntry]) -> IndexStatus {
     }
 }
 
-/// The first characters of a file that begins with 12 bytes of printable text (no TFRecord
-/// does: its first 8 bytes are a little-endian length, its next 4 a CRC).
-fn starts_with_text(path: &Path) -> Option<String> {
-    let mut head = [0u8; 24];
-    let mut file = fs::File::open(path).ok()?;
-    let n = std::io::Read::read(&mut file, &mut head).ok()?;
-    let text = &head[..n];
+/// Whether a file begins with 12 bytes of printable text (no TFRecord does: its first 8 bytes
+/// are a little-endian length, its next 4 a CRC).
+fn starts_with_text(path: &Path) -> bool {
+    let mut head = [0u8; 12];
+    let Ok(mut file) = fs::File::open(path) else {
+        return false;
+    };
     let printable = |b: &u8| b.is_ascii_graphic() || b.is_ascii_whitespace();
-    (n >= 12 && text[..12].iter().all(printable))
-        .then(|| String::from_utf8_lossy(text).into_owned())
+    std::io::Read::read_exact(&mut file, &mut head).is_ok() && head.iter().all(printable)
 }
 
 /// A hint for a plain read that failed at once on what looks like compressed data.

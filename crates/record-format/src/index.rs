@@ -108,7 +108,13 @@ impl Index {
                     .ok_or_else(|| bad(format!("missing {what}")))?;
                 field
                     .parse::<u64>()
-                    .map_err(|_| bad(format!("{what} {field:?} is not a non-negative integer")))
+                    // The field itself is not echoed: an index may be a link to any file.
+                    .map_err(|_| {
+                        bad(format!(
+                            "{what} is not a non-negative integer (a field of {} bytes)",
+                            field.len()
+                        ))
+                    })
             };
             let offset = number_field("offset")?;
             let len = number_field("length")?;

@@ -70,7 +70,13 @@ fn bad_index_lines_are_reported_with_their_line_number() {
         (
             "0 20\n20 abc\n",
             2,
-            "length \"abc\" is not a non-negative integer",
+            "length is not a non-negative integer (a field of 3 bytes)",
+        ),
+        // What is not a number is not echoed (the index may be a link to a secret file).
+        (
+            "password=hunter2 20\n",
+            1,
+            "offset is not a non-negative integer (a field of 16 bytes)",
         ),
         (
             "0 20\n21 20\n",
@@ -88,6 +94,7 @@ fn bad_index_lines_are_reported_with_their_line_number() {
             }) => {
                 assert_eq!(got, line, "{text:?}");
                 assert!(message.contains(needle), "{text:?}: {message}");
+                assert!(!message.contains("hunter2"), "{message}");
             }
             other => panic!("{text:?}: {other:?}"),
         }
