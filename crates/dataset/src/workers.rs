@@ -242,15 +242,32 @@ impl PartManifest {
                 part.format
             )));
         }
-        let named = part_file_name(Workers {
+        let workers = Workers {
             count: part.num_workers,
             index: part.worker_index,
-        });
+        };
+        // The rule the workers ran under (a count of 0 divided, a huge one was looped over).
+        workers
+            .check(part.shards_total)
+            .map_err(|e| bad(e.to_string()))?;
+        let named = part_file_name(workers);
         if path.file_name().is_some_and(|n| n != named.as_str()) {
             return Err(bad(format!(
                 "it holds worker {} of {}'s part, whose file is {named}",
                 part.worker_index, part.num_workers
             )));
+        }
+        let mut numbers = std::collections::BTreeSet::new();
+        for &number in &part.shard_numbers {
+            if number >= part.shards_total as u64 {
+                return Err(bad(format!(
+                    "shard number {number} of a run of {} shards",
+                    part.shards_total
+                )));
+            }
+            if !numbers.insert(number) {
+                return Err(bad(format!("shard number {number} listed twice")));
+            }
         }
         if part.shard_numbers.len() != part.manifest.shards.len() {
             return Err(bad(format!(
@@ -322,16 +339,20 @@ pub fn merge(dir: &Path) -> Result<Manifest> {
     for part in parts {
         by_index.insert(part.worker_index, part);
     }
-    let missing: Vec<usize> = (0..count).filter(|i| !by_index.contains_key(i)).collect();
-    if !missing.is_empty() {
+    // Every index is below `count` (parsed so), so this many are missing; the first few are
+    // named (a part may claim any count: nothing here is sized by it).
+    let missing = count - by_index.len();
+    if missing > 0 {
+        const NAMED: usize = 10;
+        let first: Vec<String> = (0..count)
+            .filter(|i| !by_index.contains_key(i))
+            .take(NAMED)
+            .map(|i| i.to_string())
+            .collect();
         return Err(bad(format!(
-            "{} of {count} parts missing: worker index {} has not finished (rerun it)",
-            missing.len(),
-            missing
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "{missing} of {count} parts missing: worker index {}{} has not finished (rerun it)",
+            first.join(", "),
+            if missing > NAMED { ", …" } else { "" }
         )));
     }
     if let Some(temporary) = names.iter().find(|n| n.ends_with(".tmp")) {

@@ -202,6 +202,85 @@ fn parts_that_do_not_make_a_whole_are_refused_by_name() {
     assert!(error.contains("different numbers of workers"), "{error}");
     std::fs::remove_file(&stale).unwrap();
 
+    // Parts whose counts are impossible, or huge: refused by name, nothing sized by them.
+    let genuine = std::fs::read(out.join("manifest.part-1-of-2.json")).unwrap();
+    for (workers, index, numbers, file, needle) in [
+        (
+            0u64,
+            0u64,
+            None,
+            "manifest.part-0-of-0.json",
+            "is not below the number of workers 0",
+        ),
+        (
+            2,
+            1,
+            Some(vec![1, 1]),
+            "manifest.part-1-of-2.json",
+            "shard number 1 listed twice",
+        ),
+        (
+            2,
+            1,
+            Some(vec![1, 99]),
+            "manifest.part-1-of-2.json",
+            "shard number 99 of a run of 7 shards",
+        ),
+        (
+            1 << 40,
+            1,
+            None,
+            "manifest.part-1-of-1099511627776.json",
+            "1099511627776 workers for 7 shards",
+        ),
+    ] {
+        let mut part: serde_json::Value = serde_json::from_slice(&genuine).unwrap();
+        part["num_workers"] = workers.into();
+        part["worker_index"] = index.into();
+        if let Some(numbers) = numbers {
+            part["shard_numbers"] = numbers.into();
+        }
+        let path = out.join(file);
+        std::fs::write(&path, serde_json::to_vec(&part).unwrap()).unwrap();
+        let error = merge(&out).unwrap_err().to_string();
+        assert!(error.contains(file) && error.contains(needle), "{error}");
+        std::fs::write(out.join("manifest.part-1-of-2.json"), &genuine).unwrap();
+        if file != "manifest.part-1-of-2.json" {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    // A run of many workers with two parts present: the missing ones counted, a few named.
+    for index in [0, 1] {
+        let name = format!("manifest.part-{index}-of-2.json");
+        let mut part: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(&name)).unwrap()).unwrap();
+        part["num_workers"] = 6.into();
+        std::fs::write(
+            out.join(format!("manifest.part-{index}-of-6.json")),
+            serde_json::to_vec(&part).unwrap(),
+        )
+        .unwrap();
+    }
+    let saved: Vec<(String, Vec<u8>)> = ["manifest.part-0-of-2.json", "manifest.part-1-of-2.json"]
+        .iter()
+        .map(|n| (n.to_string(), std::fs::read(out.join(n)).unwrap()))
+        .collect();
+    for (name, _) in &saved {
+        std::fs::remove_file(out.join(name)).unwrap();
+    }
+    let error = merge(&out).unwrap_err().to_string();
+    assert!(
+        error.contains("4 of 6 parts missing: worker index 2, 3, 4, 5 has not finished"),
+        "{error}"
+    );
+    for index in [0, 1] {
+        std::fs::remove_file(out.join(format!("manifest.part-{index}-of-6.json"))).unwrap();
+    }
+    for (name, bytes) in &saved {
+        std::fs::write(out.join(name), bytes).unwrap();
+    }
+    merge(&out).unwrap();
+
     // A shard no part lists.
     std::fs::write(out.join("data99-3.tfrec"), b"x").unwrap();
     let error = merge(&out).unwrap_err().to_string();
