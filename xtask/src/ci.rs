@@ -299,5 +299,24 @@ mod tests {
         assert!(fresh.starts_with(dir.path().to_str().unwrap()), "{fresh}");
         assert!(!Path::new(fresh).exists(), "{fresh} was left behind");
         assert!(checkout.join("target/debug/built").exists());
+
+        // A clone that belongs to another user (git calls it dubious) is still fetched.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            git(&src, &["commit", "-qam", "three"]);
+            let owned = Command::new("chown")
+                .args(["-R", "nobody"])
+                .arg(&src)
+                .status()
+                .unwrap();
+            assert!(owned.success());
+            stage(&src, &cache, false);
+            assert_eq!(
+                std::fs::read_to_string(checkout.join("changed.rs")).unwrap(),
+                "// three\n"
+            );
+        } else {
+            eprintln!("(not root: the clone of another user is not tried)");
+        }
     }
 }
