@@ -1,12 +1,13 @@
-//! The ranges of the numeric flags, checked when the flags are parsed (so a bad value is a
+//! The ranges of the numeric flags (the library's [`limits`] where it has one), checked when the flags are parsed (so a bad value is a
 //! usage error, exit 2, before any work starts) and stated in each flag's `--help`; and what
 //! `--jobs` means to the input pipeline.
 
 use clap::builder::{RangedU64ValueParser, TypedValueParser};
+use shardfeed_dataset::limits;
 use shardfeed_input_pipeline::Parallelism;
 
 /// Most decode threads (`--jobs`).
-pub const MAX_JOBS: u64 = 1024;
+pub const MAX_JOBS: u64 = limits::MAX_JOBS as u64;
 
 /// `--jobs` of the commands that read shards (stream, train, evaluate, predict): at most this
 /// many decode threads, how many run tuned while running (default: up to one per core).
@@ -14,9 +15,11 @@ pub fn tuned_jobs(jobs: Option<usize>) -> Parallelism {
     jobs.map_or(Parallelism::Auto, Parallelism::AutoUpTo)
 }
 /// Largest batch (`--batch`).
-pub const MAX_BATCH: u64 = 65_536;
+pub const MAX_BATCH: u64 = limits::MAX_BATCH as u64;
+/// Smallest square side of `shard --size`.
+pub const MIN_SIZE: u64 = limits::MIN_SIZE as u64;
 /// Largest square side (`--size`): a 4096 × 4096 RGB image is 48 MiB per image.
-pub const MAX_SIZE: u64 = 4096;
+pub const MAX_SIZE: u64 = limits::MAX_SIZE as u64;
 
 /// A `usize` in `min..=max`.
 pub fn usize_in(min: u64, max: u64) -> RangedU64ValueParser<usize> {

@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, default_value_t = 16, value_parser = crate::ranges::usize_in(1, 10_000))]
     shards: usize,
     /// Target square size in pixels, 8–4096.
-    #[arg(long, default_value_t = 160, value_parser = crate::ranges::u32_in(8, crate::ranges::MAX_SIZE))]
+    #[arg(long, default_value_t = 160, value_parser = crate::ranges::u32_in(crate::ranges::MIN_SIZE, crate::ranges::MAX_SIZE))]
     size: u32,
     /// JPEG quality of the records, 1–100.
     #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]

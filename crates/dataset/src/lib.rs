@@ -51,6 +51,7 @@ pub mod images;
 pub mod inspect;
 pub mod label;
 pub mod layout;
+pub mod limits;
 pub mod loader;
 pub mod remote;
 pub mod run;

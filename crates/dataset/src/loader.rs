@@ -260,9 +260,8 @@ impl Loader {
     /// Opens shard files (given in any order: they are sorted, as `shardfeed train` sorts
     /// them), applying the configured split.
     pub fn open(files: &[PathBuf], config: LoaderConfig) -> Result<Loader> {
-        if config.batch_size == 0 {
-            return Err(Error::Invalid("batch_size must be at least 1".into()));
-        }
+        crate::limits::check_batch(config.batch_size, config.world_size)?;
+        crate::limits::check_jobs(config.jobs)?;
         if config.world_size == 0 || config.rank >= config.world_size {
             return Err(Error::Invalid(format!(
                 "rank {} is not below world_size {}",

@@ -144,6 +144,8 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
             "the number of shards must be at least 1".into(),
         ));
     }
+    crate::limits::check_size(config.size)?;
+    crate::limits::check_jobs(config.jobs)?;
     let workers = config.workers;
     workers.check(config.shards)?;
     // The file list is the only per-image memory of a run: one path and class per image,

@@ -242,6 +242,13 @@ def test_bad_settings_are_value_errors(shards, tmp_path):
             shardfeed.Loader(shards, **kwargs)
     with pytest.raises(ValueError, match="fewer than one batch"):
         shardfeed.Loader(shards, batch_size=64, world_size=4)
+    # The CLI's ranges, as ValueErrors (they were a panic, a division by zero, an abort).
+    with pytest.raises(ValueError, match=r"jobs 100000 is not in 1..=1024"):
+        shardfeed.Loader(shards, jobs=10**5)
+    with pytest.raises(ValueError, match=r"batch_size 1000000 is not in 1..=65536"):
+        shardfeed.Loader(shards, batch_size=10**6)
+    with pytest.raises(ValueError, match="too large"):
+        shardfeed.Loader(shards, batch_size=4, rank=0, world_size=2**62)
     with pytest.raises(FileNotFoundError):
         shardfeed.Loader(tmp_path / "none")
     with pytest.raises(FileNotFoundError):

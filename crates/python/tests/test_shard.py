@@ -73,6 +73,11 @@ def test_progress_is_called_and_its_exception_stops_the_run(data, tmp_path):
 
 
 def test_bad_arguments_are_value_errors(data, tmp_path):
+    # The CLI's ranges, as ValueErrors (jobs=10**5 was a panic).
+    with pytest.raises(ValueError, match=r"jobs 100000 is not in 1..=1024"):
+        shardfeed.shard(data / "train", tmp_path / "x", jobs=10**5)
+    with pytest.raises(ValueError, match=r"size 5000 is not in 8..=4096"):
+        shardfeed.shard(data / "train", tmp_path / "x", size=5000)
     with pytest.raises(ValueError):
         shardfeed.shard(data / "train", tmp_path / "x", quality=0)
     with pytest.raises(ValueError):
