@@ -18,6 +18,8 @@ const AUDITWHEEL: &str = "auditwheel==6.5.0";
 /// build machine's, so the wheel installs on glibc 2.28 (Debian 10, Ubuntu 18.10, RHEL 8) and
 /// later, whatever Linux builds it.
 const ZIGLANG: &str = "ziglang==0.15.2";
+/// What `target/pytools` holds for the wheel: one list, so each use verifies the same venv.
+const WHEEL_TOOLS: [&str; 3] = [MATURIN, ZIGLANG, AUDITWHEEL];
 /// The oldest glibc the wheel runs on: its platform tag.
 pub const MANYLINUX: &str = "manylinux_2_28";
 
@@ -70,7 +72,7 @@ pub fn tools_venv(name: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
 
 /// Builds the release wheel into `target/wheels/` and returns its path.
 pub fn build_wheel() -> anyhow::Result<PathBuf> {
-    let python = tools_venv("pytools", &[MATURIN, ZIGLANG])?;
+    let python = tools_venv("pytools", &WHEEL_TOOLS)?;
     let out = util::root().join("target/wheels");
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("cannot clear {}", out.display()))?;
@@ -117,7 +119,7 @@ pub fn build_wheel() -> anyhow::Result<PathBuf> {
 /// `auditwheel show WHEEL`, printed; fails unless it finds the wheel consistent with
 /// [`MANYLINUX`] or an older glibc.
 fn audit(wheel: &Path) -> anyhow::Result<()> {
-    let python = tools_venv("pytools", &[MATURIN, AUDITWHEEL])?;
+    let python = tools_venv("pytools", &WHEEL_TOOLS)?;
     let output = Command::new(python.with_file_name("auditwheel"))
         .arg("show")
         .arg(wheel)
@@ -136,8 +138,8 @@ fn audit(wheel: &Path) -> anyhow::Result<()> {
     match consistent_glibc(&report) {
         Some(glibc) if glibc <= wanted => {
             eprintln!(
-                "xtask wheel: auditwheel: consistent with manylinux_2_{}, needs glibc 2.{} or later",
-                glibc.1, glibc.1
+                "xtask wheel: auditwheel: consistent with manylinux_{0}_{1}, needs glibc {0}.{1} or later",
+                glibc.0, glibc.1
             );
             Ok(())
         }

@@ -1,6 +1,6 @@
-//! The ranges of the numeric flags (the library's [`limits`] where it has one), checked when the flags are parsed (so a bad value is a
-//! usage error, exit 2, before any work starts) and stated in each flag's `--help`; and what
-//! `--jobs` means to the input pipeline.
+//! The ranges of the numeric flags (the library's [`limits`] where it has one), checked when
+//! the flags are parsed (so a bad value is a usage error, exit 2, before any work starts) and
+//! stated in each flag's `--help`; and what `--jobs` means to the input pipeline.
 
 use clap::builder::{RangedU64ValueParser, TypedValueParser};
 use shardfeed_dataset::limits;

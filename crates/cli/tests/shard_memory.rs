@@ -38,6 +38,15 @@ static ALLOCATOR: Counting = Counting;
 /// One measurement at a time: the counters are global to this test binary.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// A shard run, and the peak of live heap bytes above what was live when it started (hold
+/// [`SERIAL`] from before the data is made).
+fn shard_measured(config: &ShardConfig) -> (shardfeed_dataset::Manifest, usize) {
+    PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
+    let before = LIVE.load(Ordering::SeqCst);
+    let manifest = shard(config, |_| {}).unwrap();
+    (manifest, PEAK.load(Ordering::SeqCst) - before)
+}
+
 /// Peak live heap bytes during one shard run over `n` images.
 fn peak_for(n: usize) -> usize {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -60,10 +69,7 @@ fn peak_for(n: usize) -> usize {
         jobs: Parallelism::Fixed(2),
         ..ShardConfig::default()
     };
-    PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
-    let before = LIVE.load(Ordering::SeqCst);
-    shard(&config, |_| {}).unwrap();
-    PEAK.load(Ordering::SeqCst) - before
+    shard_measured(&config).1
 }
 
 #[test]
@@ -78,7 +84,7 @@ fn peak_memory_does_not_grow_with_the_number_of_images() {
     );
 }
 
-/// A few hundred bytes of 65,500 × 1 JPEG would resize (shorter side → 160) to 10,480,000 ×
+/// A 6 KB JPEG of 65,500 × 1 pixels would resize (shorter side → 160) to 10,480,000 ×
 /// 160 pixels, 5 GB, before the centre crop: it is skipped and named instead, and the run
 /// stays small.
 #[test]
@@ -108,10 +114,7 @@ fn an_extreme_aspect_ratio_is_skipped_and_named_without_a_large_buffer() {
         jobs: Parallelism::Fixed(2),
         ..ShardConfig::default()
     };
-    PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
-    let before = LIVE.load(Ordering::SeqCst);
-    let manifest = shard(&config, |_| {}).unwrap();
-    let peak = PEAK.load(Ordering::SeqCst) - before;
+    let (manifest, peak) = shard_measured(&config);
     println!("peak heap: {peak} bytes");
     assert_eq!(manifest.records, 8);
     assert_eq!(manifest.skipped.len(), 1, "{:?}", manifest.skipped);

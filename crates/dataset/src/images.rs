@@ -45,8 +45,10 @@ pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>, String> {
             "a block device"
         } else if kind.is_socket() {
             "a socket"
+        } else if kind.is_dir() {
+            "a directory"
         } else {
-            "not a file"
+            "of another kind"
         };
         return Err(format!("not a regular file ({what})"));
     }

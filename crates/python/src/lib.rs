@@ -156,10 +156,9 @@ fn shard(
     num_workers: Option<usize>,
     worker_index: Option<usize>,
 ) -> PyResult<ShardReport> {
-    if size == 0 || shards == 0 || !(1..=100).contains(&quality) {
-        return Err(PyValueError::new_err(
-            "size and shards must be at least 1 and quality in 1..=100",
-        ));
+    // size and shards are checked where every front end's run starts (`shard_observed`).
+    if !(1..=100).contains(&quality) {
+        return Err(PyValueError::new_err("quality must be in 1..=100"));
     }
     let (src, out) = (location(py, &src)?, location(py, &out)?);
     let (workers, _) = Workers::resolve(num_workers, worker_index, |name| std::env::var(name).ok())
