@@ -250,6 +250,16 @@ mod tests {
             std::fs::read_link(cache.join("ci/shared")).unwrap(),
             dir.path().join("shared").canonicalize().unwrap()
         );
+        // A clone made elsewhere finds ../shared beside the repository it was cloned from.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        git(&elsewhere, &["clone", "-q", src.to_str().unwrap(), "clone"]);
+        std::fs::remove_file(cache.join("ci/shared")).unwrap();
+        stage(&elsewhere.join("clone"), &cache, false);
+        assert_eq!(
+            std::fs::read_link(cache.join("ci/shared")).unwrap(),
+            dir.path().join("shared").canonicalize().unwrap()
+        );
         // A build, a stray file, and the checkout's files as old as an earlier build's.
         std::fs::create_dir_all(checkout.join("target/debug")).unwrap();
         std::fs::write(checkout.join("target/debug/built"), "").unwrap();
