@@ -74,7 +74,8 @@ pub fn classify_validation(
             settings.model.display()
         )
     })?;
-    let pipeline = validation_pipeline(source, settings.batch, settings.jobs);
+    let classes = Some(info.classes.len() as u64);
+    let pipeline = validation_pipeline(source, classes, settings.batch, settings.jobs)?;
     let size = classifier.card().image_size();
     // The batch being scored, and the index of its first record: `evaluate` pulls a batch
     // only after it has reported every image of the one before, so `each` finds its record

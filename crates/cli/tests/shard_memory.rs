@@ -127,3 +127,113 @@ fn an_extreme_aspect_ratio_is_skipped_and_named_without_a_large_buffer() {
     );
     assert!(peak < 1 << 30, "peak heap {peak} bytes");
 }
+
+/// A shard of 64 records of 10,000 × 10,000 JPEGs (each 300 MB decoded): `stream` and the
+/// `Loader` refuse the first record they reach, by its header, naming it; the peak heap stays
+/// small. Without a manifest the limit is the first record's size, capped at the largest side
+/// a run may use (4096): a folder whose first record is 160 × 160 refuses a 10,000 × 10,000
+/// one later on.
+#[test]
+fn huge_records_are_refused_by_their_header_on_the_read_path() {
+    use shardfeed_dataset::loader::{Loader, LoaderConfig};
+    use shardfeed_dataset::stream::{StreamConfig, stream};
+    use shardfeed_image_prep::{Encoder, RgbImage};
+    use shardfeed_record_format::{Compression, FileWriter, ImageExample};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let side = 10_000u32;
+    let big = {
+        let pixels: Vec<u8> = (0..side as usize * side as usize * 3)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        Encoder::new(50)
+            .unwrap()
+            .encode(&RgbImage::new(side, side, pixels).unwrap())
+            .unwrap()
+    };
+    let small = Encoder::new(90)
+        .unwrap()
+        .encode(&RgbImage::new(160, 160, vec![128; 160 * 160 * 3]).unwrap())
+        .unwrap();
+    println!("10,000 × 10,000 JPEG: {} bytes", big.len());
+    let dir = tempfile::tempdir().unwrap();
+    let write = |folder: &str, first: &[u8]| -> std::path::PathBuf {
+        let folder = dir.path().join(folder);
+        std::fs::create_dir(&folder).unwrap();
+        let mut writer =
+            FileWriter::create(folder.join("data00-64.tfrec"), Compression::None).unwrap();
+        for i in 0..64 {
+            let image = if i == 0 { first.to_vec() } else { big.clone() };
+            writer
+                .write_record(
+                    &ImageExample {
+                        image,
+                        class: i % 2,
+                    }
+                    .to_bytes(),
+                )
+                .unwrap();
+        }
+        writer.commit().unwrap();
+        folder
+    };
+    let all_big = write("all-big", &big);
+    let small_first = write("small-first", &small);
+    for (folder, limit) in [
+        (
+            &all_big,
+            "over the limit of 16777216 pixels (the largest side allowed, 4096)",
+        ),
+        (
+            &small_first,
+            "over the limit of 25600 pixels (the first record's 160 × 160)",
+        ),
+    ] {
+        PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
+        let before = LIVE.load(Ordering::SeqCst);
+        let error = stream(&StreamConfig {
+            shards: folder.clone(),
+            epochs: 1,
+            batch: 8,
+            jobs: Parallelism::Fixed(2),
+            ..StreamConfig::default()
+        })
+        .unwrap_err()
+        .to_string();
+        println!(
+            "stream: {error}; peak heap {} bytes",
+            PEAK.load(Ordering::SeqCst) - before
+        );
+        assert!(
+            error.contains("image of 10000×10000 pixels") && error.contains(limit),
+            "{error}"
+        );
+        assert!(
+            error.contains("data00-64.tfrec") && error.contains(" at offset "),
+            "{error}"
+        );
+        let files = vec![folder.join("data00-64.tfrec")];
+        let loader = Loader::open(
+            &files,
+            LoaderConfig {
+                batch_size: 8,
+                jobs: Parallelism::Fixed(2),
+                ..LoaderConfig::default()
+            },
+        )
+        .unwrap();
+        let mut batches = loader.epoch(Default::default());
+        let first = std::iter::from_fn(|| batches.next_batch())
+            .find_map(|batch| batch.err())
+            .expect("the Loader refuses the epoch")
+            .to_string();
+        drop(batches);
+        let peak = PEAK.load(Ordering::SeqCst) - before;
+        println!("Loader: {first}; peak heap {peak} bytes");
+        assert!(
+            first.contains("image of 10000×10000 pixels") && first.contains(limit),
+            "{first}"
+        );
+        assert!(first.contains("data00-64.tfrec"), "{first}");
+        assert!(peak < 256 << 20, "peak heap {peak} bytes");
+    }
+}

@@ -3,7 +3,6 @@
 //! [`Preprocessing::extend_f32`]), in parallel with one preparer per worker, in file order.
 //! Files and folders may be local or in object storage ([`crate::remote`]).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use shardfeed_image_prep::{DecodeOptions, Preparer, Preprocessing, RgbImage};
@@ -12,57 +11,11 @@ use shardfeed_input_pipeline::{BoxError, Parallelism, Pipeline};
 use crate::label::is_jpeg_name;
 use crate::{Error, MAX_FILE_BYTES, Result};
 
-/// A source image's bytes (local, or an object), refused unread above [`MAX_FILE_BYTES`]; the
-/// reason in place of the bytes. A local file is opened once without blocking (a FIFO cannot
-/// hang the run), checked on that handle (a FIFO, device or socket, directly or through a
-/// symlink, is refused by its kind) and read through a bound (a file that grows past the limit
-/// while read is refused too). No byte of a refused file reaches the reason.
+/// A source image's bytes (local, or an object), refused unread above [`MAX_FILE_BYTES`]
+/// ([`crate::remote::read_bounded`]); the reason in place of the bytes.
 pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let too_big = |size: u64| format!("file of {size} bytes exceeds the limit of {MAX_FILE_BYTES}");
-    if crate::remote::is_remote(path) {
-        let size = crate::remote::size(path).map_err(|e| format!("cannot read: {e}"))?;
-        if size > MAX_FILE_BYTES {
-            return Err(too_big(size));
-        }
-        return crate::remote::read_if_exists(path)
-            .map_err(|e| format!("cannot read: {e}"))?
-            .ok_or_else(|| "cannot read: the object is gone".to_owned());
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    let metadata = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    let kind = metadata.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() {
-            "a character device"
-        } else if kind.is_block_device() {
-            "a block device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_dir() {
-            "a directory"
-        } else {
-            "of another kind"
-        };
-        return Err(format!("not a regular file ({what})"));
-    }
-    if metadata.len() > MAX_FILE_BYTES {
-        return Err(too_big(metadata.len()));
-    }
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_big(bytes.len() as u64));
-    }
-    Ok(bytes)
+    crate::remote::read_bounded(path, MAX_FILE_BYTES)?
+        .ok_or_else(|| "cannot read: it is gone".to_owned())
 }
 
 /// The JPEG files of `inputs`: folders' `*.jpg`/`*.jpeg` (sorted by name), files as given.

@@ -124,36 +124,42 @@ impl Manifest {
                 manifest.classes.len()
             )));
         }
+        let mut seen = std::collections::HashSet::with_capacity(manifest.classes.len());
         for (i, name) in manifest.classes.iter().enumerate() {
             if name.is_empty() {
                 return Err(bad(format!("class {i} has an empty name")));
             }
-            if manifest.classes[..i].contains(name) {
+            if !seen.insert(name.as_str()) {
                 return Err(bad(format!("class {name:?} is listed twice")));
             }
         }
         Ok(manifest)
     }
 
-    /// Reads and parses the manifest at `path`.
+    /// Reads and parses the manifest at `path` (at most
+    /// [`MAX_DESCRIPTION_BYTES`](crate::limits::MAX_DESCRIPTION_BYTES)).
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read(path).map_err(Error::io("read", path))?;
-        Manifest::parse(&text, path)
+        match Manifest::read_if_exists(path)? {
+            Some(manifest) => Ok(manifest),
+            None => Err(Error::io("read", path)(std::io::ErrorKind::NotFound.into())),
+        }
+    }
+
+    fn read_if_exists(path: &Path) -> Result<Option<Self>> {
+        let limit = crate::limits::MAX_DESCRIPTION_BYTES;
+        match crate::remote::read_bounded(path, limit) {
+            Ok(Some(text)) => Manifest::parse(&text, path).map(Some),
+            Ok(None) => Ok(None),
+            Err(message) => Err(Error::BadDescription {
+                file: path.to_owned(),
+                message,
+            }),
+        }
     }
 
     /// The manifest of the shard folder `dir`, if it has one.
     pub fn read_folder(dir: &Path) -> Result<Option<Self>> {
-        let path = dir.join(MANIFEST_FILE);
-        if crate::remote::is_remote(dir) {
-            return crate::remote::read_if_exists(&path)?
-                .map(|text| Manifest::parse(&text, &path))
-                .transpose();
-        }
-        if path.exists() {
-            Manifest::read(&path).map(Some)
-        } else {
-            Ok(None)
-        }
+        Manifest::read_if_exists(&dir.join(MANIFEST_FILE))
     }
 
     /// Writes `dir/manifest.json` atomically (pretty JSON and a newline).
@@ -375,6 +381,29 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["manifest.json"]);
+    }
+
+    /// The duplicate check is one pass with a set: a million names (quadratic, half a
+    /// trillion comparisons) parse at once, and a duplicate at the end is found.
+    #[test]
+    fn a_million_class_names_are_checked_in_one_pass() {
+        let mut names: Vec<String> = (0..1_000_000).map(|i| format!("c{i}")).collect();
+        let text = |names: &[String]| {
+            serde_json::to_vec(&serde_json::json!({ "classes": names })).unwrap()
+        };
+        let file = Path::new("manifest.json");
+        assert_eq!(
+            Manifest::parse(&text(&names), file).unwrap().classes.len(),
+            1_000_000
+        );
+        names.push("c999999".into());
+        let error = Manifest::parse(&text(&names), file)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(r#"class "c999999" is listed twice"#),
+            "{error}"
+        );
     }
 
     #[test]

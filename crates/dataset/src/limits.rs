@@ -16,6 +16,15 @@ pub const MIN_SIZE: u32 = 8;
 /// Largest square side (`--size`, `size=`): a 4096 × 4096 RGB image is 48 MiB.
 pub const MAX_SIZE: u32 = 4096;
 
+/// Most bytes of a description read whole: `manifest.json`, a part manifest, `run.json`.
+pub const MAX_DESCRIPTION_BYTES: u64 = 256 << 20;
+
+/// Most bytes of the `.idx` of a shard of `data_bytes` (one line per frame of at least 16
+/// bytes).
+pub fn index_bytes(data_bytes: u64) -> u64 {
+    shardfeed_record_format::Index::max_bytes_for(data_bytes)
+}
+
 /// `jobs` threads are at least 1 and at most [`MAX_JOBS`].
 pub fn check_jobs(jobs: Parallelism) -> Result<()> {
     match jobs {

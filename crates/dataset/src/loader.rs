@@ -39,7 +39,7 @@ use shardfeed_input_pipeline::{
 };
 use shardfeed_record_format::{Compression, ReaderOptions};
 
-use crate::stream::{Decoded, decode_record};
+use crate::stream::{Decoded, RecordRules, decode_at};
 use crate::{Error, Result};
 
 /// Which side of the seeded split by files (as `shardfeed train` splits).
@@ -321,7 +321,8 @@ impl Loader {
             .interleave(16, 1)
             .shuffle(config.shuffle)
             .repeat(Repeat::Forever);
-        let base = decode_pipeline(source, counts.clone());
+        let rules = RecordRules::of_source(&source)?;
+        let base = decode_pipeline(source, rules, counts.clone());
         let base = if config.cache {
             base.cache(
                 CacheBudget::new(config.cache_budget, |slot: &Slot| match slot {
@@ -524,7 +525,11 @@ impl Loader {
     }
 }
 
-fn decode_pipeline(source: TfRecordSource, counts: Arc<[u64]>) -> Pipeline<Slot> {
+fn decode_pipeline(
+    source: TfRecordSource,
+    rules: RecordRules,
+    counts: Arc<[u64]>,
+) -> Pipeline<Slot> {
     let source = Arc::new(source);
     // One epoch of nothing: every epoch's plan replaces it (`map_plan`).
     let plan = Plan::with_order(counts, Vec::new());
@@ -532,19 +537,16 @@ fn decode_pipeline(source: TfRecordSource, counts: Arc<[u64]>) -> Pipeline<Slot>
         plan,
         Decoder::new,
         move |decoder: &mut Decoder, address: Address| -> Result<Slot, BoxError> {
-            let path = &source.files()[address.source as usize].path;
-            match source.fetch_with(address, |payload| decode_record(decoder, payload)) {
+            match decode_at(&source, decoder, &rules, address) {
                 Ok(Ok(decoded)) => Ok(Slot::Image(decoded)),
-                Ok(Err(error)) => Ok(Slot::Damaged(Arc::new(Damaged {
-                    path: path.clone(),
-                    offset: source.record_offset(address),
-                    record: address.index,
-                    reason: error.to_string(),
-                }))),
-                Err(error) => match Damaged::from_record_error(path, &error) {
-                    Some(damaged) => Ok(Slot::Damaged(Arc::new(damaged))),
-                    None => Err(error.into()),
-                },
+                Ok(Err(damaged)) => Ok(Slot::Damaged(Arc::new(damaged))),
+                Err(error) => {
+                    let path = &source.files()[address.source as usize].path;
+                    match Damaged::from_record_error(path, &error) {
+                        Some(damaged) => Ok(Slot::Damaged(Arc::new(damaged))),
+                        None => Err(error.into()),
+                    }
+                }
             }
         },
     )
@@ -661,9 +663,12 @@ impl EpochBatches {
                 },
             }
         }
-        let side = *self
-            .side
-            .get_or_insert_with(|| images.first().map_or(0, |d| d.image.width as usize));
+        // The side is the first image's: a batch whose every record was skipped sets nothing.
+        let side = match (self.side, images.first()) {
+            (Some(side), _) => side,
+            (None, Some(first)) => *self.side.insert(first.image.width as usize),
+            (None, None) => 0,
+        };
         crate::stream::check_square(&images, side)?;
         let labels = images.iter().map(|d| d.class).collect();
         let pixels = fill_pixels(&images, side, self.config.dtype, self.config.layout);

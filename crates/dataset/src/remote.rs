@@ -16,7 +16,7 @@ use std::sync::{Mutex, OnceLock};
 
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_record_format::{Compression, Index, IndexedFile, RandomRead, ReaderOptions};
-pub use shardfeed_storage::{Store, is_remote_url, traffic};
+pub use shardfeed_storage::{Store, held_chunk_bytes, is_remote_url, traffic};
 
 use crate::{Error, Result};
 
@@ -92,10 +92,34 @@ pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Object `path` whole, or `None` where it does not exist.
-pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+/// File or object `path` whole, or `None` where it does not exist; refused unread above
+/// `limit` bytes (and, local, when it is not a regular file:
+/// [`shardfeed_record_format::bounded::read_bounded`]), the reason in place of the bytes.
+pub fn read_bounded(path: &Path, limit: u64) -> std::result::Result<Option<Vec<u8>>, String> {
+    if is_remote(path) {
+        let (folder, name) = split(path).map_err(|e| e.to_string())?;
+        let store = store(&folder).map_err(|e| e.to_string())?;
+        return match store.get(&name, limit) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(shardfeed_storage::Error::TooLarge { size, .. }) => {
+                Err(format!("file of {size} bytes exceeds the limit of {limit}"))
+            }
+            Err(error) => Err(format!("cannot read: {error}")),
+        };
+    }
+    match shardfeed_record_format::bounded::read_bounded(path, limit) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(e.to_string()),
+        Err(e) => Err(format!("cannot read: {e}")),
+    }
+}
+
+/// Object `path` whole (at most `limit` bytes), or `None` where it does not exist.
+pub fn read_if_exists(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
     let (folder, name) = split(path)?;
-    match store(&folder)?.get(&name) {
+    match store(&folder)?.get(&name, limit) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(error) if error.is_not_found() => Ok(None),
         Err(error) => Err(error.into()),
@@ -152,7 +176,8 @@ impl Read for Sequential {
 /// The index of the remote shard `path` (its `.idx` object), or `None` where it has none.
 pub fn index_if_exists(path: &Path) -> Result<Option<Index>> {
     let index_path = Index::path_for(path);
-    let Some(bytes) = read_if_exists(&index_path)? else {
+    let limit = crate::limits::index_bytes(size(path)?);
+    let Some(bytes) = read_if_exists(&index_path, limit)? else {
         return Ok(None);
     };
     let text = String::from_utf8_lossy(&bytes);
@@ -272,14 +297,15 @@ impl Folder {
         }
     }
 
-    /// File `name`, whole.
-    pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>> {
-        match self {
-            Folder::Local(dir) => {
-                let path = dir.join(name);
-                std::fs::read(&path).map_err(Error::io("read", path))
-            }
-            Folder::Remote(store) => Ok(store.get(name)?),
+    /// File `name`, whole; one over `limit` bytes (or not a regular file) is refused.
+    pub(crate) fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+        let path = self.name().join(name);
+        match read_bounded(&path, limit) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(Error::io("read", &path)(
+                std::io::ErrorKind::NotFound.into(),
+            )),
+            Err(reason) => Err(Error::Unusable { path, reason }),
         }
     }
 

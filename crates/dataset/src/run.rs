@@ -13,7 +13,7 @@ use shardfeed_record_format::{Compression, ReaderOptions};
 
 use crate::classes::{ClassSource, class_names};
 use crate::layout::find_shards;
-use crate::stream::{Decoded, decoded_pipeline, tutorial_plan};
+use crate::stream::{Decoded, RecordRules, decoded_pipeline, tutorial_plan};
 use crate::{Error, Result};
 
 /// The run description's file name in a run folder.
@@ -211,13 +211,16 @@ impl TrainingData {
             epochs: None,
         };
         let seed = settings.seed;
-        let train = decoded_pipeline(split.train, |plan| {
+        let classes = Some(info.classes.len() as u64);
+        let rules = RecordRules::of_source(&split.train)?.with_classes(info.classes.len() as u64);
+        let train = decoded_pipeline(split.train, rules, |plan| {
             tutorial_plan(plan, seed, Repeat::Forever)
         })
         .parallelism(settings.jobs)
         .deterministic(true)
         .batch(settings.batch, true);
-        let validation = validation_pipeline(split.validation, settings.batch, settings.jobs);
+        let validation =
+            validation_pipeline(split.validation, classes, settings.batch, settings.jobs)?;
         Ok(TrainingData {
             info,
             class_source,
@@ -229,14 +232,21 @@ impl TrainingData {
 }
 
 /// The validation pass over `source`: interleave 16, one pass in order, batches of `batch`
-/// with the last one kept.
+/// with the last one kept; records checked against `source`'s rules and, given, `classes`.
 pub fn validation_pipeline(
     source: TfRecordSource,
+    classes: Option<u64>,
     batch: usize,
     jobs: Parallelism,
-) -> Pipeline<Decoded> {
-    decoded_pipeline(source, |plan| plan.interleave(16, 1))
-        .parallelism(jobs)
-        .deterministic(true)
-        .batch(batch.max(1), false)
+) -> Result<Pipeline<Decoded>> {
+    let mut rules = RecordRules::of_source(&source)?;
+    if let Some(classes) = classes {
+        rules = rules.with_classes(classes);
+    }
+    Ok(
+        decoded_pipeline(source, rules, |plan| plan.interleave(16, 1))
+            .parallelism(jobs)
+            .deterministic(true)
+            .batch(batch.max(1), false),
+    )
 }

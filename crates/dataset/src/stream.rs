@@ -7,18 +7,20 @@
 //! `f32` ([`Preprocessing::extend_f32`], the one `/ 255`) as a training step receives it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use shardfeed_image_prep::{DecodeOptions, Decoder, Preprocessing, RgbImage};
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_input_pipeline::{
-    BoxError, CacheBudget, CacheOverflow, Parallelism, Pipeline, Plan, Repeat, Stats,
+    Address, BoxError, CacheBudget, CacheOverflow, Parallelism, Pipeline, Plan, Repeat, Stats,
 };
+use shardfeed_record_format::Error as RecordError;
 use shardfeed_record_format::{Compression, ImageExample, ReaderOptions};
 
-use crate::layout::find_shards;
+use crate::layout::{Manifest, find_shards};
+use crate::loader::Damaged;
 use crate::{Error, Result};
 
 /// What to stream and how.
@@ -175,24 +177,229 @@ pub struct Decoded {
     pub class: i64,
 }
 
-/// Parses a record and decodes its image with `decoder`, as TensorFlow's
-/// `decode_jpeg(channels=3)` does.
-pub fn decode_record(decoder: &mut Decoder, payload: &[u8]) -> Result<Decoded, BoxError> {
-    let example = ImageExample::decode(payload)?;
-    let image = decoder.decode(&example.image, &DecodeOptions::default(), None)?;
+/// What a record read for training must satisfy, checked before its image is decoded: one
+/// rule for `stream`, `train`, `evaluate` and the [`crate::Loader`].
+#[derive(Debug, Clone)]
+pub struct RecordRules {
+    /// The most pixels (width × height) an image may have: the folder's `manifest.json`
+    /// size squared, else the first record's size, and never more than
+    /// [`crate::limits::MAX_SIZE`] squared.
+    pub max_pixels: u64,
+    /// Where `max_pixels` came from, for messages (`manifest.json's 160 × 160`).
+    pub pixel_source: String,
+    /// Classes are `0..classes` (`None`: only negative classes are refused).
+    pub classes: Option<u64>,
+    /// Bytes of pixels being decoded at once, across the pipeline's workers.
+    budget: Arc<DecodeBudget>,
+}
+
+/// The most bytes of pixels a read pipeline's workers decode at once (one image is always
+/// let through, whatever its size under the pixel limit).
+pub const DECODE_BUDGET: u64 = 512 << 20;
+
+impl RecordRules {
+    /// Rules of `max_pixels` and `classes`, `pixel_source` naming where the limit came from.
+    pub fn new(max_pixels: u64, pixel_source: impl Into<String>, classes: Option<u64>) -> Self {
+        RecordRules {
+            max_pixels,
+            pixel_source: pixel_source.into(),
+            classes,
+            budget: Arc::new(DecodeBudget::new(DECODE_BUDGET)),
+        }
+    }
+
+    /// The rules of `source`'s records: the limit and classes of the `manifest.json` beside its
+    /// first file (when that manifest lists the file), else the first record's size.
+    pub fn of_source(source: &TfRecordSource) -> Result<Self> {
+        let largest = u64::from(crate::limits::MAX_SIZE).pow(2);
+        let Some(first) = source.files().first() else {
+            return Ok(RecordRules::new(largest, "the largest side allowed", None));
+        };
+        let folder = first.path.parent().unwrap_or(Path::new("."));
+        let name = first
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        if let Some(manifest) = Manifest::read_folder(folder)?
+            && manifest.records_of(name).is_some()
+        {
+            let side = u64::from(manifest.target_size);
+            return Ok(RecordRules::new(
+                (side * side).min(largest),
+                format!("manifest.json's {side} × {side}"),
+                Some(manifest.classes.len() as u64),
+            ));
+        }
+        let probed = source
+            .files()
+            .iter()
+            .position(|f| f.records > 0)
+            .and_then(|i| first_image_size(source, i));
+        Ok(match probed {
+            Some((w, h)) if u64::from(w) * u64::from(h) <= largest => RecordRules::new(
+                u64::from(w) * u64::from(h),
+                format!("the first record's {w} × {h}"),
+                None,
+            ),
+            _ => RecordRules::new(
+                largest,
+                format!("the largest side allowed, {}", crate::limits::MAX_SIZE),
+                None,
+            ),
+        })
+    }
+
+    /// The same rules with classes `0..classes`.
+    pub fn with_classes(mut self, classes: u64) -> Self {
+        self.classes = Some(classes);
+        self
+    }
+
+    fn check_class(&self, class: i64) -> std::result::Result<(), String> {
+        match self.classes {
+            _ if class < 0 => Err(format!("class {class} is negative")),
+            Some(n) if class as u64 >= n => Err(format!(
+                "class {class} is not below the {n} classes of the run"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The header size of the first record of file `file`, if it parses.
+fn first_image_size(source: &TfRecordSource, file: usize) -> Option<(u32, u32)> {
+    let address = Address {
+        source: file as u32,
+        index: 0,
+    };
+    let mut decoder = Decoder::new().ok()?;
+    source
+        .fetch_with(address, |payload| {
+            let example = ImageExample::decode(payload).ok()?;
+            let info = decoder.probe(&example.image).ok()?;
+            Some((info.width, info.height))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Bytes of pixels in flight, shared by a pipeline's decode workers: a worker waits while
+/// others hold the budget, so N workers never hold N of the largest images allowed at once.
+#[derive(Debug)]
+struct DecodeBudget {
+    capacity: u64,
+    used: Mutex<u64>,
+    freed: Condvar,
+}
+
+impl DecodeBudget {
+    fn new(capacity: u64) -> Self {
+        DecodeBudget {
+            capacity,
+            used: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Holds `bytes` until the guard drops; waits while they do not fit beside what others
+    /// hold (never when nothing is held).
+    fn take(&self, bytes: u64) -> BudgetGuard<'_> {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used > 0 && *used + bytes > self.capacity {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += bytes;
+        BudgetGuard {
+            budget: self,
+            bytes,
+        }
+    }
+}
+
+struct BudgetGuard<'a> {
+    budget: &'a DecodeBudget,
+    bytes: u64,
+}
+
+impl Drop for BudgetGuard<'_> {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used -= self.bytes;
+        self.budget.freed.notify_all();
+    }
+}
+
+/// Parses a record, checks it against `rules` and decodes its image with `decoder`, as
+/// TensorFlow's `decode_jpeg(channels=3)` does. `Err` says why the record is unusable.
+fn decode_record(
+    decoder: &mut Decoder,
+    rules: &RecordRules,
+    payload: &[u8],
+) -> std::result::Result<Decoded, String> {
+    let example = ImageExample::decode(payload).map_err(|e| e.to_string())?;
+    rules.check_class(example.class)?;
+    let info = decoder.probe(&example.image).map_err(|e| e.to_string())?;
+    let pixels = u64::from(info.width) * u64::from(info.height);
+    if pixels > rules.max_pixels {
+        return Err(format!(
+            "image of {}×{} pixels, over the limit of {} pixels ({})",
+            info.width, info.height, rules.max_pixels, rules.pixel_source
+        ));
+    }
+    let _held = rules.budget.take(pixels * 4);
+    let options = DecodeOptions {
+        max_pixels: rules.max_pixels,
+        ..DecodeOptions::default()
+    };
+    let image = decoder
+        .decode(&example.image, &options, None)
+        .map_err(|e| e.to_string())?;
     Ok(Decoded {
         image: Arc::new(image),
         class: example.class,
     })
 }
 
-/// A pipeline of `source`'s records, parsed and decoded (one decoder per worker), over the
-/// plan `configure` makes.
+/// Reads the record at `address` of `source` and decodes it under `rules`: `Ok(Err(damage))`
+/// for a record whose frame is sound but which is unusable (bad `Example`, bad or oversized
+/// image, class out of range), named by file, index and offset; `Err` for what the record
+/// layer reports (a bad frame or CRC, an I/O failure).
+pub(crate) fn decode_at(
+    source: &TfRecordSource,
+    decoder: &mut Decoder,
+    rules: &RecordRules,
+    address: Address,
+) -> std::result::Result<std::result::Result<Decoded, Damaged>, RecordError> {
+    let decoded = source.fetch_with(address, |payload| decode_record(decoder, rules, payload))?;
+    Ok(decoded.map_err(|reason| Damaged {
+        path: source.files()[address.source as usize].path.clone(),
+        offset: source.record_offset(address),
+        record: address.index,
+        reason,
+    }))
+}
+
+/// A pipeline of `source`'s records, parsed, checked against `rules` and decoded (one
+/// decoder per worker), over the plan `configure` makes. A bad frame or CRC fails as the
+/// record layer reports it; any other unusable record as [`Error::DamagedRecord`].
 pub fn decoded_pipeline(
     source: TfRecordSource,
+    rules: RecordRules,
     configure: impl FnOnce(Plan) -> Plan,
 ) -> Pipeline<Decoded> {
-    source.parsed_pipeline_init(configure, Decoder::new, decode_record)
+    let plan = configure(source.plan());
+    let source = Arc::new(source);
+    Pipeline::new_init(
+        plan,
+        Decoder::new,
+        move |decoder: &mut Decoder, address: Address| -> std::result::Result<Decoded, BoxError> {
+            match decode_at(&source, decoder, &rules, address)? {
+                Ok(decoded) => Ok(decoded),
+                Err(damaged) => Err(Error::DamagedRecord(Box::new(damaged)).into()),
+            }
+        },
+    )
 }
 
 /// The shard files of a folder, opened (counts from `.idx`).
@@ -213,17 +420,19 @@ pub fn tutorial_plan(plan: Plan, seed: u64, repeat: Repeat) -> Plan {
         .repeat(repeat)
 }
 
-/// The tutorial's read pipeline over `source`.
-pub fn read_pipeline(source: TfRecordSource, config: &StreamConfig) -> Pipeline<Decoded> {
+/// The tutorial's read pipeline over `source`, under the rules of its records
+/// ([`RecordRules::of_source`]).
+pub fn read_pipeline(source: TfRecordSource, config: &StreamConfig) -> Result<Pipeline<Decoded>> {
     let (seed, epochs) = (config.seed, config.epochs);
-    let pipeline = decoded_pipeline(source, |plan| {
+    let rules = RecordRules::of_source(&source)?;
+    let pipeline = decoded_pipeline(source, rules, |plan| {
         tutorial_plan(plan, seed, Repeat::Epochs(epochs))
     })
     .parallelism(config.jobs)
     .deterministic(config.deterministic)
     .batch(config.batch, true)
     .prefetch(2);
-    if config.cache {
+    Ok(if config.cache {
         pipeline.cache(
             CacheBudget::new(config.cache_budget, |d: &Decoded| {
                 d.image.pixels.len() as u64
@@ -232,7 +441,7 @@ pub fn read_pipeline(source: TfRecordSource, config: &StreamConfig) -> Pipeline<
         )
     } else {
         pipeline
-    }
+    })
 }
 
 /// A batch as a training step receives it: `f32` values / 255, HWC, and the labels.
@@ -298,7 +507,7 @@ pub fn stream(config: &StreamConfig) -> Result<StreamReport> {
             batch: config.batch,
         });
     }
-    let pipeline = read_pipeline(source, config);
+    let pipeline = read_pipeline(source, config)?;
     let mut iter = pipeline.iter();
     let mut epochs = Vec::new();
     let (mut values, mut labels) = (Vec::new(), Vec::new());

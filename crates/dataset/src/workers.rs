@@ -316,7 +316,10 @@ pub fn merge(dir: &Path) -> Result<Manifest> {
     let names: Vec<String> = listing.keys().cloned().collect();
     let mut parts = Vec::new();
     for name in names.iter().filter(|n| is_part_file(n)) {
-        parts.push(PartManifest::parse(&folder.read(name)?, &dir.join(name))?);
+        parts.push(PartManifest::parse(
+            &folder.read(name, crate::limits::MAX_DESCRIPTION_BYTES)?,
+            &dir.join(name),
+        )?);
     }
     let Some(first) = parts.first().cloned() else {
         return Err(bad(format!(

@@ -314,3 +314,67 @@ fn damaged_records_are_skipped_and_counted_or_raised() {
         "{message}"
     );
 }
+
+/// Rewrites `file` with `change` applied to each record (the `.idx` rewritten too).
+fn rewrite(file: &Path, change: impl Fn(u64, &mut shardfeed_record_format::ImageExample)) {
+    use shardfeed_record_format::{Compression, FileWriter, ImageExample, RecordReader};
+    let mut reader = RecordReader::new(std::fs::File::open(file).unwrap(), Default::default());
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    while reader.read_into(&mut record).unwrap().is_some() {
+        records.push(ImageExample::decode(&record).unwrap());
+    }
+    let mut writer = FileWriter::create(file, Compression::None).unwrap();
+    for (i, mut example) in records.into_iter().enumerate() {
+        change(i as u64, &mut example);
+        writer.write_record(&example.to_bytes()).unwrap();
+    }
+    writer.commit().unwrap();
+}
+
+/// Records whose class is not one of the manifest's are damaged (named, skipped and counted, or
+/// raised), never trained on; and an epoch whose first batch is all such records goes on with
+/// the next batches (the image side is the first image's, not the first batch's).
+#[test]
+fn classes_out_of_range_are_damage_and_an_all_damaged_first_batch_is_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_shards(dir.path(), 16, 1);
+    rewrite(&files[0], |i, example| {
+        if i < 8 {
+            example.class = 5;
+        }
+    });
+    let open = |on_damaged| {
+        Loader::open(
+            &files,
+            LoaderConfig {
+                on_damaged,
+                shuffle: 0,
+                ..config(8, 0, 1, true)
+            },
+        )
+        .unwrap()
+    };
+    let loader = open(OnDamaged::Skip);
+    let mut epoch = loader.epoch(Position::default());
+    let first = epoch.next_batch().unwrap().unwrap();
+    assert_eq!((first.len(), first.skipped.len()), (0, 8));
+    assert!(
+        first.skipped[0]
+            .reason
+            .contains("class 5 is not below the 2 classes"),
+        "{}",
+        first.skipped[0].reason
+    );
+    let second = epoch.next_batch().unwrap().unwrap();
+    assert_eq!((second.len(), second.side), (8, 16));
+    assert!(epoch.next_batch().is_none());
+
+    let loader = open(OnDamaged::Raise);
+    let mut epoch = loader.epoch(Position::default());
+    let error = epoch.next_batch().unwrap().unwrap_err().to_string();
+    assert!(
+        error.contains("record 0 at offset 0") && error.contains("data00-16.tfrec"),
+        "{error}"
+    );
+}

@@ -139,10 +139,34 @@ impl Index {
         Ok(Index { entries })
     }
 
-    /// Reads and parses the index file at `path`.
+    /// The largest index a data file of `data_bytes` can have: one line per frame of at least
+    /// 16 bytes, each line at most two 20-digit numbers, a space and a newline.
+    pub fn max_bytes_for(data_bytes: u64) -> u64 {
+        (data_bytes / 16 + 1).saturating_mul(42)
+    }
+
+    /// Reads and parses the index file at `path`, bounded by [`Index::max_bytes_for`] the data
+    /// file beside it (its name without `.idx`; 1 GiB when there is none): a FIFO, a device or
+    /// a huge file in its place is refused unread ([`crate::bounded::read_bounded`]).
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
-        let file = FileName::new(path.as_ref());
-        let text = std::fs::read_to_string(path.as_ref()).map_err(|e| Error::io(&file, 0, e))?;
+        let path = path.as_ref();
+        let file = FileName::new(path);
+        let data = path.with_extension("");
+        let limit = match std::fs::metadata(&data) {
+            Ok(meta) if path.extension().is_some_and(|e| e == "idx") => {
+                Index::max_bytes_for(meta.len())
+            }
+            _ => 1 << 30,
+        };
+        let bytes =
+            crate::bounded::read_bounded(path, limit).map_err(|e| Error::io(&file, 0, e))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            let invalid = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            );
+            Error::io(&file, 0, invalid)
+        })?;
         Index::parse(&text, &file)
     }
 

@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod bounded;
 mod compression;
 pub mod crc;
 mod error;

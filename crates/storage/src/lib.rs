@@ -83,6 +83,16 @@ pub enum Error {
         /// The cause.
         source: Box<object_store::Error>,
     },
+    /// An object read whole that is larger than its kind of object may be.
+    #[error("{url} is {size} bytes, over the limit of {limit} for this object")]
+    TooLarge {
+        /// The object.
+        url: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A local file being uploaded could not be read.
     #[error("cannot read {path} to upload it: {source}")]
     Local {
@@ -133,22 +143,60 @@ pub fn traffic() -> &'static Traffic {
     TRAFFIC.get_or_init(Traffic::default)
 }
 
+/// The process's tokio runtime, made on first use — and anew in a child process: a `fork()`ed
+/// child (PyTorch's `DataLoader` workers) inherits the parent's runtime without its threads,
+/// and would wait on it for ever. The parent's copy is left alone in the child (dropping it
+/// would wait for threads that are not there).
 fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("shardfeed-storage")
-            .enable_all()
-            .build()
-            .expect("a tokio runtime starts")
-    })
+    static RUNTIME: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    match *slot {
+        Some((owner, runtime)) if owner == pid => runtime,
+        _ => {
+            let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("shardfeed-storage")
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime starts"),
+            ));
+            *slot = Some((pid, runtime));
+            runtime
+        }
+    }
+}
+
+/// An `object_store` client, rebuilt on first use in a process other than the one that made
+/// it: its connection pool belongs to the parent's runtime, whose threads a forked child
+/// does not have.
+struct Client {
+    made: Mutex<(u32, Arc<dyn ObjectStore>)>,
+    make: Box<dyn Fn() -> Result<Arc<dyn ObjectStore>> + Send + Sync>,
+}
+
+impl Client {
+    fn get(&self) -> Arc<dyn ObjectStore> {
+        let pid = std::process::id();
+        let mut made = self.made.lock().unwrap_or_else(|p| p.into_inner());
+        if made.0 != pid {
+            // The same settings built it once already; if they no longer build (the
+            // environment changed in the child), the parent's client is the best there is.
+            if let Ok(store) = (self.make)() {
+                // Forgotten, not dropped: its pool's connections are the parent's.
+                std::mem::forget(std::mem::replace(&mut made.1, store));
+            }
+            made.0 = pid;
+        }
+        made.1.clone()
+    }
 }
 
 /// A folder in object storage: a store and a prefix in it.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<dyn ObjectStore>,
+    inner: Arc<Client>,
     prefix: ObjectPath,
     url: String,
     writable: bool,
@@ -247,8 +295,13 @@ impl Store {
             ),
             other => return Err(bad(format!("{other:?} is not object storage"))),
         };
+        let again = trimmed.to_owned();
+        let client = Client {
+            made: Mutex::new((std::process::id(), inner)),
+            make: Box::new(move || Store::open(&again).map(|store| store.inner.get())),
+        };
         Ok(Store {
-            inner,
+            inner: Arc::new(client),
             prefix,
             url: trimmed.to_owned(),
             writable,
@@ -289,10 +342,9 @@ impl Store {
 
     /// The objects directly in the folder, by name.
     pub fn list(&self) -> Result<Vec<Object>> {
+        let store = self.inner.get();
         let listing = runtime()
-            .block_on(retrying(|| {
-                self.inner.list_with_delimiter(Some(&self.prefix))
-            }))
+            .block_on(retrying(|| store.list_with_delimiter(Some(&self.prefix))))
             .map_err(self.failed("list", None))?;
         let mut objects: Vec<Object> = listing
             .objects
@@ -311,37 +363,56 @@ impl Store {
     /// The size of object `name`.
     pub fn size(&self, name: &str) -> Result<u64> {
         let path = self.path_of(name);
+        let store = self.inner.get();
         runtime()
-            .block_on(retrying(|| self.inner.head(&path)))
+            .block_on(retrying(|| store.head(&path)))
             .map(|meta| meta.size)
             .map_err(self.failed("read", Some(name)))
     }
 
     /// Object `name` whole, in one request (retried; a body that breaks is continued by
-    /// `object_store`, which checks the object did not change meanwhile).
-    pub fn get(&self, name: &str) -> Result<Vec<u8>> {
+    /// `object_store`, which checks the object did not change meanwhile). An object over
+    /// `limit` bytes is refused ([`Error::TooLarge`]) before its body is read.
+    pub fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
         let path = self.path_of(name);
-        let bytes = runtime()
+        let store = self.inner.get();
+        let result = runtime()
             .block_on(retrying(|| async {
-                let bytes = self.inner.get(&path).await?.bytes().await?;
+                let got = store.get(&path).await?;
+                if got.meta.size > limit {
+                    return Ok(Err(got.meta.size));
+                }
+                let bytes = got.bytes().await?;
                 traffic()
                     .bytes_read
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                Ok(bytes)
+                Ok(Ok(bytes))
             }))
             .map_err(self.failed("read", Some(name)))?;
         traffic().reads.fetch_add(1, Ordering::Relaxed);
-        Ok(bytes.to_vec())
+        match result {
+            Ok(bytes) if bytes.len() as u64 <= limit => Ok(bytes.to_vec()),
+            Ok(bytes) => Err(self.too_large(name, bytes.len() as u64, limit)),
+            Err(size) => Err(self.too_large(name, size, limit)),
+        }
+    }
+
+    fn too_large(&self, name: &str, size: u64, limit: u64) -> Error {
+        Error::TooLarge {
+            url: self.url_of(name),
+            size,
+            limit,
+        }
     }
 
     /// Object `name` of `size` bytes as a [`RandomRead`] with read-ahead.
     pub fn reader(&self, name: &str, size: u64) -> RangedReader {
         RangedReader {
             shared: Arc::new(ReaderShared {
-                store: self.inner.clone(),
+                store: self.inner.get(),
                 path: self.path_of(name),
                 size,
-                chunks: Mutex::new(BTreeMap::new()),
+                chunks: Mutex::new(Chunks::default()),
             }),
         }
     }
@@ -349,9 +420,10 @@ impl Store {
     /// Writes object `name` in one request (visible whole or not at all).
     pub fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
         let path = self.path_of(name);
+        let store = self.inner.get();
         let payload = PutPayload::from(bytes);
         runtime()
-            .block_on(retrying(|| self.inner.put(&path, payload.clone())))
+            .block_on(retrying(|| store.put(&path, payload.clone())))
             .map(drop)
             .map_err(self.failed("write", Some(name)))
     }
@@ -363,7 +435,7 @@ impl Store {
         let path = self.path_of(name);
         let mut attempt = 0;
         loop {
-            match runtime().block_on(upload_once(&*self.inner, &path, local)) {
+            match runtime().block_on(upload_once(&*self.inner.get(), &path, local)) {
                 Ok(()) => {
                     traffic().uploads.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
@@ -387,7 +459,8 @@ impl Store {
     /// Deletes object `name` (absent already: fine).
     pub fn delete(&self, name: &str) -> Result<()> {
         let path = self.path_of(name);
-        match runtime().block_on(retrying(|| self.inner.delete(&path))) {
+        let store = self.inner.get();
+        match runtime().block_on(retrying(|| store.delete(&path))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.failed("delete", Some(name))(e)),
         }
@@ -550,7 +623,9 @@ async fn read_range(
 }
 
 /// An object read by offset through [`chunk_bytes`] range reads, [`READ_AHEAD_CHUNKS`]
-/// ahead of the reader; chunks behind the reader are dropped.
+/// ahead of the reader. A chunk is dropped once every byte of it has been read in this pass
+/// (a pass reads each record once, in whatever order the shuffle asks), or when the reader is
+/// two chunks past it or has reached the object's end (a rank reads only some records).
 #[derive(Clone)]
 pub struct RangedReader {
     shared: Arc<ReaderShared>,
@@ -560,18 +635,45 @@ struct ReaderShared {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     size: u64,
-    chunks: Mutex<BTreeMap<u64, Arc<Slot>>>,
+    chunks: Mutex<Chunks>,
+}
+
+#[derive(Default)]
+struct Chunks {
+    /// The chunks held, by number.
+    slots: BTreeMap<u64, Arc<Slot>>,
+    /// The pass, and bytes of each chunk read in it (kept when the chunk is dropped, so that
+    /// a straggler's read completes it). A chunk read whole is not read ahead again in its
+    /// pass; a read of it starts a new pass.
+    served: BTreeMap<u64, (u64, u64)>,
+    /// Passes over the object begun, less one.
+    pass: u64,
 }
 
 /// One chunk: being fetched, fetched, or failed.
 struct Slot {
     state: Mutex<Option<Result<Bytes, String>>>,
     ready: Condvar,
-    prefetched: bool,
+    /// Counted in [`PREFETCHED`]: fetched ahead and not yet asked for.
+    prefetched: std::sync::atomic::AtomicBool,
     bytes: u64,
 }
 
 impl Slot {
+    /// A reader asks for it: it no longer counts against the read-ahead budget.
+    fn claim(&self) {
+        if self.prefetched.swap(false, Ordering::Relaxed) {
+            PREFETCHED.fetch_sub(self.bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        matches!(
+            *self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            Some(Err(_))
+        )
+    }
+
     fn wait(&self) -> Result<Bytes, String> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -585,14 +687,25 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if self.prefetched {
-            PREFETCHED.fetch_sub(self.bytes, Ordering::Relaxed);
-        }
+        self.claim();
+        HELD.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
-/// Bytes of prefetched chunks held in the process.
+/// Bytes of prefetched chunks held in the process, not yet asked for.
 static PREFETCHED: AtomicU64 = AtomicU64::new(0);
+/// Bytes of all chunks held (being fetched or fetched) in the process.
+static HELD: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes of object chunks the process holds now: `(all, prefetched and not yet read)`.
+/// A reader holds at most the chunk being read, the one before it and [`READ_AHEAD_CHUNKS`]
+/// ahead; a reader that reached the end of its object holds none.
+pub fn held_chunk_bytes() -> (u64, u64) {
+    (
+        HELD.load(Ordering::Relaxed),
+        PREFETCHED.load(Ordering::Relaxed),
+    )
+}
 
 impl ReaderShared {
     fn chunk_range(&self, chunk: u64) -> Range<u64> {
@@ -607,11 +720,29 @@ impl ReaderShared {
         if range.start >= self.size {
             return None;
         }
-        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = chunks.get(&chunk) {
-            return Some(slot.clone());
-        }
         let bytes = range.end - range.start;
+        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        let pass = chunks.pass;
+        let read_whole = chunks
+            .served
+            .get(&chunk)
+            .is_some_and(|&(at, n)| at == pass && n >= bytes);
+        if prefetch && read_whole {
+            return None;
+        }
+        if read_whole {
+            // Read whole in this pass, and asked for again: a new pass.
+            chunks.pass += 1;
+        }
+        match chunks.slots.get(&chunk) {
+            // A chunk that failed (after its retries) is fetched again when next asked for:
+            // an outage that has ended does not fail every later read.
+            Some(slot) if slot.failed() => {
+                chunks.slots.remove(&chunk);
+            }
+            Some(slot) => return Some(slot.clone()),
+            None => {}
+        }
         if prefetch {
             let held = PREFETCHED.fetch_add(bytes, Ordering::Relaxed);
             if held + bytes > PREFETCH_BUDGET_BYTES {
@@ -619,13 +750,14 @@ impl ReaderShared {
                 return None;
             }
         }
+        HELD.fetch_add(bytes, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             state: Mutex::new(None),
             ready: Condvar::new(),
-            prefetched: prefetch,
+            prefetched: std::sync::atomic::AtomicBool::new(prefetch),
             bytes,
         });
-        chunks.insert(chunk, slot.clone());
+        chunks.slots.insert(chunk, slot.clone());
         let (store, path, filling) = (self.store.clone(), self.path.clone(), slot.clone());
         runtime().spawn(async move {
             let result = read_range(&*store, &path, range)
@@ -641,8 +773,36 @@ impl ReaderShared {
     /// Drops the chunks before `chunk` (the reader has moved past them).
     fn drop_before(&self, chunk: u64) {
         let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
-        let keep = chunks.split_off(&chunk);
-        *chunks = keep;
+        let keep = chunks.slots.split_off(&chunk);
+        chunks.slots = keep;
+    }
+
+    /// Counts `n` bytes of `chunk` read; drops it when every byte of it has been.
+    fn served(&self, chunk: u64, n: u64) {
+        let bytes = {
+            let range = self.chunk_range(chunk);
+            range.end - range.start
+        };
+        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        let pass = chunks.pass;
+        let served = chunks.served.entry(chunk).or_insert((pass, 0));
+        if served.0 != pass {
+            *served = (pass, 0);
+        }
+        served.1 += n;
+        if served.1 >= bytes {
+            chunks.slots.remove(&chunk);
+        }
+    }
+
+    /// Drops every chunk: the reader reached the end of the object (a read under way keeps
+    /// its own hold on the chunk it reads).
+    fn drop_all(&self) {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .slots
+            .clear();
     }
 }
 
@@ -661,6 +821,7 @@ impl RandomRead for RangedReader {
             let slot = shared
                 .slot(chunk, false)
                 .expect("a chunk inside the object");
+            slot.claim();
             for ahead in 1..=READ_AHEAD_CHUNKS {
                 shared.slot(chunk + ahead, true);
             }
@@ -678,10 +839,15 @@ impl RandomRead for RangedReader {
             let into = (at - offset) as usize;
             buf[into..into + n].copy_from_slice(&data[from..to]);
             at += n as u64;
+            shared.served(chunk, n as u64);
         }
         // Readers move forward through a file (interleave, then shuffle within a window):
         // the chunk before the first one read may still serve a straggling worker.
-        shared.drop_before(first.saturating_sub(1));
+        if end == shared.size {
+            shared.drop_all();
+        } else {
+            shared.drop_before(first.saturating_sub(1));
+        }
         Ok((end - offset) as usize)
     }
 
@@ -715,6 +881,68 @@ mod tests {
     fn a_bad_url_is_refused_naming_it() {
         let error = Store::open("s3://").unwrap_err().to_string();
         assert!(error.starts_with("s3://"), "{error}");
+    }
+
+    fn reader_over(store: Arc<dyn ObjectStore>, name: &str, size: u64) -> RangedReader {
+        RangedReader {
+            shared: Arc::new(ReaderShared {
+                store,
+                path: ObjectPath::from(name),
+                size,
+                chunks: Mutex::new(Chunks::default()),
+            }),
+        }
+    }
+
+    /// A chunk whose read failed is fetched again by the next read: an outage that ended
+    /// (here: an object that was missing, then written) does not fail every later read.
+    #[test]
+    fn a_failed_chunk_is_fetched_again_by_the_next_read() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let reader = reader_over(store.clone(), "x", 10);
+        let mut buf = [0u8; 4];
+        assert!(
+            reader.read_at(&mut buf, 0).is_err(),
+            "the object is missing"
+        );
+        runtime()
+            .block_on(store.put(
+                &ObjectPath::from("x"),
+                PutPayload::from(b"0123456789".to_vec()),
+            ))
+            .unwrap();
+        assert_eq!(reader.read_at(&mut buf, 0).unwrap(), 4);
+        assert_eq!(&buf, b"0123");
+    }
+
+    /// Every byte read once (in any order): no chunk is held afterwards, none counts against
+    /// the read-ahead budget; a new pass reads ahead again.
+    #[test]
+    fn chunks_read_whole_are_dropped() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let size = 3 * chunk_bytes() + 100;
+        let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        runtime()
+            .block_on(store.put(&ObjectPath::from("y"), PutPayload::from(data.clone())))
+            .unwrap();
+        let reader = reader_over(store, "y", size);
+        let piece = chunk_bytes() / 2 + 1;
+        let mut offsets: Vec<u64> = (0..size).step_by(piece as usize).collect();
+        offsets.swap(0, 3);
+        offsets.reverse();
+        for pass in 0..2 {
+            for &offset in &offsets {
+                let mut buf = vec![0u8; piece.min(size - offset) as usize];
+                reader.read_at(&mut buf, offset).unwrap();
+                assert_eq!(buf, data[offset as usize..offset as usize + buf.len()]);
+            }
+            let chunks = reader.shared.chunks.lock().unwrap();
+            assert!(
+                chunks.slots.is_empty(),
+                "pass {pass}: chunks {:?} held",
+                chunks.slots.keys()
+            );
+        }
     }
 
     #[test]

@@ -64,6 +64,7 @@ fn every_record_is_decoded_and_later_epochs_come_from_the_cache() {
         };
         let source = open_shards(&config.shards, config.compression).unwrap();
         read_pipeline(source, &config)
+            .unwrap()
             .iter()
             .map(|batch| {
                 let batch = to_float_batch(&batch.unwrap().items).unwrap();
@@ -97,7 +98,8 @@ fn the_deterministic_stream_repeats_exactly_and_holds_every_record_once_per_epoc
                 jobs: Parallelism::Fixed(jobs),
                 ..config.clone()
             },
-        );
+        )
+        .unwrap();
         pipeline
             .iter()
             .flat_map(|b| b.unwrap().addresses)

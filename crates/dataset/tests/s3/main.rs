@@ -16,11 +16,14 @@ use std::sync::atomic::Ordering;
 use sha2::{Digest, Sha256};
 use shardfeed_dataset::inspect::{IndexStatus, inspect_file};
 use shardfeed_dataset::remote::traffic;
-use shardfeed_dataset::stream::{decoded_pipeline, open_shards, tutorial_plan};
+use shardfeed_dataset::stream::{RecordRules, decoded_pipeline, open_shards, tutorial_plan};
 use shardfeed_dataset::workers::{Workers, merge};
 use shardfeed_dataset::{Error, Manifest, ShardConfig, find_shards, shard, synthetic};
 use shardfeed_input_pipeline::{Parallelism, Repeat};
 use shardfeed_record_format::{Compression, ReaderOptions};
+
+/// The traffic and chunk counters are the process's: the tests run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn source(dir: &Path, n: usize) -> PathBuf {
     let config = synthetic::GenData {
@@ -59,7 +62,7 @@ fn contents(folder: &Path) -> BTreeMap<String, Vec<u8>> {
 
 fn read(path: &Path) -> Vec<u8> {
     if shardfeed_dataset::remote::is_remote(path) {
-        shardfeed_dataset::remote::read_if_exists(path)
+        shardfeed_dataset::remote::read_if_exists(path, u64::MAX)
             .unwrap()
             .expect("the object exists")
     } else {
@@ -71,7 +74,8 @@ fn read(path: &Path) -> Vec<u8> {
 /// label and pixel in order).
 fn epoch_digest(folder: &Path) -> (u64, String) {
     let source = open_shards(folder, Compression::None).unwrap();
-    let pipeline = decoded_pipeline(source, |plan| {
+    let rules = RecordRules::of_source(&source).unwrap();
+    let pipeline = decoded_pipeline(source, rules, |plan| {
         tutorial_plan(plan, 3, Repeat::Epochs(1)).shuffle(64)
     })
     .parallelism(Parallelism::Fixed(2))
@@ -89,6 +93,7 @@ fn epoch_digest(folder: &Path) -> (u64, String) {
 
 #[test]
 fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(s3) = server::S3::start() else {
         return;
     };
@@ -238,6 +243,7 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
 
 #[test]
 fn a_failed_or_split_run_on_s3() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(s3) = server::S3::start() else {
         return;
     };
@@ -357,6 +363,7 @@ fn tensorflow_reads_shards_written_to_s3() {
     let python = std::env::var_os("SHARDFEED_TF_PYTHON")
         .map(PathBuf::from)
         .expect("SHARDFEED_TF_PYTHON names a Python with TensorFlow");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(s3) = server::S3::start() else {
         return;
     };
@@ -397,4 +404,59 @@ fn tensorflow_reads_shards_written_to_s3() {
         String::from_utf8_lossy(&output.stderr)
     );
     eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+}
+
+/// An epoch over 64 shards on S3 (4 KiB range reads, read-ahead on): a chunk is dropped once
+/// every byte of it was read, a shard's chunks once its end was, so nothing is held after the
+/// epoch and read-ahead is never shut off by finished shards; the most held at once stays a
+/// few chunks per open file.
+#[test]
+fn an_epoch_over_64_remote_shards_holds_no_chunk_after_it() {
+    use shardfeed_dataset::loader::{Loader, LoaderConfig, Position};
+    use shardfeed_dataset::remote::held_chunk_bytes;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(s3) = server::S3::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = source(dir.path(), 128);
+    s3.bucket("flat");
+    let remote = PathBuf::from("s3://flat/shards");
+    let settings = ShardConfig {
+        shards: 64,
+        ..config(&input, &remote)
+    };
+    shard(&settings, |_| {}).unwrap();
+    let files = find_shards(&remote).unwrap();
+    assert_eq!(files.len(), 64);
+    let loader = Loader::open(
+        &files,
+        LoaderConfig {
+            batch_size: 4,
+            cache: false,
+            jobs: Parallelism::Fixed(2),
+            ..LoaderConfig::default()
+        },
+    )
+    .unwrap();
+    let (mut images, mut peak) = (0, 0);
+    let mut epoch = loader.epoch(Position::default());
+    while let Some(batch) = epoch.next_batch() {
+        images += batch.unwrap().len();
+        peak = peak.max(held_chunk_bytes().0);
+    }
+    drop(epoch);
+    assert_eq!(images, 128);
+    println!(
+        "chunks held: at most {peak} bytes during the epoch, {:?} after",
+        held_chunk_bytes()
+    );
+    assert_eq!(
+        held_chunk_bytes(),
+        (0, 0),
+        "(held, prefetched) after the epoch"
+    );
+    // Interleave 16: at most 16 files open, each with the chunk read, the one before and
+    // 2 ahead.
+    assert!(peak <= 16 * 4 * 4096, "{peak} bytes held at once");
 }
