@@ -9,12 +9,13 @@ use anyhow::{Context, bail};
 use crate::util::{self, root};
 
 /// Every target in `fuzz/fuzz_targets`.
-const TARGETS: [&str; 5] = [
+const TARGETS: [&str; 6] = [
     "record_reader",
     "example_decode",
     "index_parse",
     "jpeg_probe",
     "manifest_parse",
+    "decode_resize",
 ];
 
 /// Flags of `cargo xtask fuzz`.
@@ -116,6 +117,17 @@ fn seed_corpus(target: &str, corpus: &Path) -> anyhow::Result<()> {
                 let path = entry?.path();
                 if let Some(name) = path.file_name() {
                     std::fs::copy(&path, corpus.join(name))?;
+                }
+            }
+        }
+        "decode_resize" => {
+            // Each fixture with a target side and a pixel limit in front (the first two bytes).
+            for (i, entry) in std::fs::read_dir(root().join("fixtures/jpeg-kinds"))?.enumerate() {
+                let path = entry?.path();
+                if let Some(name) = path.file_name() {
+                    let mut bytes = vec![(i * 37 % 250) as u8, (i % 12) as u8];
+                    bytes.extend(std::fs::read(&path)?);
+                    std::fs::write(corpus.join(name), bytes)?;
                 }
             }
         }

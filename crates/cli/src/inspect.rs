@@ -1,5 +1,6 @@
 //! `shardfeed inspect`: what is in TFRecord files, and whether they are intact.
 
+use crate::fmt::escaped;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -35,7 +36,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     });
     for dir in folders {
         for warning in shardfeed_dataset::folder_warnings(dir) {
-            eprintln!("shardfeed: warning: {warning}");
+            eprintln!("shardfeed: warning: {}", escaped(&warning));
         }
     }
     let files = expand(&args.paths)?;
@@ -123,7 +124,7 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn print_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
-    writeln!(out, "{}", report.path.display())?;
+    writeln!(out, "{}", escaped(&report.path.display().to_string()))?;
     let intact = if report.error.is_some() {
         " intact before the damage"
     } else {
@@ -153,11 +154,20 @@ fn print_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
                 .and_then(|i| report.class_names.as_ref()?.get(i).cloned())
                 .unwrap_or_else(|| class.to_string())
         };
-        let counts: Vec<String> = counts
+        const SHOWN: usize = 32;
+        let mut shown: Vec<String> = counts
             .iter()
+            .take(SHOWN)
             .map(|(class, n)| format!("{}: {n}", name(*class)))
             .collect();
-        writeln!(out, "  classes      {}", counts.join(", "))?;
+        if counts.len() > SHOWN || report.more_classes {
+            shown.push(format!(
+                "… {}{} more class values",
+                counts.len().saturating_sub(SHOWN),
+                if report.more_classes { "+" } else { "" }
+            ));
+        }
+        writeln!(out, "  classes      {}", shown.join(", "))?;
     }
     let index = match &report.index {
         IndexStatus::Missing => "none".to_owned(),
@@ -170,7 +180,7 @@ fn print_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
         None if report.verified => writeln!(out, "  status       OK")?,
         None => writeln!(out, "  status       OK (CRCs not verified)")?,
         Some(problem) => {
-            writeln!(out, "  status       DAMAGED: {}", problem.message)?;
+            writeln!(out, "  status       DAMAGED: {}", escaped(&problem.message))?;
             if let Some(hint) = &report.hint {
                 writeln!(out, "  hint         {hint}")?;
             }

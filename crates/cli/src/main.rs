@@ -6,6 +6,7 @@
 //! line and a hint and exits 2; a panic anywhere is caught and reported the same way, exit 1;
 //! an interrupted run exits 130.
 
+use crate::fmt::escaped;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -95,7 +96,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("shardfeed: error: {}", one_line(&error));
+            eprintln!("shardfeed: error: {}", escaped(&one_line(&error)));
             ExitCode::FAILURE
         }
     }

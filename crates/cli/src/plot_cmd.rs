@@ -1,6 +1,7 @@
 //! `shardfeed plot`: the 8 × 4 grid of validation images (`obs: cat / est: dog`, mistakes in
 //! red) or test images (`est: dog`), and the training curves again from `metrics.csv`.
 
+use crate::fmt::escaped;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -63,7 +64,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             },
         )?;
         for (file, reason) in &summary.skipped {
-            eprintln!("skipped {}: {reason}", file.display());
+            eprintln!(
+                "skipped {}",
+                escaped(&format!("{}: {reason}", file.display()))
+            );
         }
     } else {
         let classes = RunInfo::load(&args.model)?.classes;

@@ -1,6 +1,7 @@
 //! `shardfeed predict`: a CSV `file,label,probability` (and one column per class with
 //! `--all-probs`) for every image, with the training preprocessing.
 
+use crate::fmt::escaped;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -65,7 +66,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     )?;
     if summary.predicted == 0 {
         for (file, reason) in &summary.skipped {
-            eprintln!("skipped {}: {reason}", file.display());
+            eprintln!(
+                "skipped {}",
+                escaped(&format!("{}: {reason}", file.display()))
+            );
         }
         anyhow::bail!(
             "no image could be classified: {} skipped (nothing written to {})",
@@ -76,7 +80,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let bytes = csv.into_inner().map_err(|e| e.into_error())?;
     shardfeed_record_format::atomic::write_atomic(&args.out, &bytes)?;
     for (file, reason) in &summary.skipped {
-        eprintln!("skipped {}: {reason}", file.display());
+        eprintln!(
+            "skipped {}",
+            escaped(&format!("{}: {reason}", file.display()))
+        );
     }
     let per_class: Vec<String> = summary
         .classes

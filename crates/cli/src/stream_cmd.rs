@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use shardfeed_dataset::stream::{StreamConfig, stream};
 
-use crate::fmt::{count, thousands};
+use crate::fmt::{count, escaped, thousands};
 use shardfeed_record_format::Compression;
 
 /// Flags of `shardfeed stream`.
@@ -47,7 +47,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     for warning in shardfeed_dataset::folder_warnings(&args.shards) {
-        eprintln!("shardfeed: warning: {warning}");
+        eprintln!("shardfeed: warning: {}", escaped(&warning));
     }
     let config = StreamConfig {
         shards: args.shards.clone(),

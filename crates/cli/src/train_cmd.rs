@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use indicatif::{ProgressBar, ProgressStyle};
 use shardfeed::train::{TrainEvent, TrainSettings, train};
 
-use crate::fmt::{count, thousands};
+use crate::fmt::{count, escaped, thousands};
 use shardfeed_dataset::classes::ClassSource;
 use shardfeed_dataset::run::RunInfo;
 use shardfeed_model::DeviceKind;
@@ -101,7 +101,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     })?;
     if !args.resume {
         for warning in shardfeed_dataset::folder_warnings(&args.shards) {
-            eprintln!("shardfeed: warning: {warning}");
+            eprintln!("shardfeed: warning: {}", escaped(&warning));
         }
     }
     let epochs = resolved_epochs(args);

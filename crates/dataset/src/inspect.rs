@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use shardfeed_record_format::{
     Compression, Example, FileName, Index, IndexEntry, Location, ReaderOptions, RecordReader,
+    Scanned,
 };
 
 use crate::{Error, Result};
+
+/// The most distinct `class` values `inspect` counts in one file.
+pub const MAX_CLASS_VALUES: usize = 1 << 16;
 
 /// What `inspect` found in one file.
 #[derive(Debug, Serialize)]
@@ -29,6 +33,9 @@ pub struct Report {
     pub features: Vec<FeatureSummary>,
     /// Records per value of an int64 `class` feature, when the records have one.
     pub class_counts: Option<BTreeMap<i64, u64>>,
+    /// More distinct `class` values than [`MAX_CLASS_VALUES`]: the others were not counted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more_classes: bool,
     /// Whether the `.idx` beside it matches.
     pub index: IndexStatus,
     /// The first problem, or `None` for an intact file.
@@ -98,6 +105,7 @@ pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
         verified: options.verify,
         features: Vec::new(),
         class_counts: None,
+        more_classes: false,
         index: IndexStatus::Unchecked,
         error: None,
         hint: None,
@@ -105,6 +113,7 @@ pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
     };
     let mut entries = Vec::new();
     let mut payload = Vec::new();
+    let mut scanned = Scanned::default();
     loop {
         let info = match reader.read_into(&mut payload) {
             Ok(Some(info)) => info,
@@ -128,6 +137,14 @@ pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
                 break;
             }
         };
+        if let Err(error) = scanned.add(info.framed_len(), path) {
+            report.error = Some(Problem {
+                message: error.to_string(),
+                record: Some(info.index),
+                offset: Some(info.offset),
+            });
+            break;
+        }
         entries.push(IndexEntry {
             offset: info.offset,
             len: info.framed_len(),
@@ -171,7 +188,16 @@ fn summarise_example(payload: &[u8], report: &mut Report) -> shardfeed_record_fo
         }
     }
     if let Some(counts) = &mut report.class_counts {
-        *counts.entry(example.single_int64("class")?).or_default() += 1;
+        let class = example.single_int64("class")?;
+        if let Some(count) = counts.get_mut(&class) {
+            *count += 1;
+        } else if counts.len() >= MAX_CLASS_VALUES {
+            // A file of a million distinct `class` values is not a class count: the first
+            // MAX_CLASS_VALUES are counted, and the report says so.
+            report.more_classes = true;
+        } else {
+            counts.insert(class, 1);
+        }
     }
     Ok(())
 }

@@ -266,7 +266,7 @@ pub fn local_path(text: &std::ffi::OsStr) -> Result<PathBuf> {
     match classify(text) {
         Classified::Path(path) => Ok(path),
         Classified::Url(url) => Err(Error::UnsupportedUrl {
-            url,
+            url: shardfeed_storage::redact(&url),
             reason: "a local path is needed here (object storage URLs are taken where shards or source images are read or written)".to_owned(),
         }),
     }
@@ -283,17 +283,26 @@ pub fn local_path(text: &std::ffi::OsStr) -> Result<PathBuf> {
 /// assert_eq!(location("s3://bucket/x".as_ref()).unwrap(), PathBuf::from("s3://bucket/x"));
 /// assert_eq!(location("file:///data/x".as_ref()).unwrap(), PathBuf::from("/data/x"));
 /// assert!(location("ftp://host/x".as_ref()).unwrap_err().to_string().contains("not supported"));
+/// // Credentials belong in the environment: refused, and not echoed.
+/// let error = location("https://me:s3cr3t@host/x".as_ref()).unwrap_err().to_string();
+/// assert!(error.starts_with("https://***@host/x: credentials in a URL") && !error.contains("s3cr3t"));
 /// ```
 pub fn location(text: &std::ffi::OsStr) -> Result<PathBuf> {
     match classify(text) {
         Classified::Path(path) => Ok(path),
+        Classified::Url(url) if shardfeed_storage::carries_secret(&url) => {
+            Err(Error::UnsupportedUrl {
+                url: shardfeed_storage::redact(&url),
+                reason: shardfeed_storage::SECRET_IN_URL.to_owned(),
+            })
+        }
         Classified::Url(url) if shardfeed_storage::is_remote_url(&url) => Ok(PathBuf::from(url)),
         Classified::Url(url) => Err(Error::UnsupportedUrl {
             reason: format!(
                 "the scheme {}:// is not supported (s3://, gs://, az://, abfs://, http(s):// and file:// are)",
                 url.split("://").next().unwrap_or_default()
             ),
-            url,
+            url: shardfeed_storage::redact(&url),
         }),
     }
 }

@@ -200,6 +200,7 @@ pub struct Position {
 /// What a saved [`Position`] is checked against before it is used: the data and the order's
 /// settings (not the ranks, which may change).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoaderState {
     /// `shardfeed.loader/1`.
     pub format: String,
@@ -219,6 +220,9 @@ pub struct LoaderState {
 
 /// The state's format tag.
 pub const STATE_FORMAT: &str = "shardfeed.loader/1";
+
+/// The largest epoch a state may name (a run of a trillion epochs is not a run).
+pub const MAX_EPOCH: u64 = 1 << 40;
 
 /// One rank's records for (the rest of) one epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +248,7 @@ pub struct Loader {
     config: LoaderConfig,
     order: Plan,
     base: Pipeline<Slot>,
+    source: Arc<TfRecordSource>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -322,7 +327,8 @@ impl Loader {
             .shuffle(config.shuffle)
             .repeat(Repeat::Forever);
         let rules = RecordRules::of_source(&source)?;
-        let base = decode_pipeline(source, rules, counts.clone());
+        let source = Arc::new(source);
+        let base = decode_pipeline(source.clone(), rules, counts.clone());
         let base = if config.cache {
             base.cache(
                 CacheBudget::new(config.cache_budget, |slot: &Slot| match slot {
@@ -340,6 +346,7 @@ impl Loader {
             config,
             order,
             base,
+            source,
         })
     }
 
@@ -426,6 +433,9 @@ impl Loader {
     /// Starts the workers on this rank's batches from `position` to the end of its epoch.
     pub fn epoch(&self, position: Position) -> EpochBatches {
         let share = self.share(position);
+        // A compressed file is read forward: its cursor keeps only this rank's records of
+        // those it passes over.
+        self.source.expect(&share.addresses);
         let plan = Plan::with_order(self.counts.clone(), share.addresses.clone());
         let iter = self
             .base
@@ -489,6 +499,15 @@ impl Loader {
                 state.format
             ));
         }
+        if state.epoch > MAX_EPOCH {
+            return bad(format!("epoch {} is past {MAX_EPOCH}", state.epoch));
+        }
+        if state.world_size == 0 {
+            return bad("world_size 0: a state is saved by at least one rank".into());
+        }
+        if let Err(error) = crate::limits::check_batch(state.batch_size, state.world_size) {
+            return bad(format!("saved with {error}"));
+        }
         if state.records != self.records() {
             return bad(format!(
                 "saved over {} records, these files hold {}",
@@ -526,11 +545,10 @@ impl Loader {
 }
 
 fn decode_pipeline(
-    source: TfRecordSource,
+    source: Arc<TfRecordSource>,
     rules: RecordRules,
     counts: Arc<[u64]>,
 ) -> Pipeline<Slot> {
-    let source = Arc::new(source);
     // One epoch of nothing: every epoch's plan replaces it (`map_plan`).
     let plan = Plan::with_order(counts, Vec::new());
     Pipeline::new_init(

@@ -16,7 +16,7 @@ use std::sync::{Mutex, OnceLock};
 
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_record_format::{Compression, Index, IndexedFile, RandomRead, ReaderOptions};
-pub use shardfeed_storage::{Store, held_chunk_bytes, is_remote_url, traffic};
+pub use shardfeed_storage::{Store, after_fork_in_child, held_chunk_bytes, is_remote_url, traffic};
 
 use crate::{Error, Result};
 

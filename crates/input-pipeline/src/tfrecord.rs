@@ -9,6 +9,8 @@
 //! decompresses forward and keeps the records it passes over until they are asked for;
 //! since the plan reads every file front to back within a window (interleave, then a
 //! shuffle buffer), the kept records stay within that window (`in_flight` + shuffle buffer).
+//! A pass that reads only some records (a rank's share, a resumed epoch) says which
+//! ([`TfRecordSource::expect`]), and the others are not kept.
 //!
 //! ```
 //! use shardfeed_input_pipeline::tfrecord::TfRecordSource;
@@ -208,6 +210,49 @@ impl TfRecordSource {
         }
     }
 
+    /// Says which records the coming pass fetches (a rank's share, the rest of a resumed
+    /// epoch): a compressed file's cursor then keeps, of the records it passes over, only
+    /// those. Plain files are read by offset and keep nothing anyway.
+    pub fn expect(&self, addresses: &[Address]) {
+        let mut wanted: Vec<Option<Vec<bool>>> = vec![None; self.data.len()];
+        for (i, data) in self.data.iter().enumerate() {
+            if matches!(data, FileData::Compressed(_)) {
+                wanted[i] = Some(vec![false; self.files[i].records as usize]);
+            }
+        }
+        for address in addresses {
+            if let Some(Some(file)) = wanted.get_mut(address.source as usize)
+                && let Some(slot) = file.get_mut(address.index as usize)
+            {
+                *slot = true;
+            }
+        }
+        for (data, wanted) in self.data.iter().zip(wanted) {
+            if let FileData::Compressed(cursor) = data {
+                let mut cursor = cursor.lock().unwrap_or_else(|p| p.into_inner());
+                cursor.kept.retain(|&index, _| {
+                    wanted
+                        .as_ref()
+                        .is_some_and(|w| w.get(index as usize).copied().unwrap_or(false))
+                });
+                cursor.wanted = wanted;
+            }
+        }
+    }
+
+    /// Records compressed files' cursors hold, passed over and not yet fetched.
+    pub fn records_kept(&self) -> usize {
+        self.data
+            .iter()
+            .map(|data| match data {
+                FileData::Compressed(cursor) => {
+                    cursor.lock().unwrap_or_else(|p| p.into_inner()).kept.len()
+                }
+                FileData::Plain(_) => 0,
+            })
+            .sum()
+    }
+
     /// The payload of one record, both CRCs checked (as the options say).
     pub fn fetch(&self, address: Address) -> Result<Vec<u8>, RecordError> {
         self.fetch_with(address, |payload| payload.to_vec())
@@ -308,13 +353,16 @@ thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Reads a compressed file forward, keeping records passed over until they are fetched.
+/// Reads a compressed file forward, keeping records passed over until they are fetched —
+/// only those the pass asks for, when it said which ([`TfRecordSource::expect`]).
 struct Cursor {
     path: PathBuf,
     options: ReaderOptions,
     reader: Option<RecordReader<File>>,
     next: u64,
     kept: HashMap<u64, Vec<u8>>,
+    /// The records of this file the pass asks for (`None`: every record).
+    wanted: Option<Vec<bool>>,
 }
 
 impl Cursor {
@@ -325,6 +373,7 @@ impl Cursor {
             reader: None,
             next: 0,
             kept: HashMap::new(),
+            wanted: None,
         }
     }
 
@@ -361,7 +410,13 @@ impl Cursor {
             if current == index {
                 return Ok(data);
             }
-            self.kept.insert(current, data);
+            let asked_for = self
+                .wanted
+                .as_ref()
+                .is_none_or(|wanted| wanted.get(current as usize).copied().unwrap_or(false));
+            if asked_for {
+                self.kept.insert(current, data);
+            }
         }
     }
 }

@@ -98,3 +98,21 @@ def test_workers_merge_on_s3(data, s3):
     with pytest.raises(shardfeed.ShardfeedError, match="no part manifests"):
         s3("pyempty")
         shardfeed.shard_merge("s3://pyempty/s")
+
+
+def test_a_child_forked_after_remote_reads_reads_again(data, s3):
+    """A child forked after remote calls (a live storage runtime in the parent) makes its own
+    runtime and clients: it reads the remote shards instead of hanging."""
+    from test_fork import epoch_labels, in_child
+
+    s3("forked")
+    shardfeed.shard(data / "train", "s3://forked/s", size=32, shards=4, jobs=2)
+    loader = shardfeed.Loader("s3://forked/s", batch_size=16, drop_remainder=False)
+    expected = epoch_labels(loader)
+    code, output = in_child(lambda: epoch_labels(shardfeed.Loader("s3://forked/s", batch_size=16,
+                                                                  drop_remainder=False)))
+    assert code == 0, output
+    assert output == str(expected)
+    code, output = in_child(lambda: epoch_labels(loader))
+    assert code == 0, output
+    assert output == str(expected)

@@ -225,6 +225,19 @@ pub enum Error {
         /// The records it holds.
         found: u64,
     },
+    /// A scan of a file without an index passed the limits of a scan (a compressed file that
+    /// expands past them is refused rather than indexed without bound).
+    #[error(
+        "{file}: {what}, past the limit of a scan ({limit}); a compressed file that expands this far is refused"
+    )]
+    ScanLimit {
+        /// The file.
+        file: FileName,
+        /// What passed the limit (`67108865 records`, `1099511627777 bytes of records`).
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
     /// A record number past the end of a file.
     #[error("record {index} out of range: {file} has {count} records")]
     RecordOutOfRange {

@@ -178,16 +178,84 @@ impl Index {
     /// Rebuilds the index of a record file by reading it through (for files other tools
     /// wrote). Every frame is checked as `options` say; the first damaged one is an error.
     pub fn scan(path: impl AsRef<Path>, options: ReaderOptions) -> Result<Self> {
+        Index::scan_limited(path, options, Scanned::default())
+    }
+
+    /// [`Index::scan`] within the limits of `scanned`.
+    pub fn scan_limited(
+        path: impl AsRef<Path>,
+        options: ReaderOptions,
+        mut scanned: Scanned,
+    ) -> Result<Self> {
+        let path = path.as_ref();
         let mut reader = RecordReader::open(path, options)?;
         let mut scratch = Vec::new();
         let mut index = Index::default();
         while let Some(info) = reader.read_into(&mut scratch)? {
+            scanned.add(info.framed_len(), path)?;
             index.push(IndexEntry {
                 offset: info.offset,
                 len: info.framed_len(),
             });
         }
         Ok(index)
+    }
+}
+
+/// The most records a scan of one file takes in (its index is then 1 GiB).
+pub const MAX_SCAN_RECORDS: u64 = 1 << 26;
+/// The most bytes of records (framing included, after decompression) a scan of one file reads.
+pub const MAX_SCAN_BYTES: u64 = 1 << 40;
+
+/// Records and bytes a scan has read, checked against its limits ([`MAX_SCAN_RECORDS`] and
+/// [`MAX_SCAN_BYTES`] by default): every scan of a whole file (an index rebuilt, `inspect`)
+/// counts here.
+#[derive(Debug, Clone, Copy)]
+pub struct Scanned {
+    /// Records read.
+    pub records: u64,
+    /// Bytes of records read (framing included).
+    pub bytes: u64,
+    max_records: u64,
+    max_bytes: u64,
+}
+
+impl Default for Scanned {
+    fn default() -> Self {
+        Scanned::limited(MAX_SCAN_RECORDS, MAX_SCAN_BYTES)
+    }
+}
+
+impl Scanned {
+    /// Nothing read yet, with these limits.
+    pub fn limited(max_records: u64, max_bytes: u64) -> Self {
+        Scanned {
+            records: 0,
+            bytes: 0,
+            max_records,
+            max_bytes,
+        }
+    }
+
+    /// Counts one record of `framed_len` bytes of file `path`; past a limit, the error.
+    pub fn add(&mut self, framed_len: u64, path: &Path) -> Result<()> {
+        self.records += 1;
+        self.bytes = self.bytes.saturating_add(framed_len);
+        let over = |what: String, limit: u64| Error::ScanLimit {
+            file: FileName::new(path),
+            what,
+            limit,
+        };
+        if self.records > self.max_records {
+            return Err(over(format!("{} records", self.records), self.max_records));
+        }
+        if self.bytes > self.max_bytes {
+            return Err(over(
+                format!("{} bytes of records", self.bytes),
+                self.max_bytes,
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -56,7 +56,9 @@ pub use example::{
     BytesList, Example, Feature, Features, FloatList, ImageExample, Int64List, Kind,
 };
 pub use frame::ReaderOptions;
-pub use index::{Index, IndexEntry, IndexedFile, RandomRead};
+pub use index::{
+    Index, IndexEntry, IndexedFile, MAX_SCAN_BYTES, MAX_SCAN_RECORDS, RandomRead, Scanned,
+};
 pub use reader::{RecordInfo, RecordReader};
 pub use shard_set::{count_in_name, provisional_shard_name, shard_file_name};
 pub use slice::{MappedFile, RecordRef, SliceReader};

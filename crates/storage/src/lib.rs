@@ -122,6 +122,40 @@ pub fn is_remote_url(text: &str) -> bool {
     )
 }
 
+/// `url` with what may be a secret hidden: the user info (`user:token@`) and the query
+/// (`?sig=…`, a SAS or presigned URL) each become `***`. Every message and stored path of a
+/// URL shows this form.
+///
+/// ```
+/// use shardfeed_storage::redact;
+/// assert_eq!(redact("https://me:tok@host/x?sig=abc"), "https://***@host/x?***");
+/// assert_eq!(redact("s3://bucket/x"), "s3://bucket/x");
+/// ```
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (rest, query) = match rest.split_once(['?', '#']) {
+        Some((before, _)) => (before, "?***"),
+        None => (rest, ""),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("***@{}", &rest[at + 1..]),
+        None => rest.to_owned(),
+    };
+    format!("{scheme}://{rest}{query}")
+}
+
+/// Whether `url` carries what may be a secret (user info, a query): [`Store::open`] refuses
+/// such a URL, naming it redacted.
+pub fn carries_secret(url: &str) -> bool {
+    redact(url) != url
+}
+
+/// What to say about a URL that carries credentials.
+pub const SECRET_IN_URL: &str = "credentials in a URL (user:token@, a SAS or presigned query) are refused: they would be printed in messages and saved in run.json, manifests and reports; give them in the environment instead (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AZURE_STORAGE_SAS_KEY, GOOGLE_APPLICATION_CREDENTIALS, …)";
+
 /// Counters of one process's object-storage traffic (for `stats`, tests and benchmarks).
 #[derive(Debug, Default)]
 pub struct Traffic {
@@ -143,12 +177,23 @@ pub fn traffic() -> &'static Traffic {
     TRAFFIC.get_or_init(Traffic::default)
 }
 
+static RUNTIME: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::new(None);
+
+/// For a fork hook (`os.register_at_fork(after_in_child=…)`): forgets the parent's runtime at
+/// once, so the child's first storage call makes its own. Calls check the process id anyway
+/// (a child forked by other means is covered); this only makes it eager.
+pub fn after_fork_in_child() {
+    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_some_and(|(owner, _)| owner != std::process::id()) {
+        *slot = None;
+    }
+}
+
 /// The process's tokio runtime, made on first use — and anew in a child process: a `fork()`ed
 /// child (PyTorch's `DataLoader` workers) inherits the parent's runtime without its threads,
 /// and would wait on it for ever. The parent's copy is left alone in the child (dropping it
 /// would wait for threads that are not there).
 fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: Mutex<Option<(u32, &'static tokio::runtime::Runtime)>> = Mutex::new(None);
     let pid = std::process::id();
     let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     match *slot {
@@ -221,9 +266,12 @@ impl Store {
     /// The folder at `url`; credentials, region and endpoint from the environment.
     pub fn open(url: &str) -> Result<Store> {
         let bad = |message: String| Error::BadUrl {
-            url: url.to_owned(),
+            url: redact(url),
             message,
         };
+        if carries_secret(url) {
+            return Err(bad(SECRET_IN_URL.to_owned()));
+        }
         let trimmed = url.trim_end_matches('/');
         let parsed = url::Url::parse(trimmed).map_err(|e| bad(e.to_string()))?;
         let (scheme, path) = ObjectStoreScheme::parse(&parsed)
@@ -409,7 +457,7 @@ impl Store {
     pub fn reader(&self, name: &str, size: u64) -> RangedReader {
         RangedReader {
             shared: Arc::new(ReaderShared {
-                store: self.inner.get(),
+                store: self.inner.clone(),
                 path: self.path_of(name),
                 size,
                 chunks: Mutex::new(Chunks::default()),
@@ -632,7 +680,7 @@ pub struct RangedReader {
 }
 
 struct ReaderShared {
-    store: Arc<dyn ObjectStore>,
+    store: Arc<Client>,
     path: ObjectPath,
     size: u64,
     chunks: Mutex<Chunks>,
@@ -758,7 +806,7 @@ impl ReaderShared {
             bytes,
         });
         chunks.slots.insert(chunk, slot.clone());
-        let (store, path, filling) = (self.store.clone(), self.path.clone(), slot.clone());
+        let (store, path, filling) = (self.store.get(), self.path.clone(), slot.clone());
         runtime().spawn(async move {
             let result = read_range(&*store, &path, range)
                 .await
@@ -884,9 +932,14 @@ mod tests {
     }
 
     fn reader_over(store: Arc<dyn ObjectStore>, name: &str, size: u64) -> RangedReader {
+        let again = store.clone();
+        let client = Client {
+            made: Mutex::new((std::process::id(), store)),
+            make: Box::new(move || Ok(again.clone())),
+        };
         RangedReader {
             shared: Arc::new(ReaderShared {
-                store,
+                store: Arc::new(client),
                 path: ObjectPath::from(name),
                 size,
                 chunks: Mutex::new(Chunks::default()),
@@ -943,6 +996,27 @@ mod tests {
                 chunks.slots.keys()
             );
         }
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_echoing_them() {
+        for (url, shown) in [
+            ("https://me:s3cret@host/x", "https://***@host/x"),
+            ("az://c/x?sv=2024&sig=s3cret", "az://c/x?***"),
+            ("https://host/x#s3cret", "https://host/x?***"),
+            ("s3://me@bucket/x/y@z", "s3://***@bucket/x/y@z"),
+        ] {
+            let error = Store::open(url).unwrap_err().to_string();
+            assert!(
+                !error.contains("s3cret") && !error.contains("me@"),
+                "{error}"
+            );
+            assert!(
+                error.starts_with(shown) && error.contains("environment"),
+                "{error}"
+            );
+        }
+        assert!(!carries_secret("s3://bucket/x/a@b.tfrec"));
     }
 
     #[test]

@@ -276,3 +276,24 @@ fn urls_are_refused_everywhere_a_path_is_taken() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("8 files: 8 intact"), "{out}");
 }
+
+/// A file named with terminal escapes (set the window title, ring the bell, return the
+/// cursor) is printed with them escaped, in an error and in a skip line: the terminal shows
+/// the name, it does not obey it.
+#[test]
+fn names_with_terminal_escapes_are_printed_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = "x\u{1b}]0;pwned\u{7}\r.jpg";
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in").join(hostile), b"not a jpeg").unwrap();
+    let (code, out, err) = run(dir.path(), &["inspect", &format!("in/{hostile}")]);
+    assert_ne!(code, Some(0));
+    let (_, _, skip) = run(dir.path(), &["predict", "--model", "nowhere", "in"]);
+    for text in [&out, &err, &skip] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\r'),
+            "{text:?}"
+        );
+    }
+    assert!(out.contains(r"in/x\u{1b}]0;pwned\u{7}\u{d}.jpg"), "{out}");
+}

@@ -167,3 +167,37 @@ fn the_split_counts_records_for_the_steps() {
     let names = |s: &TfRecordSource| s.files().iter().map(|f| f.path.clone()).collect::<Vec<_>>();
     assert_eq!(names(&again.validation), names(&split.validation));
 }
+
+/// A compressed file is read forward. Told which records a pass fetches (a rank of four, a
+/// resumed epoch), its cursor keeps none of the others it passes over; not told, it keeps
+/// them until they are asked for (a full pass asks for every one).
+#[test]
+fn a_compressed_cursor_keeps_only_the_records_the_pass_asks_for() {
+    use shardfeed_input_pipeline::Address;
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_shards(dir.path(), 1, 100, Compression::Gzip);
+    let options = ReaderOptions::compression(Compression::Gzip);
+    let at = |index: u64| Address { source: 0, index };
+    let rank: Vec<Address> = (0..100).filter(|i| i % 4 == 1).map(at).collect();
+    let resumed: Vec<Address> = (60..100).map(at).collect();
+    for (pass, told) in [(&rank, false), (&rank, true), (&resumed, true)] {
+        let source = TfRecordSource::open(&files, options).unwrap();
+        if told {
+            source.expect(pass);
+        }
+        for &address in pass {
+            let payload = source.fetch(address).unwrap();
+            let example = ImageExample::decode(&payload).unwrap();
+            assert_eq!(example.image, format!("0/{}", address.index).into_bytes());
+        }
+        let kept = source.records_kept();
+        if told {
+            assert_eq!(kept, 0, "records of other ranks kept");
+        } else {
+            assert_eq!(
+                kept, 73,
+                "every record passed over is kept when the pass is not told"
+            );
+        }
+    }
+}

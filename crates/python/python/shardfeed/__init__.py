@@ -12,6 +12,8 @@ them to a PyTorch, JAX or TensorFlow training loop as numpy batches.
 - :func:`inspect` and :func:`records` look inside shard files.
 """
 
+import os as _os
+
 from ._native import (
     DamagedRecordError,
     Loader,
@@ -26,6 +28,12 @@ from ._native import (
     shard_merge,
     synthetic,
 )
+from ._native import _after_fork_in_child
+
+# A forked child (a PyTorch DataLoader worker, multiprocessing's "fork") makes its own
+# object-storage runtime; a Loader iterator from the parent raises there instead of waiting
+# on threads the child does not have, and a Loader iterated there opens anew.
+_os.register_at_fork(after_in_child=_after_fork_in_child)
 
 __all__ = [
     "DamagedRecordError",

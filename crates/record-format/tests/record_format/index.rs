@@ -128,3 +128,35 @@ fn a_stale_index_is_rejected_and_out_of_range_reads_are_errors() {
     let mut file = IndexedFile::open(&path, ReaderOptions::default()).unwrap();
     assert_eq!(file.read_record(1).unwrap(), b"two");
 }
+
+/// A GZIP file of 5,000 empty records (a small bomb: 80,000 bytes of frames from a few
+/// hundred bytes) scanned within limits of 1,000 records, then of 8,000 bytes: each scan stops
+/// at its limit with the file named, instead of indexing without bound.
+#[test]
+fn a_scan_stops_at_its_limits_with_the_file_named() {
+    use shardfeed_record_format::Scanned;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.tfrec.gz");
+    let mut writer = FileWriter::create(&path, Compression::Gzip).unwrap();
+    for _ in 0..5000 {
+        writer.write_record(b"").unwrap();
+    }
+    writer.commit().unwrap();
+    println!("{} bytes on disk", fs::metadata(&path).unwrap().len());
+    let options = ReaderOptions::compression(Compression::Gzip);
+    let error = Index::scan_limited(&path, options, Scanned::limited(1000, u64::MAX))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("bomb.tfrec.gz: 1001 records, past the limit of a scan (1000)"),
+        "{error}"
+    );
+    let error = Index::scan_limited(&path, options, Scanned::limited(u64::MAX, 8000))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("8016 bytes of records, past the limit of a scan (8000)"),
+        "{error}"
+    );
+    assert_eq!(Index::scan(&path, options).unwrap().len(), 5000);
+}

@@ -1,0 +1,622 @@
+//! `Loader` and `LoaderIter`: batches for a training loop, with the GIL released while the
+//! workers decode, and safe across `fork()` (a `DataLoader` worker, a child process).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+
+use numpy::IntoPyArray;
+use numpy::ndarray::Array;
+use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use shardfeed_dataset::loader::{
+    Damaged, Dtype, EpochBatches, Layout, LoaderConfig, LoaderState, MAX_EPOCH, OnDamaged, Pixels,
+    Position, SplitPart,
+};
+use shardfeed_dataset::{Manifest, find_shards};
+use shardfeed_input_pipeline::StageStats;
+use shardfeed_record_format::Compression;
+
+use crate::{location, lock, parallelism, parse_compression, to_py};
+
+/// Shard files from a folder, a file, a glob, or a list of them; and the compression a
+/// folder's `manifest.json` states.
+pub(crate) fn resolve(
+    py: Python<'_>,
+    shards: &Bound<'_, PyAny>,
+) -> PyResult<(Vec<PathBuf>, Option<Compression>)> {
+    let items: Vec<Bound<'_, PyAny>> =
+        if shards.is_instance_of::<PyList>() || shards.is_instance_of::<pyo3::types::PyTuple>() {
+            shards.try_iter()?.collect::<PyResult<_>>()?
+        } else {
+            vec![shards.clone()]
+        };
+    let mut files = Vec::new();
+    let mut recorded = None;
+    for item in items {
+        let path: PathBuf = item.extract()?;
+        let path = location(py, &path)?;
+        let text = path.to_string_lossy();
+        let remote = shardfeed_dataset::remote::is_remote(&path);
+        if remote && text.ends_with(".tfrec") {
+            files.push(path.clone());
+        } else if remote {
+            let found = py.detach(|| find_shards(&path)).map_err(|e| to_py(py, e))?;
+            if found.is_empty() {
+                return Err(PyFileNotFoundError::new_err(format!(
+                    "no .tfrec files in {}",
+                    path.display()
+                )));
+            }
+            if let Ok(Some(manifest)) = py.detach(|| Manifest::read_folder(&path)) {
+                recorded = manifest.compression.parse::<Compression>().ok();
+            }
+            files.extend(found);
+        } else if text.contains(['*', '?', '[']) {
+            let matched: Vec<PathBuf> = py
+                .import("glob")?
+                .call_method1("glob", (text.as_ref(),))?
+                .extract()?;
+            if matched.is_empty() {
+                return Err(PyFileNotFoundError::new_err(format!(
+                    "no file matches {text}"
+                )));
+            }
+            files.extend(matched);
+        } else if path.is_dir() {
+            let found = find_shards(&path).map_err(|e| to_py(py, e))?;
+            if found.is_empty() {
+                return Err(PyFileNotFoundError::new_err(format!(
+                    "no .tfrec files in {}",
+                    path.display()
+                )));
+            }
+            if let Ok(Some(manifest)) = Manifest::read_folder(&path) {
+                recorded = manifest.compression.parse::<Compression>().ok();
+            }
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path);
+        } else {
+            return Err(PyFileNotFoundError::new_err(format!(
+                "no such file or folder: {}",
+                path.display()
+            )));
+        }
+    }
+    Ok((files, recorded))
+}
+
+/// Totals over a loader's epochs.
+#[derive(Default)]
+struct Totals {
+    images: u64,
+    batches: u64,
+    seconds: f64,
+    waited: f64,
+    stages: Vec<StageStats>,
+    skipped: Vec<Damaged>,
+    padded: u64,
+    dropped: u64,
+    cache_hits: u64,
+    /// The last epoch's tuner state.
+    tuning: Option<shardfeed_input_pipeline::Tuning>,
+}
+
+impl Totals {
+    /// Adds an epoch's figures (when it ends or is dropped).
+    fn add_epoch(&mut self, epoch: &EpochBatches) {
+        let (waited, elapsed) = epoch.consumer();
+        self.seconds += elapsed.as_secs_f64();
+        self.waited += waited.as_secs_f64();
+        let stats = epoch.stats();
+        self.cache_hits = stats.cache_hits;
+        self.tuning = stats.tuning.clone();
+        for stage in stats.stages {
+            match self.stages.iter_mut().find(|s| s.name == stage.name) {
+                Some(total) => {
+                    total.items += stage.items;
+                    total.busy += stage.busy;
+                    total.waiting_input += stage.waiting_input;
+                    total.waiting_output += stage.waiting_output;
+                }
+                None => self.stages.push(stage),
+            }
+        }
+    }
+}
+
+struct RunState {
+    position: Position,
+    totals: Totals,
+    /// Bumped by each `iter()`: an older iterator stops.
+    generation: u64,
+}
+
+/// Batches of shard records for a training loop.
+///
+/// `shards`: a folder (its `*.tfrec` files; compression from its `manifest.json`), a file, a
+/// glob, or a list of them. Iterating yields `(images, labels)` numpy arrays: `images` float32
+/// in [0, 1] (or uint8), `(n, H, W, 3)` for `layout="NHWC"` or `(n, 3, H, W)` for `"NCHW"`;
+/// `labels` int64 `(n,)`. One `iter()` yields the rest of a run of `epochs` epochs (runs are
+/// aligned: epochs 0..E, E..2E, …; `None`: without end), so after `load_state_dict` it ends
+/// where the uninterrupted run would have; the next `iter()` starts the next run. `len(loader)`: this
+/// rank's batches per epoch.
+///
+/// Distributed: each epoch's order (the one `shardfeed train` uses, from `seed`) is cut into
+/// steps of `world_size * batch_size` records, rank `r` taking the `r`-th batch of each step:
+/// disjoint records, the same number of batches on every rank. What does not fill a step is
+/// dropped (`drop_remainder=True`; `stats()["dropped"]`) or split into equal last batches,
+/// completed where needed with records from the epoch's start (`stats()["padded"]`).
+///
+/// Resume: `state_dict()` (the same on every rank after the same number of batches) and
+/// `load_state_dict(state)` continue with exactly the batches the uninterrupted run would have
+/// produced; a state saved with another `world_size` continues the rest of the epoch split
+/// over the new ranks, each remaining record once. Needs `deterministic=True`.
+///
+/// `on_damaged="raise"` raises `DamagedRecordError`; `"skip"` leaves the record out of its
+/// batch (one shorter) and lists it in `stats()["skipped"]` with its file and offset.
+#[pyclass(module = "shardfeed._native", frozen)]
+pub(crate) struct Loader {
+    inner: Arc<shardfeed_dataset::loader::Loader>,
+    /// What it was opened from, to open it again in a forked child.
+    opened: (Vec<PathBuf>, LoaderConfig),
+    /// The loader a forked child iterates: opened anew there (the parent's pipeline and
+    /// cache may have been locked by a thread that the child does not have).
+    child: Mutex<Option<(u32, Arc<shardfeed_dataset::loader::Loader>)>>,
+    state: Mutex<RunState>,
+    epochs: Option<u64>,
+    /// The process that opened it.
+    pid: u32,
+}
+
+impl Loader {
+    /// The loader whose workers this process may start: its own, or, in a forked child, one
+    /// opened anew from the same files and settings.
+    fn runnable(&self, py: Python<'_>) -> PyResult<Arc<shardfeed_dataset::loader::Loader>> {
+        let pid = std::process::id();
+        if pid == self.pid {
+            return Ok(self.inner.clone());
+        }
+        let mut child = lock(&self.child);
+        if let Some((owner, loader)) = child.as_ref()
+            && *owner == pid
+        {
+            return Ok(loader.clone());
+        }
+        let (files, config) = &self.opened;
+        let loader = py
+            .detach(|| shardfeed_dataset::loader::Loader::open(files, config.clone()))
+            .map_err(|e| to_py(py, e))?;
+        let loader = Arc::new(loader);
+        *child = Some((pid, loader.clone()));
+        Ok(loader)
+    }
+}
+
+#[pymethods]
+impl Loader {
+    #[new]
+    #[pyo3(signature = (shards, *, batch_size=32, shuffle=2048, seed=42, deterministic=true, epochs=Some(1), drop_remainder=true, cache=true, jobs=None, rank=0, world_size=1, split=None, dtype="float32", layout="NHWC", on_damaged="raise", compression=None, cache_bytes=4u64<<30))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        shards: &Bound<'_, PyAny>,
+        batch_size: usize,
+        shuffle: usize,
+        seed: u64,
+        deterministic: bool,
+        epochs: Option<u64>,
+        drop_remainder: bool,
+        cache: bool,
+        jobs: Option<usize>,
+        rank: usize,
+        world_size: usize,
+        split: Option<(String, f64)>,
+        dtype: &str,
+        layout: &str,
+        on_damaged: &str,
+        compression: Option<String>,
+        cache_bytes: u64,
+    ) -> PyResult<Self> {
+        let (files, recorded) = resolve(py, shards)?;
+        let given = parse_compression(compression.as_deref())?;
+        let split = match split {
+            None => None,
+            Some((part, fraction)) => Some((
+                match part.as_str() {
+                    "train" => SplitPart::Train,
+                    "validation" => SplitPart::Validation,
+                    other => {
+                        return Err(PyValueError::new_err(format!(
+                            "split must be (\"train\" or \"validation\", fraction), not {other:?}"
+                        )));
+                    }
+                },
+                fraction,
+            )),
+        };
+        let config = LoaderConfig {
+            batch_size,
+            shuffle,
+            seed,
+            deterministic,
+            drop_remainder,
+            cache,
+            cache_budget: cache_bytes,
+            jobs: parallelism(jobs, true)?,
+            rank,
+            world_size,
+            split,
+            on_damaged: match on_damaged {
+                "raise" => OnDamaged::Raise,
+                "skip" => OnDamaged::Skip,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "on_damaged must be \"raise\" or \"skip\", not {other:?}"
+                    )));
+                }
+            },
+            compression: given.or(recorded).unwrap_or(Compression::None),
+            dtype: match dtype {
+                "float32" => Dtype::Float32,
+                "uint8" => Dtype::Uint8,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "dtype must be \"float32\" or \"uint8\", not {other:?}"
+                    )));
+                }
+            },
+            layout: match layout {
+                "NHWC" | "nhwc" => Layout::Nhwc,
+                "NCHW" | "nchw" => Layout::Nchw,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "layout must be \"NHWC\" or \"NCHW\", not {other:?}"
+                    )));
+                }
+            },
+        };
+        if epochs == Some(0) {
+            return Err(PyValueError::new_err("epochs must be at least 1 (or None)"));
+        }
+        let inner = py
+            .detach(|| shardfeed_dataset::loader::Loader::open(&files, config.clone()))
+            .map_err(|e| to_py(py, e))?;
+        Ok(Loader {
+            inner: Arc::new(inner),
+            opened: (files, config),
+            child: Mutex::new(None),
+            pid: std::process::id(),
+            state: Mutex::new(RunState {
+                position: Position::default(),
+                totals: Totals::default(),
+                generation: 0,
+            }),
+            epochs,
+        })
+    }
+
+    /// Batches per epoch for this rank.
+    fn __len__(&self) -> usize {
+        self.inner.batches_per_epoch() as usize
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> PyResult<LoaderIter> {
+        refuse_dataloader_workers(slf.py())?;
+        let loader = slf.get();
+        let (generation, epoch) = {
+            let mut state = lock(&loader.state);
+            state.generation += 1;
+            (state.generation, state.position.epoch)
+        };
+        let epoch = epoch.min(MAX_EPOCH);
+        Ok(LoaderIter {
+            // Runs of `epochs` epochs are aligned (0..E, E..2E, …): an iterator started
+            // mid-run (after a resume) ends where the uninterrupted run would have.
+            run_end: loader.epochs.map(|n| (epoch / n + 1) * n),
+            loader: slf.unbind(),
+            current: Mutex::new(None),
+            generation,
+            pid: std::process::id(),
+            busy: Mutex::new(false),
+            free: Condvar::new(),
+        })
+    }
+
+    /// The epoch the next batch belongs to (from 0).
+    #[getter]
+    fn epoch(&self) -> u64 {
+        lock(&self.state).position.epoch
+    }
+
+    /// Records per epoch, all ranks together.
+    #[getter]
+    fn records(&self) -> u64 {
+        self.inner.records()
+    }
+
+    /// The shard files read (after the split), sorted.
+    #[getter]
+    fn files(&self) -> Vec<String> {
+        self.inner
+            .files()
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect()
+    }
+
+    /// Where the loader stands, as a small JSON-serialisable dict; the same on every rank
+    /// after the same number of batches.
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let position = lock(&self.state).position;
+        let text = serde_json::to_string(&self.inner.state(position))
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
+    /// Continues from a `state_dict()` (also one saved with another `world_size`).
+    fn load_state_dict(&self, py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let text: String = py
+            .import("json")?
+            .call_method1("dumps", (state,))?
+            .extract()?;
+        let state: LoaderState = serde_json::from_str(&text)
+            .map_err(|e| PyValueError::new_err(format!("not a loader state: {e}")))?;
+        let position = self.inner.position_of(&state).map_err(|e| to_py(py, e))?;
+        let mut run = lock(&self.state);
+        run.position = position;
+        run.generation += 1;
+        Ok(())
+    }
+
+    /// Per-stage busy/wait times, images/s, skipped records (file, offset), padded and
+    /// dropped counts.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let run = lock(&self.state);
+        let t = &run.totals;
+        let out = PyDict::new(py);
+        out.set_item("images", t.images)?;
+        out.set_item("batches", t.batches)?;
+        out.set_item("seconds", t.seconds)?;
+        out.set_item("images_per_second", t.images as f64 / t.seconds.max(1e-9))?;
+        out.set_item("waited_seconds", t.waited)?;
+        out.set_item("wait_fraction", t.waited / t.seconds.max(1e-9))?;
+        out.set_item("cache_hits", t.cache_hits)?;
+        out.set_item("padded", t.padded)?;
+        out.set_item("dropped", t.dropped)?;
+        let skipped = PyList::empty(py);
+        for d in &t.skipped {
+            let item = PyDict::new(py);
+            item.set_item("path", d.path.display().to_string())?;
+            item.set_item("offset", d.offset)?;
+            item.set_item("record", d.record)?;
+            item.set_item("reason", &d.reason)?;
+            skipped.append(item)?;
+        }
+        out.set_item("skipped_count", t.skipped.len())?;
+        out.set_item("skipped", skipped)?;
+        let stages = PyList::empty(py);
+        for s in &t.stages {
+            let item = PyDict::new(py);
+            item.set_item("name", s.name)?;
+            item.set_item("threads", s.threads)?;
+            item.set_item("items", s.items)?;
+            item.set_item("busy_seconds", s.busy.as_secs_f64())?;
+            item.set_item("waiting_input_seconds", s.waiting_input.as_secs_f64())?;
+            item.set_item("waiting_output_seconds", s.waiting_output.as_secs_f64())?;
+            stages.append(item)?;
+        }
+        out.set_item("stages", stages)?;
+        if let Some(tuning) = &t.tuning {
+            let item = PyDict::new(py);
+            item.set_item("workers", tuning.workers)?;
+            item.set_item("max_workers", tuning.max_workers)?;
+            item.set_item("prefetch", tuning.prefetch)?;
+            item.set_item("max_prefetch", tuning.max_prefetch)?;
+            item.set_item("changes", tuning.changes.len())?;
+            item.set_item("summary", tuning.summary())?;
+            out.set_item("autotune", item)?;
+        }
+        Ok(out)
+    }
+
+    fn __repr__(&self) -> String {
+        let c = self.inner.config();
+        format!(
+            "Loader(files={}, records={}, batch_size={}, rank={}, world_size={}, batches_per_epoch={})",
+            self.inner.files().len(),
+            self.inner.records(),
+            c.batch_size,
+            c.rank,
+            c.world_size,
+            self.inner.batches_per_epoch()
+        )
+    }
+}
+
+/// One pass of a [`Loader`]: the rest of its current run of epochs. Dropping it (or
+/// breaking out of the loop) stops and joins the worker threads.
+#[pyclass(module = "shardfeed._native", frozen)]
+pub(crate) struct LoaderIter {
+    loader: Py<Loader>,
+    current: Mutex<Option<EpochBatches>>,
+    /// The epoch this pass stops before (`None`: without end).
+    run_end: Option<u64>,
+    generation: u64,
+    /// The process whose threads serve it.
+    pid: u32,
+    /// A thread is in `__next__`: another waits (with the GIL released) for its turn.
+    busy: Mutex<bool>,
+    free: Condvar,
+}
+
+/// A thread's turn in [`LoaderIter::__next__`]; the next waiting thread goes on when it drops.
+struct Turn<'a>(&'a LoaderIter);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.busy) = false;
+        self.0.free.notify_one();
+    }
+}
+
+/// Inside a PyTorch `DataLoader` worker (`torch.utils.data.get_worker_info()` is set; torch is
+/// looked up, never imported), a `Loader` would read its whole share in every worker: refused,
+/// saying how to use it.
+fn refuse_dataloader_workers(py: Python<'_>) -> PyResult<()> {
+    let modules = py.import("sys")?.getattr("modules")?;
+    let data = modules.call_method1("get", ("torch.utils.data",))?;
+    if data.is_none() {
+        return Ok(());
+    }
+    let info = data.call_method0("get_worker_info")?;
+    if info.is_none() {
+        return Ok(());
+    }
+    let workers: usize = info.getattr("num_workers")?.extract()?;
+    Err(PyRuntimeError::new_err(format!(
+        "shardfeed.Loader is being iterated inside a torch DataLoader worker (num_workers={workers}): \
+         it decodes in its own threads and splits records by rank only, so each worker would \
+         read every record and its state_dict() would not follow. Iterate the Loader in the \
+         training process instead (it already decodes in parallel threads): \
+         `for images, labels in loader`; wrapped in an IterableDataset, use num_workers=0"
+    )))
+}
+
+impl LoaderIter {
+    /// Waits (GIL released) until no other thread is in `__next__`.
+    fn turn(&self, py: Python<'_>) -> Turn<'_> {
+        py.detach(|| {
+            let mut busy = lock(&self.busy);
+            while *busy {
+                busy = self.free.wait(busy).unwrap_or_else(|p| p.into_inner());
+            }
+            *busy = true;
+        });
+        Turn(self)
+    }
+
+    fn finish_epoch(&self, epoch: EpochBatches) {
+        let loader = self.loader.get();
+        let mut run = lock(&loader.state);
+        run.totals.add_epoch(&epoch);
+        if run.generation == self.generation {
+            run.position = Position {
+                epoch: epoch.share().epoch + 1,
+                offset: 0,
+            };
+        }
+    }
+}
+
+impl Drop for LoaderIter {
+    fn drop(&mut self) {
+        let Some(epoch) = lock(&self.current).take() else {
+            return;
+        };
+        if std::process::id() != self.pid {
+            // A forked child: the workers are the parent's threads, which the child does not
+            // have; joining them would wait for ever. Their memory is the child's to leave.
+            std::mem::forget(epoch);
+            return;
+        }
+        // The epoch's figures so far go into the loader's totals; then the workers are
+        // joined with the GIL released (a worker stalled on a remote read must not freeze
+        // every Python thread).
+        let loader = self.loader.get();
+        lock(&loader.state).totals.add_epoch(&epoch);
+        Python::attach(|py| py.detach(move || drop(epoch)));
+    }
+}
+
+#[pymethods]
+impl LoaderIter {
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+        if std::process::id() != self.pid {
+            return Err(PyRuntimeError::new_err(format!(
+                "this iterator was started in process {} and this is process {}: a forked \
+                 child does not have its worker threads. Iterate the Loader anew in this \
+                 process (iter(loader))",
+                self.pid,
+                std::process::id()
+            )));
+        }
+        let _turn = self.turn(py);
+        let loader = self.loader.get();
+        loop {
+            let (position, generation) = {
+                let run = lock(&loader.state);
+                (run.position, run.generation)
+            };
+            if generation != self.generation {
+                return Err(PyRuntimeError::new_err(
+                    "this iterator was superseded: the loader was iterated again or its state \
+                     loaded; iterate the loader anew",
+                ));
+            }
+            let mut current = lock(&self.current).take();
+            if current.is_none() {
+                if self.run_end.is_some_and(|end| position.epoch >= end) {
+                    return Ok(None);
+                }
+                let runnable = loader.runnable(py)?;
+                let epoch = py.detach(|| runnable.epoch(position));
+                let mut run = lock(&loader.state);
+                run.totals.padded += epoch.share().padded;
+                run.totals.dropped += epoch.share().dropped;
+                drop(run);
+                current = Some(epoch);
+            }
+            let mut epoch = current.expect("set above");
+            let (next, epoch) = py.detach(move || (epoch.next_batch(), epoch));
+            match next {
+                None => {
+                    self.finish_epoch(epoch);
+                    continue;
+                }
+                Some(Err(error)) => {
+                    lock(&loader.state).totals.add_epoch(&epoch);
+                    return Err(to_py(py, error));
+                }
+                Some(Ok(batch)) => {
+                    {
+                        let mut run = lock(&loader.state);
+                        run.position = epoch.position();
+                        run.totals.images += batch.len() as u64;
+                        run.totals.batches += 1;
+                        run.totals.skipped.extend(batch.skipped.iter().cloned());
+                    }
+                    *lock(&self.current) = Some(epoch);
+                    let (n, side) = (batch.len(), batch.side);
+                    let shape = match loader.inner.config().layout {
+                        Layout::Nhwc => (n, side, side, 3),
+                        Layout::Nchw => (n, 3, side, side),
+                    };
+                    let shape_error = |e: numpy::ndarray::ShapeError| {
+                        PyRuntimeError::new_err(format!("batch shape: {e}"))
+                    };
+                    let images = match batch.pixels {
+                        Pixels::F32(v) => Array::from_shape_vec(shape, v)
+                            .map_err(shape_error)?
+                            .into_pyarray(py)
+                            .into_any(),
+                        Pixels::U8(v) => Array::from_shape_vec(shape, v)
+                            .map_err(shape_error)?
+                            .into_pyarray(py)
+                            .into_any(),
+                    };
+                    let labels = batch.labels.into_pyarray(py).into_any();
+                    return Ok(Some((images, labels)));
+                }
+            }
+        }
+    }
+}
