@@ -237,3 +237,46 @@ fn huge_records_are_refused_by_their_header_on_the_read_path() {
         assert!(peak < 256 << 20, "peak heap {peak} bytes");
     }
 }
+
+/// `predict` (and `plot --test`) prepare their files through `images::prepared_images`: the
+/// 65,500 × 1 JPEG is an `Err` naming the aspect ratio in its place, the other file is
+/// prepared, and the peak heap stays small.
+#[test]
+fn predict_skips_an_extreme_aspect_ratio_without_a_large_buffer() {
+    use shardfeed_dataset::images::prepared_images;
+    use shardfeed_image_prep::{Encoder, Preprocessing, RgbImage};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let encode = |w: u32, h: u32| {
+        Encoder::new(90)
+            .unwrap()
+            .encode(&RgbImage::new(w, h, vec![90; (w * h * 3) as usize]).unwrap())
+            .unwrap()
+    };
+    let thin = dir.path().join("thin.jpg");
+    let fine = dir.path().join("fine.jpg");
+    std::fs::write(&thin, encode(65_500, 1)).unwrap();
+    std::fs::write(&fine, encode(300, 200)).unwrap();
+    PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
+    let before = LIVE.load(Ordering::SeqCst);
+    let prepared: Vec<_> = prepared_images(
+        vec![thin.clone(), fine.clone()],
+        Preprocessing::default(),
+        8,
+        Parallelism::Fixed(2),
+    )
+    .iter()
+    .flat_map(|batch| batch.unwrap().items)
+    .collect();
+    let peak = PEAK.load(Ordering::SeqCst) - before;
+    println!("predict's preparation: peak heap {peak} bytes");
+    assert_eq!(prepared.len(), 2);
+    let reason = prepared[0].1.as_ref().unwrap_err();
+    assert!(
+        reason.contains("10480000×160") && reason.contains("aspect ratio"),
+        "{reason}"
+    );
+    let image = prepared[1].1.as_ref().unwrap();
+    assert_eq!((image.width, image.height), (160, 160));
+    assert!(peak < 64 << 20, "peak heap {peak} bytes");
+}

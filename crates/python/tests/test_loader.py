@@ -259,3 +259,11 @@ def test_globs_and_lists(shards):
     files = sorted(str(p) for p in shards.glob("*.tfrec"))
     assert shardfeed.Loader(str(shards / "*.tfrec")).records == 203
     assert shardfeed.Loader(files[:2]).files == files[:2]
+
+
+def test_urls_with_credentials_are_refused_without_echoing_them():
+    for url in ["https://me:s3cr3t@host/shards", "az://c/shards?sv=1&sig=s3cr3t"]:
+        with pytest.raises(ValueError) as caught:
+            shardfeed.Loader(url)
+        message = str(caught.value)
+        assert "s3cr3t" not in message and "***" in message and "environment" in message
