@@ -63,3 +63,13 @@ pub fn learning_rate() -> impl TypedValueParser<Value = f64> {
         }
     })
 }
+
+/// A shard name prefix, as [`shardfeed_dataset::limits::check_prefix`] allows (exit 2
+/// otherwise).
+pub fn prefix() -> impl TypedValueParser<Value = String> {
+    clap::builder::StringValueParser::new().try_map(|text: String| {
+        shardfeed_dataset::limits::check_prefix(&text)
+            .map(|()| text)
+            .map_err(|error| error.to_string())
+    })
+}

@@ -35,8 +35,8 @@ pub struct Args {
     /// JPEG quality of the records, 1–100.
     #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
-    /// Shard file name prefix: PREFIX00-250.tfrec.
-    #[arg(long, default_value = "data")]
+    /// Shard file name prefix: PREFIX00-250.tfrec (a plain file-name prefix).
+    #[arg(long, default_value = "data", value_parser = crate::ranges::prefix())]
     prefix: String,
     /// Class list, comma-separated (default: the sorted labels found).
     #[arg(long)]

@@ -52,6 +52,32 @@ pub fn check_batch(batch: usize, world_size: usize) -> Result<()> {
     Ok(())
 }
 
+/// Most characters of a shard name prefix.
+pub const MAX_PREFIX: usize = 100;
+
+/// A shard name prefix is a plain file-name prefix: at most [`MAX_PREFIX`] characters, no
+/// path separator (`../x` would write outside the output folder), no leading `.` (hidden and
+/// temporary names are the shard step's own), no control character.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::Invalid(format!(
+            "prefix {:?} {why}: it must be a plain file-name prefix such as \"data\"",
+            prefix.escape_default().to_string()
+        )))
+    };
+    if prefix.chars().count() > MAX_PREFIX {
+        bad(&format!("is longer than {MAX_PREFIX} characters"))
+    } else if prefix.contains(['/', '\\']) {
+        bad("holds a path separator")
+    } else if prefix.starts_with('.') {
+        bad("starts with a dot")
+    } else if prefix.chars().any(char::is_control) {
+        bad("holds a control character")
+    } else {
+        Ok(())
+    }
+}
+
 /// A square side of [`MIN_SIZE`] to [`MAX_SIZE`] pixels.
 pub fn check_size(size: u32) -> Result<()> {
     if (MIN_SIZE..=MAX_SIZE).contains(&size) {
@@ -83,6 +109,17 @@ mod tests {
                 .to_string()
                 .contains("too large")
         );
+        assert!(check_prefix("data").is_ok() && check_prefix("").is_ok());
+        for (prefix, says) in [
+            ("../x", "path separator"),
+            ("a/b", "path separator"),
+            (".hidden", "starts with a dot"),
+            ("a\u{1b}b", "control character"),
+        ] {
+            let error = check_prefix(prefix).unwrap_err().to_string();
+            assert!(error.contains(says), "{error}");
+        }
+        assert!(check_prefix(&"x".repeat(MAX_PREFIX + 1)).is_err());
         assert!(check_size(160).is_ok());
         assert!(check_size(7).is_err() && check_size(MAX_SIZE + 1).is_err());
     }

@@ -281,7 +281,13 @@ impl Folder {
                 let mut files = Vec::new();
                 for entry in std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))? {
                     let entry = entry.map_err(Error::io("list", dir))?;
-                    let meta = entry.metadata().map_err(Error::io("list", dir))?;
+                    let meta = match entry.metadata() {
+                        Ok(meta) => meta,
+                        // Renamed or removed since the listing (another worker's temporary
+                        // file committed meanwhile): not in the folder any more.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(Error::io("list", dir)(e)),
+                    };
                     if meta.is_file() {
                         files.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
                     }
@@ -333,6 +339,60 @@ impl Folder {
                 }
             }
             Folder::Remote(store) => Ok(store.delete(name)?),
+        }
+    }
+
+    /// The folder `name` inside it (a sub-prefix in object storage).
+    pub(crate) fn child(&self, name: &str) -> Result<Folder> {
+        Folder::at(&self.name().join(name))
+    }
+
+    /// Moves file `name` of `from` (a folder inside this one) here under the same name,
+    /// replacing a file of that name: a rename locally, a server-side copy then a delete of
+    /// the source in object storage.
+    pub(crate) fn move_in(&self, from: &Folder, name: &str) -> Result<()> {
+        match (self, from) {
+            (Folder::Local(dir), Folder::Local(source)) => {
+                std::fs::rename(source.join(name), dir.join(name))
+                    .map_err(Error::io("move into place", dir.join(name)))
+            }
+            (Folder::Remote(store), Folder::Remote(source)) => {
+                store.copy_from(source, name)?;
+                Ok(source.delete(name)?)
+            }
+            _ => Err(Error::Invalid(format!(
+                "cannot move {name} between {} and {}",
+                from.name().display(),
+                self.name().display()
+            ))),
+        }
+    }
+
+    /// Makes its renames durable (a local folder's entry table fsynced).
+    pub(crate) fn sync(&self) -> Result<()> {
+        match self {
+            Folder::Local(dir) => std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(Error::io("sync", dir)),
+            Folder::Remote(_) => Ok(()),
+        }
+    }
+
+    /// Removes it and every file in it (absent: fine).
+    pub(crate) fn remove_all(&self) -> Result<()> {
+        match self {
+            Folder::Local(dir) => match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io("remove", dir)(e))
+                }
+                _ => Ok(()),
+            },
+            Folder::Remote(store) => {
+                for object in store.list()? {
+                    store.delete(&object.name)?;
+                }
+                Ok(())
+            }
         }
     }
 

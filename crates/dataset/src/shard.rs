@@ -145,6 +145,7 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
         ));
     }
     crate::limits::check_size(config.size)?;
+    crate::limits::check_prefix(&config.prefix)?;
     crate::limits::check_jobs(config.jobs)?;
     let workers = config.workers;
     workers.check(config.shards)?;
@@ -177,14 +178,27 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
     let inputs: Arc<[Input]> = inputs.into();
     let folder = Folder::at(&config.out)?;
     folder.create()?;
-    if workers.is_split() {
+    // With a dataset to replace, the new one is written into a staging folder inside `out`
+    // and replaces the old one only once complete (`promote`); until then, and whenever the
+    // run fails or is interrupted, the old one stays as it was.
+    let mut replacing = None;
+    let target = if workers.is_split() {
         prepare_worker_output(&folder, config)?;
+        folder.clone()
     } else {
-        prepare_output(&folder, config.overwrite)?;
-    }
+        let old = replaced_files(&folder, config)?;
+        if old.is_empty() {
+            folder.clone()
+        } else {
+            let stage = Stage::new(&folder)?;
+            let target = stage.folder.clone();
+            replacing = Some((stage, old));
+            target
+        }
+    };
 
     let total = inputs.len() as u64;
-    let mut writer = ShardWriter::new(config, folder, classes.len())?;
+    let mut writer = ShardWriter::new(config, target, classes.len())?;
     let pipeline = prepare_pipeline(config, Arc::clone(&inputs));
     let mut bytes_in = 0u64;
     let stopped = || {
@@ -283,6 +297,9 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
         None => writer.or_abandon(|w| w.folder.write(MANIFEST_FILE, manifest.to_json()))?,
     }
     writer.remove_stage();
+    if let Some((stage, old)) = replacing {
+        stage.promote(&folder, &old)?;
+    }
     Ok(manifest)
 }
 
@@ -366,25 +383,125 @@ fn label_inputs(
     Ok((inputs, classes))
 }
 
-/// Checks `out` holds no file (or, with `overwrite`, that it holds only a dataset's files,
-/// which are removed).
-fn prepare_output(out: &Folder, overwrite: bool) -> Result<()> {
-    let mut ours = Vec::new();
-    let mut others = 0;
-    for (name, _) in out.list()? {
-        if is_dataset_file(&name) {
-            ours.push(name);
-        } else {
-            others += 1;
-        }
+/// The files of `out` a one-machine run replaces: none when it is empty. Otherwise (with
+/// `overwrite`; without, [`Error::OutputNotEmpty`]) the previous dataset's: `manifest.json` and
+/// the files it lists with their indexes, part manifests, and the files named as this prefix's
+/// shards (with their indexes and temporary files). Any other file stays.
+fn replaced_files(out: &Folder, config: &ShardConfig) -> Result<Vec<String>> {
+    let names: Vec<String> = out.list()?.into_iter().map(|(name, _)| name).collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
     }
-    if !overwrite && (!ours.is_empty() || others > 0) {
+    if !config.overwrite {
         return Err(Error::OutputNotEmpty(out.name()));
     }
-    for name in ours {
-        out.remove(&name)?;
+    let listed: Vec<String> = match Manifest::read_folder(&out.name()) {
+        Ok(Some(manifest)) => manifest
+            .shards
+            .iter()
+            .flat_map(|s| [s.file.clone(), format!("{}.idx", s.file)])
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(names
+        .into_iter()
+        .filter(|name| {
+            name == MANIFEST_FILE
+                || crate::workers::is_part_file(name)
+                || listed.contains(name)
+                || crate::workers::shard_number_of(name, &config.prefix).is_some()
+        })
+        .collect())
+}
+
+/// A staging folder inside the output folder for a run that replaces a dataset: removed with
+/// what it holds if the run ends any other way than [`Stage::promote`].
+struct Stage {
+    folder: Folder,
+    promoted: bool,
+}
+
+/// The name of a staging folder: `.shardfeed-new-PID-NANOS`.
+const STAGE_PREFIX: &str = ".shardfeed-new-";
+
+impl Stage {
+    fn new(out: &Folder) -> Result<Self> {
+        Stage::remove_stale(out);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("{STAGE_PREFIX}{}-{nanos}", std::process::id());
+        let folder = out.child(&name)?;
+        folder.create()?;
+        Ok(Stage {
+            folder,
+            promoted: false,
+        })
     }
-    Ok(())
+
+    /// Removes the staging folders of runs killed before they could (local folders: a
+    /// folder whose process is gone).
+    fn remove_stale(out: &Folder) {
+        let Folder::Local(dir) = out else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix(STAGE_PREFIX)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            if let Some(pid) = pid
+                && pid != std::process::id()
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    /// Replaces the old dataset's files `old` in `out` with the staged set: the old
+    /// `manifest.json` goes first (it never describes new shards), then each new shard and
+    /// its index moves in (replacing a file of the same name), the old files not replaced go,
+    /// and the new `manifest.json` comes last.
+    fn promote(mut self, out: &Folder, old: &[String]) -> Result<()> {
+        let mut new: Vec<String> = self
+            .folder
+            .list()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name != MANIFEST_FILE)
+            .collect();
+        // A shard before its index, as the shard step writes them.
+        new.sort_by_key(|name| {
+            (
+                name.trim_end_matches(".idx").to_owned(),
+                name.ends_with(".idx"),
+            )
+        });
+        out.remove(MANIFEST_FILE)?;
+        for name in &new {
+            out.move_in(&self.folder, name)?;
+        }
+        for name in old {
+            if name != MANIFEST_FILE && !new.contains(name) {
+                out.remove(name)?;
+            }
+        }
+        out.move_in(&self.folder, MANIFEST_FILE)?;
+        out.sync()?;
+        self.promoted = true;
+        self.folder.remove_all()
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        if !self.promoted {
+            let _ = self.folder.remove_all();
+        }
+    }
 }
 
 /// Makes `out` ready for one worker of a split run: other workers' files stay (they may be

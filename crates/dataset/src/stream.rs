@@ -583,3 +583,36 @@ fn stage_reports(stats: &Stats) -> Vec<StageReport> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two workers whose images together pass the budget decode one after the other; one
+    /// image over the whole budget still goes through alone.
+    #[test]
+    fn the_decode_budget_holds_workers_back_until_bytes_are_freed() {
+        let budget = Arc::new(DecodeBudget::new(100));
+        let first = budget.take(60);
+        let (sent, received) = std::sync::mpsc::channel();
+        let waiting = {
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                let _second = budget.take(60);
+                sent.send(()).unwrap();
+            })
+        };
+        assert!(
+            received
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the second 60 bytes went past a budget of 100"
+        );
+        drop(first);
+        received
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("freed bytes let the waiting worker go on");
+        waiting.join().unwrap();
+        let _huge = budget.take(1000);
+    }
+}

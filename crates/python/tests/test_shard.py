@@ -119,3 +119,27 @@ def test_urls_are_refused_not_taken_for_folders(data, tmp_path, monkeypatch):
     assert not (tmp_path / "ftp:").exists() and not (tmp_path / "s3:").exists()
     report = shardfeed.shard(f"file://{data / 'train'}", f"file://{tmp_path / 'out'}", size=32, shards=2)
     assert report.records == 203 and (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_prefix_is_a_plain_file_name_prefix(data, tmp_path):
+    for prefix in ["../escape", "a/b", ".hidden"]:
+        with pytest.raises(ValueError, match="plain file-name prefix"):
+            shardfeed.shard(data / "train", tmp_path / "out", prefix=prefix)
+    assert not (tmp_path / "escape00-1.tfrec").exists()
+
+
+def test_a_failed_overwrite_leaves_the_old_shards(data, tmp_path):
+    out = tmp_path / "out"
+    shardfeed.shard(data / "train", out, size=16, shards=4, jobs=2)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def stop(done, total):
+        if done == 50:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        shardfeed.shard(data / "train", out, size=16, shards=2, jobs=2, overwrite=True,
+                        progress=stop)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    shardfeed.shard(data / "train", out, size=16, shards=2, jobs=2, overwrite=True)
+    assert sorted(p.name for p in out.glob("*.tfrec")) == ["data00-102.tfrec", "data01-101.tfrec"]

@@ -504,6 +504,16 @@ impl Store {
         }
     }
 
+    /// Copies object `name` of `source` (a folder of the same store: a bucket's other prefix)
+    /// to object `name` here, server-side; the copy replaces an object of that name.
+    pub fn copy_from(&self, source: &Store, name: &str) -> Result<()> {
+        let (from, to) = (source.path_of(name), self.path_of(name));
+        let store = self.inner.get();
+        runtime()
+            .block_on(retrying(|| store.copy(&from, &to)))
+            .map_err(self.failed("copy into", Some(name)))
+    }
+
     /// Deletes object `name` (absent already: fine).
     pub fn delete(&self, name: &str) -> Result<()> {
         let path = self.path_of(name);

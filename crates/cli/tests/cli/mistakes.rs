@@ -297,3 +297,21 @@ fn names_with_terminal_escapes_are_printed_escaped() {
     }
     assert!(out.contains(r"in/x\u{1b}]0;pwned\u{7}\u{d}.jpg"), "{out}");
 }
+
+/// `--prefix` is a plain file-name prefix: a path in it would write outside `--out` (exit 2,
+/// nothing written).
+#[test]
+fn a_prefix_with_a_path_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let (code, _, err) = run(
+        dir.path(),
+        &["shard", "in", "--out", "o", "--prefix", "../x"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("path separator") && err.contains("plain file-name prefix"),
+        "{err}"
+    );
+    assert!(!dir.path().join("o").exists());
+}

@@ -429,6 +429,13 @@ fn an_epoch_over_64_remote_shards_holds_no_chunk_after_it() {
     shard(&settings, |_| {}).unwrap();
     let files = find_shards(&remote).unwrap();
     assert_eq!(files.len(), 64);
+    // A whole-object read is capped: refused from the response's size, before its body.
+    let manifest = remote.join("manifest.json");
+    let capped = shardfeed_dataset::remote::read_if_exists(&manifest, 64).unwrap_err();
+    assert!(
+        capped.to_string().contains("over the limit of 64"),
+        "{capped}"
+    );
     let loader = Loader::open(
         &files,
         LoaderConfig {
@@ -459,4 +466,31 @@ fn an_epoch_over_64_remote_shards_holds_no_chunk_after_it() {
     // Interleave 16: at most 16 files open, each with the chunk read, the one before and
     // 2 ahead.
     assert!(peak <= 16 * 4 * 4096, "{peak} bytes held at once");
+
+    // Overwritten with 3 shards: staged under a sub-prefix, copied into place once whole;
+    // then only the new set is listed, and the staging objects are gone.
+    let again = shard(
+        &ShardConfig {
+            shards: 3,
+            overwrite: true,
+            ..config(&input, &remote)
+        },
+        |_| {},
+    )
+    .unwrap();
+    let mut names: Vec<String> = shardfeed_dataset::remote::list(&remote)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = again
+        .shards
+        .iter()
+        .flat_map(|s| [s.file.clone(), format!("{}.idx", s.file)])
+        .chain(["manifest.json".to_owned()])
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    assert_eq!(epoch_digest(&remote).0, 128);
 }

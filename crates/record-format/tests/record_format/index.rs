@@ -160,3 +160,23 @@ fn a_scan_stops_at_its_limits_with_the_file_named() {
     );
     assert_eq!(Index::scan(&path, options).unwrap().len(), 5000);
 }
+
+/// An `.idx` larger than any index of the data file beside it (42 bytes a line, a line per
+/// 16 bytes of data) is refused unread, naming the limit.
+#[test]
+fn an_index_too_large_for_its_data_file_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data00-1.tfrec");
+    let mut writer = FileWriter::create(&path, Compression::None).unwrap();
+    writer.write_record(b"x").unwrap();
+    writer.commit().unwrap();
+    let data = fs::metadata(&path).unwrap().len();
+    let limit = Index::max_bytes_for(data);
+    let index = Index::path_for(&path);
+    fs::write(&index, "0 17\n".repeat(limit as usize / 5 + 1)).unwrap();
+    let error = Index::read(&index).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("exceeds the limit of {limit}")),
+        "{error}"
+    );
+}
