@@ -40,6 +40,10 @@ pub struct Args {
     /// else none).
     #[arg(long, value_name = "none|gzip|zlib")]
     compression: Option<Compression>,
+    /// Read the shard files as they are, even where they disagree with manifest.json (a
+    /// shard missing, unlisted or of another size is an error otherwise).
+    #[arg(long)]
+    ignore_manifest: bool,
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -59,6 +63,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         jobs: crate::ranges::tuned_jobs(args.jobs),
         compression: crate::compression::of_folder(&args.shards, args.compression)?,
+        ignore_manifest: args.ignore_manifest,
     };
     let report = stream(&config)?;
     if args.json {

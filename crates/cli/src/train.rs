@@ -50,6 +50,8 @@ pub struct TrainSettings {
     pub device: DeviceKind,
     /// Set (e.g. by Ctrl-C) to stop after the current step with a checkpoint.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Read the shard files as they are, even where they disagree with `manifest.json`.
+    pub ignore_manifest: bool,
 }
 
 impl Default for TrainSettings {
@@ -68,6 +70,7 @@ impl Default for TrainSettings {
             resume: false,
             device: DeviceKind::Cpu,
             stop: None,
+            ignore_manifest: false,
         }
     }
 }
@@ -247,6 +250,7 @@ pub fn train(
         classes: settings.classes.clone(),
         compression: settings.compression,
         learning_rate: settings.learning_rate,
+        ignore_manifest: settings.ignore_manifest,
     })?;
     let mut info = data.info.clone();
     info.epochs = Some(settings.epochs);

@@ -58,6 +58,10 @@ pub struct Args {
     /// else none).
     #[arg(long, value_name = "none|gzip|zlib")]
     compression: Option<Compression>,
+    /// Read the shard files as they are, even where they disagree with manifest.json (a
+    /// shard missing, unlisted or of another size is an error otherwise).
+    #[arg(long)]
+    ignore_manifest: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -119,6 +123,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         resume: args.resume,
         device: args.device,
         stop: Some(stop),
+        ignore_manifest: args.ignore_manifest,
     };
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let mut bar = ProgressBar::hidden();

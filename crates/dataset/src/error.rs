@@ -88,7 +88,17 @@ pub enum Error {
     /// A setting out of its range.
     #[error("{0}")]
     Invalid(String),
-    /// A shard folder without a `.tfrec` file.
+    /// A shard folder that disagrees with its `manifest.json`.
+    #[error(
+        "{folder} does not match its manifest.json: {message} (an interrupted copy, or files added by hand?); pass --ignore-manifest (Python: ignore_manifest=True) to read the files as they are"
+    )]
+    FolderMismatch {
+        /// The shard folder.
+        folder: PathBuf,
+        /// What differs, naming the file.
+        message: String,
+    },
+    /// A folder without shard files.
     #[error("no .tfrec files in {0}")]
     NoShards(PathBuf),
     /// Fewer records than one batch.

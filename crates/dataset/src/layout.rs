@@ -195,6 +195,66 @@ pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
     )?)
 }
 
+/// The `.tfrec` files of the shard folder `dir` ([`find_shards`]), checked against its
+/// `manifest.json` when it has one: a shard the manifest lists and the folder lacks (a
+/// half-finished copy), a shard the folder holds and the manifest does not list (a stray
+/// file, another run's), or a size that differs is an [`Error::FolderMismatch`] naming the
+/// file. `ignore_manifest` reads the files as they are; a folder without a manifest (written
+/// by TensorFlow, or a split run not merged yet) is read as it is.
+pub fn checked_shards(dir: &Path, ignore_manifest: bool) -> Result<Vec<PathBuf>> {
+    let files = find_shards(dir)?;
+    if ignore_manifest {
+        return Ok(files);
+    }
+    let Some(manifest) = Manifest::read_folder(dir)? else {
+        return Ok(files);
+    };
+    let mismatch = |message: String| Error::FolderMismatch {
+        folder: dir.to_owned(),
+        message,
+    };
+    let name_of = |path: &Path| {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let present: std::collections::HashMap<String, &PathBuf> =
+        files.iter().map(|path| (name_of(path), path)).collect();
+    let listed: std::collections::HashSet<&str> =
+        manifest.shards.iter().map(|s| s.file.as_str()).collect();
+    for shard in &manifest.shards {
+        let Some(path) = present.get(&shard.file) else {
+            return Err(mismatch(format!(
+                "{} is listed in manifest.json but not in the folder",
+                shard.file
+            )));
+        };
+        let size = if crate::remote::is_remote(path) {
+            crate::remote::size(path)?
+        } else {
+            std::fs::metadata(path)
+                .map_err(Error::io("read", path.as_path()))?
+                .len()
+        };
+        if shard.bytes != 0 && size != shard.bytes {
+            return Err(mismatch(format!(
+                "{} has {size} bytes, manifest.json says {}",
+                shard.file, shard.bytes
+            )));
+        }
+    }
+    if let Some(stray) = files
+        .iter()
+        .find(|path| !listed.contains(name_of(path).as_str()))
+    {
+        return Err(mismatch(format!(
+            "{} is not listed in manifest.json",
+            name_of(stray)
+        )));
+    }
+    Ok(files)
+}
+
 /// What a reader should hear about the shard folder `dir` before reading it: temporary files
 /// a shard run left behind (it was killed), and shards without a `manifest.json` (a run that
 /// did not finish, or shards another tool wrote: class names then come from the records).

@@ -12,7 +12,6 @@ use shardfeed_input_pipeline::{Parallelism, Pipeline, Repeat};
 use shardfeed_record_format::{Compression, ReaderOptions};
 
 use crate::classes::{ClassSource, class_names};
-use crate::layout::find_shards;
 use crate::stream::{Decoded, RecordRules, decoded_pipeline, tutorial_plan};
 use crate::{Error, Result};
 
@@ -130,6 +129,8 @@ pub struct DataSettings {
     pub compression: Compression,
     /// The learning rate, recorded in `run.json`.
     pub learning_rate: f64,
+    /// Read the shard files as they are, even where they disagree with `manifest.json`.
+    pub ignore_manifest: bool,
 }
 
 impl Default for DataSettings {
@@ -144,6 +145,7 @@ impl Default for DataSettings {
             classes: None,
             compression: Compression::None,
             learning_rate: 1e-3,
+            ignore_manifest: false,
         }
     }
 }
@@ -167,7 +169,7 @@ impl TrainingData {
     /// Splits and opens the shard folder.
     pub fn open(settings: &DataSettings) -> Result<Self> {
         let options = ReaderOptions::compression(settings.compression);
-        let files = find_shards(&settings.shards)?;
+        let files = crate::layout::checked_shards(&settings.shards, settings.ignore_manifest)?;
         if files.is_empty() {
             return Err(Error::NoShards(settings.shards.clone()));
         }

@@ -19,7 +19,7 @@ use shardfeed_input_pipeline::{
 use shardfeed_record_format::Error as RecordError;
 use shardfeed_record_format::{Compression, ImageExample, ReaderOptions};
 
-use crate::layout::{Manifest, find_shards};
+use crate::layout::{Manifest, checked_shards};
 use crate::loader::Damaged;
 use crate::{Error, Result};
 
@@ -45,6 +45,8 @@ pub struct StreamConfig {
     pub jobs: Parallelism,
     /// The shards' compression.
     pub compression: Compression,
+    /// Read the shard files as they are, even where they disagree with `manifest.json`.
+    pub ignore_manifest: bool,
 }
 
 impl Default for StreamConfig {
@@ -59,6 +61,7 @@ impl Default for StreamConfig {
             seed: 42,
             jobs: Parallelism::Auto,
             compression: Compression::None,
+            ignore_manifest: false,
         }
     }
 }
@@ -402,9 +405,14 @@ pub fn decoded_pipeline(
     )
 }
 
-/// The shard files of a folder, opened (counts from `.idx`).
-pub fn open_shards(dir: &Path, compression: Compression) -> Result<TfRecordSource> {
-    let files = find_shards(dir)?;
+/// The shard files of a folder, opened (counts from `.idx`), checked against its manifest
+/// unless `ignore_manifest` ([`checked_shards`]).
+pub fn open_shards(
+    dir: &Path,
+    compression: Compression,
+    ignore_manifest: bool,
+) -> Result<TfRecordSource> {
+    let files = checked_shards(dir, ignore_manifest)?;
     if files.is_empty() {
         return Err(Error::NoShards(dir.to_owned()));
     }
@@ -497,7 +505,7 @@ pub(crate) fn check_square(items: &[Decoded], side: usize) -> Result<()> {
 
 /// Streams the shards for `config.epochs` epochs and measures it.
 pub fn stream(config: &StreamConfig) -> Result<StreamReport> {
-    let source = open_shards(&config.shards, config.compression)?;
+    let source = open_shards(&config.shards, config.compression, config.ignore_manifest)?;
     let files = source.files().len();
     let records = source.total_records();
     if records < config.batch as u64 {

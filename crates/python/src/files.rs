@@ -170,7 +170,8 @@ pub(crate) fn inspect<'py>(
     compression: Option<String>,
     verify: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (files, recorded) = resolve(py, paths)?;
+    // inspect looks at the files as they are: it is how a mismatch is diagnosed.
+    let (files, recorded) = resolve(py, paths, true)?;
     let given = parse_compression(compression.as_deref())?;
     let reports = py.detach(|| {
         // Each folder's manifest read once, however many of its files are inspected.

@@ -70,6 +70,7 @@ fn to_py(py: Python<'_>, error: Error) -> PyErr {
         | Error::BadLoaderState(_)
         | Error::InvalidClasses(_)
         | Error::TooFewRecords { .. }
+        | Error::FolderMismatch { .. }
         | Error::UnsupportedUrl { .. } => PyValueError::new_err(error.to_string()),
         other => ShardfeedError::new_err(other.to_string()),
     }

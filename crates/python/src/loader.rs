@@ -9,21 +9,23 @@ use numpy::ndarray::Array;
 use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use shardfeed_dataset::Manifest;
+use shardfeed_dataset::layout::checked_shards;
 use shardfeed_dataset::loader::{
     Damaged, Dtype, EpochBatches, Layout, LoaderConfig, LoaderState, MAX_EPOCH, OnDamaged, Pixels,
     Position, SplitPart,
 };
-use shardfeed_dataset::{Manifest, find_shards};
 use shardfeed_input_pipeline::StageStats;
 use shardfeed_record_format::Compression;
 
 use crate::{location, lock, parallelism, parse_compression, to_py};
 
-/// Shard files from a folder, a file, a glob, or a list of them; and the compression a
-/// folder's `manifest.json` states.
+/// Shard files from a folder (checked against its `manifest.json` unless `ignore_manifest`),
+/// a file, a glob, or a list of them; and the compression a folder's `manifest.json` states.
 pub(crate) fn resolve(
     py: Python<'_>,
     shards: &Bound<'_, PyAny>,
+    ignore_manifest: bool,
 ) -> PyResult<(Vec<PathBuf>, Option<Compression>)> {
     let items: Vec<Bound<'_, PyAny>> =
         if shards.is_instance_of::<PyList>() || shards.is_instance_of::<pyo3::types::PyTuple>() {
@@ -41,7 +43,9 @@ pub(crate) fn resolve(
         if remote && text.ends_with(".tfrec") {
             files.push(path.clone());
         } else if remote {
-            let found = py.detach(|| find_shards(&path)).map_err(|e| to_py(py, e))?;
+            let found = py
+                .detach(|| checked_shards(&path, ignore_manifest))
+                .map_err(|e| to_py(py, e))?;
             if found.is_empty() {
                 return Err(PyFileNotFoundError::new_err(format!(
                     "no .tfrec files in {}",
@@ -64,7 +68,7 @@ pub(crate) fn resolve(
             }
             files.extend(matched);
         } else if path.is_dir() {
-            let found = find_shards(&path).map_err(|e| to_py(py, e))?;
+            let found = checked_shards(&path, ignore_manifest).map_err(|e| to_py(py, e))?;
             if found.is_empty() {
                 return Err(PyFileNotFoundError::new_err(format!(
                     "no .tfrec files in {}",
@@ -135,8 +139,9 @@ struct RunState {
 
 /// Batches of shard records for a training loop.
 ///
-/// `shards`: a folder (its `*.tfrec` files; compression from its `manifest.json`), a file, a
-/// glob, or a list of them. Iterating yields `(images, labels)` numpy arrays: `images` float32
+/// `shards`: a folder (its `*.tfrec` files, checked against its `manifest.json`: a shard
+/// missing, unlisted or of another size raises `ValueError` unless `ignore_manifest=True`;
+/// compression from the manifest), a file, a glob, or a list of them. Iterating yields `(images, labels)` numpy arrays: `images` float32
 /// in [0, 1] (or uint8), `(n, H, W, 3)` for `layout="NHWC"` or `(n, 3, H, W)` for `"NCHW"`;
 /// `labels` int64 `(n,)`. One `iter()` yields the rest of a run of `epochs` epochs (runs are
 /// aligned: epochs 0..E, E..2E, …; `None`: without end), so after `load_state_dict` it ends
@@ -197,7 +202,7 @@ impl Loader {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (shards, *, batch_size=32, shuffle=2048, seed=42, deterministic=true, epochs=Some(1), drop_remainder=true, cache=true, jobs=None, rank=0, world_size=1, split=None, dtype="float32", layout="NHWC", on_damaged="raise", compression=None, cache_bytes=4u64<<30))]
+    #[pyo3(signature = (shards, *, batch_size=32, shuffle=2048, seed=42, deterministic=true, epochs=Some(1), drop_remainder=true, cache=true, jobs=None, rank=0, world_size=1, split=None, dtype="float32", layout="NHWC", on_damaged="raise", compression=None, cache_bytes=4u64<<30, ignore_manifest=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -218,8 +223,9 @@ impl Loader {
         on_damaged: &str,
         compression: Option<String>,
         cache_bytes: u64,
+        ignore_manifest: bool,
     ) -> PyResult<Self> {
-        let (files, recorded) = resolve(py, shards)?;
+        let (files, recorded) = resolve(py, shards, ignore_manifest)?;
         let given = parse_compression(compression.as_deref())?;
         let split = match split {
             None => None,

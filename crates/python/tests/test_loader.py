@@ -267,3 +267,15 @@ def test_urls_with_credentials_are_refused_without_echoing_them():
             shardfeed.Loader(url)
         message = str(caught.value)
         assert "s3cr3t" not in message and "***" in message and "environment" in message
+
+
+def test_a_folder_that_disagrees_with_its_manifest_raises_unless_told(shards, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(shards, copy)
+    first = sorted(copy.glob("*.tfrec"))[0]
+    first.rename(tmp_path / first.name)  # an interrupted copy: one shard missing
+    with pytest.raises(ValueError, match=f"{first.name} is listed in manifest.json but not in the folder"):
+        shardfeed.Loader(copy)
+    loader = shardfeed.Loader(copy, ignore_manifest=True)
+    assert loader.records < 203

@@ -62,7 +62,7 @@ fn every_record_is_decoded_and_later_epochs_come_from_the_cache() {
             deterministic: true,
             ..config.clone()
         };
-        let source = open_shards(&config.shards, config.compression).unwrap();
+        let source = open_shards(&config.shards, config.compression, false).unwrap();
         read_pipeline(source, &config)
             .unwrap()
             .iter()
@@ -91,7 +91,7 @@ fn the_deterministic_stream_repeats_exactly_and_holds_every_record_once_per_epoc
         ..StreamConfig::default()
     };
     let run = |jobs| -> Vec<(u32, u64)> {
-        let source = open_shards(&config.shards, config.compression).unwrap();
+        let source = open_shards(&config.shards, config.compression, false).unwrap();
         let pipeline = read_pipeline(
             source,
             &StreamConfig {

@@ -73,7 +73,7 @@ fn read(path: &Path) -> Vec<u8> {
 /// One deterministic epoch of the training order, decoded: (record count, SHA-256 of every
 /// label and pixel in order).
 fn epoch_digest(folder: &Path) -> (u64, String) {
-    let source = open_shards(folder, Compression::None).unwrap();
+    let source = open_shards(folder, Compression::None, false).unwrap();
     let rules = RecordRules::of_source(&source).unwrap();
     let pipeline = decoded_pipeline(source, rules, |plan| {
         tutorial_plan(plan, 3, Repeat::Epochs(1)).shuffle(64)

@@ -128,6 +128,7 @@ class Loader:
         on_damaged: Literal["raise", "skip"] = "raise",
         compression: Optional[Literal["none", "gzip", "zlib"]] = None,
         cache_bytes: int = 4 << 30,
+        ignore_manifest: bool = False,
     ) -> None: ...
     def __len__(self) -> int:
         """This rank's batches per epoch."""
