@@ -11,6 +11,8 @@ use object_store::{GetOptions, GetRange, ObjectStore};
 
 use crate::{MAX_ATTEMPTS, traffic};
 
+/// Whether an error may go away on a retry (network, server, throttling, timeouts), as
+/// opposed to a missing object, a refused credential or a bad request.
 pub(crate) fn retryable(error: &object_store::Error) -> bool {
     use object_store::Error as E;
     !matches!(

@@ -341,9 +341,6 @@ async fn upload_once(
     Ok(())
 }
 
-/// Whether an error may go away on a retry (network, server, throttling, timeouts), as
-/// opposed to a missing object, a refused credential or a bad request.
-
 #[cfg(test)]
 mod tests {
     use super::*;
