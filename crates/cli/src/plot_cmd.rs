@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     draw_grid(&cells).save_png(&args.out)?;
     println!("wrote {}", args.out.display());
     if args.curves {
-        let out = args.model.join("curves.png");
+        let out = args.model.join(shardfeed::train::CURVES_FILE);
         draw_curves(&args.model.join("metrics.csv"), &out)?;
         println!("wrote {}", out.display());
     }

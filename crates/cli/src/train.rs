@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use shardfeed_dataset::classes::ClassSource;
-use shardfeed_dataset::run::{DataSettings, RunInfo, TrainingData};
+use shardfeed_dataset::run::{DataSettings, RUN_FILE, RunInfo, TrainingData};
 use shardfeed_dataset::{Decoded, to_float_batch};
 use shardfeed_input_pipeline::{Parallelism, PipelineIter, ResumeState, TuningHandle};
 use shardfeed_model::fit::{
@@ -19,6 +19,9 @@ use shardfeed_model::{DeviceKind, ImageBatch, TrainConfig};
 use shardfeed_record_format::Compression;
 
 use crate::plot::draw_curves;
+
+/// The training curves a run draws after each epoch.
+pub const CURVES_FILE: &str = "curves.png";
 
 /// What to train and how (SPEC §4 defaults).
 #[derive(Debug, Clone)]
@@ -46,6 +49,8 @@ pub struct TrainSettings {
     /// Continue the run in `out` from its checkpoint (its settings win over these, except
     /// `epochs`).
     pub resume: bool,
+    /// Replace a run already in `out`.
+    pub overwrite: bool,
     /// Where the model runs.
     pub device: DeviceKind,
     /// Set (e.g. by Ctrl-C) to stop after the current step with a checkpoint.
@@ -68,6 +73,7 @@ impl Default for TrainSettings {
             classes: None,
             compression: Compression::None,
             resume: false,
+            overwrite: false,
             device: DeviceKind::Cpu,
             stop: None,
             ignore_manifest: false,
@@ -214,7 +220,7 @@ impl<F: FnMut(TrainEvent<'_>)> FitObserver for Reporter<'_, F> {
 
     fn epoch(&mut self, row: &EpochRow) {
         let metrics = self.out.join(shardfeed_model::fit::METRICS_FILE);
-        if let Err(error) = draw_curves(&metrics, &self.out.join("curves.png")) {
+        if let Err(error) = draw_curves(&metrics, &self.out.join(CURVES_FILE)) {
             eprintln!("shardfeed: warning: curves.png not drawn: {error:#}");
         }
         (self.report)(TrainEvent::Epoch(row));
@@ -231,7 +237,13 @@ pub fn train(
 ) -> anyhow::Result<TrainOutcome> {
     let checkpoint = checkpoint_dir(&given.out);
     // Before `run.json` is read for the resumed settings.
-    check_run_folder(&given.out, given.resume).map_err(fit_error)?;
+    check_run_folder(
+        &given.out,
+        given.resume,
+        given.overwrite,
+        &[RUN_FILE, CURVES_FILE],
+    )
+    .map_err(fit_error)?;
     let (settings, previous) = if given.resume {
         let (settings, info) = resumed_settings(given)?;
         (settings, Some(info))
@@ -266,7 +278,8 @@ pub fn train(
         info.classes.clone(),
         settings.epochs,
         data.steps_per_epoch,
-    );
+    )
+    .overwrite(settings.overwrite);
     let fit = match &settings.stop {
         Some(stop) => fit.stop_flag(stop.clone()),
         None => fit,
@@ -319,9 +332,9 @@ pub fn train(
 /// A fit error, with the flag that fixes it where there is one.
 fn fit_error(error: FitError) -> anyhow::Error {
     match error {
-        FitError::AlreadyRun(dir) => anyhow::anyhow!(
-            "{} already holds a run: pass --resume to continue it, or choose another --out",
-            dir.display()
+        FitError::AlreadyRun { folder, found } => anyhow::anyhow!(
+            "{} already holds a run ({found}): pass --resume to continue it, --overwrite to replace it, or choose another --out",
+            folder.display()
         ),
         FitError::NoCheckpoint(dir) => anyhow::anyhow!(
             "--resume: no checkpoint in {} (start the run without --resume)",

@@ -44,6 +44,10 @@ pub struct Args {
     /// Continue the run in --out from its checkpoint (with the run's own settings).
     #[arg(long)]
     resume: bool,
+    /// Replace a run already in --out (its model, metrics.csv, run.json, curves.png and
+    /// checkpoint); without it such a folder is refused.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]
     device: DeviceKind,
@@ -121,6 +125,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         classes: args.classes.clone(),
         compression: crate::compression::of_folder(&args.shards, args.compression)?,
         resume: args.resume,
+        overwrite: args.overwrite,
         device: args.device,
         stop: Some(stop),
         ignore_manifest: args.ignore_manifest,

@@ -85,6 +85,16 @@ pub enum Error {
         /// What is wrong, naming the part or shard file.
         message: String,
     },
+    /// Another run holds the writer's lock of the folder (or of this worker's share of it).
+    #[error("{lock}: another shard run is writing there ({holder}); wait for it to finish{hint}")]
+    Locked {
+        /// The lock file (or object).
+        lock: PathBuf,
+        /// Who holds it, as the holder wrote it (process, host, start time, run).
+        holder: String,
+        /// What to do where a lock outlives its holder (object storage), or nothing.
+        hint: String,
+    },
     /// A setting out of its range.
     #[error("{0}")]
     Invalid(String),

@@ -53,6 +53,7 @@ pub mod label;
 pub mod layout;
 pub mod limits;
 pub mod loader;
+mod lock;
 pub mod remote;
 pub mod run;
 mod shard;

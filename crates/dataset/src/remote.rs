@@ -274,7 +274,8 @@ impl Folder {
         }
     }
 
-    /// The files (objects) directly in it, with their sizes, by name.
+    /// The files (objects) directly in it, with their sizes, by name; lock files
+    /// ([`crate::lock`]) are not listed.
     pub(crate) fn list(&self) -> Result<Vec<(String, u64)>> {
         match self {
             Folder::Local(dir) => {
@@ -288,7 +289,8 @@ impl Folder {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(Error::io("list", dir)(e)),
                     };
-                    if meta.is_file() {
+                    let name = entry.file_name();
+                    if meta.is_file() && !crate::lock::is_lock_file(&name.to_string_lossy()) {
                         files.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
                     }
                 }
@@ -298,6 +300,7 @@ impl Folder {
             Folder::Remote(store) => Ok(store
                 .list()?
                 .into_iter()
+                .filter(|o| !crate::lock::is_lock_file(&o.name))
                 .map(|o| (o.name, o.size))
                 .collect()),
         }

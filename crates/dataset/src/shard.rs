@@ -33,9 +33,6 @@ use crate::{Error, Result};
 /// Files larger than this are skipped unread (a JPEG source is KBs to a few MBs).
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 
-/// Staging folders made by this process (their names must differ).
-static STAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// The random stream of the file-order shuffle.
 const ORDER_STREAM: u64 = 7;
 
@@ -178,6 +175,9 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
     let inputs: Arc<[Input]> = inputs.into();
     let folder = Folder::at(&config.out)?;
     folder.create()?;
+    // One run at a time writes the folder (or this worker's share of it): a second is
+    // refused at once, naming the holder; released when this returns.
+    let _lock = crate::lock::lock(&folder, workers)?;
     // With a dataset to replace, the new one is written into a staging folder inside `out`
     // and replaces the old one only once complete (`promote`); until then, and whenever the
     // run fails or is interrupted, the old one stays as it was.
@@ -574,7 +574,9 @@ struct ShardWriter {
     /// Where they are written: the folder itself, or (object storage) a local staging folder
     /// each shard is uploaded from, then removed.
     out: PathBuf,
-    staged: bool,
+    /// That staging folder: private (`mkdtemp`, 0700, a name nobody could have made first),
+    /// removed with what it holds when dropped.
+    stage: Option<tempfile::TempDir>,
     prefix: String,
     compression: Compression,
     classes: usize,
@@ -584,22 +586,22 @@ struct ShardWriter {
 
 impl ShardWriter {
     fn new(config: &ShardConfig, folder: Folder, classes: usize) -> Result<Self> {
-        let (out, staged) = match &folder {
-            Folder::Local(dir) => (dir.clone(), false),
+        let (out, stage) = match &folder {
+            Folder::Local(dir) => (dir.clone(), None),
             Folder::Remote(_) => {
-                let stage = std::env::temp_dir().join(format!(
-                    "shardfeed-stage-{}-{}",
-                    std::process::id(),
-                    STAGES.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::create_dir_all(&stage).map_err(Error::io("create", &stage))?;
-                (stage, true)
+                let temp = std::env::temp_dir();
+                let stage = tempfile::Builder::new()
+                    .prefix("shardfeed-stage-")
+                    .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                    .tempdir_in(&temp)
+                    .map_err(Error::io("create a staging folder in", &temp))?;
+                (stage.path().to_owned(), Some(stage))
             }
         };
         Ok(ShardWriter {
             folder,
             out,
-            staged,
+            stage,
             prefix: config.prefix.clone(),
             compression: config.compression,
             classes,
@@ -609,10 +611,8 @@ impl ShardWriter {
     }
 
     /// Removes the staging folder (object storage), once everything is uploaded.
-    fn remove_stage(&self) {
-        if self.staged {
-            let _ = std::fs::remove_dir_all(&self.out);
-        }
+    fn remove_stage(&mut self) {
+        self.stage = None;
     }
 
     /// Makes `shard` the shard being written, committing the previous one.
@@ -775,6 +775,27 @@ fn reason_without_path(error: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Shards bound for object storage are staged in a private folder of a name nobody can
+    /// make first, gone with the writer.
+    #[test]
+    fn a_remote_run_stages_in_a_private_new_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let store = crate::remote::Store::open("s3://bucket/shards").unwrap();
+        let writer = ShardWriter::new(&ShardConfig::default(), Folder::Remote(store), 2).unwrap();
+        let stage = writer.out.clone();
+        let mode = std::fs::metadata(&stage).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", stage.display());
+        assert!(
+            stage
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("shardfeed-stage-")
+        );
+        drop(writer);
+        assert!(!stage.exists());
+    }
 
     #[test]
     fn skips_are_grouped_by_kind_with_a_count_and_an_example() {

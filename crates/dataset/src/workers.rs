@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use shardfeed_record_format::atomic::target_of_temp;
 
 use crate::layout::{MANIFEST_FILE, Manifest};
 use crate::remote::Folder;
@@ -282,11 +283,9 @@ impl PartManifest {
 
 /// The number of the shard a file of the shard step belongs to, if `name` is one with
 /// `prefix`: `PREFIX{NN}-{COUNT}.tfrec`, its `.idx`, and their temporary files
-/// (`.PREFIX{NN}.tfrec.tmp`, …).
+/// (`.PREFIX{NN}.tfrec.PID-N.tmp`, …: [`target_of_temp`]).
 pub fn shard_number_of(name: &str, prefix: &str) -> Option<u64> {
-    let name = name.strip_suffix(".tmp").map_or(name, |n| {
-        n.strip_prefix('.').unwrap_or(n) // temporary files are `.NAME.tmp`
-    });
+    let name = target_of_temp(name).unwrap_or(name);
     let name = name.strip_suffix(".idx").unwrap_or(name);
     let stem = name.strip_suffix(".tfrec")?.strip_prefix(prefix)?;
     let digits = stem.split_once('-').map_or(stem, |(number, count)| {
@@ -488,7 +487,7 @@ pub(crate) fn own_files(names: &[String], prefix: &str, workers: Workers) -> Vec
         .iter()
         .filter(|name| {
             **name == part
-                || **name == format!(".{part}.tmp")
+                || target_of_temp(name) == Some(part.as_str())
                 || shard_number_of(name, prefix).is_some_and(|n| workers.owns(n))
         })
         .cloned()
@@ -505,6 +504,7 @@ mod tests {
             ("data03-250.tfrec", Some(3)),
             ("data03-250.tfrec.idx", Some(3)),
             (".data03.tfrec.tmp", Some(3)),
+            (".data03.tfrec.4711-0.tmp", Some(3)),
             (".data03-250.tfrec.idx.tmp", Some(3)),
             ("data123-7.tfrec", Some(123)),
             ("data3-250.tfrec", None),

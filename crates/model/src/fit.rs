@@ -98,9 +98,15 @@ pub enum FitError {
     /// Saving or loading the model or a checkpoint.
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// The run folder already holds a run, and resuming was not asked for.
-    #[error("{0} already holds a run")]
-    AlreadyRun(PathBuf),
+    /// The run folder already holds a run's files, and neither resuming nor replacing it
+    /// was asked for.
+    #[error("{folder} already holds a run ({found})")]
+    AlreadyRun {
+        /// The run folder.
+        folder: PathBuf,
+        /// The files of a run found there, comma-separated.
+        found: String,
+    },
     /// Resuming was asked for, but the folder has no checkpoint.
     #[error("no checkpoint in {0}")]
     NoCheckpoint(PathBuf),
@@ -251,6 +257,7 @@ pub struct Fit {
     epochs: u64,
     steps_per_epoch: u64,
     stop: Option<Arc<AtomicBool>>,
+    overwrite: bool,
 }
 
 impl Fit {
@@ -263,7 +270,15 @@ impl Fit {
             epochs,
             steps_per_epoch,
             stop: None,
+            overwrite: false,
         }
+    }
+
+    /// Replaces a run already in the folder (its checkpoint is removed first) rather than
+    /// refusing to start.
+    pub fn overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
     }
 
     /// A flag that, once set (Ctrl-C), stops the run after the current step with a
@@ -287,7 +302,7 @@ impl Fit {
         config: TrainConfig,
         device: Device,
     ) -> Result<(Trainer, Progress), FitError> {
-        check_run_folder(&self.out, resume)?;
+        check_run_folder(&self.out, resume, self.overwrite, &[])?;
         if resume {
             return Ok(Trainer::resume(&self.checkpoint_dir(), device)?);
         }
@@ -328,9 +343,8 @@ impl Fit {
     ) -> Result<FitOutcome, FitError> {
         let steps = self.steps_per_epoch;
         let checkpoint = self.checkpoint_dir();
-        let resumed = progress != Progress::default();
         let metrics_path = self.out.join(METRICS_FILE);
-        let mut metrics = MetricsFile::open(&metrics_path, resumed)?;
+        let mut metrics = MetricsFile::open(&metrics_path, progress.epochs_done)?;
         let mut image_size = 0usize;
         observer.start(progress.epochs_done + 1, progress.steps_in_epoch, steps);
         let mut first_step = progress.steps_in_epoch;
@@ -426,67 +440,120 @@ impl Fit {
 }
 
 /// Whether a run can start in the folder `out`: resuming needs its checkpoint; a new run
-/// needs a folder without a model or checkpoint ([`Fit::start`] checks this first; callers
-/// that read their own files from the folder before can check it earlier).
-pub fn check_run_folder(out: &Path, resume: bool) -> Result<(), FitError> {
+/// needs a folder without a run's files (the model, its card, `metrics.csv`, `checkpoint/`,
+/// and the caller's own files `also`), unless `overwrite`, which removes the old checkpoint
+/// (the new run writes the rest anew). [`Fit::start`] checks this first; callers that read or
+/// write their own files in the folder before can check it earlier.
+pub fn check_run_folder(
+    out: &Path,
+    resume: bool,
+    overwrite: bool,
+    also: &[&str],
+) -> Result<(), FitError> {
     let checkpoint = out.join(CHECKPOINT_DIR);
-    if resume && !has_checkpoint(&checkpoint) {
-        return Err(FitError::NoCheckpoint(checkpoint));
+    if resume {
+        if !has_checkpoint(&checkpoint) {
+            return Err(FitError::NoCheckpoint(checkpoint));
+        }
+        return Ok(());
     }
-    if !resume && (has_checkpoint(&checkpoint) || out.join(crate::CARD_FILE).exists()) {
-        return Err(FitError::AlreadyRun(out.to_owned()));
+    let found: Vec<&str> = [
+        crate::MODEL_FILE,
+        crate::CARD_FILE,
+        METRICS_FILE,
+        CHECKPOINT_DIR,
+    ]
+    .into_iter()
+    .chain(also.iter().copied())
+    .filter(|name| std::fs::symlink_metadata(out.join(name)).is_ok())
+    .collect();
+    if found.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    if !overwrite {
+        return Err(FitError::AlreadyRun {
+            folder: out.to_owned(),
+            found: found.join(", "),
+        });
+    }
+    match std::fs::remove_dir_all(&checkpoint) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ModelError::Io {
+            path: checkpoint,
+            source: e,
+        }
+        .into()),
+        _ => Ok(()),
+    }
 }
 
-/// `metrics.csv`, appended to row by row (each row flushed).
+/// `metrics.csv`, rewritten whole and atomically after each epoch (a kill leaves the file
+/// before or after the row, never half of it); a resumed run keeps only the rows of the
+/// epochs its checkpoint holds, so an epoch redone after a kill between the row and the
+/// checkpoint is not listed twice.
 struct MetricsFile {
     path: PathBuf,
-    writer: csv::Writer<std::fs::File>,
+    text: Vec<u8>,
 }
 
 impl MetricsFile {
-    /// Opens `path`: truncated for a new run, appended to for a resumed one; the header is
-    /// written when the file is empty.
-    fn open(path: &Path, append: bool) -> Result<Self, FitError> {
-        let io = |source: std::io::Error| FitError::Metrics {
-            path: path.to_owned(),
-            source: source.into(),
-        };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .open(path)
-            .map_err(io)?;
-        let empty = file.metadata().map_err(io)?.len() == 0;
-        let mut writer = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(file);
+    /// Opens `path` for a run that has finished `epochs_done` epochs: a new run (0) starts
+    /// with the header only; a resumed one keeps the header and rows up to `epochs_done`.
+    fn open(path: &Path, epochs_done: u64) -> Result<Self, FitError> {
         let csv_error = |source| FitError::Metrics {
             path: path.to_owned(),
             source,
         };
-        if empty {
-            writer.write_record(METRICS_HEADER).map_err(csv_error)?;
-            writer.flush().map_err(|e| csv_error(e.into()))?;
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        writer.write_record(METRICS_HEADER).map_err(csv_error)?;
+        if epochs_done > 0 {
+            match std::fs::read(path) {
+                Ok(text) => {
+                    let mut reader = csv::Reader::from_reader(text.as_slice());
+                    for record in reader.records() {
+                        let record = record.map_err(csv_error)?;
+                        let epoch = record.get(0).and_then(|v| v.parse::<u64>().ok());
+                        if epoch.is_some_and(|epoch| epoch <= epochs_done) {
+                            writer.write_record(&record).map_err(csv_error)?;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(csv_error(e.into())),
+            }
         }
-        Ok(MetricsFile {
+        let text = writer
+            .into_inner()
+            .map_err(|e| csv_error(std::io::Error::other(e.to_string()).into()))?;
+        let mut file = MetricsFile {
             path: path.to_owned(),
-            writer,
+            text,
+        };
+        file.save()?;
+        Ok(file)
+    }
+
+    fn save(&mut self) -> Result<(), FitError> {
+        shardfeed_record_format::atomic::write_atomic(&self.path, &self.text).map_err(|e| {
+            FitError::Metrics {
+                path: self.path.clone(),
+                source: std::io::Error::from(e).into(),
+            }
         })
     }
 
     fn write(&mut self, row: &EpochRow) -> Result<(), FitError> {
-        let csv_error = |source| FitError::Metrics {
+        let mut writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(std::mem::take(&mut self.text));
+        let written = writer.write_record(row.csv_fields());
+        self.text = writer.into_inner().unwrap_or_default();
+        written.map_err(|source| FitError::Metrics {
             path: self.path.clone(),
             source,
-        };
-        self.writer
-            .write_record(row.csv_fields())
-            .map_err(csv_error)?;
-        self.writer.flush().map_err(|e| csv_error(e.into()))
+        })?;
+        self.save()
     }
 }
 
@@ -540,4 +607,73 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>, FitError> {
         });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: u64) -> EpochRow {
+        EpochRow {
+            epoch,
+            train: Metrics::default(),
+            validation: Metrics::default(),
+            seconds: 1.0,
+            images_per_second: 2.0,
+            waited: 0.0,
+            train_seconds: 1.0,
+        }
+    }
+
+    /// A kill after epoch 3's row and before its checkpoint: the resumed run (checkpoint at
+    /// 2) redoes epoch 3 and lists it once.
+    #[test]
+    fn a_resumed_run_keeps_the_rows_of_its_checkpoint_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(METRICS_FILE);
+        let mut metrics = MetricsFile::open(&path, 0).unwrap();
+        for epoch in 1..=3 {
+            metrics.write(&row(epoch)).unwrap();
+        }
+        let epochs = |path: &Path| -> Vec<u64> {
+            read_metrics(path)
+                .unwrap()
+                .iter()
+                .map(|r| r.epoch)
+                .collect()
+        };
+        assert_eq!(epochs(&path), [1, 2, 3]);
+        let mut resumed = MetricsFile::open(&path, 2).unwrap();
+        assert_eq!(epochs(&path), [1, 2]);
+        resumed.write(&row(3)).unwrap();
+        assert_eq!(epochs(&path), [1, 2, 3]);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    }
+
+    #[test]
+    fn a_folder_holding_a_run_is_refused_unless_resumed_or_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        check_run_folder(out, false, false, &["run.json"]).unwrap();
+        std::fs::write(out.join(METRICS_FILE), "epoch\n").unwrap();
+        std::fs::write(out.join("run.json"), "{}").unwrap();
+        let error = check_run_folder(out, false, false, &["run.json"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with("already holds a run (metrics.csv, run.json)"),
+            "{error}"
+        );
+        assert!(matches!(
+            check_run_folder(out, true, false, &[]),
+            Err(FitError::NoCheckpoint(_))
+        ));
+        std::fs::create_dir(out.join(CHECKPOINT_DIR)).unwrap();
+        check_run_folder(out, false, true, &[]).unwrap();
+        assert!(
+            !out.join(CHECKPOINT_DIR).exists(),
+            "the old checkpoint goes"
+        );
+    }
 }

@@ -143,3 +143,23 @@ def test_a_failed_overwrite_leaves_the_old_shards(data, tmp_path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     shardfeed.shard(data / "train", out, size=16, shards=2, jobs=2, overwrite=True)
     assert sorted(p.name for p in out.glob("*.tfrec")) == ["data00-102.tfrec", "data01-101.tfrec"]
+
+
+def test_a_folder_another_run_writes_is_refused_naming_it(data, tmp_path):
+    import fcntl
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".shardfeed.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write(f"held by process {os.getpid()} on here since Unix time 1")
+        held.flush()
+        with pytest.raises(shardfeed.ShardfeedError,
+                           match=r"\.shardfeed\.lock: another shard run is writing there "
+                                 rf"\(held by process {os.getpid()} on here"):
+            shardfeed.shard(data / "train", out, size=32, shards=2)
+    assert [p.name for p in out.iterdir()] == [".shardfeed.lock"], "nothing written"
+    shardfeed.shard(data / "train", out, size=32, shards=2)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []

@@ -1,4 +1,5 @@
-//! The one way shardfeed writes a file: into `.NAME.tmp` beside the target, synced to disk,
+//! The one way shardfeed writes a file: into a temporary file beside the target
+//! (`.NAME.PID-N.tmp`, created exclusively, so two writers never share one), synced to disk,
 //! then renamed over the target, so a reader never sees a partly written file under its final
 //! name. Every crate that writes a file (shards, indexes, manifests, models, checkpoints,
 //! metrics, plots) uses [`write_atomic`] or, for a file written in pieces, [`temp_path_for`]
@@ -15,17 +16,64 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// `.NAME.tmp` in the same directory as `path`, so the final rename stays on one file system.
+/// A temporary file's name for `path`: `.NAME.PID-N.tmp` in the same directory (the final
+/// rename stays on one file system), unique to this process and call.
 pub fn temp_path_for(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp"))
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
+}
+
+/// Creates a new temporary file for `path` ([`temp_path_for`]) exclusively (`create_new`:
+/// a file of that name already there is never opened, whoever made it); returns it and its
+/// path.
+pub fn create_temp_for(path: &Path) -> io::Result<(File, PathBuf)> {
+    loop {
+        let temp_path = temp_path_for(path);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)
+        {
+            Ok(file) => return Ok((file, temp_path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The name of the file a temporary file named `name` stands for (`.NAME.PID-N.tmp` →
+/// `NAME`; the older `.NAME.tmp` too), or `None` where `name` is not a temporary file.
+///
+/// ```
+/// use shardfeed_record_format::atomic::target_of_temp;
+///
+/// assert_eq!(target_of_temp(".data03.tfrec.4711-2.tmp"), Some("data03.tfrec"));
+/// assert_eq!(target_of_temp(".data03.tfrec.tmp"), Some("data03.tfrec"));
+/// assert_eq!(target_of_temp("data03.tfrec"), None);
+/// ```
+pub fn target_of_temp(name: &str) -> Option<&str> {
+    let inner = name.strip_suffix(".tmp")?.strip_prefix('.')?;
+    let unique = |tail: &str| {
+        tail.split_once('-').is_some_and(|(pid, n)| {
+            [pid, n]
+                .iter()
+                .all(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    match inner.rsplit_once('.') {
+        Some((target, tail)) if unique(tail) => Some(target),
+        _ => Some(inner),
+    }
 }
 
 /// A failed atomic write: the step and the file it was writing.
@@ -59,12 +107,13 @@ impl From<AtomicWriteError> for io::Error {
 /// Writes `bytes` to `path` through a synced temporary file and a rename; on failure the
 /// temporary file is removed and `path` is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
-    let temp_path = temp_path_for(path);
-    let result = File::create(&temp_path)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
+    let (mut file, temp_path) = create_temp_for(path).map_err(|source| AtomicWriteError {
+        path: path.to_owned(),
+        source,
+    })?;
+    let result = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
         .map_err(|source| AtomicWriteError {
             path: temp_path.clone(),
             source,

@@ -91,7 +91,7 @@ impl<W: Write> RecordWriter<W> {
 
 /// Writes one TFRecord file atomically, with its index.
 ///
-/// Records go to a temporary file beside the target (`.NAME.tmp`); [`FileWriter::commit`]
+/// Records go to a temporary file beside the target (`.NAME.PID-N.tmp`, created exclusively); [`FileWriter::commit`]
 /// flushes it to disk, renames it to the target name and writes `NAME.idx` the same way. An
 /// interrupted or failed write, or a writer dropped without `commit`, leaves no file under
 /// the target name (a dropped writer removes its temporary file).
@@ -119,9 +119,8 @@ impl FileWriter {
     /// Starts writing the file at `path`.
     pub fn create(path: impl AsRef<Path>, compression: Compression) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let temp_path = crate::atomic::temp_path_for(&path);
-        let file =
-            File::create(&temp_path).map_err(|e| Error::io(&FileName::new(&temp_path), 0, e))?;
+        let (file, temp_path) = crate::atomic::create_temp_for(&path)
+            .map_err(|e| Error::io(&FileName::new(&path), 0, e))?;
         let writer = RecordWriter::new(BufWriter::with_capacity(BUFFER_BYTES, file), compression)
             .with_file_name(FileName::new(&temp_path));
         Ok(FileWriter {

@@ -166,6 +166,14 @@ pub struct Traffic {
     pub uploads: AtomicU64,
     /// Multipart uploads aborted.
     pub aborted: AtomicU64,
+    /// Folder listings.
+    pub listings: AtomicU64,
+    /// Whole-object reads asked for (manifests, indexes, sources; found or not).
+    pub gets: AtomicU64,
+    /// Size queries (`HEAD`).
+    pub heads: AtomicU64,
+    /// Single-request writes (`PUT`, conditional or not).
+    pub puts: AtomicU64,
 }
 
 /// The process's traffic counters.

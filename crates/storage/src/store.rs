@@ -170,6 +170,7 @@ impl Store {
 
     /// The objects directly in the folder, by name.
     pub fn list(&self) -> Result<Vec<Object>> {
+        traffic().listings.fetch_add(1, Ordering::Relaxed);
         let store = self.inner.get();
         let listing = runtime()
             .block_on(retrying(|| store.list_with_delimiter(Some(&self.prefix))))
@@ -190,6 +191,7 @@ impl Store {
 
     /// The size of object `name`.
     pub fn size(&self, name: &str) -> Result<u64> {
+        traffic().heads.fetch_add(1, Ordering::Relaxed);
         let path = self.path_of(name);
         let store = self.inner.get();
         runtime()
@@ -202,6 +204,7 @@ impl Store {
     /// `object_store`, which checks the object did not change meanwhile). An object over
     /// `limit` bytes is refused ([`Error::TooLarge`]) before its body is read.
     pub fn get(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+        traffic().gets.fetch_add(1, Ordering::Relaxed);
         let path = self.path_of(name);
         let store = self.inner.get();
         let result = runtime()
@@ -240,6 +243,7 @@ impl Store {
 
     /// Writes object `name` in one request (visible whole or not at all).
     pub fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        traffic().puts.fetch_add(1, Ordering::Relaxed);
         let path = self.path_of(name);
         let store = self.inner.get();
         let payload = PutPayload::from(bytes);
@@ -247,6 +251,22 @@ impl Store {
             .block_on(retrying(|| store.put(&path, payload.clone())))
             .map(drop)
             .map_err(self.failed("write", Some(name)))
+    }
+
+    /// Writes object `name` only where none of that name exists (a conditional put:
+    /// `If-None-Match: *` on S3); `false` where one does. One request, not retried by us: a
+    /// retry could find the object its own first try made.
+    pub fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<bool> {
+        let path = self.path_of(name);
+        let store = self.inner.get();
+        let options = object_store::PutOptions::from(object_store::PutMode::Create);
+        traffic().puts.fetch_add(1, Ordering::Relaxed);
+        match runtime().block_on(store.put_opts(&path, PutPayload::from(bytes), options)) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.failed("write", Some(name))(e)),
+        }
     }
 
     /// Uploads the local file `local` as object `name` by multipart upload: the object

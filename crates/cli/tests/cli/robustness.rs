@@ -344,3 +344,130 @@ fn shard_skips_and_names_a_dev_zero_symlink_and_a_fifo_without_hanging() {
         ]
     );
 }
+
+/// The files directly in `dir`, with their bytes, by name (folders listed by name only).
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let bytes = if e.file_type().unwrap().is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                b"<folder>".to_vec()
+            };
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect()
+}
+
+/// Waits until `ready` holds (30 s at most).
+fn wait_for(mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Two writers of one folder: the second `shard` (even with `--overwrite`) is refused at
+/// once naming the first's process, and the first's SIGINT mid-overwrite leaves the old set
+/// byte for byte; a worker index run twice at once is refused the same way while the other
+/// worker runs beside it.
+#[test]
+fn a_second_writer_is_refused_and_an_interrupted_overwrite_keeps_the_old_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = GenData {
+        n_train: 400,
+        n_test: 0,
+        seed: 13,
+        sides: (200, 320),
+        ..GenData::default()
+    };
+    generate(dir.path(), &config).unwrap();
+    let input = dir.path().join("train");
+    let out = dir.path().join("out");
+    let status = shard_command(&input, &out, false).status().unwrap();
+    assert!(status.success());
+    std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+    let before = snapshot(&out);
+
+    let slow = |extra: &[&str]| {
+        let mut command = shardfeed();
+        command
+            .arg("shard")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .args(["--shards", "8", "--jobs", "1", "--overwrite", "-q"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let first = slow(&[]).spawn().unwrap();
+    // Once the new set's first shard is staged, the first run is well under way.
+    let staged = || {
+        std::fs::read_dir(&out).unwrap().any(|e| {
+            let e = e.unwrap();
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".shardfeed-new-")
+                && std::fs::read_dir(e.path()).is_ok_and(|mut d| {
+                    d.any(|f| f.unwrap().file_name().to_string_lossy().ends_with(".tfrec"))
+                })
+        })
+    };
+    wait_for(staged);
+    assert!(staged(), "the first run staged nothing in 30 s");
+    let second = slow(&[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(".shardfeed.lock: another shard run is writing there (held by process")
+            && stderr.contains(&first.id().to_string()),
+        "{stderr}"
+    );
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    let output = first.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(
+        snapshot(&out),
+        before,
+        "the old set, byte for byte, and nothing else"
+    );
+    let inspect = shardfeed().arg("inspect").arg(&out).output().unwrap();
+    assert!(inspect.status.success(), "{inspect:?}");
+
+    // Split runs: worker 0 twice at once, worker 1 beside them.
+    let split = dir.path().join("split");
+    let worker = |index: &str| {
+        let mut command = shardfeed();
+        command
+            .arg("shard")
+            .arg(&input)
+            .arg("--out")
+            .arg(&split)
+            .args(["--shards", "8", "--jobs", "1", "-q", "--num-workers", "2"])
+            .args(["--worker-index", index])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let first = worker("0").spawn().unwrap();
+    let lock = split.join(".shardfeed-worker-000-of-002.lock");
+    wait_for(|| std::fs::read_to_string(&lock).is_ok_and(|t| !t.is_empty()));
+    let twice = worker("0").output().unwrap();
+    let stderr = String::from_utf8_lossy(&twice.stderr);
+    assert_eq!(twice.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(".shardfeed-worker-000-of-002.lock: another shard run is writing there"),
+        "{stderr}"
+    );
+    let beside = worker("1").output().unwrap();
+    assert!(beside.status.success(), "{beside:?}");
+    assert!(first.wait_with_output().unwrap().status.success());
+    let merge = shardfeed().arg("shard-merge").arg(&split).output().unwrap();
+    assert!(merge.status.success(), "{merge:?}");
+    let inspect = shardfeed().arg("inspect").arg(&split).output().unwrap();
+    assert!(inspect.status.success(), "{inspect:?}");
+}

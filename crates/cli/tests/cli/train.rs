@@ -90,10 +90,39 @@ fn training_writes_a_line_per_epoch_metrics_the_model_and_curves() {
         "floor(8 × 0.19) = 1 file"
     );
 
-    // The run folder is not overwritten by accident.
+    // The run folder is not overwritten by accident: a folder holding any file a run writes
+    // is refused, naming them, and left as it was; --overwrite replaces the run.
     let again = shardfeed(&["train", path(&shards), "--out", path(&out)]);
     assert!(!again.status.success());
     assert!(text(&again).contains("--resume"), "{}", text(&again));
+    let partial = dir.path().join("partial");
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("metrics.csv"), "mine").unwrap();
+    let refused = shardfeed(&["train", path(&shards), "--out", path(&partial)]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("already holds a run (metrics.csv): pass --resume to continue it, --overwrite to replace it"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        std::fs::read_to_string(partial.join("metrics.csv")).unwrap(),
+        "mine"
+    );
+    let replaced = shardfeed(&[
+        "train",
+        path(&shards),
+        "--epochs",
+        "1",
+        "--batch",
+        "8",
+        "--overwrite",
+        "--out",
+        path(&out),
+    ]);
+    assert!(replaced.status.success(), "{}", text(&replaced));
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "one epoch's row: {csv}");
 }
 
 #[test]

@@ -467,6 +467,39 @@ fn an_epoch_over_64_remote_shards_holds_no_chunk_after_it() {
     // 2 ahead.
     assert!(peak <= 16 * 4 * 4096, "{peak} bytes held at once");
 
+    // Another writer's lock object (a conditional put made it): refused, naming it and its
+    // holder, nothing touched; once it is gone the run goes on.
+    let store = shardfeed_dataset::remote::store("s3://flat/shards").unwrap();
+    assert!(
+        store
+            .put_new(
+                ".shardfeed.lock",
+                b"held by process 7 on elsewhere".to_vec()
+            )
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_new(".shardfeed.lock", b"a second".to_vec())
+            .unwrap()
+    );
+    let before = contents(&remote);
+    let refused = shard(
+        &ShardConfig {
+            overwrite: true,
+            ..config(&input, &remote)
+        },
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("s3://flat/shards/.shardfeed.lock: another shard run is writing there (held by process 7 on elsewhere)"),
+        "{refused}"
+    );
+    assert_eq!(contents(&remote), before);
+    store.delete(".shardfeed.lock").unwrap();
+
     // Overwritten with 3 shards: staged under a sub-prefix, copied into place once whole;
     // then only the new set is listed, and the staging objects are gone.
     let again = shard(
