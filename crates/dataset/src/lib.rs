@@ -11,6 +11,8 @@
 //! - [`classes`]: a folder's class names (manifest, given, or a scan of the records).
 //! - [`stream`]: SPEC §3's read pipeline (decode, cache, shuffle, batch) and
 //!   [`FloatBatch`], the `f32` batch a model takes.
+//! - [`order`]: the one training order (file shuffle, interleave 16, shuffle buffer) of
+//!   `train`, `stream` and the [`loader`].
 //! - [`run`]: a training run's data side: the seeded split by files, the training and
 //!   validation pipelines, `run.json`.
 //! - [`loader`]: batches for another framework's loop (the Python package): one rank's
@@ -54,6 +56,7 @@ pub mod layout;
 pub mod limits;
 pub mod loader;
 mod lock;
+pub mod order;
 pub mod remote;
 pub mod run;
 mod shard;

@@ -319,13 +319,12 @@ impl Loader {
         if records == 0 {
             return Err(Error::Invalid("the shard files hold no record".into()));
         }
-        let shuffled = config.shuffle > 1;
-        let order = Plan::new(counts.clone())
-            .seed(config.seed)
-            .shuffle_sources(shuffled)
-            .interleave(16, 1)
-            .shuffle(config.shuffle)
-            .repeat(Repeat::Forever);
+        let order = crate::order::training_order(
+            Plan::new(counts.clone()),
+            config.seed,
+            config.shuffle,
+            Repeat::Forever,
+        );
         let rules = RecordRules::of_source(&source)?;
         let source = Arc::new(source);
         let base = decode_pipeline(source.clone(), rules, counts.clone());

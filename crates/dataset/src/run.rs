@@ -246,7 +246,7 @@ pub fn validation_pipeline(
         rules = rules.with_classes(classes);
     }
     Ok(
-        decoded_pipeline(source, rules, |plan| plan.interleave(16, 1))
+        decoded_pipeline(source, rules, crate::order::validation_order)
             .parallelism(jobs)
             .deterministic(true)
             .batch(batch.max(1), false),

@@ -419,13 +419,9 @@ pub fn open_shards(
     crate::remote::open_source(&files, ReaderOptions::compression(compression))
 }
 
-/// The tutorial's order: shuffled files, interleave 16, shuffle buffer 2048, `repeat`.
+/// The tutorial's order ([`crate::order::training_order`] with its buffer of 2048).
 pub fn tutorial_plan(plan: Plan, seed: u64, repeat: Repeat) -> Plan {
-    plan.seed(seed)
-        .shuffle_sources(true)
-        .interleave(16, 1)
-        .shuffle(2048)
-        .repeat(repeat)
+    crate::order::training_order(plan, seed, crate::order::SHUFFLE_BUFFER, repeat)
 }
 
 /// The tutorial's read pipeline over `source`, under the rules of its records

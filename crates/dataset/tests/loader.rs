@@ -378,3 +378,66 @@ fn classes_out_of_range_are_damage_and_an_all_damaged_first_batch_is_not_fatal()
         "{error}"
     );
 }
+
+/// `shardfeed train` and the `Loader` read one epoch in the same order: the same split, the
+/// same file shuffle, interleave and shuffle buffer (`shardfeed_dataset::order`). Two epochs
+/// of the training stream, record by record, equal the Loader's epochs 0 and 1.
+#[test]
+fn the_loader_reads_each_epoch_in_trains_order() {
+    use shardfeed_dataset::loader::SplitPart;
+    use shardfeed_dataset::run::{DataSettings, TrainingData};
+    let dir = tempfile::tempdir().unwrap();
+    make_shards(dir.path(), 150, 12);
+    let shards = dir.path().join("shards");
+    let (seed, fraction) = (5, 0.19);
+    let data = TrainingData::open(&DataSettings {
+        shards: shards.clone(),
+        batch: 10,
+        validation_fraction: fraction,
+        seed,
+        jobs: Parallelism::Fixed(2),
+        ..DataSettings::default()
+    })
+    .unwrap();
+    let records = data.info.train_records as usize;
+    assert!(records > 100 && !data.info.validation_files.is_empty());
+    let trained: Vec<(i64, Vec<u8>)> = data
+        .train
+        .iter()
+        .items()
+        .take(2 * records)
+        .map(|d| {
+            let d = d.unwrap();
+            (d.class, d.image.pixels.clone())
+        })
+        .collect();
+    let loader = Loader::open(
+        &find_shards(&shards).unwrap(),
+        LoaderConfig {
+            batch_size: 1,
+            split: Some((SplitPart::Train, fraction)),
+            seed,
+            dtype: Dtype::Uint8,
+            layout: Layout::Nhwc,
+            drop_remainder: false,
+            jobs: Parallelism::Fixed(2),
+            ..LoaderConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(loader.files(), data.info.train_files.as_slice());
+    let mut loaded = Vec::new();
+    for epoch in 0..2 {
+        let mut batches = loader.epoch(Position { epoch, offset: 0 });
+        while let Some(batch) = batches.next_batch() {
+            let batch = batch.unwrap();
+            let Pixels::U8(pixels) = batch.pixels else {
+                panic!("uint8 asked for")
+            };
+            loaded.push((batch.labels[0], pixels));
+        }
+    }
+    assert_eq!(loaded.len(), trained.len());
+    let first_difference = loaded.iter().zip(&trained).position(|(a, b)| a != b);
+    assert_eq!(first_difference, None, "of {} records", trained.len());
+}
