@@ -1,25 +1,26 @@
-//! The compression of a shard folder's files: what `--compression` says, else what the
-//! folder's `manifest.json` recorded, else none; a flag that contradicts the manifest is an
-//! error that says what the manifest recorded (instead of a codec's "invalid gzip header").
+//! The compression of a shard folder's files: `--compression`, else what the folder's
+//! `manifest.json` recorded, else none ([`ShardFolder::compression`], the one rule); a flag
+//! that contradicts the manifest is an error naming the flag.
 
-use std::path::Path;
-
-use anyhow::bail;
+use shardfeed_dataset::folder::ShardFolder;
 use shardfeed_record_format::Compression;
 
-/// The compression to read the shards in `dir` with.
-pub fn of_folder(dir: &Path, given: Option<Compression>) -> anyhow::Result<Compression> {
-    let recorded = shardfeed_dataset::Manifest::read_folder(dir)
-        .ok()
-        .flatten()
-        .and_then(|m| m.compression.parse::<Compression>().ok());
-    match (given, recorded) {
-        (Some(given), Some(recorded)) if given != recorded => bail!(
-            "--compression {given}, but {} says the shards are {recorded}: drop --compression (or pass --compression {recorded})",
-            dir.join(shardfeed_dataset::MANIFEST_FILE).display()
-        ),
-        (Some(given), _) => Ok(given),
-        (None, Some(recorded)) => Ok(recorded),
-        (None, None) => Ok(Compression::None),
+/// The compression to read the shards of `folder` with.
+pub fn of_folder(folder: &ShardFolder, given: Option<Compression>) -> anyhow::Result<Compression> {
+    folder.compression(given).map_err(|e| match given {
+        Some(given) => anyhow::anyhow!("--compression {given}: {e}"),
+        None => e.into(),
+    })
+}
+
+/// The compression to read `file` with, by its folder's rule ([`of_folder`]).
+pub fn of_folder_of(
+    resolved: &shardfeed_dataset::folder::Resolved,
+    file: &std::path::Path,
+    given: Option<Compression>,
+) -> anyhow::Result<Compression> {
+    match resolved.folder_of(file) {
+        Some(folder) => of_folder(folder, given),
+        None => Ok(given.unwrap_or_default()),
     }
 }

@@ -1,13 +1,10 @@
 //! `shardfeed inspect`: what is in TFRecord files, and whether they are intact.
 
 use crate::fmt::escaped;
-use std::collections::BTreeMap;
-use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use shardfeed_dataset::inspect::{IndexStatus, Report, inspect_file};
 use shardfeed_record_format::{Compression, ReaderOptions};
 
@@ -30,46 +27,29 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let folders = args.paths.iter().filter(|p| {
-        p.is_dir()
-            || (shardfeed_dataset::remote::is_remote(p) && !p.to_string_lossy().ends_with(".tfrec"))
-    });
-    for dir in folders {
-        for warning in shardfeed_dataset::folder_warnings(dir) {
+    // inspect looks at the files as they are (it is how a folder that disagrees with its
+    // manifest is diagnosed): the folder's warnings, and the mismatch, as a warning.
+    let resolved = shardfeed_dataset::folder::resolve(&args.paths, true)?;
+    for folder in resolved.folders() {
+        let mut warnings = folder.warnings();
+        if let Err(mismatch) = folder.checked_shards(false) {
+            warnings.push(mismatch.to_string());
+        }
+        for warning in warnings {
             eprintln!("shardfeed: warning: {}", escaped(&warning));
         }
     }
-    let files = expand(&args.paths)?;
-    // Each folder's manifest, read once however many of its files are inspected.
-    let mut manifests: BTreeMap<PathBuf, Option<shardfeed_dataset::Manifest>> = BTreeMap::new();
-    let reports: Vec<Report> = files
+    let reports: Vec<Report> = resolved
+        .files
         .iter()
         .map(|file| {
-            let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-            let manifest = manifests
-                .entry(dir)
-                .or_insert_with_key(|dir| {
-                    shardfeed_dataset::Manifest::read_folder(dir).ok().flatten()
-                })
-                .clone();
-            let recorded = manifest
-                .as_ref()
-                .and_then(|m| m.compression.parse::<Compression>().ok());
             let options = ReaderOptions {
-                compression: args.compression.or(recorded).unwrap_or(Compression::None),
+                compression: crate::compression::of_folder_of(&resolved, file, args.compression)?,
                 verify: !args.no_verify,
                 ..ReaderOptions::default()
             };
             let mut report = inspect_file(file, options)?;
-            if let Some(recorded) = recorded
-                && recorded != options.compression
-                && report.error.is_some()
-            {
-                report.hint = Some(format!(
-                    "the manifest.json beside it says the shards are {recorded}: drop --compression"
-                ));
-            }
-            report.class_names = manifest.map(|m| m.classes);
+            report.class_names = resolved.manifest_of(file).map(|m| m.classes.clone());
             Ok(report)
         })
         .collect::<anyhow::Result<_>>()?;
@@ -96,31 +76,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The files named, with each directory replaced by its `*.tfrec` files in name order.
-fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        // An object-storage URL ending in .tfrec is a file; any other, a folder.
-        let is_dir = if shardfeed_dataset::remote::is_remote(path) {
-            !path.to_string_lossy().ends_with(".tfrec")
-        } else {
-            fs::metadata(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .is_dir()
-        };
-        if !is_dir {
-            files.push(path.clone());
-            continue;
-        }
-        let found = shardfeed_dataset::find_shards(path)?;
-        if found.is_empty() {
-            bail!("no .tfrec files in {}", path.display());
-        }
-        files.extend(found);
-    }
-    Ok(files)
 }
 
 fn print_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {

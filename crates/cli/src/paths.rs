@@ -6,16 +6,16 @@ use std::path::PathBuf;
 
 use clap::builder::{OsStringValueParser, TypedValueParser};
 
-/// A local path or an object-storage URL (see [`shardfeed_dataset::layout::location`]).
+/// A local path or an object-storage URL (see [`shardfeed_dataset::folder::location`]).
 pub fn location() -> impl TypedValueParser<Value = PathBuf> {
     OsStringValueParser::new().try_map(|text| {
-        shardfeed_dataset::layout::location(&text).map_err(|error| error.to_string())
+        shardfeed_dataset::folder::location(&text).map_err(|error| error.to_string())
     })
 }
 
-/// A local path (see [`shardfeed_dataset::layout::local_path`]).
+/// A local path (see [`shardfeed_dataset::folder::local_path`]).
 pub fn local() -> impl TypedValueParser<Value = PathBuf> {
     OsStringValueParser::new().try_map(|text| {
-        shardfeed_dataset::layout::local_path(&text).map_err(|error| error.to_string())
+        shardfeed_dataset::folder::local_path(&text).map_err(|error| error.to_string())
     })
 }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use shardfeed_dataset::stream::{StreamConfig, stream};
+use shardfeed_dataset::folder::ShardFolder;
+use shardfeed_dataset::stream::{StreamConfig, stream_in};
 
 use crate::fmt::{count, escaped, thousands};
 use shardfeed_record_format::Compression;
@@ -50,7 +51,9 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    for warning in shardfeed_dataset::folder_warnings(&args.shards) {
+    // One listing and one manifest read for the whole command.
+    let folder = ShardFolder::open(&args.shards)?;
+    for warning in folder.warnings() {
         eprintln!("shardfeed: warning: {}", escaped(&warning));
     }
     let config = StreamConfig {
@@ -62,10 +65,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         deterministic: args.deterministic,
         seed: args.seed,
         jobs: crate::ranges::tuned_jobs(args.jobs),
-        compression: crate::compression::of_folder(&args.shards, args.compression)?,
+        compression: crate::compression::of_folder(&folder, args.compression)?,
         ignore_manifest: args.ignore_manifest,
     };
-    let report = stream(&config)?;
+    let report = stream_in(&folder, &config)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use shardfeed_dataset::classes::ClassSource;
+use shardfeed_dataset::folder::ShardFolder;
 use shardfeed_dataset::run::{DataSettings, RUN_FILE, RunInfo, TrainingData};
 use shardfeed_dataset::{Decoded, to_float_batch};
 use shardfeed_input_pipeline::{Parallelism, PipelineIter, ResumeState, TuningHandle};
@@ -51,6 +52,8 @@ pub struct TrainSettings {
     pub resume: bool,
     /// Replace a run already in `out`.
     pub overwrite: bool,
+    /// `shards` already listed (used where it is that folder and the run is not resumed).
+    pub folder: Option<ShardFolder>,
     /// Where the model runs.
     pub device: DeviceKind,
     /// Set (e.g. by Ctrl-C) to stop after the current step with a checkpoint.
@@ -74,6 +77,7 @@ impl Default for TrainSettings {
             compression: Compression::None,
             resume: false,
             overwrite: false,
+            folder: None,
             device: DeviceKind::Cpu,
             stop: None,
             ignore_manifest: false,
@@ -253,17 +257,24 @@ pub fn train(
     // Stored absolute in run.json, so `evaluate --model RUN` works from any folder.
     let shards =
         std::fs::canonicalize(&settings.shards).unwrap_or_else(|_| settings.shards.clone());
-    let data = TrainingData::open(&DataSettings {
-        shards,
-        batch: settings.batch,
-        validation_fraction: settings.validation_fraction,
-        seed: settings.seed,
-        jobs: settings.jobs,
-        classes: settings.classes.clone(),
-        compression: settings.compression,
-        learning_rate: settings.learning_rate,
-        ignore_manifest: settings.ignore_manifest,
-    })?;
+    let folder = match &given.folder {
+        Some(folder) if !given.resume && folder.path() == shards => folder.clone(),
+        _ => ShardFolder::open(&shards)?,
+    };
+    let data = TrainingData::open_in(
+        &folder,
+        &DataSettings {
+            shards,
+            batch: settings.batch,
+            validation_fraction: settings.validation_fraction,
+            seed: settings.seed,
+            jobs: settings.jobs,
+            classes: settings.classes.clone(),
+            compression: settings.compression,
+            learning_rate: settings.learning_rate,
+            ignore_manifest: settings.ignore_manifest,
+        },
+    )?;
     let mut info = data.info.clone();
     info.epochs = Some(settings.epochs);
     if let Some(previous) = &previous {

@@ -12,6 +12,7 @@ use shardfeed::train::{TrainEvent, TrainSettings, train};
 
 use crate::fmt::{count, escaped, thousands};
 use shardfeed_dataset::classes::ClassSource;
+use shardfeed_dataset::folder::ShardFolder;
 use shardfeed_dataset::run::RunInfo;
 use shardfeed_model::DeviceKind;
 use shardfeed_record_format::Compression;
@@ -107,14 +108,26 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "\nshardfeed: interrupted: saving a checkpoint after this step (Ctrl-C again to quit now)"
         );
     })?;
-    if !args.resume {
-        for warning in shardfeed_dataset::folder_warnings(&args.shards) {
+    // Stored absolute in run.json, so `evaluate --model RUN` works from any folder; listed
+    // and its manifest read once for the whole command.
+    let shards = std::fs::canonicalize(&args.shards).unwrap_or_else(|_| args.shards.clone());
+    let folder = if args.resume {
+        None
+    } else {
+        let folder = ShardFolder::open(&shards)?;
+        for warning in folder.warnings() {
             eprintln!("shardfeed: warning: {}", escaped(&warning));
         }
-    }
+        Some(folder)
+    };
+    let compression = match &folder {
+        Some(folder) => crate::compression::of_folder(folder, args.compression)?,
+        None => args.compression.unwrap_or_default(),
+    };
     let epochs = resolved_epochs(args);
     let settings = TrainSettings {
-        shards: args.shards.clone(),
+        shards,
+        folder,
         epochs,
         batch: args.batch,
         validation_fraction: args.val_split,
@@ -123,7 +136,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         out: args.out.clone(),
         jobs: crate::ranges::tuned_jobs(args.jobs),
         classes: args.classes.clone(),
-        compression: crate::compression::of_folder(&args.shards, args.compression)?,
+        compression,
         resume: args.resume,
         overwrite: args.overwrite,
         device: args.device,

@@ -2,11 +2,11 @@
 //! the caller gives, or — for shards another tool wrote — discovered by a scan of the records'
 //! `class` values, named by their index (`0`, `1`, …).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use shardfeed_record_format::{ImageExample, ReaderOptions, RecordReader};
 
-use crate::layout::Manifest;
+use crate::folder::ShardFolder;
 use crate::{Error, Result};
 
 /// Where the class names came from.
@@ -20,10 +20,10 @@ pub enum ClassSource {
     Scan,
 }
 
-/// Class names of the shards in `dir`; `files` are its shard files (scanned when there is no
-/// manifest and no names are given).
+/// Class names of the shards in `folder`; `files` are its shard files (scanned when there is
+/// no manifest and no names are given).
 pub fn class_names(
-    dir: &Path,
+    folder: &ShardFolder,
     files: &[PathBuf],
     given: Option<&[String]>,
     options: ReaderOptions,
@@ -37,9 +37,10 @@ pub fn class_names(
         }
         return Ok((names.to_vec(), ClassSource::Given));
     }
-    if let Some(manifest) = Manifest::read_folder(dir)? {
-        return Ok((manifest.classes, ClassSource::Manifest));
+    if let Some(manifest) = folder.manifest() {
+        return Ok((manifest.classes.clone(), ClassSource::Manifest));
     }
+    let dir = folder.path();
     let count = scan_class_count(files, options)?;
     if count < 2 {
         return Err(Error::InvalidClasses(format!(

@@ -49,10 +49,10 @@
 
 pub mod classes;
 mod error;
+pub mod folder;
 pub mod images;
 pub mod inspect;
 pub mod label;
-pub mod layout;
 pub mod limits;
 pub mod loader;
 mod lock;
@@ -65,10 +65,10 @@ pub mod synthetic;
 pub mod workers;
 
 pub use error::{Error, Result};
-pub use label::{Classes, is_jpeg_name, label_of};
-pub use layout::{
+pub use folder::{
     MANIFEST_FILE, Manifest, ShardInfo, Skipped, find_shards, folder_warnings, shard_file_name,
 };
+pub use label::{Classes, is_jpeg_name, label_of};
 pub use shard::{
     MAX_FILE_BYTES, Progress, ShardConfig, ShardObserver, SkipKind, shard, shard_observed,
     skip_summary,

@@ -102,7 +102,12 @@ pub(crate) fn lock(out: &Folder, workers: Workers) -> Result<WriterLock> {
             } else {
                 LOCK_FILE.to_owned()
             };
-            if !store.put_new(&name, holder().into_bytes())? {
+            let me = holder();
+            // Not made by this put: another run holds it, unless a retried put found the
+            // object its own first try made (the same holder text).
+            if !store.put_new(&name, me.clone().into_bytes())?
+                && store.get(&name, 4096).ok().as_deref() != Some(me.as_bytes())
+            {
                 let text = store.get(&name, 4096).unwrap_or_default();
                 return Err(Error::Locked {
                     lock: std::path::PathBuf::from(store.url_of(&name)),

@@ -61,25 +61,9 @@ fn folder_url(dir: &Path) -> String {
     dir.to_string_lossy().trim_end_matches('/').to_owned()
 }
 
-/// The names and sizes of the objects directly in the remote folder `dir`. The sizes are
-/// kept, so opening a listed shard costs no request for its size.
+/// The names and sizes of the objects directly in the remote folder `dir`.
 pub fn list(dir: &Path) -> Result<Vec<shardfeed_storage::Object>> {
-    let url = folder_url(dir);
-    let objects = store(&url)?.list()?;
-    let mut sizes = listed_sizes();
-    for object in &objects {
-        sizes.insert(format!("{url}/{}", object.name), object.size);
-    }
-    Ok(objects)
-}
-
-/// Sizes from listings, by URL.
-fn listed_sizes() -> std::sync::MutexGuard<'static, HashMap<String, u64>> {
-    static SIZES: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
-    SIZES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    Ok(store(&folder_url(dir))?.list()?)
 }
 
 /// The `.tfrec` objects of the remote folder `dir`, by name, as paths holding their URLs.
@@ -126,11 +110,8 @@ pub fn read_if_exists(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// The size of object `path` (from its folder's listing when it was listed).
+/// The size of object `path` (one request).
 pub fn size(path: &Path) -> Result<u64> {
-    if let Some(size) = listed_sizes().get(path.to_string_lossy().as_ref()) {
-        return Ok(*size);
-    }
     let (folder, name) = split(path)?;
     Ok(store(&folder)?.size(&name)?)
 }
@@ -175,8 +156,13 @@ impl Read for Sequential {
 
 /// The index of the remote shard `path` (its `.idx` object), or `None` where it has none.
 pub fn index_if_exists(path: &Path) -> Result<Option<Index>> {
+    index_of_size(path, size(path)?)
+}
+
+/// The index of the remote shard `path` of `size` bytes, or `None` where it has none.
+fn index_of_size(path: &Path, size: u64) -> Result<Option<Index>> {
     let index_path = Index::path_for(path);
-    let limit = crate::limits::index_bytes(size(path)?);
+    let limit = crate::limits::index_bytes(size);
     let Some(bytes) = read_if_exists(&index_path, limit)? else {
         return Ok(None);
     };
@@ -187,9 +173,9 @@ pub fn index_if_exists(path: &Path) -> Result<Option<Index>> {
     )?))
 }
 
-/// The index of the remote shard `path` (its `.idx` object, required).
-pub fn read_index(path: &Path) -> Result<Index> {
-    index_if_exists(path)?.ok_or_else(|| {
+/// The index of the remote shard `path` of `size` bytes (its `.idx` object, required).
+fn read_index(path: &Path, size: u64) -> Result<Index> {
+    index_of_size(path, size)?.ok_or_else(|| {
         Error::Invalid(format!(
             "{} has no .idx beside it: shards in object storage are read by their index (write them with shardfeed shard, or upload the .idx files too)",
             path.display()
@@ -198,8 +184,18 @@ pub fn read_index(path: &Path) -> Result<Index> {
 }
 
 /// Opens shard files for the pipeline: local files as [`TfRecordSource::open`] does, remote
-/// ones through their `.idx` and a ranged reader.
+/// ones through their `.idx` and a ranged reader (each object's size asked for; a
+/// [`crate::folder::ShardFolder`] opens its own files with the sizes it listed).
 pub fn open_source(files: &[PathBuf], options: ReaderOptions) -> Result<TfRecordSource> {
+    open_source_sized(files, options, |_| None)
+}
+
+/// [`open_source`], with the sizes `size_of` knows (from a listing) not asked for again.
+pub(crate) fn open_source_sized(
+    files: &[PathBuf],
+    options: ReaderOptions,
+    size_of: impl Fn(&Path) -> Option<u64>,
+) -> Result<TfRecordSource> {
     if !files.iter().any(|f| is_remote(f)) {
         return Ok(TfRecordSource::open(files, options)?);
     }
@@ -215,8 +211,11 @@ pub fn open_source(files: &[PathBuf], options: ReaderOptions) -> Result<TfRecord
         let file = if is_remote(path) {
             let (folder, name) = split(path)?;
             let store = store(&folder)?;
-            let index = read_index(path)?;
-            let size = size(path)?;
+            let size = match size_of(path) {
+                Some(size) => size,
+                None => size(path)?,
+            };
+            let index = read_index(path, size)?;
             IndexedFile::from_reader(path, Box::new(store.reader(&name, size)), index, options)?
         } else {
             IndexedFile::open(path, options)?
@@ -261,6 +260,15 @@ impl Folder {
                 )));
             }
             Ok(Folder::Remote(store))
+        } else {
+            Ok(Folder::Local(path.to_owned()))
+        }
+    }
+
+    /// The folder at `path` for reading (an `http(s)://` URL too).
+    pub(crate) fn at_for_reading(path: &Path) -> Result<Folder> {
+        if is_remote(path) {
+            Ok(Folder::Remote(store(&folder_url(path))?))
         } else {
             Ok(Folder::Local(path.to_owned()))
         }

@@ -12,6 +12,7 @@ use shardfeed_input_pipeline::{Parallelism, Pipeline, Repeat};
 use shardfeed_record_format::{Compression, ReaderOptions};
 
 use crate::classes::{ClassSource, class_names};
+use crate::folder::ShardFolder;
 use crate::stream::{Decoded, RecordRules, decoded_pipeline, tutorial_plan};
 use crate::{Error, Result};
 
@@ -168,22 +169,23 @@ pub struct TrainingData {
 impl TrainingData {
     /// Splits and opens the shard folder.
     pub fn open(settings: &DataSettings) -> Result<Self> {
+        TrainingData::open_in(&ShardFolder::open(&settings.shards)?, settings)
+    }
+
+    /// [`TrainingData::open`] on the folder `settings.shards`, already listed.
+    pub fn open_in(folder: &ShardFolder, settings: &DataSettings) -> Result<Self> {
         let options = ReaderOptions::compression(settings.compression);
-        let files = crate::layout::checked_shards(&settings.shards, settings.ignore_manifest)?;
+        let files = folder.checked_shards(settings.ignore_manifest)?;
         if files.is_empty() {
             return Err(Error::NoShards(settings.shards.clone()));
         }
-        let (classes, class_source) = class_names(
-            &settings.shards,
-            &files,
-            settings.classes.as_deref(),
-            options,
-        )?;
+        let (classes, class_source) =
+            class_names(folder, &files, settings.classes.as_deref(), options)?;
         let split = split_tfrecords_with(
             &files,
             settings.validation_fraction,
             settings.seed,
-            |side| crate::remote::open_source(side, options),
+            |side| folder.open_source(side, options),
         )?;
         let steps_per_epoch = split.counts.steps_per_epoch(settings.batch);
         if steps_per_epoch == 0 {
@@ -214,15 +216,21 @@ impl TrainingData {
         };
         let seed = settings.seed;
         let classes = Some(info.classes.len() as u64);
-        let rules = RecordRules::of_source(&split.train)?.with_classes(info.classes.len() as u64);
+        let rules = RecordRules::of_source_in(&split.train, Some(folder))?
+            .with_classes(info.classes.len() as u64);
         let train = decoded_pipeline(split.train, rules, |plan| {
             tutorial_plan(plan, seed, Repeat::Forever)
         })
         .parallelism(settings.jobs)
         .deterministic(true)
         .batch(settings.batch, true);
-        let validation =
-            validation_pipeline(split.validation, classes, settings.batch, settings.jobs)?;
+        let validation = validation_pipeline_in(
+            split.validation,
+            Some(folder),
+            classes,
+            settings.batch,
+            settings.jobs,
+        )?;
         Ok(TrainingData {
             info,
             class_source,
@@ -241,7 +249,18 @@ pub fn validation_pipeline(
     batch: usize,
     jobs: Parallelism,
 ) -> Result<Pipeline<Decoded>> {
-    let mut rules = RecordRules::of_source(&source)?;
+    validation_pipeline_in(source, None, classes, batch, jobs)
+}
+
+/// [`validation_pipeline`], with the manifest of `folder` where `source`'s files are in it.
+fn validation_pipeline_in(
+    source: TfRecordSource,
+    folder: Option<&ShardFolder>,
+    classes: Option<u64>,
+    batch: usize,
+    jobs: Parallelism,
+) -> Result<Pipeline<Decoded>> {
+    let mut rules = RecordRules::of_source_in(&source, folder)?;
     if let Some(classes) = classes {
         rules = rules.with_classes(classes);
     }

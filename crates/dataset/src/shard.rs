@@ -22,10 +22,10 @@ use shardfeed_input_pipeline::{
 use shardfeed_record_format::{Compression, FileWriter, ImageExample};
 
 use crate::MANIFEST_FILE;
-use crate::label::{Classes, is_jpeg_name, label_of};
-use crate::layout::{
+use crate::folder::{
     Manifest, ShardInfo, Skipped, is_dataset_file, provisional_shard_name, shard_file_name,
 };
+use crate::label::{Classes, is_jpeg_name, label_of};
 use crate::remote::Folder;
 use crate::workers::{PartManifest, Workers};
 use crate::{Error, Result};
@@ -271,7 +271,7 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
         target_size: config.size,
         quality: config.quality,
         seed: config.seed,
-        compression: config.compression.to_string(),
+        compression: config.compression,
         fast_decode: config.decode.dct_scaling,
         source_count,
         ignored_non_jpeg: ignored,
@@ -291,7 +291,7 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
                 shard_numbers,
                 manifest: manifest.clone(),
             };
-            let name = crate::workers::part_file_name(workers);
+            let name = crate::folder::part_file_name(workers);
             writer.or_abandon(|w| w.folder.write(&name, part.to_json()))?;
         }
         None => writer.or_abandon(|w| w.folder.write(MANIFEST_FILE, manifest.to_json()))?,
@@ -407,9 +407,9 @@ fn replaced_files(out: &Folder, config: &ShardConfig) -> Result<Vec<String>> {
         .into_iter()
         .filter(|name| {
             name == MANIFEST_FILE
-                || crate::workers::is_part_file(name)
+                || crate::folder::is_part_file(name)
                 || listed.contains(name)
-                || crate::workers::shard_number_of(name, &config.prefix).is_some()
+                || crate::folder::shard_number_of(name, &config.prefix).is_some()
         })
         .collect())
 }
@@ -511,12 +511,12 @@ impl Drop for Stage {
 fn prepare_worker_output(out: &Folder, config: &ShardConfig) -> Result<()> {
     let names: Vec<String> = out.list()?.into_iter().map(|(name, _)| name).collect();
     let manifest = names.iter().any(|n| n == MANIFEST_FILE);
-    let parts = names.iter().any(|n| crate::workers::is_part_file(n));
+    let parts = names.iter().any(|n| crate::folder::is_part_file(n));
     let others = names.iter().filter(|n| !is_dataset_file(n)).count();
     if !config.overwrite && (others > 0 || (manifest && !parts)) {
         return Err(Error::OutputNotEmpty(out.name()));
     }
-    let mut remove = crate::workers::own_files(&names, &config.prefix, config.workers);
+    let mut remove = crate::folder::own_files(&names, &config.prefix, config.workers);
     if manifest {
         remove.push(MANIFEST_FILE.to_owned());
     }

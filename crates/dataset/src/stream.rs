@@ -19,7 +19,7 @@ use shardfeed_input_pipeline::{
 use shardfeed_record_format::Error as RecordError;
 use shardfeed_record_format::{Compression, ImageExample, ReaderOptions};
 
-use crate::layout::{Manifest, checked_shards};
+use crate::folder::{Manifest, ShardFolder};
 use crate::loader::Damaged;
 use crate::{Error, Result};
 
@@ -214,17 +214,27 @@ impl RecordRules {
     /// The rules of `source`'s records: the limit and classes of the `manifest.json` beside its
     /// first file (when that manifest lists the file), else the first record's size.
     pub fn of_source(source: &TfRecordSource) -> Result<Self> {
+        RecordRules::of_source_in(source, None)
+    }
+
+    /// [`RecordRules::of_source`], with the manifest of `folder` (already read) where the
+    /// first file is in it, rather than read again.
+    pub fn of_source_in(source: &TfRecordSource, folder: Option<&ShardFolder>) -> Result<Self> {
         let largest = u64::from(crate::limits::MAX_SIZE).pow(2);
         let Some(first) = source.files().first() else {
             return Ok(RecordRules::new(largest, "the largest side allowed", None));
         };
-        let folder = first.path.parent().unwrap_or(Path::new("."));
+        let dir = first.path.parent().unwrap_or(Path::new("."));
         let name = first
             .path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("");
-        if let Some(manifest) = Manifest::read_folder(folder)?
+        let manifest = match folder {
+            Some(folder) if folder.path() == dir => folder.manifest().cloned(),
+            _ => Manifest::read_folder(dir)?,
+        };
+        if let Some(manifest) = manifest
             && manifest.records_of(name).is_some()
         {
             let side = u64::from(manifest.target_size);
@@ -406,17 +416,26 @@ pub fn decoded_pipeline(
 }
 
 /// The shard files of a folder, opened (counts from `.idx`), checked against its manifest
-/// unless `ignore_manifest` ([`checked_shards`]).
+/// unless `ignore_manifest` ([`ShardFolder::checked_shards`]).
 pub fn open_shards(
     dir: &Path,
     compression: Compression,
     ignore_manifest: bool,
 ) -> Result<TfRecordSource> {
-    let files = checked_shards(dir, ignore_manifest)?;
+    open_shards_in(&ShardFolder::open(dir)?, compression, ignore_manifest)
+}
+
+/// [`open_shards`] on a folder already listed.
+pub fn open_shards_in(
+    folder: &ShardFolder,
+    compression: Compression,
+    ignore_manifest: bool,
+) -> Result<TfRecordSource> {
+    let files = folder.checked_shards(ignore_manifest)?;
     if files.is_empty() {
-        return Err(Error::NoShards(dir.to_owned()));
+        return Err(Error::NoShards(folder.path().to_owned()));
     }
-    crate::remote::open_source(&files, ReaderOptions::compression(compression))
+    folder.open_source(&files, ReaderOptions::compression(compression))
 }
 
 /// The tutorial's order ([`crate::order::training_order`] with its buffer of 2048).
@@ -427,8 +446,17 @@ pub fn tutorial_plan(plan: Plan, seed: u64, repeat: Repeat) -> Plan {
 /// The tutorial's read pipeline over `source`, under the rules of its records
 /// ([`RecordRules::of_source`]).
 pub fn read_pipeline(source: TfRecordSource, config: &StreamConfig) -> Result<Pipeline<Decoded>> {
-    let (seed, epochs) = (config.seed, config.epochs);
     let rules = RecordRules::of_source(&source)?;
+    read_pipeline_with(source, rules, config)
+}
+
+/// [`read_pipeline`] under `rules`.
+fn read_pipeline_with(
+    source: TfRecordSource,
+    rules: RecordRules,
+    config: &StreamConfig,
+) -> Result<Pipeline<Decoded>> {
+    let (seed, epochs) = (config.seed, config.epochs);
     let pipeline = decoded_pipeline(source, rules, |plan| {
         tutorial_plan(plan, seed, Repeat::Epochs(epochs))
     })
@@ -501,7 +529,13 @@ pub(crate) fn check_square(items: &[Decoded], side: usize) -> Result<()> {
 
 /// Streams the shards for `config.epochs` epochs and measures it.
 pub fn stream(config: &StreamConfig) -> Result<StreamReport> {
-    let source = open_shards(&config.shards, config.compression, config.ignore_manifest)?;
+    stream_in(&ShardFolder::open(&config.shards)?, config)
+}
+
+/// [`stream`] over a folder already listed (`config.shards` is not listed again).
+pub fn stream_in(folder: &ShardFolder, config: &StreamConfig) -> Result<StreamReport> {
+    let source = open_shards_in(folder, config.compression, config.ignore_manifest)?;
+    let rules = RecordRules::of_source_in(&source, Some(folder))?;
     let files = source.files().len();
     let records = source.total_records();
     if records < config.batch as u64 {
@@ -511,7 +545,7 @@ pub fn stream(config: &StreamConfig) -> Result<StreamReport> {
             batch: config.batch,
         });
     }
-    let pipeline = read_pipeline(source, config)?;
+    let pipeline = read_pipeline_with(source, rules, config)?;
     let mut iter = pipeline.iter();
     let mut epochs = Vec::new();
     let (mut values, mut labels) = (Vec::new(), Vec::new());

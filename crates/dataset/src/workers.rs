@@ -36,9 +36,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use shardfeed_record_format::atomic::target_of_temp;
 
-use crate::layout::{MANIFEST_FILE, Manifest};
+use crate::folder::{MANIFEST_FILE, Manifest};
+pub use crate::folder::{is_part_file, part_file_name, shard_number_of};
 use crate::remote::Folder;
 use crate::{Error, Result};
 
@@ -186,16 +186,6 @@ impl Workers {
     }
 }
 
-/// The part manifest's file name for a worker: `manifest.part-I-of-W.json`.
-pub fn part_file_name(workers: Workers) -> String {
-    format!("manifest.part-{}-of-{}.json", workers.index, workers.count)
-}
-
-/// Whether `name` is a part manifest's file name.
-pub fn is_part_file(name: &str) -> bool {
-    name.starts_with("manifest.part-") && name.ends_with(".json")
-}
-
 /// What one worker wrote: its shards (by number) and what a merge needs to check that all
 /// parts come from the same run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -281,26 +271,6 @@ impl PartManifest {
     }
 }
 
-/// The number of the shard a file of the shard step belongs to, if `name` is one with
-/// `prefix`: `PREFIX{NN}-{COUNT}.tfrec`, its `.idx`, and their temporary files
-/// (`.PREFIX{NN}.tfrec.PID-N.tmp`, …: [`target_of_temp`]).
-pub fn shard_number_of(name: &str, prefix: &str) -> Option<u64> {
-    let name = target_of_temp(name).unwrap_or(name);
-    let name = name.strip_suffix(".idx").unwrap_or(name);
-    let stem = name.strip_suffix(".tfrec")?.strip_prefix(prefix)?;
-    let digits = stem.split_once('-').map_or(stem, |(number, count)| {
-        if count.bytes().all(|b| b.is_ascii_digit()) && !count.is_empty() {
-            number
-        } else {
-            ""
-        }
-    });
-    if digits.len() < 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
 /// Checks the parts in `dir` (all present, from one run, their shards there with the sizes
 /// they state, no other shard and no temporary file) and writes `manifest.json`: the
 /// manifest a one-machine run would have written (the same shards, counts and skipped files;
@@ -374,7 +344,7 @@ pub fn merge(dir: &Path) -> Result<Manifest> {
             m.target_size,
             m.quality,
             m.seed,
-            m.compression.clone(),
+            m.compression,
             m.fast_decode,
             m.source_count,
             m.ignored_non_jpeg,
@@ -477,21 +447,6 @@ pub fn merge(dir: &Path) -> Result<Manifest> {
     };
     folder.write(MANIFEST_FILE, manifest.to_json())?;
     Ok(manifest)
-}
-
-/// The files of worker `workers` among a folder's `names` (its shards, their indexes and
-/// temporary files, its part manifest), for a rerun to replace.
-pub(crate) fn own_files(names: &[String], prefix: &str, workers: Workers) -> Vec<String> {
-    let part = part_file_name(workers);
-    names
-        .iter()
-        .filter(|name| {
-            **name == part
-                || target_of_temp(name) == Some(part.as_str())
-                || shard_number_of(name, prefix).is_some_and(|n| workers.owns(n))
-        })
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]

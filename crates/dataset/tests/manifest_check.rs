@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use shardfeed_dataset::layout::checked_shards;
+use shardfeed_dataset::folder::checked_shards;
 use shardfeed_dataset::stream::{StreamConfig, stream};
 use shardfeed_dataset::{ShardConfig, shard, synthetic};
 use shardfeed_input_pipeline::Parallelism;

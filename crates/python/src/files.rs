@@ -171,26 +171,20 @@ pub(crate) fn inspect<'py>(
     verify: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     // inspect looks at the files as they are: it is how a mismatch is diagnosed.
-    let (files, recorded) = resolve(py, paths, true)?;
+    let resolved = resolve(py, paths, true)?;
     let given = parse_compression(compression.as_deref())?;
     let reports = py.detach(|| {
-        // Each folder's manifest read once, however many of its files are inspected.
-        let mut manifests: std::collections::BTreeMap<PathBuf, Option<Manifest>> =
-            std::collections::BTreeMap::new();
-        files
+        resolved
+            .files
             .iter()
             .map(|file| {
-                let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-                let manifest = manifests
-                    .entry(dir)
-                    .or_insert_with_key(|dir| Manifest::read_folder(dir).ok().flatten());
                 let options = ReaderOptions {
-                    compression: given.or(recorded).unwrap_or(Compression::None),
+                    compression: resolved.compression_of(file, given)?,
                     verify,
                     ..ReaderOptions::default()
                 };
                 let mut report = shardfeed_dataset::inspect::inspect_file(file, options)?;
-                report.class_names = manifest.as_ref().map(|m| m.classes.clone());
+                report.class_names = resolved.manifest_of(file).map(|m| m.classes.clone());
                 let mut value = serde_json::to_value(&report).expect("a report serialises");
                 value["class_names"] =
                     serde_json::to_value(&report.class_names).expect("names serialise");
@@ -257,13 +251,13 @@ pub(crate) fn records(
     compression: Option<String>,
 ) -> PyResult<RecordIter> {
     let path = location(py, &path)?;
-    let recorded = path
-        .parent()
-        .and_then(|dir| Manifest::read_folder(dir).ok().flatten())
-        .and_then(|m| m.compression.parse::<Compression>().ok());
-    let compression = parse_compression(compression.as_deref())?
-        .or(recorded)
-        .unwrap_or(Compression::None);
+    let given = parse_compression(compression.as_deref())?;
+    let resolved = py
+        .detach(|| shardfeed_dataset::folder::resolve(std::slice::from_ref(&path), true))
+        .map_err(|e| to_py(py, e))?;
+    let compression = resolved
+        .compression_of(&path, given)
+        .map_err(|e| to_py(py, e))?;
     let source = shardfeed_dataset::remote::open_read(&path).map_err(|e| to_py(py, e))?;
     let reader =
         RecordReader::new(source, ReaderOptions::compression(compression)).with_file_name(&path);

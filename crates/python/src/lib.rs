@@ -97,13 +97,13 @@ fn parallelism(jobs: Option<usize>, tuned: bool) -> PyResult<Parallelism> {
 
 /// A path argument as a local path: `file:///PATH` is `PATH`, any other URL a `ValueError`.
 fn local(py: Python<'_>, path: &Path) -> PyResult<PathBuf> {
-    shardfeed_dataset::layout::local_path(path.as_os_str()).map_err(|e| to_py(py, e))
+    shardfeed_dataset::folder::local_path(path.as_os_str()).map_err(|e| to_py(py, e))
 }
 
 /// A path argument where object storage is supported: a local path, `file:///PATH`, or an
 /// `s3://`, `gs://`, `az://`, `http(s)://` URL; another scheme a `ValueError`.
 fn location(py: Python<'_>, path: &Path) -> PyResult<PathBuf> {
-    shardfeed_dataset::layout::location(path.as_os_str()).map_err(|e| to_py(py, e))
+    shardfeed_dataset::folder::location(path.as_os_str()).map_err(|e| to_py(py, e))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -9,86 +9,67 @@ use numpy::ndarray::Array;
 use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use shardfeed_dataset::Manifest;
-use shardfeed_dataset::layout::checked_shards;
+use shardfeed_dataset::Error;
+use shardfeed_dataset::folder::Resolved;
 use shardfeed_dataset::loader::{
     Damaged, Dtype, EpochBatches, Layout, LoaderConfig, LoaderState, MAX_EPOCH, OnDamaged, Pixels,
     Position, SplitPart,
 };
 use shardfeed_input_pipeline::StageStats;
-use shardfeed_record_format::Compression;
 
 use crate::{location, lock, parallelism, parse_compression, to_py};
 
 /// Shard files from a folder (checked against its `manifest.json` unless `ignore_manifest`),
-/// a file, a glob, or a list of them; and the compression a folder's `manifest.json` states.
+/// a file, a glob, or a list of them, by the one rule the CLI uses too
+/// ([`shardfeed_dataset::folder::resolve`]); globs are expanded here, by Python's `glob`.
 pub(crate) fn resolve(
     py: Python<'_>,
     shards: &Bound<'_, PyAny>,
     ignore_manifest: bool,
-) -> PyResult<(Vec<PathBuf>, Option<Compression>)> {
+) -> PyResult<Resolved> {
     let items: Vec<Bound<'_, PyAny>> =
         if shards.is_instance_of::<PyList>() || shards.is_instance_of::<pyo3::types::PyTuple>() {
             shards.try_iter()?.collect::<PyResult<_>>()?
         } else {
             vec![shards.clone()]
         };
-    let mut files = Vec::new();
-    let mut recorded = None;
+    let mut paths = Vec::new();
     for item in items {
         let path: PathBuf = item.extract()?;
         let path = location(py, &path)?;
-        let text = path.to_string_lossy();
-        let remote = shardfeed_dataset::remote::is_remote(&path);
-        if remote && text.ends_with(".tfrec") {
-            files.push(path.clone());
-        } else if remote {
-            let found = py
-                .detach(|| checked_shards(&path, ignore_manifest))
-                .map_err(|e| to_py(py, e))?;
-            if found.is_empty() {
-                return Err(PyFileNotFoundError::new_err(format!(
-                    "no .tfrec files in {}",
-                    path.display()
-                )));
-            }
-            if let Ok(Some(manifest)) = py.detach(|| Manifest::read_folder(&path)) {
-                recorded = manifest.compression.parse::<Compression>().ok();
-            }
-            files.extend(found);
-        } else if text.contains(['*', '?', '[']) {
+        let text = path.to_string_lossy().into_owned();
+        let is_url = text.contains("://");
+        if !is_url && text.contains(['*', '?', '[']) {
             let matched: Vec<PathBuf> = py
                 .import("glob")?
-                .call_method1("glob", (text.as_ref(),))?
+                .call_method1("glob", (text.as_str(),))?
                 .extract()?;
             if matched.is_empty() {
                 return Err(PyFileNotFoundError::new_err(format!(
                     "no file matches {text}"
                 )));
             }
-            files.extend(matched);
-        } else if path.is_dir() {
-            let found = checked_shards(&path, ignore_manifest).map_err(|e| to_py(py, e))?;
-            if found.is_empty() {
-                return Err(PyFileNotFoundError::new_err(format!(
-                    "no .tfrec files in {}",
-                    path.display()
-                )));
-            }
-            if let Ok(Some(manifest)) = Manifest::read_folder(&path) {
-                recorded = manifest.compression.parse::<Compression>().ok();
-            }
-            files.extend(found);
-        } else if path.is_file() {
-            files.push(path);
+            let mut matched = matched;
+            matched.sort();
+            paths.extend(matched);
         } else {
-            return Err(PyFileNotFoundError::new_err(format!(
-                "no such file or folder: {}",
-                path.display()
-            )));
+            paths.push(path);
         }
     }
-    Ok((files, recorded))
+    py.detach(|| shardfeed_dataset::folder::resolve(&paths, ignore_manifest))
+        .map_err(|e| match e {
+            Error::NoShards(dir) => {
+                PyFileNotFoundError::new_err(format!("no .tfrec files in {}", dir.display()))
+            }
+            Error::Io {
+                ref source,
+                ref path,
+                ..
+            } if source.kind() == std::io::ErrorKind::NotFound => {
+                PyFileNotFoundError::new_err(format!("no such file or folder: {}", path.display()))
+            }
+            other => to_py(py, other),
+        })
 }
 
 /// Totals over a loader's epochs.
@@ -225,8 +206,10 @@ impl Loader {
         cache_bytes: u64,
         ignore_manifest: bool,
     ) -> PyResult<Self> {
-        let (files, recorded) = resolve(py, shards, ignore_manifest)?;
+        let resolved = resolve(py, shards, ignore_manifest)?;
         let given = parse_compression(compression.as_deref())?;
+        let compression = resolved.compression(given).map_err(|e| to_py(py, e))?;
+        let files = resolved.files;
         let split = match split {
             None => None,
             Some((part, fraction)) => Some((
@@ -263,7 +246,7 @@ impl Loader {
                     )));
                 }
             },
-            compression: given.or(recorded).unwrap_or(Compression::None),
+            compression,
             dtype: match dtype {
                 "float32" => Dtype::Float32,
                 "uint8" => Dtype::Uint8,

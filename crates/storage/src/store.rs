@@ -254,14 +254,19 @@ impl Store {
     }
 
     /// Writes object `name` only where none of that name exists (a conditional put:
-    /// `If-None-Match: *` on S3); `false` where one does. One request, not retried by us: a
-    /// retry could find the object its own first try made.
+    /// `If-None-Match: *` on S3); `false` where one does. Retried like every request: a
+    /// retry may find the object its own first try made, so a caller that must know writes
+    /// bytes of its own and compares.
     pub fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<bool> {
         let path = self.path_of(name);
         let store = self.inner.get();
-        let options = object_store::PutOptions::from(object_store::PutMode::Create);
+        let payload = PutPayload::from(bytes);
         traffic().puts.fetch_add(1, Ordering::Relaxed);
-        match runtime().block_on(store.put_opts(&path, PutPayload::from(bytes), options)) {
+        let put = || {
+            let options = object_store::PutOptions::from(object_store::PutMode::Create);
+            store.put_opts(&path, payload.clone(), options)
+        };
+        match runtime().block_on(retrying(put)) {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(false),

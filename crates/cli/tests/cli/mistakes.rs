@@ -145,7 +145,7 @@ fn inspect_and_stream_say_what_the_user_needs_to_know() {
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("says the shards are none: drop --compression"),
+        err.contains("says the shards are none, not gzip: drop the compression asked for"),
         "{err}"
     );
     // Batches that straddle epochs are explained (64 records, batch 24).

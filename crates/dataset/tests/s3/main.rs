@@ -14,9 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
+use shardfeed_dataset::folder::ShardFolder;
 use shardfeed_dataset::inspect::{IndexStatus, inspect_file};
 use shardfeed_dataset::remote::traffic;
-use shardfeed_dataset::stream::{RecordRules, decoded_pipeline, open_shards, tutorial_plan};
+use shardfeed_dataset::stream::{
+    RecordRules, StreamConfig, decoded_pipeline, open_shards, stream_in, tutorial_plan,
+};
 use shardfeed_dataset::workers::{Workers, merge};
 use shardfeed_dataset::{Error, Manifest, ShardConfig, find_shards, shard, synthetic};
 use shardfeed_input_pipeline::{Parallelism, Repeat};
@@ -119,6 +122,52 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
         .expect("manifest.json on S3");
     assert_eq!(back.shards, manifest.shards);
     assert!(traffic().uploads.load(Ordering::Relaxed) >= 5);
+
+    // One listing and one manifest GET per command (and a GET of each shard's .idx; no
+    // HEAD: the sizes come from the listing): `stream` as the CLI runs it (warnings,
+    // compression, the stream), and training's data side.
+    let requests = || {
+        let t = traffic();
+        [&t.listings, &t.gets, &t.heads].map(|c| c.load(Ordering::Relaxed))
+    };
+    let before = requests();
+    let folder = ShardFolder::open(&remote).unwrap();
+    assert!(folder.warnings().is_empty());
+    let compression = folder.compression(None).unwrap();
+    let streamed = stream_in(
+        &folder,
+        &StreamConfig {
+            shards: remote.clone(),
+            epochs: 1,
+            batch: 8,
+            compression,
+            jobs: Parallelism::Fixed(2),
+            ..StreamConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(streamed.records, 80);
+    let after = requests();
+    let delta = |a: [u64; 3], b: [u64; 3]| [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+    assert_eq!(
+        delta(before, after),
+        [1, 1 + 5, 0],
+        "stream: listings, GETs, HEADs"
+    );
+    let before = requests();
+    shardfeed_dataset::run::TrainingData::open(&shardfeed_dataset::run::DataSettings {
+        shards: remote.clone(),
+        batch: 8,
+        validation_fraction: 0.4,
+        jobs: Parallelism::Fixed(2),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        delta(before, requests()),
+        [1, 1 + 5, 0],
+        "train: listings, GETs, HEADs"
+    );
 
     // Read back: inspect (sequential), and an epoch of the training order (ranged reads of
     // 4 KiB chunks with read-ahead: SHARDFEED_READ_CHUNK_BYTES) with the same records.

@@ -1,0 +1,34 @@
+//! The shard folder, one format with one owner: files named `PREFIX{NN}-{COUNT}.tfrec`
+//! ([`shard_file_name`]), a `.idx` beside each ([`Index::path_for`]), and `manifest.json`
+//! ([`Manifest`]), written by [`crate::shard()`] and read by everything that reads a folder.
+//!
+//! ```
+//! use shardfeed_dataset::{Manifest, ShardInfo, find_shards, shard_file_name};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let manifest = Manifest {
+//!     classes: vec!["cat".into(), "dog".into()],
+//!     shards: vec![ShardInfo { file: shard_file_name("data", 0, 2), records: 2, per_class: vec![1, 1], bytes: 0 }],
+//!     ..Manifest::default()
+//! };
+//! manifest.write(dir.path())?;
+//! assert_eq!(Manifest::read_folder(dir.path())?, Some(manifest));
+//! assert!(find_shards(dir.path())?.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod listing;
+mod location;
+mod manifest;
+mod names;
+mod resolve;
+
+pub use listing::{ShardFolder, checked_shards, find_shards, folder_warnings};
+pub use location::{local_path, location};
+pub use manifest::{Manifest, ShardInfo, Skipped};
+pub(crate) use names::own_files;
+pub use names::{
+    Index, MANIFEST_FILE, count_in_name, is_dataset_file, is_part_file, part_file_name,
+    provisional_shard_name, shard_file_name, shard_number_of, target_of_temp,
+};
+pub use resolve::{Resolved, resolve};

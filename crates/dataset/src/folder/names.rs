@@ -1,0 +1,65 @@
+//! The names of a shard folder's files, one owner: shards (`PREFIX{NN}-{COUNT}.tfrec`),
+//! their indexes, `manifest.json`, part manifests, temporary files and lock files.
+
+pub use shardfeed_record_format::atomic::target_of_temp;
+pub use shardfeed_record_format::{Index, count_in_name, provisional_shard_name, shard_file_name};
+
+use crate::workers::Workers;
+
+/// The manifest's file name in a shard folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Whether `name` is a file the shard step writes into a folder (shards, their indexes,
+/// the manifest, and temporary files).
+pub fn is_dataset_file(name: &str) -> bool {
+    name.ends_with(".tfrec")
+        || name.ends_with(".tfrec.idx")
+        || name == MANIFEST_FILE
+        || crate::folder::is_part_file(name)
+        || name.ends_with(".tmp")
+}
+
+/// The part manifest's file name for a worker: `manifest.part-I-of-W.json`.
+pub fn part_file_name(workers: Workers) -> String {
+    format!("manifest.part-{}-of-{}.json", workers.index, workers.count)
+}
+
+/// Whether `name` is a part manifest's file name.
+pub fn is_part_file(name: &str) -> bool {
+    name.starts_with("manifest.part-") && name.ends_with(".json")
+}
+
+/// The number of the shard a file of the shard step belongs to, if `name` is one with
+/// `prefix`: `PREFIX{NN}-{COUNT}.tfrec`, its `.idx`, and their temporary files
+/// (`.PREFIX{NN}.tfrec.PID-N.tmp`, …: [`target_of_temp`]).
+pub fn shard_number_of(name: &str, prefix: &str) -> Option<u64> {
+    let name = target_of_temp(name).unwrap_or(name);
+    let name = name.strip_suffix(".idx").unwrap_or(name);
+    let stem = name.strip_suffix(".tfrec")?.strip_prefix(prefix)?;
+    let digits = stem.split_once('-').map_or(stem, |(number, count)| {
+        if count.bytes().all(|b| b.is_ascii_digit()) && !count.is_empty() {
+            number
+        } else {
+            ""
+        }
+    });
+    if digits.len() < 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The files of worker `workers` among a folder's `names` (its shards, their indexes and
+/// temporary files, its part manifest), for a rerun to replace.
+pub(crate) fn own_files(names: &[String], prefix: &str, workers: Workers) -> Vec<String> {
+    let part = part_file_name(workers);
+    names
+        .iter()
+        .filter(|name| {
+            **name == part
+                || target_of_temp(name) == Some(part.as_str())
+                || shard_number_of(name, prefix).is_some_and(|n| workers.owns(n))
+        })
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,121 @@
+//! The one rule that turns what a user names (folders, shard files, object URLs; globs are
+//! expanded by the front end first) into shard files, each with its folder's manifest and
+//! compression. The CLI's `inspect` and the Python package's `Loader`, `inspect` and
+//! `records` call it; `stream`, `train` and `evaluate` read one folder through
+//! [`ShardFolder`] itself.
+
+use std::path::{Path, PathBuf};
+
+use shardfeed_record_format::Compression;
+
+use super::{Manifest, ShardFolder};
+use crate::{Error, Result};
+
+/// Shard files resolved from arguments, with the folders they are in (each listed once).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The files, in the order named (a folder's in name order).
+    pub files: Vec<PathBuf>,
+    /// The folders named, or holding a file named.
+    folders: Vec<ShardFolder>,
+}
+
+impl Resolved {
+    /// The folder `file` is in (where it was resolved from).
+    pub fn folder_of(&self, file: &Path) -> Option<&ShardFolder> {
+        let dir = parent(file);
+        self.folders.iter().find(|f| f.path() == dir)
+    }
+
+    /// The manifest of `file`'s folder, where it has one.
+    pub fn manifest_of(&self, file: &Path) -> Option<&Manifest> {
+        self.folder_of(file)?.manifest()
+    }
+
+    /// The compression to read `file` with ([`ShardFolder::compression`]).
+    pub fn compression_of(&self, file: &Path, given: Option<Compression>) -> Result<Compression> {
+        match self.folder_of(file) {
+            Some(folder) => folder.compression(given),
+            None => Ok(given.unwrap_or_default()),
+        }
+    }
+
+    /// The one compression of every file: each folder's rule, and one answer for all (files
+    /// of folders written with different compressions are refused rather than read with the
+    /// last one's).
+    pub fn compression(&self, given: Option<Compression>) -> Result<Compression> {
+        let mut found: Option<(Compression, &Path)> = None;
+        for file in &self.files {
+            let compression = self.compression_of(file, given)?;
+            match found {
+                Some((first, other)) if first != compression => {
+                    return Err(Error::Invalid(format!(
+                        "{} is {compression} but {} is {first}: read folders of one compression at a time",
+                        file.display(),
+                        other.display()
+                    )));
+                }
+                None => found = Some((compression, file)),
+                _ => {}
+            }
+        }
+        Ok(found.map_or(given.unwrap_or_default(), |(c, _)| c))
+    }
+
+    /// The shard folders named or holding a named file.
+    pub fn folders(&self) -> &[ShardFolder] {
+        &self.folders
+    }
+}
+
+fn parent(file: &Path) -> &Path {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Whether `path` names a shard file (else a folder): an object URL ending in `.tfrec`, or a
+/// local path that is not a folder. A local path that does not exist is an error naming it.
+fn is_file(path: &Path) -> Result<bool> {
+    if crate::remote::is_remote(path) {
+        return Ok(path.to_string_lossy().ends_with(".tfrec"));
+    }
+    let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
+    Ok(!meta.is_dir())
+}
+
+/// Resolves `paths` (already parsed: [`super::location`]): a folder gives its `.tfrec`
+/// files, checked against its manifest unless `ignore_manifest`
+/// ([`ShardFolder::checked_shards`]; none is [`Error::NoShards`]); a file is taken as named,
+/// and its folder listed once for its manifest.
+pub fn resolve(paths: &[PathBuf], ignore_manifest: bool) -> Result<Resolved> {
+    let mut resolved = Resolved {
+        files: Vec::new(),
+        folders: Vec::new(),
+    };
+    for path in paths {
+        let (dir, file) = if is_file(path)? {
+            (parent(path).to_path_buf(), Some(path.clone()))
+        } else {
+            (path.clone(), None)
+        };
+        if !resolved.folders.iter().any(|f| f.path() == dir) {
+            resolved.folders.push(ShardFolder::open(&dir)?);
+        }
+        match file {
+            Some(file) => resolved.files.push(file),
+            None => {
+                let folder = resolved.folders.iter().find(|f| f.path() == dir);
+                let found = folder
+                    .expect("just opened")
+                    .checked_shards(ignore_manifest)?;
+                if found.is_empty() {
+                    return Err(Error::NoShards(dir));
+                }
+                resolved.files.extend(found);
+            }
+        }
+    }
+    Ok(resolved)
+}
