@@ -19,6 +19,7 @@ mod demo;
 mod deps;
 mod fuzz;
 mod gpu;
+mod layering;
 mod old_linux;
 mod python;
 mod report;

@@ -14,6 +14,7 @@ const MAX_FIXTURE_BYTES: u64 = 64 * 1024;
 pub fn run() -> anyhow::Result<()> {
     let mut problems = check(&root())?;
     problems.extend(crate::deps::check(&root())?);
+    problems.extend(crate::layering::check(&root())?);
     if problems.is_empty() {
         return Ok(());
     }

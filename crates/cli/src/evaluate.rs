@@ -57,7 +57,7 @@ pub fn classify_validation(
     }
     if let Some(missing) = files
         .iter()
-        .find(|f| !shardfeed_dataset::remote::is_remote(f) && !f.exists())
+        .find(|f| shardfeed_dataset::remote::is_absent_local(f))
     {
         bail!(
             "{} is not there (the run's validation files were moved?): pass --shards DIR with the folder that holds them now",

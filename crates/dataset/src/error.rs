@@ -1,7 +1,7 @@
 //! The crate's one error type. Every variant names the file (and, from the record layer, the
 //! record and byte offset) it is about; none names a command-line flag.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -155,7 +155,7 @@ pub enum Error {
     /// A damaged record (bad CRC, not an `Example`, an undecodable image), with its file,
     /// record and byte offset.
     #[error("{0}")]
-    DamagedRecord(Box<crate::loader::Damaged>),
+    DamagedRecord(Box<Damaged>),
     /// A saved loader state that does not belong to this loader.
     #[error("cannot resume from this state: {0}")]
     BadLoaderState(String),
@@ -195,5 +195,47 @@ impl From<shardfeed_record_format::atomic::AtomicWriteError> for Error {
             path: error.path,
             source: error.source,
         }
+    }
+}
+
+/// A damaged record: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Damaged {
+    /// The shard file.
+    pub path: PathBuf,
+    /// The byte offset of the record's frame (`None` where unknown: compressed files).
+    pub offset: Option<u64>,
+    /// The record's index in the file, from 0.
+    pub record: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Damaged {
+    /// The damage a record-layer error describes (a bad frame or CRC, with its location), or
+    /// `None` for an error that is not damage (I/O): that one stays an error.
+    pub fn from_record_error(
+        path: &Path,
+        error: &shardfeed_record_format::Error,
+    ) -> Option<Damaged> {
+        let at = error.location()?;
+        Some(Damaged {
+            path: path.to_path_buf(),
+            offset: Some(at.offset),
+            record: at.index,
+            reason: error
+                .corruption()
+                .map_or_else(|| error.to_string(), ToString::to_string),
+        })
+    }
+}
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "damaged record {}", self.record)?;
+        if let Some(offset) = self.offset {
+            write!(f, " at offset {offset}")?;
+        }
+        write!(f, " in {}: {}", self.path.display(), self.reason)
     }
 }

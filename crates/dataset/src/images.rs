@@ -9,12 +9,13 @@ use shardfeed_image_prep::{DecodeOptions, Preparer, Preprocessing, RgbImage};
 use shardfeed_input_pipeline::{BoxError, Parallelism, Pipeline};
 
 use crate::label::is_jpeg_name;
+use crate::remote::Stores;
 use crate::{Error, MAX_FILE_BYTES, Result};
 
 /// A source image's bytes (local, or an object), refused unread above [`MAX_FILE_BYTES`]
 /// ([`crate::remote::read_bounded`]); the reason in place of the bytes.
-pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>, String> {
-    crate::remote::read_bounded(path, MAX_FILE_BYTES)?
+pub(crate) fn read_source(stores: &Stores, path: &Path) -> Result<Vec<u8>, String> {
+    crate::remote::read_bounded_with(stores, path, MAX_FILE_BYTES)?
         .ok_or_else(|| "cannot read: it is gone".to_owned())
 }
 
@@ -22,19 +23,9 @@ pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>, String> {
 pub fn list_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
-        if crate::remote::is_remote(input) {
+        if let Some(found) = crate::remote::remote_files(input, is_jpeg_name)? {
             // An object URL with a JPEG name is a file; any other, a folder.
-            if is_jpeg_name(input) {
-                files.push(input.clone());
-            } else {
-                let url = input.to_string_lossy().trim_end_matches('/').to_owned();
-                files.extend(
-                    crate::remote::list(input)?
-                        .into_iter()
-                        .map(|o| PathBuf::from(format!("{url}/{}", o.name)))
-                        .filter(|p| is_jpeg_name(p)),
-                );
-            }
+            files.extend(found);
         } else if input.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(input)
                 .map_err(Error::io("read", input))?
@@ -72,11 +63,13 @@ pub fn prepared_images(
     jobs: Parallelism,
 ) -> Pipeline<PreparedImage> {
     let size = preprocessing.size;
+    // One store per folder for the whole pass (object storage), shared by the workers.
+    let stores = Stores::default();
     Pipeline::from_items(files)
         .map_init(
             move || Preparer::new(size, 95, DecodeOptions::default()),
-            |preparer: &mut Preparer, path: PathBuf| {
-                let image = read_source(&path)
+            move |preparer: &mut Preparer, path: PathBuf| {
+                let image = read_source(&stores, &path)
                     .and_then(|jpeg| preparer.resize_and_crop(&jpeg).map_err(|e| e.to_string()));
                 Ok::<_, BoxError>((path, image))
             },
@@ -96,7 +89,7 @@ mod tests {
         let zero = dir.path().join("cat.zero.jpg");
         std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
         assert_eq!(
-            read_source(&zero).unwrap_err(),
+            read_source(&Stores::default(), &zero).unwrap_err(),
             "not a regular file (a character device)"
         );
         let fifo = dir.path().join("cat.fifo.jpg");
@@ -104,7 +97,7 @@ mod tests {
         // SAFETY: a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(name.unwrap().as_ptr(), 0o600) }, 0);
         assert_eq!(
-            read_source(&fifo).unwrap_err(),
+            read_source(&Stores::default(), &fifo).unwrap_err(),
             "not a regular file (a FIFO)"
         );
         let big = dir.path().join("cat.big.jpg");
@@ -113,7 +106,7 @@ mod tests {
             .set_len(MAX_FILE_BYTES + 1)
             .unwrap();
         assert_eq!(
-            read_source(&big).unwrap_err(),
+            read_source(&Stores::default(), &big).unwrap_err(),
             format!(
                 "file of {} bytes exceeds the limit of {MAX_FILE_BYTES}",
                 MAX_FILE_BYTES + 1
@@ -121,9 +114,12 @@ mod tests {
         );
         let fine = dir.path().join("cat.1.jpg");
         std::fs::write(&fine, b"\xff\xd8\xff").unwrap();
-        assert_eq!(read_source(&fine).unwrap(), b"\xff\xd8\xff");
+        assert_eq!(
+            read_source(&Stores::default(), &fine).unwrap(),
+            b"\xff\xd8\xff"
+        );
         assert!(
-            read_source(&dir.path().join("missing.jpg"))
+            read_source(&Stores::default(), &dir.path().join("missing.jpg"))
                 .unwrap_err()
                 .starts_with("cannot read:")
         );

@@ -11,7 +11,7 @@ use shardfeed_record_format::{
     Scanned,
 };
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// The most distinct `class` values `inspect` counts in one file.
 pub const MAX_CLASS_VALUES: usize = 1 << 16;
@@ -90,11 +90,7 @@ pub struct Problem {
 /// Reads every record of `path`: counts, the first record's features, the `class` values, the
 /// first problem with its record and offset, and whether the `.idx` beside it matches.
 pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
-    let bytes = if crate::remote::is_remote(path) {
-        crate::remote::size(path)?
-    } else {
-        fs::metadata(path).map_err(Error::io("read", path))?.len()
-    };
+    let bytes = crate::remote::file_size(path)?;
     let source = crate::remote::open_read(path)?;
     let mut reader = RecordReader::new(source, options).with_file_name(path);
     let mut report = Report {
@@ -204,20 +200,10 @@ fn summarise_example(payload: &[u8], report: &mut Report) -> shardfeed_record_fo
 
 fn compare_index(path: &Path, entries: &[IndexEntry]) -> IndexStatus {
     let index_path = Index::path_for(path);
-    let read = if crate::remote::is_remote(path) {
-        match crate::remote::index_if_exists(path) {
-            Ok(None) => return IndexStatus::Missing,
-            Ok(Some(index)) => Ok(index),
-            Err(error) => {
-                return IndexStatus::Stale {
-                    reason: error.to_string(),
-                };
-            }
-        }
-    } else if !index_path.exists() {
-        return IndexStatus::Missing;
-    } else {
-        Index::read(&index_path)
+    let read = match crate::remote::index_beside(path) {
+        Ok(None) => return IndexStatus::Missing,
+        Ok(Some(index)) => Ok(index),
+        Err(error) => Err(error),
     };
     match read {
         Err(error) => IndexStatus::Stale {

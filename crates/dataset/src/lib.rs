@@ -50,14 +50,14 @@
 pub mod classes;
 mod error;
 pub mod folder;
+pub use folder::remote;
 pub mod images;
 pub mod inspect;
 pub mod label;
 pub mod limits;
 pub mod loader;
-mod lock;
+
 pub mod order;
-pub mod remote;
 pub mod run;
 mod shard;
 pub mod stream;
@@ -69,8 +69,8 @@ pub use folder::{
     MANIFEST_FILE, Manifest, ShardInfo, Skipped, find_shards, folder_warnings, shard_file_name,
 };
 pub use label::{Classes, is_jpeg_name, label_of};
+pub use limits::MAX_FILE_BYTES;
 pub use shard::{
-    MAX_FILE_BYTES, Progress, ShardConfig, ShardObserver, SkipKind, shard, shard_observed,
-    skip_summary,
+    Progress, ShardConfig, ShardObserver, SkipKind, shard, shard_observed, skip_summary,
 };
 pub use stream::{Decoded, FloatBatch, to_float_batch};

@@ -89,6 +89,9 @@ pub fn check_size(size: u32) -> Result<()> {
     }
 }
 
+/// Source files larger than this are skipped unread (a JPEG source is KBs to a few MBs).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

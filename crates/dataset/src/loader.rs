@@ -39,6 +39,7 @@ use shardfeed_input_pipeline::{
 };
 use shardfeed_record_format::{Compression, ReaderOptions};
 
+pub use crate::error::Damaged;
 use crate::stream::{Decoded, RecordRules, decode_at};
 use crate::{Error, Result};
 
@@ -135,48 +136,6 @@ impl Default for LoaderConfig {
             dtype: Dtype::Float32,
             layout: Layout::Nhwc,
         }
-    }
-}
-
-/// A damaged record: where it is and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Damaged {
-    /// The shard file.
-    pub path: PathBuf,
-    /// The byte offset of the record's frame (`None` where unknown: compressed files).
-    pub offset: Option<u64>,
-    /// The record's index in the file, from 0.
-    pub record: u64,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl Damaged {
-    /// The damage a record-layer error describes (a bad frame or CRC, with its location), or
-    /// `None` for an error that is not damage (I/O): that one stays an error.
-    pub fn from_record_error(
-        path: &Path,
-        error: &shardfeed_record_format::Error,
-    ) -> Option<Damaged> {
-        let at = error.location()?;
-        Some(Damaged {
-            path: path.to_path_buf(),
-            offset: Some(at.offset),
-            record: at.index,
-            reason: error
-                .corruption()
-                .map_or_else(|| error.to_string(), ToString::to_string),
-        })
-    }
-}
-
-impl std::fmt::Display for Damaged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "damaged record {}", self.record)?;
-        if let Some(offset) = self.offset {
-            write!(f, " at offset {offset}")?;
-        }
-        write!(f, " in {}: {}", self.path.display(), self.reason)
     }
 }
 

@@ -30,9 +30,6 @@ use crate::remote::Folder;
 use crate::workers::{PartManifest, Workers};
 use crate::{Error, Result};
 
-/// Files larger than this are skipped unread (a JPEG source is KBs to a few MBs).
-pub const MAX_FILE_BYTES: u64 = 256 << 20;
-
 /// The random stream of the file-order shuffle.
 const ORDER_STREAM: u64 = 7;
 
@@ -177,7 +174,7 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
     folder.create()?;
     // One run at a time writes the folder (or this worker's share of it): a second is
     // refused at once, naming the holder; released when this returns.
-    let _lock = crate::lock::lock(&folder, workers)?;
+    let _lock = crate::folder::lock::lock(&folder, workers)?;
     // With a dataset to replace, the new one is written into a staging folder inside `out`
     // and replaces the old one only once complete (`promote`); until then, and whenever the
     // run fails or is interrupted, the old one stays as it was.
@@ -305,12 +302,8 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
 
 /// The `.jpg`/`.jpeg` files of `dir` in name order, and how many other files it holds.
 fn list_jpegs(dir: &Path) -> Result<(Vec<PathBuf>, u64)> {
-    let files: Vec<PathBuf> = if crate::remote::is_remote(dir) {
-        let url = dir.to_string_lossy().trim_end_matches('/').to_owned();
-        crate::remote::list(dir)?
-            .into_iter()
-            .map(|object| PathBuf::from(format!("{url}/{}", object.name)))
-            .collect()
+    let files: Vec<PathBuf> = if let Some(files) = crate::remote::remote_files(dir, |_| false)? {
+        files
     } else {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))? {
@@ -536,12 +529,14 @@ struct Prepared {
 fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prepared> {
     let (size, quality, decode) = (config.size, config.quality, config.decode);
     let plan = Plan::new(vec![inputs.len() as u64]);
+    // One store per source folder for the run (object storage), shared by the workers.
+    let stores = crate::remote::Stores::default();
     Pipeline::new_init(
         plan,
         move || Preparer::new(size, quality, decode),
         move |preparer: &mut Preparer, address: Address| -> Result<Prepared, BoxError> {
             let input = &inputs[address.index as usize];
-            let source = crate::images::read_source(&input.path)?;
+            let source = crate::images::read_source(&stores, &input.path)?;
             let image = preparer.prepare(&source)?;
             let record = ImageExample {
                 image,

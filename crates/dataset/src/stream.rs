@@ -19,8 +19,8 @@ use shardfeed_input_pipeline::{
 use shardfeed_record_format::Error as RecordError;
 use shardfeed_record_format::{Compression, ImageExample, ReaderOptions};
 
+use crate::error::Damaged;
 use crate::folder::{Manifest, ShardFolder};
-use crate::loader::Damaged;
 use crate::{Error, Result};
 
 /// What to stream and how.

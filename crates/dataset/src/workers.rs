@@ -38,43 +38,14 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::folder::{MANIFEST_FILE, Manifest};
-pub use crate::folder::{is_part_file, part_file_name, shard_number_of};
+pub use crate::folder::{Workers, is_part_file, part_file_name, shard_number_of};
 use crate::remote::Folder;
 use crate::{Error, Result};
 
 /// The format name written into every part manifest.
 pub const PART_FORMAT: &str = "shardfeed.part/1";
 
-/// Which share of a shard run this process does: worker `index` of `count` (`0 ≤ index <
-/// count`). [`Workers::ONE`] is the whole run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Workers {
-    /// Workers in all.
-    pub count: usize,
-    /// This worker, from 0.
-    pub index: usize,
-}
-
-impl Default for Workers {
-    fn default() -> Self {
-        Workers::ONE
-    }
-}
-
 impl Workers {
-    /// One worker doing the whole run.
-    pub const ONE: Workers = Workers { count: 1, index: 0 };
-
-    /// Whether this is a share of a run rather than the whole.
-    pub fn is_split(&self) -> bool {
-        self.count > 1
-    }
-
-    /// Whether shard number `shard` is this worker's.
-    pub fn owns(&self, shard: u64) -> bool {
-        shard % self.count as u64 == self.index as u64
-    }
-
     /// Checks the pair against the number of shards (every worker must own a shard).
     pub fn check(&self, shards: usize) -> Result<()> {
         if self.count == 0 || self.index >= self.count {

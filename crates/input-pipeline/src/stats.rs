@@ -138,7 +138,7 @@ pub struct Stats {
     /// Items not cached because the budget was full (with [`crate::CacheOverflow::Recompute`]).
     pub cache_overflow: u64,
     /// What the tuner chose (`None` when nothing is tuned: [`crate::Parallelism::Fixed`]).
-    pub tuning: Option<crate::Tuning>,
+    pub tuning: Option<Tuning>,
 }
 
 impl Stats {
@@ -172,5 +172,63 @@ impl std::fmt::Display for Stats {
             write!(f, "\n{}", tuning.summary())?;
         }
         Ok(())
+    }
+}
+
+/// One decision of the tuner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneChange {
+    /// Time since the pipeline started.
+    pub at: Duration,
+    /// Active map workers after the change.
+    pub workers: usize,
+    /// Prefetch depth after the change, in batches.
+    pub prefetch: usize,
+    /// The figures behind it, in words.
+    pub why: String,
+}
+
+/// What the tuner chose, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuning {
+    /// Active map workers now.
+    pub workers: usize,
+    /// The most it may use (`Parallelism::Auto`: the cores; `AutoUpTo(n)`: n).
+    pub max_workers: usize,
+    /// Prefetch depth now, in batches.
+    pub prefetch: usize,
+    /// The deepest it may set.
+    pub max_prefetch: usize,
+    /// The consumer's wait and the workers' busy share over the last full window.
+    pub last_wait: f64,
+    /// See `last_wait`.
+    pub last_busy: f64,
+    /// Every change, oldest first.
+    pub changes: Vec<TuneChange>,
+}
+
+impl Tuning {
+    /// One line: the choice and the figures behind it.
+    pub fn summary(&self) -> String {
+        let why = match self.changes.last() {
+            Some(change) => format!(
+                "{} change{}, the last at {:.1} s: {}",
+                self.changes.len(),
+                if self.changes.len() == 1 { "" } else { "s" },
+                change.at.as_secs_f64(),
+                change.why
+            ),
+            None => "no change from the start".to_owned(),
+        };
+        format!(
+            "autotune: {} of at most {} map workers, prefetch {} of at most {} batches \
+             (last window: consumer waited {:.1}% of the time, workers {:.0}% busy; {why})",
+            self.workers,
+            self.max_workers,
+            self.prefetch,
+            self.max_prefetch,
+            100.0 * self.last_wait,
+            100.0 * self.last_busy,
+        )
     }
 }

@@ -21,7 +21,7 @@ use crate::{location, lock, parallelism, parse_compression, to_py};
 
 /// Shard files from a folder (checked against its `manifest.json` unless `ignore_manifest`),
 /// a file, a glob, or a list of them, by the one rule the CLI uses too
-/// ([`shardfeed_dataset::folder::resolve`]); globs are expanded here, by Python's `glob`.
+/// ([`shardfeed_dataset::folder::resolve`]).
 pub(crate) fn resolve(
     py: Python<'_>,
     shards: &Bound<'_, PyAny>,
@@ -36,25 +36,7 @@ pub(crate) fn resolve(
     let mut paths = Vec::new();
     for item in items {
         let path: PathBuf = item.extract()?;
-        let path = location(py, &path)?;
-        let text = path.to_string_lossy().into_owned();
-        let is_url = text.contains("://");
-        if !is_url && text.contains(['*', '?', '[']) {
-            let matched: Vec<PathBuf> = py
-                .import("glob")?
-                .call_method1("glob", (text.as_str(),))?
-                .extract()?;
-            if matched.is_empty() {
-                return Err(PyFileNotFoundError::new_err(format!(
-                    "no file matches {text}"
-                )));
-            }
-            let mut matched = matched;
-            matched.sort();
-            paths.extend(matched);
-        } else {
-            paths.push(path);
-        }
+        paths.push(location(py, &path)?);
     }
     py.detach(|| shardfeed_dataset::folder::resolve(&paths, ignore_manifest))
         .map_err(|e| match e {

@@ -163,3 +163,30 @@ def test_a_folder_another_run_writes_is_refused_naming_it(data, tmp_path):
     assert [p.name for p in out.iterdir()] == [".shardfeed.lock"], "nothing written"
     shardfeed.shard(data / "train", out, size=32, shards=2)
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_python_and_the_cli_resolve_arguments_alike(data, shards, tmp_path):
+    """One rule (dataset::folder::resolve) for both front ends: the same files, in the same
+    order, read with the same compression, for each kind of argument."""
+    binary = cli_binary()
+    need(binary is not None, "SHARDFEED_BIN (the shardfeed binary) to compare with")
+    gz = tmp_path / "gz"
+    shardfeed.shard(data / "train", gz, size=32, shards=3, compression="gzip", jobs=1)
+    files = sorted(shards.glob("*.tfrec"))
+    cases = [
+        [shards],
+        [files[3]],
+        [files[5], files[1]],
+        [shards / "data0[2-4]*.tfrec"],
+        [gz],
+        [sorted(gz.glob("*.tfrec"))[0], shards / "data07*.tfrec"],
+    ]
+    for case in cases:
+        ours = [(r["path"], r["compression"]) for r in shardfeed.inspect([str(p) for p in case])]
+        run = subprocess.run([str(binary), "inspect", "--json", *map(str, case)],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        theirs = [(r["path"], r["compression"]) for r in json.loads(run.stdout)]
+        assert ours == theirs, case
+        assert len(ours) >= 1
+    assert [r["compression"] for r in shardfeed.inspect(gz)] == ["gzip"] * 3

@@ -19,8 +19,10 @@
 
 mod listing;
 mod location;
+pub(crate) mod lock;
 mod manifest;
 mod names;
+pub mod remote;
 mod resolve;
 
 pub use listing::{ShardFolder, checked_shards, find_shards, folder_warnings};
@@ -28,7 +30,7 @@ pub use location::{local_path, location};
 pub use manifest::{Manifest, ShardInfo, Skipped};
 pub(crate) use names::own_files;
 pub use names::{
-    Index, MANIFEST_FILE, count_in_name, is_dataset_file, is_part_file, part_file_name,
+    Index, MANIFEST_FILE, Workers, count_in_name, is_dataset_file, is_part_file, part_file_name,
     provisional_shard_name, shard_file_name, shard_number_of, target_of_temp,
 };
 pub use resolve::{Resolved, resolve};

@@ -4,7 +4,36 @@
 pub use shardfeed_record_format::atomic::target_of_temp;
 pub use shardfeed_record_format::{Index, count_in_name, provisional_shard_name, shard_file_name};
 
-use crate::workers::Workers;
+/// Which share of a shard run this process does: worker `index` of `count` (`0 ≤ index <
+/// count`). [`Workers::ONE`] is the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers {
+    /// Workers in all.
+    pub count: usize,
+    /// This worker, from 0.
+    pub index: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers::ONE
+    }
+}
+
+impl Workers {
+    /// One worker doing the whole run.
+    pub const ONE: Workers = Workers { count: 1, index: 0 };
+
+    /// Whether this is a share of a run rather than the whole.
+    pub fn is_split(&self) -> bool {
+        self.count > 1
+    }
+
+    /// Whether shard number `shard` is this worker's.
+    pub fn owns(&self, shard: u64) -> bool {
+        shard % self.count as u64 == self.index as u64
+    }
+}
 
 /// The manifest's file name in a shard folder.
 pub const MANIFEST_FILE: &str = "manifest.json";

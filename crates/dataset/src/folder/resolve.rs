@@ -1,5 +1,5 @@
-//! The one rule that turns what a user names (folders, shard files, object URLs; globs are
-//! expanded by the front end first) into shard files, each with its folder's manifest and
+//! The one rule that turns what a user names (folders, shard files, object URLs, local
+//! globs) into shard files, each with its folder's manifest and
 //! compression. The CLI's `inspect` and the Python package's `Loader`, `inspect` and
 //! `records` call it; `stream`, `train` and `evaluate` read one folder through
 //! [`ShardFolder`] itself.
@@ -85,16 +85,41 @@ fn is_file(path: &Path) -> Result<bool> {
     Ok(!meta.is_dir())
 }
 
-/// Resolves `paths` (already parsed: [`super::location`]): a folder gives its `.tfrec`
-/// files, checked against its manifest unless `ignore_manifest`
-/// ([`ShardFolder::checked_shards`]; none is [`Error::NoShards`]); a file is taken as named,
-/// and its folder listed once for its manifest.
+/// A local glob pattern (`*`, `?`, `[…]`) expanded in name order; another path as it is.
+/// A pattern matching nothing is an error naming it.
+fn expand(path: &Path) -> Result<Vec<PathBuf>> {
+    let text = path.to_string_lossy();
+    if crate::remote::is_remote(path) || !text.contains(['*', '?', '[']) {
+        return Ok(vec![path.to_owned()]);
+    }
+    let bad = |reason: String| Error::Invalid(format!("{text}: {reason}"));
+    let mut matched = glob::glob(&text)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if matched.is_empty() {
+        return Err(Error::io("match", path)(
+            std::io::ErrorKind::NotFound.into(),
+        ));
+    }
+    matched.sort();
+    Ok(matched)
+}
+
+/// Resolves `paths` (already parsed: [`super::location`]; local glob patterns are expanded
+/// in name order): a folder gives its `.tfrec` files, checked against its manifest unless
+/// `ignore_manifest` ([`ShardFolder::checked_shards`]; none is [`Error::NoShards`]); a file
+/// is taken as named, and its folder listed once for its manifest.
 pub fn resolve(paths: &[PathBuf], ignore_manifest: bool) -> Result<Resolved> {
     let mut resolved = Resolved {
         files: Vec::new(),
         folders: Vec::new(),
     };
+    let mut expanded = Vec::with_capacity(paths.len());
     for path in paths {
+        expanded.extend(expand(path)?);
+    }
+    for path in &expanded {
         let (dir, file) = if is_file(path)? {
             (parent(path).to_path_buf(), Some(path.clone()))
         } else {

@@ -15,8 +15,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 
+use crate::folder::Workers;
 use crate::remote::{Folder, Store};
-use crate::workers::Workers;
 use crate::{Error, Result};
 
 /// The folder's lock file.

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_record_format::{Compression, Index, IndexedFile, RandomRead, ReaderOptions};
@@ -41,20 +41,30 @@ fn split(path: &Path) -> Result<(String, String)> {
     }
 }
 
-/// The store of the folder at `url`, opened once per process.
+/// The store of the folder at `url`, opened anew (a client of its own; callers that read
+/// many objects keep one, or a [`Stores`]).
 pub fn store(url: &str) -> Result<Store> {
-    static STORES: OnceLock<Mutex<HashMap<String, Store>>> = OnceLock::new();
-    let url = url.trim_end_matches('/');
-    let mut stores = STORES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    if let Some(store) = stores.get(url) {
-        return Ok(store.clone());
+    Ok(Store::open(url.trim_end_matches('/'))?)
+}
+
+/// The stores one command reads through, opened once per folder URL for as long as this
+/// value (and its clones) lives: a run's source images, a call's shard files. Never
+/// process-wide: a store's client belongs to the work that opened it.
+#[derive(Debug, Clone, Default)]
+pub struct Stores(std::sync::Arc<Mutex<HashMap<String, Store>>>);
+
+impl Stores {
+    /// The store of the folder at `url`.
+    pub fn of(&self, url: &str) -> Result<Store> {
+        let url = url.trim_end_matches('/');
+        let mut stores = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = stores.get(url) {
+            return Ok(store.clone());
+        }
+        let store = Store::open(url)?;
+        stores.insert(url.to_owned(), store.clone());
+        Ok(store)
     }
-    let store = Store::open(url)?;
-    stores.insert(url.to_owned(), store.clone());
-    Ok(store)
 }
 
 fn folder_url(dir: &Path) -> String {
@@ -76,13 +86,73 @@ pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// For an object URL, the files it names: itself where `is_file_name` says it names a file,
+/// else the objects of that folder that `is_file_name` accepts; `None` for a local path.
+pub fn remote_files(
+    input: &Path,
+    is_file_name: impl Fn(&Path) -> bool,
+) -> Result<Option<Vec<PathBuf>>> {
+    if !is_remote(input) {
+        return Ok(None);
+    }
+    if is_file_name(input) {
+        return Ok(Some(vec![input.to_owned()]));
+    }
+    let url = folder_url(input);
+    Ok(Some(
+        list(input)?
+            .into_iter()
+            .map(|o| PathBuf::from(format!("{url}/{}", o.name)))
+            .filter(|p| is_file_name(p))
+            .collect(),
+    ))
+}
+
+/// Whether `path` is a local path that does not exist (an object URL is never checked here:
+/// reading it says whether it is there).
+pub fn is_absent_local(path: &Path) -> bool {
+    !is_remote(path) && !path.exists()
+}
+
+/// The size of file or object `path`.
+pub fn file_size(path: &Path) -> Result<u64> {
+    if is_remote(path) {
+        size(path)
+    } else {
+        Ok(std::fs::metadata(path)
+            .map_err(Error::io("read", path))?
+            .len())
+    }
+}
+
+/// The `.idx` beside shard file or object `path`, or `None` where it has none.
+pub fn index_beside(path: &Path) -> Result<Option<Index>> {
+    if is_remote(path) {
+        return index_if_exists(path);
+    }
+    let index_path = Index::path_for(path);
+    if !index_path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Index::read(&index_path)?))
+}
+
 /// File or object `path` whole, or `None` where it does not exist; refused unread above
 /// `limit` bytes (and, local, when it is not a regular file:
 /// [`shardfeed_record_format::bounded::read_bounded`]), the reason in place of the bytes.
 pub fn read_bounded(path: &Path, limit: u64) -> std::result::Result<Option<Vec<u8>>, String> {
+    read_bounded_with(&Stores::default(), path, limit)
+}
+
+/// [`read_bounded`] through `stores`.
+pub fn read_bounded_with(
+    stores: &Stores,
+    path: &Path,
+    limit: u64,
+) -> std::result::Result<Option<Vec<u8>>, String> {
     if is_remote(path) {
         let (folder, name) = split(path).map_err(|e| e.to_string())?;
-        let store = store(&folder).map_err(|e| e.to_string())?;
+        let store = stores.of(&folder).map_err(|e| e.to_string())?;
         return match store.get(&name, limit) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if error.is_not_found() => Ok(None),
@@ -207,10 +277,11 @@ pub(crate) fn open_source_sized(
         )));
     }
     let mut opened = Vec::with_capacity(files.len());
+    let stores = Stores::default();
     for path in files {
         let file = if is_remote(path) {
             let (folder, name) = split(path)?;
-            let store = store(&folder)?;
+            let store = stores.of(&folder)?;
             let size = match size_of(path) {
                 Some(size) => size,
                 None => size(path)?,
@@ -298,7 +369,8 @@ impl Folder {
                         Err(e) => return Err(Error::io("list", dir)(e)),
                     };
                     let name = entry.file_name();
-                    if meta.is_file() && !crate::lock::is_lock_file(&name.to_string_lossy()) {
+                    if meta.is_file() && !crate::folder::lock::is_lock_file(&name.to_string_lossy())
+                    {
                         files.push((entry.file_name().to_string_lossy().into_owned(), meta.len()));
                     }
                 }
@@ -308,7 +380,7 @@ impl Folder {
             Folder::Remote(store) => Ok(store
                 .list()?
                 .into_iter()
-                .filter(|o| !crate::lock::is_lock_file(&o.name))
+                .filter(|o| !crate::folder::lock::is_lock_file(&o.name))
                 .map(|o| (o.name, o.size))
                 .collect()),
         }
