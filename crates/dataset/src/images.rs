@@ -25,7 +25,7 @@ pub fn list_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     for input in inputs {
         if let Some(found) = crate::remote::remote_files(input, is_jpeg_name)? {
             // An object URL with a JPEG name is a file; any other, a folder.
-            files.extend(found);
+            files.extend(found.into_iter().filter(|p| is_jpeg_name(p)));
         } else if input.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(input)
                 .map_err(Error::io("read", input))?

@@ -87,7 +87,7 @@ pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// For an object URL, the files it names: itself where `is_file_name` says it names a file,
-/// else the objects of that folder that `is_file_name` accepts; `None` for a local path.
+/// else every object of that folder; `None` for a local path.
 pub fn remote_files(
     input: &Path,
     is_file_name: impl Fn(&Path) -> bool,
@@ -103,7 +103,6 @@ pub fn remote_files(
         list(input)?
             .into_iter()
             .map(|o| PathBuf::from(format!("{url}/{}", o.name)))
-            .filter(|p| is_file_name(p))
             .collect(),
     ))
 }
