@@ -48,6 +48,7 @@
 #![deny(missing_docs)]
 
 pub mod classes;
+mod decode;
 mod error;
 pub mod folder;
 pub use folder::remote;

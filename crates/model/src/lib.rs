@@ -26,6 +26,7 @@ pub mod fast;
 pub mod fit;
 pub mod gpu;
 mod inference;
+mod metrics;
 mod model;
 mod training;
 
