@@ -12,7 +12,7 @@ pub const MAX_LINES: usize = 600;
 
 /// Every problem of this kind in the workspace at `root`.
 pub fn check(root: &Path) -> anyhow::Result<Vec<String>> {
-    let mut problems = Vec::new();
+    let mut problems = on_the_map(root)?;
     let mut src_dirs: Vec<_> = fs::read_dir(root.join("crates"))?
         .filter_map(|e| e.ok().map(|e| e.path().join("src")))
         .filter(|p| p.is_dir())
@@ -71,6 +71,45 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<String>> {
                 src.strip_prefix(root).unwrap_or(src).display(),
                 circle.join(" → ")
             ));
+        }
+    }
+    Ok(problems)
+}
+
+/// Every Rust file of the crates and xtask (sources, tests, benches) on the code map of
+/// `docs/ARCHITECTURE.md`: named there, or its folder (`tests/cli/`) is.
+fn on_the_map(root: &Path) -> anyhow::Result<Vec<String>> {
+    let map = fs::read_to_string(root.join("docs/ARCHITECTURE.md"))?;
+    let mut problems = Vec::new();
+    let mut dirs: Vec<_> = fs::read_dir(root.join("crates"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.push(root.join("xtask"));
+    dirs.sort();
+    for dir in dirs {
+        for sub in ["src", "tests", "benches"] {
+            let sub = dir.join(sub);
+            if !sub.is_dir() {
+                continue;
+            }
+            for file in rust_files(&sub)? {
+                let name = file.file_name().unwrap_or_default().to_string_lossy();
+                let folder = file
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| format!("{}/", n.to_string_lossy()))
+                    .unwrap_or_default();
+                let named = map.contains(name.as_ref())
+                    || (!["src/", "tests/", "benches/"].contains(&folder.as_str())
+                        && map.contains(&folder));
+                if !named && name != "lib.rs" && name != "main.rs" && name != "mod.rs" {
+                    problems.push(format!(
+                        "{} is not on the code map in docs/ARCHITECTURE.md",
+                        file.strip_prefix(root).unwrap_or(&file).display()
+                    ));
+                }
+            }
         }
     }
     Ok(problems)

@@ -26,7 +26,7 @@ pub struct Decoded {
 }
 
 /// What a record read for training must satisfy, checked before its image is decoded: one
-/// rule for `stream`, `train`, `evaluate` and the [`crate::Loader`].
+/// rule for `stream`, `train`, `evaluate` and the [`crate::loader::Loader`].
 #[derive(Debug, Clone)]
 pub struct RecordRules {
     /// The most pixels (width × height) an image may have: the folder's `manifest.json`

@@ -1,12 +1,14 @@
 //! The shard folder and the workflows on it, as a library: what `shardfeed shard`, `stream`,
 //! `train`, `evaluate` and `predict` do with files, without burn, clap or anyhow.
 //!
-//! - [`layout`]: the folder's format, with one owner for writing and reading: shard names
+//! - [`folder`]: the folder's format, with one owner for writing and reading: shard names
 //!   (`PREFIX{NN}-{COUNT}.tfrec`), discovery ([`find_shards`]), `manifest.json`
-//!   ([`Manifest`]), the `.idx` beside each shard.
+//!   ([`Manifest`]), the `.idx` beside each shard, a folder read once ([`folder::ShardFolder`]:
+//!   one listing, one manifest read), the one argument rule ([`folder::resolve`]) and the
+//!   writer's lock.
 //! - [`label`]: labels from file names (`cat.123.jpg` → `cat`) and the class list.
 //! - [`shard()`]: list → label → seeded shuffle → prepare in parallel → write atomically →
-//!   manifest, reporting progress (or, [`shard_observed`], to a [`ShardObserver`]), returning the [`Manifest`] it wrote
+//!   manifest, reporting progress, returning the [`Manifest`] it wrote
 //!   (counts, shards, skipped files with reasons).
 //! - [`classes`]: a folder's class names (manifest, given, or a scan of the records).
 //! - [`stream`]: SPEC §3's read pipeline (decode, cache, shuffle, batch) and
@@ -71,7 +73,5 @@ pub use folder::{
 };
 pub use label::{Classes, is_jpeg_name, label_of};
 pub use limits::MAX_FILE_BYTES;
-pub use shard::{
-    Progress, ShardConfig, ShardObserver, SkipKind, shard, shard_observed, skip_summary,
-};
+pub use shard::{Progress, ShardConfig, SkipKind, shard, skip_summary};
 pub use stream::{Decoded, FloatBatch, to_float_batch};

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use shardfeed_dataset::{Error, ShardConfig, find_shards, shard, shard_observed, synthetic};
+use shardfeed_dataset::{Error, ShardConfig, find_shards, shard, synthetic};
 use shardfeed_input_pipeline::Parallelism;
 
 /// Every file directly in `dir` (and whether anything else is there), by name.
@@ -80,13 +80,13 @@ fn a_failed_or_interrupted_overwrite_leaves_the_old_dataset_and_a_finished_one_r
 
     // An overwrite interrupted halfway.
     let stop = Arc::new(AtomicBool::new(false));
-    let interrupted = shard_observed(
+    let interrupted = shard(
         &ShardConfig {
             overwrite: true,
             stop: Some(stop.clone()),
             ..config(dir.path(), 3)
         },
-        &mut |progress: shardfeed_dataset::Progress| {
+        |progress: shardfeed_dataset::Progress| {
             if progress.done == 30 {
                 stop.store(true, Ordering::SeqCst);
             }

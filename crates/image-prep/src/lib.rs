@@ -12,9 +12,11 @@
 //!
 //! let mut preparer = Preparer::new(160, 95, DecodeOptions::default())?;
 //! let record_jpeg = preparer.prepare(&source)?;            // 160×160, q95, 4:4:4
-//! let tensor = preparer.to_tensor(&record_jpeg, shardfeed_image_prep::Layout::Hwc)?;
-//! assert_eq!(tensor.len(), 160 * 160 * 3);
-//! assert!(tensor.iter().all(|v| (0.0..=1.0).contains(v)));
+//! let image = preparer.decoder().decode(&record_jpeg, &DecodeOptions::default(), None)?;
+//! let mut input = Vec::new();
+//! shardfeed_image_prep::Preprocessing::for_size(160).extend_f32(&image.pixels, &mut input);
+//! assert_eq!(input.len(), 160 * 160 * 3);
+//! assert!(input.iter().all(|v| (0.0..=1.0).contains(v)));
 //! # Ok::<(), shardfeed_image_prep::Error>(())
 //! ```
 
@@ -32,17 +34,8 @@ pub use error::{Error, Result};
 pub use preprocessing::{Crop, Preprocessing};
 pub use resize::{ResizeCrop, resized_size};
 
-/// The memory order of a tensor's values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// Height, width, channel (TensorFlow's order).
-    Hwc,
-    /// Channel, height, width (burn's and PyTorch's order).
-    Chw,
-}
-
-/// Everything one thread needs to turn a source JPEG into a record JPEG, and a record JPEG
-/// into a tensor: a decoder, a resizer and an encoder, reused between images.
+/// Everything one thread needs to turn a source JPEG into a record JPEG: a decoder, a
+/// resizer and an encoder, reused between images.
 pub struct Preparer {
     decoder: Decoder,
     resizer: ResizeCrop,
@@ -78,36 +71,8 @@ impl Preparer {
         self.encoder.encode(&square)
     }
 
-    /// Decodes a record image into `f32` values in [0, 1] (`value / 255`), in `layout`.
-    pub fn to_tensor(&mut self, jpeg: &[u8], layout: Layout) -> Result<Vec<f32>> {
-        let image = self.decoder.decode(jpeg, &self.options, None)?;
-        Ok(to_tensor(&image, layout))
-    }
-
     /// The decoder, for probing headers.
     pub fn decoder(&mut self) -> &mut Decoder {
         &mut self.decoder
-    }
-}
-
-/// `value / 255` as `f32`, in `layout` ([`Preprocessing::scale`]).
-pub fn to_tensor(image: &RgbImage, layout: Layout) -> Vec<f32> {
-    let scale = Preprocessing::default().scale();
-    match layout {
-        Layout::Hwc => {
-            let mut out = Vec::with_capacity(image.pixels.len());
-            Preprocessing::default().extend_f32(&image.pixels, &mut out);
-            out
-        }
-        Layout::Chw => {
-            let plane = image.width as usize * image.height as usize;
-            let mut out = vec![0.0; plane * 3];
-            for (i, pixel) in image.pixels.chunks_exact(3).enumerate() {
-                for (channel, &value) in pixel.iter().enumerate() {
-                    out[channel * plane + i] = f32::from(value) * scale;
-                }
-            }
-            out
-        }
     }
 }

@@ -41,8 +41,8 @@
 //! - Memory is bounded: at most W chunks of C items between the planner and the batcher
 //!   (default W = 2 × map threads + 2), one batch being built, P = `prefetch` batches queued
 //!   and one held by the consumer: [`Pipeline::peak_items`] = W × C + B × (P + 2) (320 items
-//!   for the tutorial's B = 32 on 2 cores). The cache, in memory ([`Pipeline::cache`]) or
-//!   in a file ([`Pipeline::cache_on_disk`]), is bounded by its byte budget.
+//!   for the tutorial's B = 32 on 2 cores). The cache ([`Pipeline::cache`]) is bounded by
+//!   its byte budget.
 //! - With [`Pipeline::deterministic`]`(true)` the sequence depends only on the plan and
 //!   the seed, never on the parallelism or timing.
 //! - Every item appears exactly once per epoch: each epoch's shuffle buffer drains at the
@@ -117,7 +117,7 @@ mod stats;
 pub mod tfrecord;
 
 pub use autotune::{TuneChange, Tuning};
-pub use cache::{CacheBudget, CacheOverflow, DiskCache};
+pub use cache::{CacheBudget, CacheOverflow};
 pub use error::{BoxError, Error, Result};
 pub use pipeline::{Batch, Parallelism, Pipeline, PipelineIter, ResumeState, TuningHandle};
 pub use plan::{Address, Plan, PlanIter, Planned, Repeat};

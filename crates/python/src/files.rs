@@ -75,7 +75,7 @@ pub(crate) fn shard(
     num_workers: Option<usize>,
     worker_index: Option<usize>,
 ) -> PyResult<ShardReport> {
-    // size and shards are checked where every front end's run starts (`shard_observed`).
+    // size and shards are checked where every front end's run starts (`shard`).
     if !(1..=100).contains(&quality) {
         return Err(PyValueError::new_err("quality must be in 1..=100"));
     }

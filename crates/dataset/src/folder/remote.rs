@@ -196,7 +196,7 @@ pub fn sequential(path: &Path) -> Result<impl Read + Send + use<>> {
     })
 }
 
-/// A shard file (local or an object) read front to back, for a [`RecordReader`]
+/// A shard file (local or an object) read front to back, for a `RecordReader`
 /// (`shardfeed_record_format::RecordReader`).
 pub fn open_read(path: &Path) -> Result<Box<dyn Read + Send>> {
     if is_remote(path) {

@@ -107,21 +107,6 @@ pub struct Progress {
     pub total: u64,
 }
 
-/// What a shard run reports as it goes; every method has a default that does nothing. Any
-/// `FnMut(Progress)` is one.
-pub trait ShardObserver {
-    /// After each file, written or skipped.
-    fn progress(&mut self, _progress: Progress) {}
-    /// After a file was skipped, with the reason (also listed in the manifest).
-    fn skipped(&mut self, _skipped: &Skipped) {}
-}
-
-impl<F: FnMut(Progress)> ShardObserver for F {
-    fn progress(&mut self, progress: Progress) {
-        self(progress);
-    }
-}
-
 /// A labelled input file.
 #[derive(Debug, Clone)]
 struct Input {
@@ -133,11 +118,6 @@ struct Input {
 /// the record and class counts, the shards, and every file skipped with its reason. A worker
 /// of a split run ([`ShardConfig::workers`]) returns its share (its part manifest's).
 pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result<Manifest> {
-    shard_observed(config, &mut progress)
-}
-
-/// [`shard`], reporting to an observer of progress and skipped files.
-pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -> Result<Manifest> {
     let started = Instant::now();
     if config.shards == 0 {
         return Err(Error::Invalid(
@@ -238,11 +218,10 @@ pub fn shard_observed(config: &ShardConfig, observer: &mut impl ShardObserver) -
                     file: input.path.clone(),
                     reason,
                 };
-                observer.skipped(&skip);
                 skipped.push(skip);
             }
         }
-        observer.progress(Progress {
+        progress(Progress {
             done: position as u64 + 1,
             total,
         });

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 
 use crate::autotune::{Tuner, Tuning};
-use crate::cache::{CacheBudget, CacheStore, DiskCache, DiskStore};
+use crate::cache::{CacheBudget, CacheStore};
 use crate::stats::PipelineCounters;
 use crate::{Address, BoxError, Error, Plan, Result, Stats};
 
@@ -141,15 +141,6 @@ impl<T: Send + Sync> CacheCounters for CacheStore<T> {
     }
 }
 
-impl<T: Send + Sync> CacheCounters for DiskStore<T> {
-    fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
-    }
-    fn overflow(&self) -> u64 {
-        self.overflow.load(Ordering::Relaxed)
-    }
-}
-
 impl<T: Clone + Send + Sync + 'static> Pipeline<T> {
     /// Items of a list, in the list's order (one source); shuffle, repeat and the rest are
     /// set on the plan with [`Pipeline::map_plan`].
@@ -176,23 +167,6 @@ impl<T: Clone + Send + Sync + 'static> Pipeline<T> {
         });
         self.cache_stats = Some(store);
         self
-    }
-
-    /// Like [`Pipeline::cache`], but in a file: for datasets whose items do not fit in
-    /// memory. Each item is stored with a CRC-32C, checked when read back.
-    pub fn cache_on_disk(mut self, cache: DiskCache<T>) -> Result<Self> {
-        let store = Arc::new(DiskStore::create(self.plan.counts(), cache)?);
-        let upstream = self.func.clone();
-        let disk = store.clone();
-        self.func = Arc::new(move || {
-            let mut upstream = upstream();
-            let disk = disk.clone();
-            Box::new(move |address, position| {
-                disk.get_or_compute(address, position, || upstream(address, position))
-            })
-        });
-        self.cache_stats = Some(store);
-        Ok(self)
     }
 }
 

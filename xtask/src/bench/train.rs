@@ -1,0 +1,144 @@
+//! Training steps and one-image inference against Keras on the same shards.
+
+use super::*;
+
+pub(super) fn train(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let ours = cargo_bench("shardfeed-model", "train_step", args.runs, &[])?;
+    let batch = ours["batch"]
+        .as_f64()
+        .context("batch in the train bench output")?;
+    let step = |mode: &str| Figure::from_json(&ours[mode], "step_s", args.runs);
+    let (fast, stock) = (
+        step("fast").map(|s| batch / s),
+        step("stock").map(|s| batch / s),
+    );
+    let binary = crate::data::shardfeed_binary()?;
+    let sources = bench_sources(&binary, args.images)?;
+    let shards = util::root().join("target/bench-data/stream-shards");
+    if !shards.join("manifest.json").exists() {
+        shard_once(&binary, &sources, &shards, 2, false)?;
+    }
+    let keras = match keras_throughput(&shards, args.tf_runs) {
+        Ok(rates) => Some(print_figure(
+            "keras train.py --mode throughput",
+            rates,
+            "images/s",
+        )),
+        Err(why) => {
+            eprintln!("Keras baseline SKIPPED: {why:#} (the figure to beat: 110 images/s)");
+            None
+        }
+    };
+    for (name, figure) in [
+        (
+            "training step, batch 32 at 160 px: fast CPU path (default)",
+            fast,
+        ),
+        (
+            "training step, batch 32 at 160 px: burn-flex stock kernels",
+            stock,
+        ),
+    ] {
+        if let Some(keras) = keras {
+            println!(
+                "ratio vs keras: {name}  {:>5.2}x",
+                figure.median / keras.median
+            );
+        }
+        rows.push(Row {
+            stage: "train",
+            name: name.to_owned(),
+            unit: "images/s",
+            ours: figure,
+            baseline: "Keras `train.py --mode throughput`, same shards",
+            theirs: keras,
+            lower_is_better: false,
+            pair_ratios: None,
+        });
+    }
+    let our_latency = Figure::from_json(&ours["fast"], "predict_ms", args.runs);
+    let latency = match keras_predict_latency() {
+        Ok(latency) => Some(latency),
+        Err(why) => {
+            eprintln!("Keras latency SKIPPED: {why:#}");
+            None
+        }
+    };
+    for (name, key) in [
+        ("model.predict(x)", "predict_ms"),
+        ("model(x, training=False)", "call_ms"),
+    ] {
+        let theirs = latency.as_ref().map(|l| {
+            let get = |k: &str| l[key][k].as_f64().unwrap_or(f64::NAN);
+            Figure {
+                median: get("median"),
+                min: get("min"),
+                max: get("max"),
+                runs: l[key]["n"].as_u64().unwrap_or(0) as usize,
+            }
+        });
+        if let Some(theirs) = theirs {
+            println!(
+                "latency vs keras {name}: ours {:.1} ms, theirs {:.1} ms: {:.2}x faster",
+                our_latency.median,
+                theirs.median,
+                theirs.median / our_latency.median
+            );
+        }
+        rows.push(Row {
+            stage: "predict",
+            name: "one image at 160 px, forward only".to_owned(),
+            unit: "ms",
+            ours: our_latency,
+            baseline: if key == "predict_ms" {
+                "Keras `model.predict(x)`"
+            } else {
+                "Keras `model(x, training=False)`"
+            },
+            theirs,
+            lower_is_better: true,
+            pair_ratios: None,
+        });
+    }
+    Ok(())
+}
+
+/// Keras's one-image inference latency (`scripts/keras_predict_latency.py`).
+pub(super) fn keras_predict_latency() -> anyhow::Result<Value> {
+    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
+    let baseline = baseline_script("tutorial_pipeline.py")?;
+    let json = util::root().join("target/bench-data/keras_predict_latency.json");
+    util::run(
+        Command::new(python)
+            .arg(util::root().join("scripts/keras_predict_latency.py"))
+            .arg("--baseline")
+            .arg(baseline.parent().context("baseline folder")?)
+            .args(["--runs", "30", "--json"])
+            .arg(&json)
+            .env("TF_CPP_MIN_LOG_LEVEL", "3"),
+    )?;
+    Ok(serde_json::from_slice(&std::fs::read(&json)?)?)
+}
+
+/// Keras's training-step throughput on the same shards, images/s per run.
+pub(super) fn keras_throughput(shards: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
+    let mut args: Vec<&OsStr> = vec!["--shards".as_ref(), shards.as_os_str()];
+    args.extend(
+        [
+            "--mode",
+            "throughput",
+            "--warmup",
+            "3",
+            "--measure",
+            "8",
+            "--verbose",
+            "0",
+        ]
+        .map(OsStr::new),
+    );
+    numbers(
+        &run_baseline("train.py", &args, runs)?,
+        "images_per_s",
+        "train.py",
+    )
+}
