@@ -1,7 +1,8 @@
 //! The one way shardfeed writes a file: into a temporary file beside the target
 //! (`.NAME.PID-N.tmp`, created exclusively, so two writers never share one), synced to disk,
 //! then renamed over the target, so a reader never sees a partly written file under its final
-//! name. Every crate that writes a file (shards, indexes, manifests, models, checkpoints,
+//! name; the directory is fsynced after the rename, so the new name survives a power cut.
+//! Every crate that writes a file (shards, indexes, manifests, models, checkpoints,
 //! metrics, plots) uses [`write_atomic`] or, for a file written in pieces, [`temp_path_for`]
 //! with the same sync-then-rename order.
 //!
@@ -76,6 +77,16 @@ pub fn target_of_temp(name: &str) -> Option<&str> {
     }
 }
 
+/// Makes a rename into `path`'s directory durable: the directory's entry table fsynced
+/// (without it a power cut after the rename can bring back the old name).
+pub fn sync_dir_of(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
 /// A failed atomic write: the step and the file it was writing.
 #[derive(Debug)]
 pub struct AtomicWriteError {
@@ -119,10 +130,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
             source,
         })
         .and_then(|()| {
-            fs::rename(&temp_path, path).map_err(|source| AtomicWriteError {
-                path: path.to_owned(),
-                source,
-            })
+            fs::rename(&temp_path, path)
+                .and_then(|()| sync_dir_of(path))
+                .map_err(|source| AtomicWriteError {
+                    path: path.to_owned(),
+                    source,
+                })
         });
     if result.is_err() {
         let _ = fs::remove_file(&temp_path);

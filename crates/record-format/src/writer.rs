@@ -191,7 +191,9 @@ impl FileWriter {
         drop(file);
         // The records first: a crash between the two renames leaves a complete file without
         // an index, which readers rebuild by a scan, never an index without its file.
-        fs::rename(&self.temp_path, path).map_err(|e| Error::io(&FileName::new(path), 0, e))?;
+        fs::rename(&self.temp_path, path)
+            .and_then(|()| crate::atomic::sync_dir_of(path))
+            .map_err(|e| Error::io(&FileName::new(path), 0, e))?;
         crate::atomic::write_record_file_atomically(
             &Index::path_for(path),
             index.to_text().as_bytes(),

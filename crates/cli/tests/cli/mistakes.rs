@@ -315,3 +315,55 @@ fn a_prefix_with_a_path_is_a_usage_error() {
     );
     assert!(!dir.path().join("o").exists());
 }
+
+/// A stray shard and a missing one, through every reader of the CLI: `stream` and `train`
+/// refuse naming the file (exit 1), `inspect` reads the files as they are and warns, and
+/// `--ignore-manifest` reads them as they are; `evaluate` refuses a validation file that is
+/// gone, naming it.
+#[test]
+fn every_reader_checks_the_folder_against_its_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    small_set(root);
+    let (code, _, err) = run(
+        root,
+        &["train", "s", "--epochs", "1", "--batch", "8", "--out", "run"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let first = std::fs::read_dir(root.join("s"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tfrec"))
+        .min()
+        .unwrap();
+    std::fs::copy(root.join("s").join(&first), root.join("s/stray00-8.tfrec")).unwrap();
+    for args in [
+        &["stream", "s", "--epochs", "1"][..],
+        &["train", "s", "--epochs", "1", "--out", "run2"][..],
+    ] {
+        let (code, _, err) = run(root, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("s does not match its manifest.json: stray00-8.tfrec is not listed in manifest.json"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, out, err) = run(root, &["inspect", "s"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("warning: s does not match its manifest.json: stray00-8.tfrec"), "{err}");
+    assert!(out.contains("9 files: 9 intact, 0 damaged"), "{out}");
+    let (code, _, err) = run(root, &["stream", "s", "--epochs", "1", "--ignore-manifest"]);
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::remove_file(root.join("s/stray00-8.tfrec")).unwrap();
+    // A validation file gone (the run's own record of its files names it).
+    let run_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("run/run.json")).unwrap()).unwrap();
+    let validation = run_json["validation_files"][0].as_str().unwrap().to_owned();
+    std::fs::remove_file(&validation).unwrap();
+    let (code, _, err) = run(root, &["stream", "s", "--epochs", "1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is listed in manifest.json but not in the folder"), "{err}");
+    let (code, _, err) = run(root, &["evaluate", "--model", "run"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&format!("{validation} is not there")), "{err}");
+}
