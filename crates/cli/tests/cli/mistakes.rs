@@ -327,7 +327,9 @@ fn every_reader_checks_the_folder_against_its_manifest() {
     small_set(root);
     let (code, _, err) = run(
         root,
-        &["train", "s", "--epochs", "1", "--batch", "8", "--out", "run"],
+        &[
+            "train", "s", "--epochs", "1", "--batch", "8", "--out", "run",
+        ],
     );
     assert_eq!(code, Some(0), "{err}");
     let first = std::fs::read_dir(root.join("s"))
@@ -344,13 +346,18 @@ fn every_reader_checks_the_folder_against_its_manifest() {
         let (code, _, err) = run(root, args);
         assert_eq!(code, Some(1), "{args:?}: {err}");
         assert!(
-            err.contains("s does not match its manifest.json: stray00-8.tfrec is not listed in manifest.json"),
+            err.contains(
+                "s does not match its manifest.json: stray00-8.tfrec is not listed in manifest.json"
+            ),
             "{args:?}: {err}"
         );
     }
     let (code, out, err) = run(root, &["inspect", "s"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("warning: s does not match its manifest.json: stray00-8.tfrec"), "{err}");
+    assert!(
+        err.contains("warning: s does not match its manifest.json: stray00-8.tfrec"),
+        "{err}"
+    );
     assert!(out.contains("9 files: 9 intact, 0 damaged"), "{out}");
     let (code, _, err) = run(root, &["stream", "s", "--epochs", "1", "--ignore-manifest"]);
     assert_eq!(code, Some(0), "{err}");
@@ -362,7 +369,10 @@ fn every_reader_checks_the_folder_against_its_manifest() {
     std::fs::remove_file(&validation).unwrap();
     let (code, _, err) = run(root, &["stream", "s", "--epochs", "1"]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("is listed in manifest.json but not in the folder"), "{err}");
+    assert!(
+        err.contains("is listed in manifest.json but not in the folder"),
+        "{err}"
+    );
     let (code, _, err) = run(root, &["evaluate", "--model", "run"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains(&format!("{validation} is not there")), "{err}");
