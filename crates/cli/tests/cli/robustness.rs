@@ -11,6 +11,19 @@ use std::time::{Duration, Instant};
 
 use shardfeed_dataset::synthetic::{GenData, generate};
 
+/// A generated labelled folder of `n` images (sides in `sides`), for `seed`: its `train/`.
+fn sources(dir: &Path, n: usize, seed: u64, sides: (u32, u32)) -> std::path::PathBuf {
+    let config = GenData {
+        n_train: n,
+        n_test: 0,
+        seed,
+        sides,
+        ..GenData::default()
+    };
+    generate(dir, &config).unwrap();
+    dir.join("train")
+}
+
 fn shardfeed() -> Command {
     Command::new(crate::common::shardfeed_bin())
 }
@@ -71,15 +84,7 @@ fn intact_shards(dir: &Path) -> u64 {
 #[test]
 fn shard_killed_at_any_moment_leaves_no_damaged_shard_and_reruns() {
     let dir = tempfile::tempdir().unwrap();
-    let config = GenData {
-        n_train: 240,
-        n_test: 0,
-        seed: 11,
-        sides: (120, 260),
-        ..GenData::default()
-    };
-    generate(dir.path(), &config).unwrap();
-    let input = dir.path().join("train");
+    let input = sources(dir.path(), 240, 11, (120, 260));
 
     // One complete run gives the time scale to spread the kills over.
     let reference = dir.path().join("reference");
@@ -127,15 +132,7 @@ fn shard_killed_at_any_moment_leaves_no_damaged_shard_and_reruns() {
 #[test]
 fn shard_interrupted_by_sigint_or_sigterm_says_so_and_removes_what_it_wrote() {
     let dir = tempfile::tempdir().unwrap();
-    let config = GenData {
-        n_train: 400,
-        n_test: 0,
-        seed: 12,
-        sides: (200, 320),
-        ..GenData::default()
-    };
-    generate(dir.path(), &config).unwrap();
-    let input = dir.path().join("train");
+    let input = sources(dir.path(), 400, 12, (200, 320));
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let out = dir.path().join(format!("shards-{signal}"));
         let mut command = shardfeed();
@@ -376,15 +373,7 @@ fn wait_for(mut ready: impl FnMut() -> bool) {
 #[test]
 fn a_second_writer_is_refused_and_an_interrupted_overwrite_keeps_the_old_set() {
     let dir = tempfile::tempdir().unwrap();
-    let config = GenData {
-        n_train: 400,
-        n_test: 0,
-        seed: 13,
-        sides: (200, 320),
-        ..GenData::default()
-    };
-    generate(dir.path(), &config).unwrap();
-    let input = dir.path().join("train");
+    let input = sources(dir.path(), 400, 13, (200, 320));
     let out = dir.path().join("out");
     let status = shard_command(&input, &out, false).status().unwrap();
     assert!(status.success());
