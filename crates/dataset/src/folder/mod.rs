@@ -2,6 +2,16 @@
 //! ([`shard_file_name`]), a `.idx` beside each ([`Index::path_for`]), and `manifest.json`
 //! ([`Manifest`]), written by [`crate::shard()`] and read by everything that reads a folder.
 //!
+//! - names: every file name a folder holds (shards, indexes, manifests, part manifests,
+//!   temporary and lock files) and which worker owns which shard ([`Workers`]);
+//! - [`ShardFolder`]: a folder read once — one listing, one manifest read — with its shards,
+//!   their check against the manifest, the compression rule and the warnings;
+//! - [`resolve`]: the one rule from what a user names (folders, files, URLs, globs) to shard
+//!   files, for the CLI and Python alike;
+//! - [`location`]/[`local_path`]: path arguments classified once at the edge;
+//! - [`remote`]: the one place that tells a local path from an object-storage URL and reads
+//!   or writes either; the writer's lock (one `shard` run per folder) beside it.
+//!
 //! ```
 //! use shardfeed_dataset::{Manifest, ShardInfo, find_shards, shard_file_name};
 //!
