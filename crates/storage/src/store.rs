@@ -292,7 +292,13 @@ impl Store {
                         source,
                     });
                 }
-                Err(UploadError::Store(e)) if retryable(&e) && attempt + 1 < MAX_ATTEMPTS => {
+                // `NotFound` here is the upload's own id gone (`NoSuchUpload`): its completion
+                // answer was lost, so `finish` aborted an upload the server had already
+                // completed or dropped. Whole objects are rewritten whole: upload again.
+                Err(UploadError::Store(e))
+                    if (retryable(&e) || matches!(e, object_store::Error::NotFound { .. }))
+                        && attempt + 1 < MAX_ATTEMPTS =>
+                {
                     attempt += 1;
                     traffic().retries.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(backoff(attempt));
