@@ -37,7 +37,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::folder::{MANIFEST_FILE, Manifest};
+use crate::folder::{MANIFEST_FILE, Manifest, is_shard_name};
 pub use crate::folder::{Workers, is_part_file, part_file_name, shard_number_of};
 use crate::remote::Folder;
 use crate::{Error, Result};
@@ -382,7 +382,7 @@ pub fn merge(dir: &Path) -> Result<Manifest> {
         shards.iter().map(|(_, s)| s.file.as_str()).collect();
     if let Some(stray) = names
         .iter()
-        .filter(|n| n.ends_with(".tfrec") && !n.starts_with('.'))
+        .filter(|n| is_shard_name(n))
         .find(|n| !listed.contains(n.as_str()))
     {
         return Err(bad(format!(

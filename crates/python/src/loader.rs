@@ -191,7 +191,7 @@ impl Loader {
         let resolved = resolve(py, shards, ignore_manifest)?;
         let given = parse_compression(compression.as_deref())?;
         let compression = resolved.compression(given).map_err(|e| to_py(py, e))?;
-        let files = resolved.files;
+        let files = resolved.files.clone();
         let split = match split {
             None => None,
             Some((part, fraction)) => Some((
@@ -252,7 +252,7 @@ impl Loader {
             return Err(PyValueError::new_err("epochs must be at least 1 (or None)"));
         }
         let inner = py
-            .detach(|| shardfeed_dataset::loader::Loader::open(&files, config.clone()))
+            .detach(|| shardfeed_dataset::loader::Loader::open_resolved(&resolved, config.clone()))
             .map_err(|e| to_py(py, e))?;
         Ok(Loader {
             inner: Arc::new(inner),

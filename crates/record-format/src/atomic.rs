@@ -84,6 +84,11 @@ pub fn sync_dir_of(path: &Path) -> io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+    sync_dir(dir)
+}
+
+/// Makes the renames into directory `dir` durable (its entry table fsynced).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -24,6 +24,22 @@ fn sources(dir: &Path, n: usize, seed: u64, sides: (u32, u32)) -> std::path::Pat
     dir.join("train")
 }
 
+/// `shardfeed shard INPUT --out OUT` at one job and 160 px into 8 shards (a run long enough
+/// for a signal or a second writer to land mid-run) with `extra` flags; stderr piped.
+fn slow_shard(input: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut command = shardfeed();
+    command
+        .arg("shard")
+        .arg(input)
+        .arg("--out")
+        .arg(out)
+        .args(["--shards", "8", "--jobs", "1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
 fn shardfeed() -> Command {
     Command::new(crate::common::shardfeed_bin())
 }
@@ -135,17 +151,7 @@ fn shard_interrupted_by_sigint_or_sigterm_says_so_and_removes_what_it_wrote() {
     let input = sources(dir.path(), 400, 12, (200, 320));
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let out = dir.path().join(format!("shards-{signal}"));
-        let mut command = shardfeed();
-        // One job, 160 px: the run lasts long enough for the signal to land mid-run.
-        command
-            .arg("shard")
-            .arg(&input)
-            .arg("--out")
-            .arg(&out)
-            .args(["--shards", "8", "--jobs", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let child = command.spawn().unwrap();
+        let child = slow_shard(&input, &out, &[]).spawn().unwrap();
         // Wait until the first shard is finished, so the run has something to remove.
         let started = Instant::now();
         while intact_names(&out).is_empty() && started.elapsed() < Duration::from_secs(30) {
@@ -380,20 +386,8 @@ fn a_second_writer_is_refused_and_an_interrupted_overwrite_keeps_the_old_set() {
     std::fs::write(out.join("notes.txt"), b"mine").unwrap();
     let before = snapshot(&out);
 
-    let slow = |extra: &[&str]| {
-        let mut command = shardfeed();
-        command
-            .arg("shard")
-            .arg(&input)
-            .arg("--out")
-            .arg(&out)
-            .args(["--shards", "8", "--jobs", "1", "--overwrite", "-q"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        command
-    };
-    let first = slow(&[]).spawn().unwrap();
+    let overwrite = || slow_shard(&input, &out, &["--overwrite", "-q"]);
+    let first = overwrite().spawn().unwrap();
     // Once the new set's first shard is staged, the first run is well under way.
     let staged = || {
         std::fs::read_dir(&out).unwrap().any(|e| {
@@ -408,7 +402,7 @@ fn a_second_writer_is_refused_and_an_interrupted_overwrite_keeps_the_old_set() {
     };
     wait_for(staged);
     assert!(staged(), "the first run staged nothing in 30 s");
-    let second = slow(&[]).output().unwrap();
+    let second = overwrite().output().unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{stderr}");
     assert!(
@@ -430,17 +424,11 @@ fn a_second_writer_is_refused_and_an_interrupted_overwrite_keeps_the_old_set() {
     // Split runs: worker 0 twice at once, worker 1 beside them.
     let split = dir.path().join("split");
     let worker = |index: &str| {
-        let mut command = shardfeed();
-        command
-            .arg("shard")
-            .arg(&input)
-            .arg("--out")
-            .arg(&split)
-            .args(["--shards", "8", "--jobs", "1", "-q", "--num-workers", "2"])
-            .args(["--worker-index", index])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        command
+        slow_shard(
+            &input,
+            &split,
+            &["-q", "--num-workers", "2", "--worker-index", index],
+        )
     };
     let first = worker("0").spawn().unwrap();
     let lock = split.join(".shardfeed-worker-000-of-002.lock");

@@ -6,23 +6,30 @@ use std::path::{Path, PathBuf};
 
 use shardfeed_record_format::Compression;
 
-use super::{MANIFEST_FILE, Manifest, is_part_file};
-use crate::remote::Folder;
+use super::{MANIFEST_FILE, Manifest, is_part_file, is_shard_name};
+use crate::remote::{Folder, Stores};
 use crate::{Error, Result};
 
 /// A shard folder (local, or in object storage) as one listing and one manifest read found it.
 #[derive(Debug, Clone)]
 pub struct ShardFolder {
     path: PathBuf,
-    /// Its files, with their sizes, by name (lock files left out).
+    /// Its files, with their sizes, sorted by name (lock files left out).
     files: Vec<(String, u64)>,
     manifest: Option<Manifest>,
+    /// The store it was listed through (object storage), kept to read its shards.
+    stores: Stores,
 }
 
 impl ShardFolder {
     /// Lists the folder `path` once and reads its `manifest.json` once (where it has one).
     pub fn open(path: &Path) -> Result<ShardFolder> {
-        let folder = Folder::at_for_reading(path)?;
+        ShardFolder::open_with(path, &Stores::default())
+    }
+
+    /// [`ShardFolder::open`], its store (object storage) from and kept in `stores`.
+    pub(crate) fn open_with(path: &Path, stores: &Stores) -> Result<ShardFolder> {
+        let folder = Folder::at_for_reading(path, stores)?;
         let files = folder.list()?;
         let manifest = if files.iter().any(|(name, _)| name == MANIFEST_FILE) {
             Some(Manifest::parse(
@@ -36,6 +43,7 @@ impl ShardFolder {
             path: path.to_owned(),
             files,
             manifest,
+            stores: stores.clone(),
         })
     }
 
@@ -53,9 +61,22 @@ impl ShardFolder {
     pub fn shards(&self) -> Vec<PathBuf> {
         self.files
             .iter()
-            .filter(|(name, _)| name.ends_with(".tfrec") && !name.starts_with('.'))
+            .filter(|(name, _)| is_shard_name(name))
             .map(|(name, _)| self.path.join(name))
             .collect()
+    }
+
+    /// The size the listing gave for `path`, where it is a file of this folder.
+    pub(crate) fn listed_size(&self, path: &Path) -> Option<u64> {
+        if path.parent()? != self.path.as_path() {
+            return None;
+        }
+        let name = path.file_name()?.to_str()?;
+        let at = self
+            .files
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()?;
+        Some(self.files[at].1)
     }
 
     /// Opens `files` (of this folder, or any other) for the pipeline
@@ -65,11 +86,8 @@ impl ShardFolder {
         files: &[PathBuf],
         options: shardfeed_record_format::ReaderOptions,
     ) -> Result<shardfeed_input_pipeline::tfrecord::TfRecordSource> {
-        crate::remote::open_source_sized(files, options, |path| {
-            let name = path.file_name()?.to_str()?;
-            (path.parent()? == self.path.as_path())
-                .then(|| self.files.iter().find(|(n, _)| n == name).map(|(_, s)| *s))
-                .flatten()
+        crate::remote::open_source_sized(files, options, &self.stores, |path| {
+            self.listed_size(path)
         })
     }
 
@@ -91,7 +109,7 @@ impl ShardFolder {
         let sizes: std::collections::HashMap<&str, u64> = self
             .files
             .iter()
-            .filter(|(name, _)| name.ends_with(".tfrec") && !name.starts_with('.'))
+            .filter(|(name, _)| is_shard_name(name))
             .map(|(name, size)| (name.as_str(), *size))
             .collect();
         for shard in &manifest.shards {
@@ -148,9 +166,7 @@ impl ShardFolder {
                 temporary.len()
             ));
         }
-        let shards = names
-            .iter()
-            .any(|n| n.ends_with(".tfrec") && !n.starts_with('.'));
+        let shards = names.iter().any(|n| is_shard_name(n));
         let parts = names.iter().any(|n| is_part_file(n));
         let manifest = names.contains(&MANIFEST_FILE);
         if shards && parts && !manifest {

@@ -105,18 +105,18 @@ pub(crate) fn lock(out: &Folder, workers: Workers) -> Result<WriterLock> {
             let me = holder();
             // Not made by this put: another run holds it, unless a retried put found the
             // object its own first try made (the same holder text).
-            if !store.put_new(&name, me.clone().into_bytes())?
-                && store.get(&name, 4096).ok().as_deref() != Some(me.as_bytes())
-            {
+            if !store.put_new(&name, me.clone().into_bytes())? {
                 let text = store.get(&name, 4096).unwrap_or_default();
-                return Err(Error::Locked {
-                    lock: std::path::PathBuf::from(store.url_of(&name)),
-                    holder: String::from_utf8_lossy(&text).trim().to_owned(),
-                    hint: format!(
-                        ", or delete {} if that run is gone (a lock in object storage outlives a run killed without warning)",
-                        store.url_of(&name)
-                    ),
-                });
+                if text != me.as_bytes() {
+                    return Err(Error::Locked {
+                        lock: std::path::PathBuf::from(store.url_of(&name)),
+                        holder: String::from_utf8_lossy(&text).trim().to_owned(),
+                        hint: format!(
+                            ", or delete {} if that run is gone (a lock in object storage outlives a run killed without warning)",
+                            store.url_of(&name)
+                        ),
+                    });
+                }
             }
             held.push(Held::Remote {
                 store: store.clone(),

@@ -40,7 +40,7 @@ pub use location::{local_path, location};
 pub use manifest::{Manifest, ShardInfo, Skipped};
 pub(crate) use names::own_files;
 pub use names::{
-    Index, MANIFEST_FILE, Workers, count_in_name, is_dataset_file, is_part_file, part_file_name,
-    provisional_shard_name, shard_file_name, shard_number_of, target_of_temp,
+    Index, MANIFEST_FILE, Workers, count_in_name, is_dataset_file, is_part_file, is_shard_name,
+    part_file_name, provisional_shard_name, shard_file_name, shard_number_of, target_of_temp,
 };
 pub use resolve::{Resolved, resolve};

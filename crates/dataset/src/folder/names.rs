@@ -35,6 +35,12 @@ impl Workers {
     }
 }
 
+/// Whether `name` is a shard file's (`*.tfrec`, not a hidden temporary one): the one
+/// discovery rule of every reader of a folder.
+pub fn is_shard_name(name: &str) -> bool {
+    name.ends_with(".tfrec") && !name.starts_with('.')
+}
+
 /// The manifest's file name in a shard folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
 

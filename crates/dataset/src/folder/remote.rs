@@ -54,6 +54,14 @@ pub fn store(url: &str) -> Result<Store> {
 pub struct Stores(std::sync::Arc<Mutex<HashMap<String, Store>>>);
 
 impl Stores {
+    /// Keeps `store` (already open) as its folder's.
+    pub(crate) fn keep(&self, store: &Store) {
+        let mut stores = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        stores
+            .entry(store.url().trim_end_matches('/').to_owned())
+            .or_insert_with(|| store.clone());
+    }
+
     /// The store of the folder at `url`.
     pub fn of(&self, url: &str) -> Result<Store> {
         let url = url.trim_end_matches('/');
@@ -74,16 +82,6 @@ fn folder_url(dir: &Path) -> String {
 /// The names and sizes of the objects directly in the remote folder `dir`.
 pub fn list(dir: &Path) -> Result<Vec<shardfeed_storage::Object>> {
     Ok(store(&folder_url(dir))?.list()?)
-}
-
-/// The `.tfrec` objects of the remote folder `dir`, by name, as paths holding their URLs.
-pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
-    let url = folder_url(dir);
-    Ok(list(dir)?
-        .into_iter()
-        .filter(|o| o.name.ends_with(".tfrec") && !o.name.starts_with('.'))
-        .map(|o| PathBuf::from(format!("{url}/{}", o.name)))
-        .collect())
 }
 
 /// For an object URL, the files it names: itself where `is_file_name` says it names a file,
@@ -188,8 +186,8 @@ pub fn size(path: &Path) -> Result<u64> {
 /// Object `path` read front to back (range reads with read-ahead, retried where they break).
 pub fn sequential(path: &Path) -> Result<impl Read + Send + use<>> {
     let (folder, name) = split(path)?;
-    let size = size(path)?;
     let store = store(&folder)?;
+    let size = store.size(&name)?;
     Ok(Sequential {
         reader: store.reader(&name, size),
         offset: 0,
@@ -225,15 +223,21 @@ impl Read for Sequential {
 
 /// The index of the remote shard `path` (its `.idx` object), or `None` where it has none.
 pub fn index_if_exists(path: &Path) -> Result<Option<Index>> {
-    index_of_size(path, size(path)?)
+    let (folder, name) = split(path)?;
+    let store = store(&folder)?;
+    let size = store.size(&name)?;
+    index_of_size(&store, path, &name, size)
 }
 
-/// The index of the remote shard `path` of `size` bytes, or `None` where it has none.
-fn index_of_size(path: &Path, size: u64) -> Result<Option<Index>> {
+/// The index of the remote shard `path` (object `name` of `store`, `size` bytes), or `None`
+/// where it has none.
+fn index_of_size(store: &Store, path: &Path, name: &str, size: u64) -> Result<Option<Index>> {
     let index_path = Index::path_for(path);
     let limit = crate::limits::index_bytes(size);
-    let Some(bytes) = read_if_exists(&index_path, limit)? else {
-        return Ok(None);
+    let bytes = match store.get(&format!("{name}.idx"), limit) {
+        Ok(bytes) => bytes,
+        Err(error) if error.is_not_found() => return Ok(None),
+        Err(error) => return Err(error.into()),
     };
     let text = String::from_utf8_lossy(&bytes);
     Ok(Some(Index::parse(
@@ -242,9 +246,9 @@ fn index_of_size(path: &Path, size: u64) -> Result<Option<Index>> {
     )?))
 }
 
-/// The index of the remote shard `path` of `size` bytes (its `.idx` object, required).
-fn read_index(path: &Path, size: u64) -> Result<Index> {
-    index_of_size(path, size)?.ok_or_else(|| {
+/// The index of the remote shard `path` (its `.idx` object, required).
+fn read_index(store: &Store, path: &Path, name: &str, size: u64) -> Result<Index> {
+    index_of_size(store, path, name, size)?.ok_or_else(|| {
         Error::Invalid(format!(
             "{} has no .idx beside it: shards in object storage are read by their index (write them with shardfeed shard, or upload the .idx files too)",
             path.display()
@@ -256,13 +260,15 @@ fn read_index(path: &Path, size: u64) -> Result<Index> {
 /// ones through their `.idx` and a ranged reader (each object's size asked for; a
 /// [`crate::folder::ShardFolder`] opens its own files with the sizes it listed).
 pub fn open_source(files: &[PathBuf], options: ReaderOptions) -> Result<TfRecordSource> {
-    open_source_sized(files, options, |_| None)
+    open_source_sized(files, options, &Stores::default(), |_| None)
 }
 
-/// [`open_source`], with the sizes `size_of` knows (from a listing) not asked for again.
+/// [`open_source`] through `stores`, with the sizes `size_of` knows (from a listing) not
+/// asked for again.
 pub(crate) fn open_source_sized(
     files: &[PathBuf],
     options: ReaderOptions,
+    stores: &Stores,
     size_of: impl Fn(&Path) -> Option<u64>,
 ) -> Result<TfRecordSource> {
     if !files.iter().any(|f| is_remote(f)) {
@@ -276,16 +282,15 @@ pub(crate) fn open_source_sized(
         )));
     }
     let mut opened = Vec::with_capacity(files.len());
-    let stores = Stores::default();
     for path in files {
         let file = if is_remote(path) {
             let (folder, name) = split(path)?;
             let store = stores.of(&folder)?;
             let size = match size_of(path) {
                 Some(size) => size,
-                None => size(path)?,
+                None => store.size(&name)?,
             };
-            let index = read_index(path, size)?;
+            let index = read_index(&store, path, &name, size)?;
             IndexedFile::from_reader(path, Box::new(store.reader(&name, size)), index, options)?
         } else {
             IndexedFile::open(path, options)?
@@ -335,10 +340,10 @@ impl Folder {
         }
     }
 
-    /// The folder at `path` for reading (an `http(s)://` URL too).
-    pub(crate) fn at_for_reading(path: &Path) -> Result<Folder> {
+    /// The folder at `path` for reading (an `http(s)://` URL too), its store from `stores`.
+    pub(crate) fn at_for_reading(path: &Path, stores: &Stores) -> Result<Folder> {
         if is_remote(path) {
-            Ok(Folder::Remote(store(&folder_url(path))?))
+            Ok(Folder::Remote(stores.of(&folder_url(path))?))
         } else {
             Ok(Folder::Local(path.to_owned()))
         }
@@ -388,7 +393,11 @@ impl Folder {
     /// File `name`, whole; one over `limit` bytes (or not a regular file) is refused.
     pub(crate) fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
         let path = self.name().join(name);
-        match read_bounded(&path, limit) {
+        let stores = Stores::default();
+        if let Folder::Remote(store) = self {
+            stores.keep(store);
+        }
+        match read_bounded_with(&stores, &path, limit) {
             Ok(Some(bytes)) => Ok(bytes),
             Ok(None) => Err(Error::io("read", &path)(
                 std::io::ErrorKind::NotFound.into(),
@@ -453,9 +462,9 @@ impl Folder {
     /// Makes its renames durable (a local folder's entry table fsynced).
     pub(crate) fn sync(&self) -> Result<()> {
         match self {
-            Folder::Local(dir) => std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(Error::io("sync", dir)),
+            Folder::Local(dir) => {
+                shardfeed_record_format::atomic::sync_dir(dir).map_err(Error::io("sync", dir))
+            }
             Folder::Remote(_) => Ok(()),
         }
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use shardfeed_record_format::Compression;
 
 use super::{Manifest, ShardFolder};
+use crate::remote::Stores;
 use crate::{Error, Result};
 
 /// Shard files resolved from arguments, with the folders they are in (each listed once).
@@ -18,6 +19,8 @@ pub struct Resolved {
     pub files: Vec<PathBuf>,
     /// The folders named, or holding a file named.
     folders: Vec<ShardFolder>,
+    /// The stores they were listed through (object storage), shared.
+    stores: Stores,
 }
 
 impl Resolved {
@@ -65,6 +68,19 @@ impl Resolved {
     /// The shard folders named or holding a named file.
     pub fn folders(&self) -> &[ShardFolder] {
         &self.folders
+    }
+
+    /// Opens `files` (some of [`Resolved::files`], or any) for the pipeline, each folder's
+    /// objects through the store it was listed with and at the sizes it listed
+    /// ([`ShardFolder::open_source`]).
+    pub fn open_source(
+        &self,
+        files: &[PathBuf],
+        options: shardfeed_record_format::ReaderOptions,
+    ) -> Result<shardfeed_input_pipeline::tfrecord::TfRecordSource> {
+        crate::remote::open_source_sized(files, options, &self.stores, |path| {
+            self.folder_of(path)?.listed_size(path)
+        })
     }
 }
 
@@ -114,6 +130,7 @@ pub fn resolve(paths: &[PathBuf], ignore_manifest: bool) -> Result<Resolved> {
     let mut resolved = Resolved {
         files: Vec::new(),
         folders: Vec::new(),
+        stores: Stores::default(),
     };
     let mut expanded = Vec::with_capacity(paths.len());
     for path in paths {
@@ -126,7 +143,9 @@ pub fn resolve(paths: &[PathBuf], ignore_manifest: bool) -> Result<Resolved> {
             (path.clone(), None)
         };
         if !resolved.folders.iter().any(|f| f.path() == dir) {
-            resolved.folders.push(ShardFolder::open(&dir)?);
+            resolved
+                .folders
+                .push(ShardFolder::open_with(&dir, &resolved.stores)?);
         }
         match file {
             Some(file) => resolved.files.push(file),

@@ -41,6 +41,7 @@ use shardfeed_record_format::{Compression, ReaderOptions};
 
 use crate::decode::{Decoded, RecordRules, decode_at};
 pub use crate::error::Damaged;
+use crate::folder::Resolved;
 pub use batches::{EpochBatches, LoaderBatch, Pixels};
 
 mod batches;
@@ -227,6 +228,20 @@ impl Loader {
     /// Opens shard files (given in any order: they are sorted, as `shardfeed train` sorts
     /// them), applying the configured split.
     pub fn open(files: &[PathBuf], config: LoaderConfig) -> Result<Loader> {
+        Loader::open_from(files, config, None)
+    }
+
+    /// [`Loader::open`] on the files `resolved` found ([`crate::folder::resolve`]): their
+    /// folders' listings, manifests and stores are used, not asked for again.
+    pub fn open_resolved(resolved: &Resolved, config: LoaderConfig) -> Result<Loader> {
+        Loader::open_from(&resolved.files, config, Some(resolved))
+    }
+
+    fn open_from(
+        files: &[PathBuf],
+        config: LoaderConfig,
+        resolved: Option<&Resolved>,
+    ) -> Result<Loader> {
         crate::limits::check_batch(config.batch_size, config.world_size)?;
         crate::limits::check_jobs(config.jobs)?;
         if config.world_size == 0 || config.rank >= config.world_size {
@@ -266,8 +281,11 @@ impl Loader {
                 }
             )));
         }
-        let source =
-            crate::remote::open_source(&files, ReaderOptions::compression(config.compression))?;
+        let options = ReaderOptions::compression(config.compression);
+        let source = match resolved {
+            Some(resolved) => resolved.open_source(&files, options)?,
+            None => crate::remote::open_source(&files, options)?,
+        };
         let counts: Arc<[u64]> = source.counts().into();
         let records: u64 = counts.iter().sum();
         let step = (config.batch_size * config.world_size) as u64;
@@ -287,7 +305,8 @@ impl Loader {
             config.shuffle,
             Repeat::Forever,
         );
-        let rules = RecordRules::of_source(&source)?;
+        let folder = resolved.and_then(|r| r.folder_of(&files[0]));
+        let rules = RecordRules::of_source_in(&source, folder)?;
         let source = Arc::new(source);
         let base = decode_pipeline(source.clone(), rules, counts.clone());
         let base = if config.cache {

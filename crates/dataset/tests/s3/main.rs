@@ -168,6 +168,22 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
         [1, 1 + 5, 0],
         "train: listings, GETs, HEADs"
     );
+    let before = requests();
+    let resolved =
+        shardfeed_dataset::folder::resolve(std::slice::from_ref(&remote), false).unwrap();
+    shardfeed_dataset::loader::Loader::open_resolved(
+        &resolved,
+        shardfeed_dataset::loader::LoaderConfig {
+            batch_size: 8,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        delta(before, requests()),
+        [1, 1 + 5, 0],
+        "Loader: listings, GETs, HEADs"
+    );
 
     // Read back: inspect (sequential), and an epoch of the training order (ranged reads of
     // 4 KiB chunks with read-ahead: SHARDFEED_READ_CHUNK_BYTES) with the same records.
