@@ -2,8 +2,8 @@
 //!
 //! Writes ~100 MB of 10–20 kB incompressible records (like JPEG payloads) into 16 files,
 //! then times, each `runs` times with the files in the page cache: writing (plain, GZIP),
-//! scanning with CRC checks (streaming reader, memory-mapped slice reader on one thread and
-//! on all cores, GZIP), and the memory-mapped scan without CRC checks.
+//! scanning with CRC checks (streaming reader on one thread and on all cores, GZIP), and the
+//! scan without CRC checks.
 //!
 //! Settings come from the environment (cargo passes its own flags to a bench binary):
 //! `SHARDFEED_BENCH_MB` (default 100), `SHARDFEED_BENCH_RUNS` (7), `SHARDFEED_BENCH_DIR`
@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use shardfeed_record_format::{Compression, FileWriter, MappedFile, ReaderOptions, RecordReader};
+use shardfeed_record_format::{Compression, FileWriter, ReaderOptions, RecordReader};
 
 const FILES: usize = 16;
 
@@ -91,28 +91,13 @@ fn scan_streaming(files: &[PathBuf], options: ReaderOptions) -> (u64, u64) {
     (records, bytes)
 }
 
-fn scan_mapped(files: &[PathBuf], options: ReaderOptions) -> (u64, u64) {
-    let mut records = 0;
-    let mut bytes = 0;
-    for file in files {
-        let mapped = MappedFile::open(file).unwrap();
-        for record in mapped.records(options) {
-            let record = record.unwrap();
-            records += 1;
-            bytes += record.data.len() as u64;
-            black_box(record.data);
-        }
-    }
-    (records, bytes)
-}
-
-fn scan_mapped_parallel(files: &[PathBuf], options: ReaderOptions) -> (u64, u64) {
+fn scan_parallel(files: &[PathBuf], options: ReaderOptions) -> (u64, u64) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = files.len().div_ceil(threads);
     std::thread::scope(|scope| {
         let handles: Vec<_> = files
             .chunks(chunk)
-            .map(|part| scope.spawn(move || scan_mapped(part, options)))
+            .map(|part| scope.spawn(move || scan_streaming(part, options)))
             .collect();
         handles
             .into_iter()
@@ -237,14 +222,11 @@ fn main() {
         measure("scan streaming, crc, 1 thread", settings.runs, || {
             scan_streaming(&plain, verify)
         }),
-        measure("scan mmap, crc, 1 thread", settings.runs, || {
-            scan_mapped(&plain, verify)
+        measure("scan streaming, crc, all cores", settings.runs, || {
+            scan_parallel(&plain, verify)
         }),
-        measure("scan mmap, crc, all cores", settings.runs, || {
-            scan_mapped_parallel(&plain, verify)
-        }),
-        measure("scan mmap, no crc, 1 thread", settings.runs, || {
-            scan_mapped(&plain, no_verify)
+        measure("scan streaming, no crc, 1 thread", settings.runs, || {
+            scan_streaming(&plain, no_verify)
         }),
         measure("scan gzip streaming, crc, 1 thread", gzip_runs, || {
             scan_streaming(&gzip, gzip_options)

@@ -7,8 +7,7 @@
 //! - Framing ([`frame`]): `u64` length, masked CRC-32C of the length, payload, masked CRC-32C
 //!   of the payload; hardware CRC-32C ([`crc`]).
 //! - Reading: [`RecordReader`] streams from any `Read` in constant memory, plain, GZIP or
-//!   ZLIB ([`Compression`]); [`SliceReader`] / [`MappedFile`] parse a byte slice or memory
-//!   map with no copy. Every error names the file, the record index and the byte offset, and
+//!   ZLIB ([`Compression`]). Every error names the file, the record index and the byte offset, and
 //!   what is wrong ([`Corruption`]), including stray bytes TensorFlow silently ignores.
 //! - Writing: [`RecordWriter`] into any `Write`; [`FileWriter`] writes a whole file
 //!   atomically together with its `.idx` file.
@@ -47,7 +46,6 @@ pub mod frame;
 mod index;
 mod reader;
 mod shard_set;
-mod slice;
 mod writer;
 
 pub use compression::{Compression, UnknownCompression};
@@ -61,5 +59,4 @@ pub use index::{
 };
 pub use reader::{RecordInfo, RecordReader};
 pub use shard_set::{count_in_name, provisional_shard_name, shard_file_name};
-pub use slice::{MappedFile, RecordRef, SliceReader};
 pub use writer::{FileWriter, RecordWriter};
