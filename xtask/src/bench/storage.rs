@@ -5,19 +5,19 @@ use super::*;
 /// `stream` from S3 (moto on loopback) against local disk, the same shards, in alternating
 /// pairs; `shard` as 2 worker processes (+ merge) against one process, in pairs.
 pub(super) fn storage(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    use crate::storage::{S3Server, shard_wall, stream_rate};
+    use crate::storage::{shard_wall, start_server, stream_rate};
     let binary = crate::data::shardfeed_binary()?;
     let sources = bench_sources(&binary, args.images)?;
     let local = util::root().join("target/bench-data/stream-shards");
     shard_once(&binary, &sources, &local, 2, false)?;
-    let s3 = S3Server::start()?;
+    let s3 = start_server()?;
     s3.bucket("bench")?;
     let mut upload = Command::new(&binary);
     upload
         .arg("shard")
         .arg(sources.join("train"))
         .args(["--out", "s3://bench/shards", "--quiet"]);
-    s3.env(&mut upload);
+    s3.env_on(&mut upload);
     util::run(&mut upload)?;
     println!(
         "storage: {} records in 16 shards of 160 px, no cache, batch 32; {} on 127.0.0.1",

@@ -1,11 +1,12 @@
-//! A real S3 API server for the tests (`moto_server` on 127.0.0.1, a free port, stopped when
-//! the test ends) behind a fault-injecting TCP proxy, and the environment that points
-//! `object_store` at the proxy.
+//! The real S3 API server for the tests (`shardfeed_s3_server::MotoServer`, the harness
+//! `cargo xtask` uses too) behind a fault-injecting TCP proxy, and the environment that
+//! points `object_store` at the proxy.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
+use shardfeed_s3_server::MotoServer;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -14,8 +15,7 @@ use std::time::{Duration, Instant};
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 pub struct S3 {
-    server: Child,
-    server_port: u16,
+    server: MotoServer,
     proxy: Arc<Proxy>,
     _turn: MutexGuard<'static, ()>,
 }
@@ -33,52 +33,13 @@ fn in_ci() -> bool {
         || std::env::var_os("SHARDFEED_REQUIRE_ALL").is_some_and(|v| v == "1")
 }
 
-fn moto_server() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("SHARDFEED_MOTO_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    let venv =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/s3-venv/bin/moto_server");
-    venv.exists().then_some(venv)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A raw HTTP/1.1 request to the server itself (bucket creation and test fixtures, which
-/// `object_store` does not do); returns the status code.
-fn http(port: u16, method: &str, path: &str, body: &[u8]) -> u16 {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
-}
-
 impl S3 {
     /// Starts moto and the proxy and points the AWS environment at the proxy; `None` (with a
     /// loud message) where moto is not installed outside CI.
     pub fn start() -> Option<S3> {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(moto) = moto_server() else {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let Some(moto) = shardfeed_s3_server::installed(&workspace) else {
             assert!(
                 !in_ci(),
                 "moto_server is required under CI (SHARDFEED_MOTO_SERVER, or target/s3-venv from `cargo xtask s3-server`)"
@@ -88,80 +49,48 @@ impl S3 {
             );
             return None;
         };
-        let server_port = free_port();
-        let server = Command::new(&moto)
-            .args(["-H", "127.0.0.1", "-p", &server_port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", moto.display()));
-        let mut s3 = S3 {
-            server,
-            server_port,
-            proxy: Arc::new(Proxy {
-                per_mille: AtomicU32::new(0),
-                injected: AtomicU64::new(0),
-                stop: AtomicBool::new(false),
-                counter: AtomicU64::new(0),
-            }),
-            _turn: turn,
-        };
         let started = Instant::now();
-        while http_ready(server_port).is_none() {
-            if let Ok(Some(status)) = s3.server.try_wait() {
-                panic!("moto_server exited at start: {status}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto_server did not answer on port {server_port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let server = MotoServer::start(&moto).unwrap_or_else(|e| panic!("{e}"));
         eprintln!(
-            "moto_server up on 127.0.0.1:{server_port} in {:.1} s",
+            "moto_server up on 127.0.0.1:{} in {:.1} s",
+            server.port(),
             started.elapsed().as_secs_f64()
         );
-        let proxy_port = start_proxy(s3.proxy.clone(), server_port);
+        let proxy = Arc::new(Proxy {
+            per_mille: AtomicU32::new(0),
+            injected: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            counter: AtomicU64::new(0),
+        });
+        let proxy_port = start_proxy(proxy.clone(), server.port());
         // SAFETY: tests of this binary run one at a time (`ONE_AT_A_TIME`), and nothing
         // else in the process reads the environment while this runs.
         unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-            std::env::set_var("AWS_REGION", "us-east-1");
-            std::env::set_var("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{proxy_port}"));
-            std::env::set_var("AWS_ALLOW_HTTP", "true");
+            for (name, value) in shardfeed_s3_server::env(proxy_port) {
+                std::env::set_var(name, value);
+            }
             std::env::set_var("SHARDFEED_READ_CHUNK_BYTES", "4096");
         }
-        Some(s3)
+        Some(S3 {
+            server,
+            proxy,
+            _turn: turn,
+        })
     }
 
     /// Creates a bucket (names must differ between tests: stores are cached by URL).
     pub fn bucket(&self, name: &str) {
-        let status = http(self.server_port, "PUT", &format!("/{name}"), b"");
-        assert_eq!(status, 200, "creating bucket {name}");
+        self.server.bucket(name).unwrap();
     }
 
     /// Writes an object directly (no faults).
     pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
-        let status = http(self.server_port, "PUT", &format!("/{bucket}/{key}"), bytes);
-        assert_eq!(status, 200, "writing {bucket}/{key}");
+        self.server.put(bucket, key, bytes).unwrap();
     }
 
     /// The keys in a bucket.
     pub fn list(&self, bucket: &str) -> Vec<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.server_port)).unwrap();
-        write!(
-            stream,
-            "GET /{bucket}?list-type=2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        response
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|rest| rest.split("</Key>").next().map(str::to_owned))
-            .collect()
+        self.server.list(bucket).unwrap()
     }
 
     /// Faults per thousand forwarded chunks from now on (0: none).
@@ -178,22 +107,7 @@ impl S3 {
 impl Drop for S3 {
     fn drop(&mut self) {
         self.proxy.stop.store(true, Ordering::SeqCst);
-        let _ = self.server.kill();
-        let _ = self.server.wait();
     }
-}
-
-fn http_ready(port: u16) -> Option<()> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    head.starts_with(b"HTTP/1.").then_some(())
 }
 
 /// A small deterministic generator (xorshift) per connection.
