@@ -27,6 +27,7 @@ mod predict_cmd;
 mod ranges;
 mod shard_cmd;
 mod stream_cmd;
+mod stream_json;
 mod train_cmd;
 
 /// `--version`: the package version, and `(cuda)` in a build with `--device cuda`.

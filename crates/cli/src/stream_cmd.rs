@@ -70,7 +70,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let report = stream_in(&folder, &config)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::stream_json::StreamJson::from(&report))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -84,9 +87,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             "epoch {}: {} in {:.2} s, {} images/s, waited for input {:.2} s",
             epoch.epoch,
             count(epoch.images, "image"),
-            epoch.seconds,
-            thousands(epoch.images_per_second as u64),
-            epoch.waited_seconds
+            epoch.elapsed.as_secs_f64(),
+            thousands(epoch.images_per_second() as u64),
+            epoch.waited.as_secs_f64()
         );
     }
     let batch = args.batch as u64;
@@ -98,27 +101,28 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             count(report.records * args.epochs - delivered, "image")
         );
     }
-    for stage in &report.stages {
+    let stats = &report.stats;
+    for stage in &stats.stages {
         println!(
             "  {:<9} x{:<2} {:>8} items  busy {:>7.2} s  waiting for input {:>7.2} s  blocked on output {:>7.2} s",
             stage.name,
             stage.threads,
             stage.items,
-            stage.busy_seconds,
-            stage.waiting_input_seconds,
-            stage.waiting_output_seconds
+            stage.busy.as_secs_f64(),
+            stage.waiting_input.as_secs_f64(),
+            stage.waiting_output.as_secs_f64()
         );
     }
     if !args.no_cache {
         println!(
             "  cache: {} hits, {} decoded again (over the budget)",
-            report.cache_hits, report.cache_overflow
+            stats.cache_hits, stats.cache_overflow
         );
     }
-    if let Some(autotune) = &report.autotune {
-        println!("  {}", autotune.summary);
-        for change in &autotune.changes {
-            println!("    {:>6.2} s: {}", change.at_seconds, change.why);
+    if let Some(tuning) = &stats.tuning {
+        println!("  {}", tuning.summary());
+        for change in &tuning.changes {
+            println!("    {:>6.2} s: {}", change.at.as_secs_f64(), change.why);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,8 @@
 //!   (counts, shards, skipped files with reasons).
 //! - [`classes`]: a folder's class names (manifest, given, or a scan of the records).
 //! - [`stream`]: SPEC §3's read pipeline (decode, cache, shuffle, batch) and
-//!   [`FloatBatch`], the `f32` batch a model takes.
+//!   [`FloatBatch`], the `f32` batch a model takes; [`stats`]: what a read delivered and
+//!   what its pipeline did, one value for `stream`'s report and the `Loader`'s `stats()`.
 //! - [`order`]: the one training order (file shuffle, interleave 16, shuffle buffer) of
 //!   `train`, `stream` and the [`loader`].
 //! - [`run`]: a training run's data side: the seeded split by files, the training and
@@ -63,6 +64,7 @@ pub mod loader;
 pub mod order;
 pub mod run;
 mod shard;
+pub mod stats;
 pub mod stream;
 pub mod synthetic;
 pub mod workers;

@@ -9,16 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use shardfeed_image_prep::Preprocessing;
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
-use shardfeed_input_pipeline::{
-    CacheBudget, CacheOverflow, Parallelism, Pipeline, Plan, Repeat, Stats,
-};
+use shardfeed_input_pipeline::{CacheBudget, CacheOverflow, Parallelism, Pipeline, Plan, Repeat};
 use shardfeed_record_format::{Compression, ReaderOptions};
 
 pub use crate::decode::{DECODE_BUDGET, Decoded, RecordRules, decoded_pipeline};
 use crate::folder::ShardFolder;
+use crate::stats::{EpochStats, ReadStats};
 use crate::{Error, Result};
 
 /// What to stream and how.
@@ -64,109 +62,20 @@ impl Default for StreamConfig {
     }
 }
 
-/// One epoch's figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct EpochReport {
-    /// The epoch, from 1.
-    pub epoch: u64,
-    /// Images delivered in batches during it.
-    pub images: u64,
-    /// Its wall time.
-    pub seconds: f64,
-    /// Images per second.
-    pub images_per_second: f64,
-    /// Time the consumer waited for a batch.
-    pub waited_seconds: f64,
-}
-
-/// What a run measured.
-#[derive(Debug, Clone, Serialize)]
+/// What a run measured (the CLI prints it, or writes it as JSON).
+#[derive(Debug, Clone)]
 pub struct StreamReport {
     /// Shard files read.
     pub files: usize,
     /// Records per epoch.
     pub records: u64,
     /// Per epoch.
-    pub epochs: Vec<EpochReport>,
-    /// Per stage (`plan`, `map`, `batch`, `consumer`): items, items/s, busy and blocked time.
-    pub stages: Vec<StageReport>,
-    /// Images served from the cache.
-    pub cache_hits: u64,
-    /// Images decoded again because the cache budget was full.
-    pub cache_overflow: u64,
+    pub epochs: Vec<EpochStats>,
+    /// The run's totals: images, batches, stages, cache, tuner ([`ReadStats`], what the
+    /// Python `Loader`'s `stats()` shows too).
+    pub stats: ReadStats,
     /// Checksum of every value delivered (proves the work was done).
     pub checksum: f64,
-    /// What the pipeline's tuner chose and why (`None` with a fixed `--jobs`-less parallelism).
-    pub autotune: Option<AutotuneReport>,
-}
-
-/// The tuner's choice ([`shardfeed_input_pipeline::Tuning`]) as the report shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AutotuneReport {
-    /// Map workers at the end.
-    pub workers: usize,
-    /// The cap (`--jobs`, or the cores).
-    pub max_workers: usize,
-    /// Prefetch depth at the end, in batches.
-    pub prefetch: usize,
-    /// The deepest the tuner may set.
-    pub max_prefetch: usize,
-    /// One line: the choice and the figures behind it.
-    pub summary: String,
-    /// Every change: seconds since the start, workers and prefetch after it, why.
-    pub changes: Vec<AutotuneChange>,
-}
-
-/// One change the tuner made.
-#[derive(Debug, Clone, Serialize)]
-pub struct AutotuneChange {
-    /// Seconds since the pipeline started.
-    pub at_seconds: f64,
-    /// Map workers after it.
-    pub workers: usize,
-    /// Prefetch depth after it.
-    pub prefetch: usize,
-    /// The measured figures behind it.
-    pub why: String,
-}
-
-impl From<&shardfeed_input_pipeline::Tuning> for AutotuneReport {
-    fn from(t: &shardfeed_input_pipeline::Tuning) -> Self {
-        AutotuneReport {
-            workers: t.workers,
-            max_workers: t.max_workers,
-            prefetch: t.prefetch,
-            max_prefetch: t.max_prefetch,
-            summary: t.summary(),
-            changes: t
-                .changes
-                .iter()
-                .map(|c| AutotuneChange {
-                    at_seconds: c.at.as_secs_f64(),
-                    workers: c.workers,
-                    prefetch: c.prefetch,
-                    why: c.why.clone(),
-                })
-                .collect(),
-        }
-    }
-}
-
-/// One stage's figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct StageReport {
-    /// The stage.
-    pub name: String,
-    /// Threads.
-    pub threads: usize,
-    /// Items (batches for `batch` and `consumer`).
-    pub items: u64,
-    /// Busy seconds, summed over threads.
-    pub busy_seconds: f64,
-    /// Seconds waiting for input.
-    pub waiting_input_seconds: f64,
-    /// Seconds blocked on a full output.
-    pub waiting_output_seconds: f64,
 }
 
 /// The shard files of a folder, opened (counts from `.idx`), checked against its manifest
@@ -304,74 +213,48 @@ pub fn stream_in(folder: &ShardFolder, config: &StreamConfig) -> Result<StreamRe
     let mut epochs = Vec::new();
     let (mut values, mut labels) = (Vec::new(), Vec::new());
     let mut checksum = 0.0f64;
-    let mut delivered = 0u64;
+    let mut stats = ReadStats::default();
+    let started = Instant::now();
     let mut epoch_start = Instant::now();
     let mut epoch_images = 0u64;
-    let mut waited = Duration::ZERO;
+    let (mut waited, mut waited_in_epoch) = (Duration::ZERO, Duration::ZERO);
     loop {
         let waiting = Instant::now();
         let Some(batch) = iter.next() else { break };
-        waited += waiting.elapsed();
+        let wait = waiting.elapsed();
+        waited += wait;
+        waited_in_epoch += wait;
         let batch = batch?;
         batch_to_f32(&batch.items, &mut values, &mut labels);
         checksum += f64::from(values[values.len() / 2]) + labels.iter().sum::<i64>() as f64;
-        delivered += batch.len() as u64;
+        stats.images += batch.len() as u64;
+        stats.batches += 1;
         epoch_images += batch.len() as u64;
-        if delivered >= records * (epochs.len() as u64 + 1) {
-            epochs.push(epoch_report(
-                epochs.len() as u64 + 1,
-                epoch_images,
-                epoch_start,
-                waited,
-            ));
+        if stats.images >= records * (epochs.len() as u64 + 1) {
+            end_epoch(&mut epochs, epoch_images, epoch_start, waited_in_epoch);
             epoch_start = Instant::now();
             epoch_images = 0;
-            waited = Duration::ZERO;
+            waited_in_epoch = Duration::ZERO;
         }
     }
     if epoch_images > 0 {
-        epochs.push(epoch_report(
-            epochs.len() as u64 + 1,
-            epoch_images,
-            epoch_start,
-            waited,
-        ));
+        end_epoch(&mut epochs, epoch_images, epoch_start, waited_in_epoch);
     }
-    let stats = iter.stats();
+    stats.add_pipeline(&iter.stats(), started.elapsed(), waited);
     Ok(StreamReport {
         files,
         records,
         epochs,
-        stages: stage_reports(&stats),
-        cache_hits: stats.cache_hits,
-        cache_overflow: stats.cache_overflow,
+        stats,
         checksum,
-        autotune: stats.tuning.as_ref().map(AutotuneReport::from),
     })
 }
 
-fn epoch_report(epoch: u64, images: u64, start: Instant, waited: Duration) -> EpochReport {
-    let seconds = start.elapsed().as_secs_f64();
-    EpochReport {
-        epoch,
+fn end_epoch(epochs: &mut Vec<EpochStats>, images: u64, start: Instant, waited: Duration) {
+    epochs.push(EpochStats {
+        epoch: epochs.len() as u64 + 1,
         images,
-        seconds,
-        images_per_second: images as f64 / seconds.max(1e-9),
-        waited_seconds: waited.as_secs_f64(),
-    }
-}
-
-fn stage_reports(stats: &Stats) -> Vec<StageReport> {
-    stats
-        .stages
-        .iter()
-        .map(|s| StageReport {
-            name: s.name.to_owned(),
-            threads: s.threads,
-            items: s.items,
-            busy_seconds: s.busy.as_secs_f64(),
-            waiting_input_seconds: s.waiting_input.as_secs_f64(),
-            waiting_output_seconds: s.waiting_output.as_secs_f64(),
-        })
-        .collect()
+        elapsed: start.elapsed(),
+        waited,
+    });
 }

@@ -12,10 +12,10 @@ use pyo3::types::{PyDict, PyList};
 use shardfeed_dataset::Error;
 use shardfeed_dataset::folder::Resolved;
 use shardfeed_dataset::loader::{
-    Damaged, Dtype, EpochBatches, Layout, LoaderConfig, LoaderState, MAX_EPOCH, OnDamaged, Pixels,
-    Position, SplitPart,
+    Dtype, EpochBatches, Layout, LoaderConfig, LoaderState, MAX_EPOCH, OnDamaged, Pixels, Position,
+    SplitPart,
 };
-use shardfeed_input_pipeline::StageStats;
+use shardfeed_dataset::stats::ReadStats;
 
 use crate::{location, lock, parallelism, parse_compression, to_py};
 
@@ -54,48 +54,10 @@ pub(crate) fn resolve(
         })
 }
 
-/// Totals over a loader's epochs.
-#[derive(Default)]
-struct Totals {
-    images: u64,
-    batches: u64,
-    seconds: f64,
-    waited: f64,
-    stages: Vec<StageStats>,
-    skipped: Vec<Damaged>,
-    padded: u64,
-    dropped: u64,
-    cache_hits: u64,
-    /// The last epoch's tuner state.
-    tuning: Option<shardfeed_input_pipeline::Tuning>,
-}
-
-impl Totals {
-    /// Adds an epoch's figures (when it ends or is dropped).
-    fn add_epoch(&mut self, epoch: &EpochBatches) {
-        let (waited, elapsed) = epoch.consumer();
-        self.seconds += elapsed.as_secs_f64();
-        self.waited += waited.as_secs_f64();
-        let stats = epoch.stats();
-        self.cache_hits = stats.cache_hits;
-        self.tuning = stats.tuning.clone();
-        for stage in stats.stages {
-            match self.stages.iter_mut().find(|s| s.name == stage.name) {
-                Some(total) => {
-                    total.items += stage.items;
-                    total.busy += stage.busy;
-                    total.waiting_input += stage.waiting_input;
-                    total.waiting_output += stage.waiting_output;
-                }
-                None => self.stages.push(stage),
-            }
-        }
-    }
-}
-
 struct RunState {
     position: Position,
-    totals: Totals,
+    /// Totals over the loader's epochs (what `stats()` shows).
+    totals: ReadStats,
     /// Bumped by each `iter()`: an older iterator stops.
     generation: u64,
 }
@@ -261,7 +223,7 @@ impl Loader {
             pid: std::process::id(),
             state: Mutex::new(RunState {
                 position: Position::default(),
-                totals: Totals::default(),
+                totals: ReadStats::default(),
                 generation: 0,
             }),
             epochs,
@@ -342,18 +304,20 @@ impl Loader {
     }
 
     /// Per-stage busy/wait times, images/s, skipped records (file, offset), padded and
-    /// dropped counts.
+    /// dropped counts: the totals `shardfeed stream --json` prints for its run, under the
+    /// same names (both made from one `ReadStats`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let run = lock(&self.state);
         let t = &run.totals;
         let out = PyDict::new(py);
         out.set_item("images", t.images)?;
         out.set_item("batches", t.batches)?;
-        out.set_item("seconds", t.seconds)?;
-        out.set_item("images_per_second", t.images as f64 / t.seconds.max(1e-9))?;
-        out.set_item("waited_seconds", t.waited)?;
-        out.set_item("wait_fraction", t.waited / t.seconds.max(1e-9))?;
+        out.set_item("seconds", t.elapsed.as_secs_f64())?;
+        out.set_item("images_per_second", t.images_per_second())?;
+        out.set_item("waited_seconds", t.waited.as_secs_f64())?;
+        out.set_item("wait_fraction", t.wait_fraction())?;
         out.set_item("cache_hits", t.cache_hits)?;
+        out.set_item("cache_overflow", t.cache_overflow)?;
         out.set_item("padded", t.padded)?;
         out.set_item("dropped", t.dropped)?;
         let skipped = PyList::empty(py);
@@ -385,7 +349,16 @@ impl Loader {
             item.set_item("max_workers", tuning.max_workers)?;
             item.set_item("prefetch", tuning.prefetch)?;
             item.set_item("max_prefetch", tuning.max_prefetch)?;
-            item.set_item("changes", tuning.changes.len())?;
+            let changes = PyList::empty(py);
+            for c in &tuning.changes {
+                let change = PyDict::new(py);
+                change.set_item("at_seconds", c.at.as_secs_f64())?;
+                change.set_item("workers", c.workers)?;
+                change.set_item("prefetch", c.prefetch)?;
+                change.set_item("why", &c.why)?;
+                changes.append(change)?;
+            }
+            item.set_item("changes", changes)?;
             item.set_item("summary", tuning.summary())?;
             out.set_item("autotune", item)?;
         }
@@ -471,7 +444,7 @@ impl LoaderIter {
     fn finish_epoch(&self, epoch: EpochBatches) {
         let loader = self.loader.get();
         let mut run = lock(&loader.state);
-        run.totals.add_epoch(&epoch);
+        epoch.add_to(&mut run.totals);
         if run.generation == self.generation {
             run.position = Position {
                 epoch: epoch.share().epoch + 1,
@@ -496,7 +469,7 @@ impl Drop for LoaderIter {
         // joined with the GIL released (a worker stalled on a remote read must not freeze
         // every Python thread).
         let loader = self.loader.get();
-        lock(&loader.state).totals.add_epoch(&epoch);
+        epoch.add_to(&mut lock(&loader.state).totals);
         Python::attach(|py| py.detach(move || drop(epoch)));
     }
 }
@@ -554,7 +527,7 @@ impl LoaderIter {
                     continue;
                 }
                 Some(Err(error)) => {
-                    lock(&loader.state).totals.add_epoch(&epoch);
+                    epoch.add_to(&mut lock(&loader.state).totals);
                     return Err(to_py(py, error));
                 }
                 Some(Ok(batch)) => {

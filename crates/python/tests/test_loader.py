@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import shardfeed
+from conftest import cli_binary, need
 
 
 def ids(images):
@@ -225,6 +226,27 @@ def test_stats_report_stages_and_rates(shards):
         pass
     assert capped.stats()["autotune"]["max_workers"] == 1
     json.dumps(stats)
+
+
+def test_stats_use_the_names_and_figures_of_the_cli_json(shards):
+    binary = cli_binary()
+    need(binary is not None, "SHARDFEED_BIN (the shardfeed binary) is not set")
+    cli = json.loads(subprocess.run(
+        [str(binary), "stream", str(shards), "--json", "--epochs", "1", "--batch", "16"],
+        check=True, capture_output=True, text=True).stdout)
+    loader = shardfeed.Loader(shards, batch_size=16, epochs=1)
+    for _ in loader:
+        pass
+    stats = loader.stats()
+    shared = {"images", "batches", "seconds", "images_per_second", "waited_seconds",
+              "cache_hits", "cache_overflow", "stages", "autotune"}
+    assert shared <= cli.keys() and shared <= stats.keys(), (cli.keys(), stats.keys())
+    # 203 records in batches of 16, the partial batch dropped: 12 batches either way.
+    assert (stats["images"], stats["batches"]) == (cli["images"], cli["batches"]) == (192, 12)
+    assert [s.keys() for s in stats["stages"]] == [s.keys() for s in cli["stages"]]
+    assert stats["autotune"].keys() == cli["autotune"].keys()
+    change_keys = {"at_seconds", "workers", "prefetch", "why"}
+    assert all(c.keys() == change_keys for c in stats["autotune"]["changes"] + cli["autotune"]["changes"])
 
 
 def test_split_matches_the_training_split(shards):

@@ -44,13 +44,16 @@ fn every_record_is_decoded_and_later_epochs_come_from_the_cache() {
     // 210 images in batches of 8, the remainder dropped: 26 batches.
     assert_eq!(report.epochs.iter().map(|e| e.images).sum::<u64>(), 208);
     assert_eq!(report.epochs.len(), 3);
-    assert_eq!(report.cache_hits, 140, "epochs 2 and 3 from the cache");
+    assert_eq!(
+        report.stats.cache_hits, 140,
+        "epochs 2 and 3 from the cache"
+    );
     let no_cache = stream(&StreamConfig {
         cache: false,
         ..config.clone()
     })
     .unwrap();
-    assert_eq!(no_cache.cache_hits, 0);
+    assert_eq!(no_cache.stats.cache_hits, 0);
     assert_eq!(
         no_cache.checksum, report.checksum,
         "same values with or without the cache"

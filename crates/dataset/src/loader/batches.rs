@@ -84,6 +84,12 @@ impl EpochBatches {
         (self.waited, self.started.elapsed())
     }
 
+    /// Adds this epoch's pipeline and consumer figures to `totals` (when it ends or is
+    /// dropped; the batches' counts are added as they are served).
+    pub fn add_to(&self, totals: &mut crate::stats::ReadStats) {
+        totals.add_pipeline(&self.stats(), self.started.elapsed(), self.waited);
+    }
+
     /// The next batch, filled in the configured type and layout.
     pub fn next_batch(&mut self) -> Option<Result<LoaderBatch>> {
         let waiting = Instant::now();

@@ -151,7 +151,8 @@ class Loader:
         """Images, batches, seconds, images/s, consumer wait, per-stage busy/wait times,
         cache hits, padded, dropped and skipped records, and ``autotune``: the decode
         workers and prefetch depth the pipeline chose while running (at most ``jobs``
-        workers), with a one-line ``summary`` of why."""
+        workers), with a one-line ``summary`` of why and every ``changes`` entry. The names
+        and figures are those of ``shardfeed stream --json`` (one ``ReadStats`` behind both)."""
 
 class LoaderIter(Iterator[Tuple[npt.NDArray[Any], npt.NDArray[np.int64]]]):
     """One pass of a :class:`Loader`; dropping it stops and joins the worker threads."""
