@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde::Serialize;
 use shardfeed_dataset::Decoded;
+use shardfeed_dataset::folder::Location;
 use shardfeed_dataset::run::{RunInfo, validation_pipeline};
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::evaluate::Evaluation as Figures;
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch};
 
 use crate::train::to_image_batch;
-use shardfeed_record_format::ReaderOptions;
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct EvaluateSettings {
     /// The run folder (`model.bpk`, `model.json`, `run.json`).
     pub model: PathBuf,
     /// Read the run's validation files from this folder instead of where training found them.
-    pub shards: Option<PathBuf>,
+    pub shards: Option<Location>,
     /// Images per forward pass.
     pub batch: usize,
     /// Decode threads.
@@ -51,29 +51,14 @@ pub fn classify_validation(
     let info = RunInfo::load(&settings.model)?;
     let device = shardfeed_model::device(settings.device, false).map_err(anyhow::Error::msg)?;
     let classifier = Classifier::load(&settings.model, device)?;
-    let files = info.validation_files_in(settings.shards.as_deref());
-    if files.is_empty() {
-        bail!("the run has no validation files (it was trained with --val-split 0?)");
-    }
-    if let Some(missing) = files
-        .iter()
-        .find(|f| shardfeed_dataset::remote::is_absent_local(f))
-    {
-        bail!(
-            "{} is not there (the run's validation files were moved?): pass --shards DIR with the folder that holds them now",
-            missing.display()
-        );
-    }
-    let source = shardfeed_dataset::remote::open_source(
-        &files,
-        ReaderOptions::compression(info.compression()?),
-    )
-    .with_context(|| {
-        format!(
-            "cannot open the validation files of {}",
-            settings.model.display()
-        )
-    })?;
+    let (files, source) = info
+        .open_validation(settings.shards.as_ref())
+        .with_context(|| {
+            format!(
+                "cannot open the validation files of {}",
+                settings.model.display()
+            )
+        })?;
     let classes = Some(info.classes.len() as u64);
     let pipeline = validation_pipeline(source, classes, settings.batch, settings.jobs)?;
     let size = classifier.card().image_size();

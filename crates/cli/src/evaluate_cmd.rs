@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use shardfeed_dataset::folder::Location;
+
 use shardfeed::evaluate::{EvaluateSettings, evaluate};
 
 use crate::model_args::ModelRunArgs;
@@ -17,7 +19,7 @@ pub struct Args {
     /// Read the run's validation files from this folder (default: where training read them;
     /// local, or s3://, gs://, az://, http(s)://).
     #[arg(long, value_parser = crate::paths::location())]
-    shards: Option<PathBuf>,
+    shards: Option<Location>,
     #[command(flatten)]
     run: ModelRunArgs,
     /// Print JSON instead of text.

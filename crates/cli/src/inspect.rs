@@ -2,8 +2,10 @@
 
 use crate::fmt::escaped;
 use std::io::Write;
-use std::path::PathBuf;
+
 use std::process::ExitCode;
+
+use shardfeed_dataset::folder::Location;
 
 use shardfeed_dataset::inspect::{IndexStatus, Report, inspect_file};
 use shardfeed_record_format::{Compression, ReaderOptions};
@@ -13,7 +15,7 @@ use shardfeed_record_format::{Compression, ReaderOptions};
 pub struct Args {
     /// TFRecord files, or directories whose `*.tfrec` files are inspected.
     #[arg(required = true, value_name = "FILE", value_parser = crate::paths::location())]
-    paths: Vec<PathBuf>,
+    paths: Vec<Location>,
     /// How the files are compressed (never guessed from the name; default: what the
     /// `manifest.json` beside a file says, else none).
     #[arg(long, value_name = "none|gzip|zlib")]

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 
 use clap::builder::{OsStringValueParser, TypedValueParser};
+use shardfeed_dataset::folder::Location;
 
-/// A local path or an object-storage URL (see [`shardfeed_dataset::folder::location`]).
-pub fn location() -> impl TypedValueParser<Value = PathBuf> {
-    OsStringValueParser::new().try_map(|text| {
-        shardfeed_dataset::folder::location(&text).map_err(|error| error.to_string())
-    })
+/// A local path or an object-storage URL, parsed once here ([`Location::parse`]).
+pub fn location() -> impl TypedValueParser<Value = Location> {
+    OsStringValueParser::new()
+        .try_map(|text| Location::parse(&text).map_err(|error| error.to_string()))
 }
 
 /// A local path (see [`shardfeed_dataset::folder::local_path`]).

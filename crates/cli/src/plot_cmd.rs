@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use shardfeed::evaluate::{EvaluateSettings, classify_validation};
 use shardfeed::plot::{GRID_COLUMNS, GRID_ROWS, GridCell, draw_curves, draw_grid};
 use shardfeed::predict::{PredictSettings, predict};
+use shardfeed_dataset::folder::Location;
 use shardfeed_dataset::run::RunInfo;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::{DeviceKind, predicted};
@@ -42,12 +43,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let wanted = GRID_ROWS * GRID_COLUMNS;
     let mut cells = Vec::with_capacity(wanted);
     if let Some(dir) = &args.test {
-        let mut files = shardfeed::predict::list_images(std::slice::from_ref(dir))?;
+        let mut files = shardfeed::predict::list_images(&[Location::local(dir)])?;
         files.truncate(wanted);
         let summary = predict(
             &PredictSettings {
                 model: args.model.clone(),
-                inputs: files,
+                inputs: files.into_iter().map(Location::local).collect(),
                 batch: wanted,
                 jobs: Parallelism::Auto,
                 device: args.device,
@@ -80,7 +81,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         classify_validation(
             &EvaluateSettings {
                 model: args.model.clone(),
-                shards: args.shards.clone(),
+                shards: args.shards.clone().map(Location::local),
                 batch: wanted,
                 jobs: Parallelism::Auto,
                 device: args.device,

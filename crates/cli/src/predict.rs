@@ -13,6 +13,7 @@ use shardfeed_image_prep::RgbImage;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch};
 
+use shardfeed_dataset::folder::Location;
 pub use shardfeed_dataset::images::list_images;
 
 /// What to classify and how.
@@ -20,8 +21,8 @@ pub use shardfeed_dataset::images::list_images;
 pub struct PredictSettings {
     /// The run folder (`model.bpk`, `model.json`).
     pub model: PathBuf,
-    /// Folders (their `*.jpg`/`*.jpeg`, sorted) and files.
-    pub inputs: Vec<PathBuf>,
+    /// Folders (their `*.jpg`/`*.jpeg`, sorted) and files, local or in object storage.
+    pub inputs: Vec<Location>,
     /// Images per forward pass.
     pub batch: usize,
     /// Decode threads.

@@ -5,6 +5,8 @@ use crate::fmt::escaped;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use shardfeed_dataset::folder::Location;
+
 use shardfeed::predict::{PredictSettings, predict};
 
 use crate::model_args::ModelRunArgs;
@@ -15,7 +17,7 @@ pub struct Args {
     /// Folders (their *.jpg / *.jpeg) and JPEG files to classify (local, or in s3://, gs://,
     /// az://, http(s)://).
     #[arg(required = true, value_parser = crate::paths::location())]
-    inputs: Vec<PathBuf>,
+    inputs: Vec<Location>,
     /// The run folder written by `shardfeed train`.
     #[arg(long, default_value = "runs/latest", value_parser = crate::paths::local())]
     model: PathBuf,

@@ -2,8 +2,10 @@
 //! [`shardfeed_dataset::shard`].
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+
 use std::process::ExitCode;
+
+use shardfeed_dataset::folder::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,10 +24,10 @@ use shardfeed_record_format::Compression;
 pub struct Args {
     /// The folder of LABEL.ID.jpg files (local, or s3://, gs://, az://, http(s)://).
     #[arg(value_parser = crate::paths::location())]
-    input: PathBuf,
+    input: Location,
     /// The output folder (local, or s3://, gs://, az://).
     #[arg(long, default_value = "shards", value_parser = crate::paths::location())]
-    out: PathBuf,
+    out: Location,
     /// Number of shards, 1–10000.
     #[arg(long, default_value_t = 16, value_parser = crate::ranges::usize_in(1, 10_000))]
     shards: usize,
@@ -82,7 +84,7 @@ pub struct Args {
 pub struct MergeArgs {
     /// The output folder the workers wrote into (local, or s3://, gs://, az://).
     #[arg(value_parser = crate::paths::location())]
-    out: PathBuf,
+    out: Location,
 }
 
 /// `shardfeed shard-merge OUT`.

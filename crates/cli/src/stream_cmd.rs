@@ -1,7 +1,8 @@
 //! `shardfeed stream`: flags and the per-epoch report around [`shardfeed::stream`].
 
-use std::path::PathBuf;
 use std::process::ExitCode;
+
+use shardfeed_dataset::folder::Location;
 
 use shardfeed_dataset::folder::ShardFolder;
 use shardfeed_dataset::stream::{StreamConfig, stream_in};
@@ -14,7 +15,7 @@ use shardfeed_record_format::Compression;
 pub struct Args {
     /// The shard folder (local, or s3://, gs://, az://, http(s)://).
     #[arg(value_parser = crate::paths::location())]
-    shards: PathBuf,
+    shards: Location,
     /// Passes over the data, 1–1000000.
     #[arg(long, default_value_t = 3, value_parser = crate::ranges::u64_in(1, 1_000_000))]
     epochs: u64,

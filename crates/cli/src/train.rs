@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use shardfeed_dataset::classes::ClassSource;
-use shardfeed_dataset::folder::ShardFolder;
+use shardfeed_dataset::folder::{Location, ShardFolder};
 use shardfeed_dataset::run::{DataSettings, RUN_FILE, RunInfo, TrainingData};
 use shardfeed_dataset::{Decoded, to_float_batch};
 use shardfeed_input_pipeline::{Parallelism, PipelineIter, ResumeState, TuningHandle};
@@ -27,8 +27,8 @@ pub const CURVES_FILE: &str = "curves.png";
 /// What to train and how (SPEC §4 defaults).
 #[derive(Debug, Clone)]
 pub struct TrainSettings {
-    /// The shard folder.
-    pub shards: PathBuf,
+    /// The shard folder (local, or in object storage).
+    pub shards: Location,
     /// Epochs (in all, counting those done before a resume).
     pub epochs: u64,
     /// Batch size.
@@ -65,7 +65,7 @@ pub struct TrainSettings {
 impl Default for TrainSettings {
     fn default() -> Self {
         TrainSettings {
-            shards: PathBuf::from("shards"),
+            shards: Location::local("shards"),
             epochs: 10,
             batch: 32,
             validation_fraction: 0.19,
@@ -144,7 +144,7 @@ fn resumed_settings(given: &TrainSettings) -> anyhow::Result<(TrainSettings, Run
     let info = RunInfo::load(&given.out)
         .with_context(|| format!("--resume: {} holds no run to resume", given.out.display()))?;
     let settings = TrainSettings {
-        shards: info.shards.clone(),
+        shards: info.shards_location()?,
         batch: info.batch,
         validation_fraction: info.validation_fraction,
         seed: info.seed,
@@ -255,10 +255,9 @@ pub fn train(
         (given.clone(), None)
     };
     // Stored absolute in run.json, so `evaluate --model RUN` works from any folder.
-    let shards =
-        std::fs::canonicalize(&settings.shards).unwrap_or_else(|_| settings.shards.clone());
+    let shards = settings.shards.absolute();
     let folder = match &given.folder {
-        Some(folder) if !given.resume && folder.path() == shards => folder.clone(),
+        Some(folder) if !given.resume && folder.location() == &shards => folder.clone(),
         _ => ShardFolder::open(&shards)?,
     };
     let data = TrainingData::open_in(

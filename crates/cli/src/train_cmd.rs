@@ -4,6 +4,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use shardfeed_dataset::folder::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,7 +24,7 @@ use shardfeed_record_format::Compression;
 pub struct Args {
     /// The shard folder (local, or s3://, gs://, az://, http(s)://).
     #[arg(value_parser = crate::paths::location())]
-    shards: PathBuf,
+    shards: Location,
     /// Epochs, 1–100000 (default 10; in all: a resumed run continues up to its own count
     /// unless this is given).
     #[arg(long, value_parser = crate::ranges::u64_in(1, 100_000))]
@@ -110,7 +112,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     })?;
     // Stored absolute in run.json, so `evaluate --model RUN` works from any folder; listed
     // and its manifest read once for the whole command.
-    let shards = std::fs::canonicalize(&args.shards).unwrap_or_else(|_| args.shards.clone());
+    let shards = args.shards.absolute();
     let folder = if args.resume {
         None
     } else {

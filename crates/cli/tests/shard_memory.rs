@@ -4,6 +4,7 @@
 //! list and manifest explain, far below 300 more decoded images. (libjpeg-turbo's own working
 //! memory comes from C `malloc` and is not counted here; it is per decoder, not per image.)
 
+use shardfeed_dataset::folder::Location;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -63,8 +64,8 @@ fn peak_for(n: usize) -> usize {
     )
     .unwrap();
     let config = ShardConfig {
-        input: dir.path().join("train"),
-        out: dir.path().join("shards"),
+        input: Location::local(dir.path().join("train")),
+        out: Location::local(dir.path().join("shards")),
         shards: 4,
         jobs: Parallelism::Fixed(2),
         ..ShardConfig::default()
@@ -108,8 +109,8 @@ fn an_extreme_aspect_ratio_is_skipped_and_named_without_a_large_buffer() {
     println!("65,500 × 1 JPEG: {} bytes", thin.len());
     std::fs::write(dir.path().join("train/cat.thin.jpg"), &thin).unwrap();
     let config = ShardConfig {
-        input: dir.path().join("train"),
-        out: dir.path().join("shards"),
+        input: Location::local(dir.path().join("train")),
+        out: Location::local(dir.path().join("shards")),
         shards: 2,
         jobs: Parallelism::Fixed(2),
         ..ShardConfig::default()
@@ -191,7 +192,7 @@ fn huge_records_are_refused_by_their_header_on_the_read_path() {
         PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
         let before = LIVE.load(Ordering::SeqCst);
         let error = stream(&StreamConfig {
-            shards: folder.clone(),
+            shards: Location::local(folder.clone()),
             epochs: 1,
             batch: 8,
             jobs: Parallelism::Fixed(2),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use shardfeed_image_prep::{DecodeOptions, Preparer, Preprocessing, RgbImage};
 use shardfeed_input_pipeline::{BoxError, Parallelism, Pipeline};
 
+use crate::folder::Location;
 use crate::label::is_jpeg_name;
 use crate::remote::Stores;
 use crate::{Error, MAX_FILE_BYTES, Result};
@@ -19,33 +20,36 @@ pub(crate) fn read_source(stores: &Stores, path: &Path) -> Result<Vec<u8>, Strin
         .ok_or_else(|| "cannot read: it is gone".to_owned())
 }
 
-/// The JPEG files of `inputs`: folders' `*.jpg`/`*.jpeg` (sorted by name), files as given.
-pub fn list_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// The JPEG files of `inputs`: folders' `*.jpg`/`*.jpeg` (sorted by name), files as given
+/// (an object URL with a JPEG name is a file; any other, a folder).
+pub fn list_images(inputs: &[Location]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
-        if let Some(found) = crate::remote::remote_files(input, is_jpeg_name)? {
-            // An object URL with a JPEG name is a file; any other, a folder.
-            files.extend(found.into_iter().filter(|p| is_jpeg_name(p)));
-        } else if input.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .map_err(Error::io("read", input))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| !p.is_dir() && is_jpeg_name(p))
+        let is_folder = match input.as_local() {
+            Some(path) if path.is_dir() => true,
+            Some(path) if path.exists() => false,
+            Some(path) => {
+                return Err(Error::Io {
+                    action: "read",
+                    path: path.to_owned(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+            None => !is_jpeg_name(input.path()),
+        };
+        if is_folder {
+            let mut found: Vec<PathBuf> = crate::folder::files_in(input)?
+                .into_iter()
+                .filter(|p| is_jpeg_name(p))
                 .collect();
             found.sort();
             files.extend(found);
-        } else if input.exists() {
-            files.push(input.clone());
         } else {
-            return Err(Error::Io {
-                action: "read",
-                path: input.clone(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            });
+            files.push(input.path().to_owned());
         }
     }
     if files.is_empty() {
-        let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        let names: Vec<String> = inputs.iter().map(ToString::to_string).collect();
         return Err(Error::NoJpegs(PathBuf::from(names.join(", "))));
     }
     Ok(files)

@@ -28,6 +28,7 @@
 //! - [`synthetic`]: a deterministic synthetic labelled folder, for trying things out.
 //!
 //! ```
+//! use shardfeed_dataset::folder::Location;
 //! use shardfeed_dataset::{Manifest, ShardConfig, shard, synthetic};
 //!
 //! let dir = tempfile::tempdir()?;
@@ -36,8 +37,8 @@
 //!
 //! let out = dir.path().join("shards");
 //! let settings = ShardConfig {
-//!     input: dir.path().join("train"),
-//!     out: out.clone(),
+//!     input: Location::local(dir.path().join("train")),
+//!     out: Location::local(&out),
 //!     shards: 4,
 //!     size: 32,
 //!     ..ShardConfig::default()

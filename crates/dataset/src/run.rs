@@ -12,7 +12,7 @@ use shardfeed_input_pipeline::{Parallelism, Pipeline, Repeat};
 use shardfeed_record_format::{Compression, ReaderOptions};
 
 use crate::classes::{ClassSource, class_names};
-use crate::folder::ShardFolder;
+use crate::folder::{Location, ShardFolder};
 use crate::stream::{Decoded, RecordRules, decoded_pipeline, tutorial_plan};
 use crate::{Error, Result};
 
@@ -80,16 +80,52 @@ impl RunInfo {
         })
     }
 
+    /// The shard folder the run was trained on, as recorded (an absolute path or a URL).
+    pub fn shards_location(&self) -> Result<Location> {
+        Location::parse(self.shards.as_os_str()).map_err(|e| Error::BadDescription {
+            file: PathBuf::from(RUN_FILE),
+            message: format!("shards: {e}"),
+        })
+    }
+
     /// The run's validation files, moved to the folder `shards` when given.
-    pub fn validation_files_in(&self, shards: Option<&Path>) -> Vec<PathBuf> {
+    pub fn validation_files_in(&self, shards: Option<&Location>) -> Vec<PathBuf> {
         match shards {
             None => self.validation_files.clone(),
             Some(dir) => self
                 .validation_files
                 .iter()
-                .map(|f| dir.join(f.file_name().unwrap_or_default()))
+                .map(|f| {
+                    dir.join(f.file_name().unwrap_or_default().to_string_lossy())
+                        .path()
+                        .to_owned()
+                })
                 .collect(),
         }
+    }
+
+    /// The run's validation files ([`RunInfo::validation_files_in`]) opened for one pass, at
+    /// the compression the run recorded. A local file that is not there any more is an
+    /// error naming it and the remedy.
+    pub fn open_validation(
+        &self,
+        shards: Option<&Location>,
+    ) -> Result<(Vec<PathBuf>, TfRecordSource)> {
+        let files = self.validation_files_in(shards);
+        if files.is_empty() {
+            return Err(Error::Invalid(
+                "the run has no validation files (it was trained with --val-split 0?)".to_owned(),
+            ));
+        }
+        if let Some(missing) = files.iter().find(|f| crate::remote::is_absent_local(f)) {
+            return Err(Error::Invalid(format!(
+                "{} is not there (the run's validation files were moved?): pass --shards DIR with the folder that holds them now",
+                missing.display()
+            )));
+        }
+        let source =
+            crate::remote::open_source(&files, ReaderOptions::compression(self.compression()?))?;
+        Ok((files, source))
     }
 
     /// Checks that `now` (the same folder split again) has the files and counts this run
@@ -114,8 +150,8 @@ impl RunInfo {
 /// What data to train on and how it is cut.
 #[derive(Debug, Clone)]
 pub struct DataSettings {
-    /// The shard folder.
-    pub shards: PathBuf,
+    /// The shard folder (local, or in object storage).
+    pub shards: Location,
     /// Batch size.
     pub batch: usize,
     /// Fraction of the shard files used for validation.
@@ -138,7 +174,7 @@ impl Default for DataSettings {
     /// SPEC §4's: `shards/`, batch 32, 19 % of the files for validation, seed 42.
     fn default() -> Self {
         DataSettings {
-            shards: PathBuf::from("shards"),
+            shards: Location::local("shards"),
             batch: 32,
             validation_fraction: 0.19,
             seed: 42,
@@ -172,12 +208,12 @@ impl TrainingData {
         TrainingData::open_in(&ShardFolder::open(&settings.shards)?, settings)
     }
 
-    /// [`TrainingData::open`] on the folder `settings.shards`, already listed.
+    /// [`TrainingData::open`] on the folder `settings.shards`, already listed (`folder`).
     pub fn open_in(folder: &ShardFolder, settings: &DataSettings) -> Result<Self> {
         let options = ReaderOptions::compression(settings.compression);
         let files = folder.checked_shards(settings.ignore_manifest)?;
         if files.is_empty() {
-            return Err(Error::NoShards(settings.shards.clone()));
+            return Err(Error::NoShards(folder.path().to_owned()));
         }
         let (classes, class_source) =
             class_names(folder, &files, settings.classes.as_deref(), options)?;
@@ -191,7 +227,7 @@ impl TrainingData {
         if steps_per_epoch == 0 {
             return Err(Error::TooFewRecords {
                 records: split.counts.train_records,
-                folder: settings.shards.clone(),
+                folder: folder.path().to_owned(),
                 batch: settings.batch,
             });
         }
@@ -201,7 +237,7 @@ impl TrainingData {
         let info = RunInfo {
             classes,
             image_size: 0,
-            shards: settings.shards.clone(),
+            shards: folder.path().to_owned(),
             compression: settings.compression.to_string(),
             validation_files: paths(&split.validation),
             train_files: paths(&split.train),

@@ -6,7 +6,6 @@
 //! → repeat → shuffle 2048 → batch → prefetch → the consumer, which converts each batch to
 //! `f32` ([`Preprocessing::extend_f32`], the one `/ 255`) as a training step receives it.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shardfeed_image_prep::Preprocessing;
@@ -15,15 +14,15 @@ use shardfeed_input_pipeline::{CacheBudget, CacheOverflow, Parallelism, Pipeline
 use shardfeed_record_format::{Compression, ReaderOptions};
 
 pub use crate::decode::{DECODE_BUDGET, Decoded, RecordRules, decoded_pipeline};
-use crate::folder::ShardFolder;
+use crate::folder::{Location, ShardFolder};
 use crate::stats::{EpochStats, ReadStats};
 use crate::{Error, Result};
 
 /// What to stream and how.
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
-    /// The shard folder.
-    pub shards: PathBuf,
+    /// The shard folder (local, or in object storage).
+    pub shards: Location,
     /// Passes over the data.
     pub epochs: u64,
     /// Batch size (the last, partial batch is dropped).
@@ -48,7 +47,7 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
-            shards: PathBuf::from("shards"),
+            shards: Location::local("shards"),
             epochs: 3,
             batch: 32,
             cache: true,
@@ -81,7 +80,7 @@ pub struct StreamReport {
 /// The shard files of a folder, opened (counts from `.idx`), checked against its manifest
 /// unless `ignore_manifest` ([`ShardFolder::checked_shards`]).
 pub fn open_shards(
-    dir: &Path,
+    dir: &Location,
     compression: Compression,
     ignore_manifest: bool,
 ) -> Result<TfRecordSource> {
@@ -204,7 +203,7 @@ pub fn stream_in(folder: &ShardFolder, config: &StreamConfig) -> Result<StreamRe
     if records < config.batch as u64 {
         return Err(Error::TooFewRecords {
             records,
-            folder: config.shards.clone(),
+            folder: folder.path().to_owned(),
             batch: config.batch,
         });
     }

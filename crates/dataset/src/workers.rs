@@ -8,16 +8,17 @@
 //! data set, and a failed index is rerun on its own.
 //!
 //! ```
+//! use shardfeed_dataset::folder::Location;
 //! use shardfeed_dataset::workers::{Workers, merge};
 //! use shardfeed_dataset::{ShardConfig, shard, synthetic};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let data = synthetic::GenData { n_train: 12, n_test: 0, sides: (40, 60), ..Default::default() };
 //! synthetic::generate(dir.path(), &data)?;
-//! let out = dir.path().join("shards");
+//! let out = Location::local(dir.path().join("shards"));
 //! for index in [1, 0] {
 //!     let config = ShardConfig {
-//!         input: dir.path().join("train"),
+//!         input: Location::local(dir.path().join("train")),
 //!         out: out.clone(),
 //!         shards: 4,
 //!         size: 32,
@@ -37,7 +38,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::folder::{MANIFEST_FILE, Manifest, is_shard_name};
+use crate::folder::{Location, MANIFEST_FILE, Manifest, is_shard_name};
 pub use crate::folder::{Workers, is_part_file, part_file_name, shard_number_of};
 use crate::remote::Folder;
 use crate::{Error, Result};
@@ -246,12 +247,13 @@ impl PartManifest {
 /// they state, no other shard and no temporary file) and writes `manifest.json`: the
 /// manifest a one-machine run would have written (the same shards, counts and skipped files;
 /// `seconds` is the slowest worker's). The parts stay, so a merge can be repeated.
-pub fn merge(dir: &Path) -> Result<Manifest> {
+pub fn merge(location: &Location) -> Result<Manifest> {
+    let dir = location.path();
     let bad = |message: String| Error::Merge {
         folder: dir.to_owned(),
         message,
     };
-    let folder = Folder::at(dir)?;
+    let folder = Folder::at(location)?;
     let listing: BTreeMap<String, u64> = folder.list()?.into_iter().collect();
     let names: Vec<String> = listing.keys().cloned().collect();
     let mut parts = Vec::new();

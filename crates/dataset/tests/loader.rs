@@ -1,6 +1,7 @@
 //! The loader's contract: one epoch split over ranks exactly, equal batch counts, exact
 //! resume (also with another number of ranks), damaged records skipped or raised.
 
+use shardfeed_dataset::folder::Location;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -18,8 +19,8 @@ fn make_shards(dir: &Path, n: usize, shards: usize) -> Vec<PathBuf> {
     synthetic::generate(dir, &config).unwrap();
     let out = dir.join("shards");
     let settings = ShardConfig {
-        input: dir.join("train"),
-        out: out.clone(),
+        input: Location::local(dir.join("train")),
+        out: Location::local(out.clone()),
         shards,
         size: 16,
         ..ShardConfig::default()
@@ -391,7 +392,7 @@ fn the_loader_reads_each_epoch_in_trains_order() {
     let shards = dir.path().join("shards");
     let (seed, fraction) = (5, 0.19);
     let data = TrainingData::open(&DataSettings {
-        shards: shards.clone(),
+        shards: Location::local(shards.clone()),
         batch: 10,
         validation_fraction: fraction,
         seed,

@@ -3,6 +3,7 @@
 //! superset; `ignore_manifest` reads the files as they are; a folder without a manifest reads
 //! as it is.
 
+use shardfeed_dataset::folder::Location;
 use std::path::Path;
 
 use shardfeed_dataset::folder::checked_shards;
@@ -20,8 +21,8 @@ fn folder(dir: &Path) -> std::path::PathBuf {
     synthetic::generate(dir, &data).unwrap();
     let out = dir.join("out");
     let config = ShardConfig {
-        input: dir.join("train"),
-        out: out.clone(),
+        input: Location::local(dir.join("train")),
+        out: Location::local(out.clone()),
         shards: 4,
         size: 16,
         jobs: Parallelism::Fixed(2),
@@ -37,7 +38,7 @@ fn a_folder_that_disagrees_with_its_manifest_is_an_error_naming_the_file() {
     let out = folder(dir.path());
     assert_eq!(checked_shards(&out, false).unwrap().len(), 4);
     let stream_config = StreamConfig {
-        shards: out.clone(),
+        shards: Location::local(out.clone()),
         epochs: 1,
         batch: 4,
         jobs: Parallelism::Fixed(2),

@@ -2,6 +2,7 @@
 //! it only once complete. A run that fails or is interrupted leaves the previous dataset
 //! byte for byte; a run that completes leaves the new set and every unrelated file.
 
+use shardfeed_dataset::folder::Location;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,8 +29,8 @@ fn files(dir: &Path) -> (BTreeMap<String, Vec<u8>>, Vec<String>) {
 
 fn config(dir: &Path, shards: usize) -> ShardConfig {
     ShardConfig {
-        input: dir.join("train"),
-        out: dir.join("out"),
+        input: Location::local(dir.join("train")),
+        out: Location::local(dir.join("out")),
         shards,
         size: 24,
         jobs: Parallelism::Fixed(2),

@@ -1,6 +1,7 @@
 //! A shard run split over W workers: the merged folder is the one-machine run's, byte for
 //! byte; a failed worker is rerun alone; parts that do not make a whole are refused.
 
+use shardfeed_dataset::folder::Location;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,8 +28,8 @@ fn source(dir: &Path) -> PathBuf {
 
 fn config(input: &Path, out: &Path, workers: Workers) -> ShardConfig {
     ShardConfig {
-        input: input.to_owned(),
-        out: out.to_owned(),
+        input: Location::local(input.to_owned()),
+        out: Location::local(out.to_owned()),
         shards: 7,
         size: 16,
         seed: 5,
@@ -81,7 +82,7 @@ fn two_and_three_workers_write_the_one_machine_set_byte_for_byte() {
             Manifest::read_folder(&out).unwrap().is_none(),
             "no manifest.json before the merge"
         );
-        let merged = merge(&out).unwrap();
+        let merged = merge(&Location::local(&out)).unwrap();
         assert_eq!(merged.records, 37);
         let got = contents(&out);
         assert_eq!(
@@ -91,7 +92,7 @@ fn two_and_three_workers_write_the_one_machine_set_byte_for_byte() {
         assert!(got.0 == expected.0, "{count} workers: shard bytes differ");
         assert_eq!(got.1, expected.1, "{count} workers: manifest differs");
         // A merge can be repeated.
-        merge(&out).unwrap();
+        merge(&Location::local(&out)).unwrap();
     }
 }
 
@@ -120,7 +121,7 @@ fn a_failed_worker_is_rerun_alone_and_completes_the_set() {
     })
     .unwrap_err();
     assert!(matches!(error, Error::Interrupted { .. }), "{error}");
-    let error = merge(&out).unwrap_err().to_string();
+    let error = merge(&Location::local(&out)).unwrap_err().to_string();
     assert!(error.contains("worker index 1 has not finished"), "{error}");
 
     // A worker killed outright leaves a temporary file and a stale shard of its own.
@@ -141,7 +142,7 @@ fn a_failed_worker_is_rerun_alone_and_completes_the_set() {
             );
         }
     }
-    merge(&out).unwrap();
+    merge(&Location::local(&out)).unwrap();
     let got = contents(&out);
     assert!(got.0 == expected.0, "shard bytes differ after the rerun");
     assert_eq!(got.1, expected.1);
@@ -149,7 +150,7 @@ fn a_failed_worker_is_rerun_alone_and_completes_the_set() {
     // A rerun after the merge removes manifest.json until the next merge.
     shard(&worker(1), |_| {}).unwrap();
     assert!(Manifest::read_folder(&out).unwrap().is_none());
-    merge(&out).unwrap();
+    merge(&Location::local(&out)).unwrap();
     assert!(contents(&out).0 == expected.0);
 }
 
@@ -179,16 +180,16 @@ fn parts_that_do_not_make_a_whole_are_refused_by_name() {
         ..worker(1)
     };
     shard(&other_seed, |_| {}).unwrap();
-    let error = merge(&out).unwrap_err().to_string();
+    let error = merge(&Location::local(&out)).unwrap_err().to_string();
     assert!(error.contains("come from different runs"), "{error}");
     assert!(error.contains("manifest.part-1-of-2.json"), "{error}");
 
     // The right worker 1, and a stale part of a 3-worker run.
     shard(&worker(1), |_| {}).unwrap();
-    merge(&out).unwrap();
+    merge(&Location::local(&out)).unwrap();
     let stale = out.join("manifest.part-2-of-3.json");
     std::fs::copy(out.join("manifest.part-1-of-2.json"), &stale).unwrap();
-    let error = merge(&out).unwrap_err().to_string();
+    let error = merge(&Location::local(&out)).unwrap_err().to_string();
     assert!(
         error.contains("manifest.part-2-of-3.json: it holds worker 1 of 2's part"),
         "{error}"
@@ -198,7 +199,7 @@ fn parts_that_do_not_make_a_whole_are_refused_by_name() {
     part["worker_index"] = 2.into();
     part["num_workers"] = 3.into();
     std::fs::write(&stale, serde_json::to_vec(&part).unwrap()).unwrap();
-    let error = merge(&out).unwrap_err().to_string();
+    let error = merge(&Location::local(&out)).unwrap_err().to_string();
     assert!(error.contains("different numbers of workers"), "{error}");
     std::fs::remove_file(&stale).unwrap();
 
@@ -242,7 +243,7 @@ fn parts_that_do_not_make_a_whole_are_refused_by_name() {
         }
         let path = out.join(file);
         std::fs::write(&path, serde_json::to_vec(&part).unwrap()).unwrap();
-        let error = merge(&out).unwrap_err().to_string();
+        let error = merge(&Location::local(&out)).unwrap_err().to_string();
         assert!(error.contains(file) && error.contains(needle), "{error}");
         std::fs::write(out.join("manifest.part-1-of-2.json"), &genuine).unwrap();
         if file != "manifest.part-1-of-2.json" {
@@ -268,7 +269,7 @@ fn parts_that_do_not_make_a_whole_are_refused_by_name() {
     for (name, _) in &saved {
         std::fs::remove_file(out.join(name)).unwrap();
     }
-    let error = merge(&out).unwrap_err().to_string();
+    let error = merge(&Location::local(&out)).unwrap_err().to_string();
     assert!(
         error.contains("4 of 6 parts missing: worker index 2, 3, 4, 5 has not finished"),
         "{error}"
@@ -279,11 +280,11 @@ fn parts_that_do_not_make_a_whole_are_refused_by_name() {
     for (name, bytes) in &saved {
         std::fs::write(out.join(name), bytes).unwrap();
     }
-    merge(&out).unwrap();
+    merge(&Location::local(&out)).unwrap();
 
     // A shard no part lists.
     std::fs::write(out.join("data99-3.tfrec"), b"x").unwrap();
-    let error = merge(&out).unwrap_err().to_string();
+    let error = merge(&Location::local(&out)).unwrap_err().to_string();
     assert!(
         error.contains("data99-3.tfrec is in the folder but in no part"),
         "{error}"
@@ -294,7 +295,7 @@ fn parts_that_do_not_make_a_whole_are_refused_by_name() {
     let first = out.join("data00-6.tfrec");
     let bytes = std::fs::read(&first).unwrap();
     std::fs::write(&first, &bytes[..bytes.len() - 1]).unwrap();
-    let error = merge(&out).unwrap_err().to_string();
+    let error = merge(&Location::local(&out)).unwrap_err().to_string();
     assert!(error.contains("data00-6.tfrec has"), "{error}");
 
     // Settings out of range, and a one-machine set in the way.
@@ -313,7 +314,7 @@ fn parts_that_do_not_make_a_whole_are_refused_by_name() {
     )
     .unwrap_err();
     assert!(matches!(error, Error::OutputNotEmpty(_)), "{error}");
-    let error = merge(&whole).unwrap_err().to_string();
+    let error = merge(&Location::local(&whole)).unwrap_err().to_string();
     assert!(error.contains("no part manifests"), "{error}");
 }
 
@@ -337,5 +338,5 @@ fn a_worker_whose_shards_are_all_empty_still_writes_its_part() {
         let part = shard(&config, |_| {}).unwrap();
         assert_eq!(part.records, u64::from(index < 3), "worker {index}");
     }
-    assert_eq!(merge(&out).unwrap().records, 3);
+    assert_eq!(merge(&Location::local(&out)).unwrap().records, 3);
 }

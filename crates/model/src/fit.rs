@@ -17,9 +17,11 @@
 //! # let dir = tempfile::tempdir()?;
 //! # let data_config = synthetic::GenData { n_train: 48, n_test: 0, sides: (40, 60), ..Default::default() };
 //! # synthetic::generate(dir.path(), &data_config)?;
-//! # let config = ShardConfig { input: dir.path().join("train"), out: dir.path().join("shards"), shards: 4, size: 24, ..Default::default() };
+//! # use shardfeed_dataset::folder::Location;
+//! # let shards = Location::local(dir.path().join("shards"));
+//! # let config = ShardConfig { input: Location::local(dir.path().join("train")), out: shards.clone(), shards: 4, size: 24, ..Default::default() };
 //! # shard(&config, |_| {})?;
-//! # let (shards, run) = (dir.path().join("shards"), dir.path().join("run"));
+//! # let run = dir.path().join("run");
 //!
 //! /// The dataset's training stream and validation pass, as batches the model takes.
 //! struct Shards { train: PipelineIter<Decoded>, validation: Pipeline<Decoded> }

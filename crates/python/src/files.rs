@@ -127,7 +127,7 @@ pub(crate) fn shard(
     } else {
         shardfeed_dataset::MANIFEST_FILE.to_owned()
     };
-    Ok(report(&manifest, &out, &described_in))
+    Ok(report(&manifest, out.path(), &described_in))
 }
 
 /// Checks the parts that `shard(..., num_workers=W, worker_index=I)` wrote into `out` (every
@@ -139,7 +139,11 @@ pub(crate) fn shard_merge(py: Python<'_>, out: PathBuf) -> PyResult<ShardReport>
     let manifest = py
         .detach(|| shardfeed_dataset::workers::merge(&out))
         .map_err(|e| to_py(py, e))?;
-    Ok(report(&manifest, &out, shardfeed_dataset::MANIFEST_FILE))
+    Ok(report(
+        &manifest,
+        out.path(),
+        shardfeed_dataset::MANIFEST_FILE,
+    ))
 }
 
 fn report(manifest: &Manifest, out: &Path, described_in: &str) -> ShardReport {
@@ -250,11 +254,12 @@ pub(crate) fn records(
     path: PathBuf,
     compression: Option<String>,
 ) -> PyResult<RecordIter> {
-    let path = location(py, &path)?;
+    let location = location(py, &path)?;
     let given = parse_compression(compression.as_deref())?;
     let resolved = py
-        .detach(|| shardfeed_dataset::folder::resolve(std::slice::from_ref(&path), true))
+        .detach(|| shardfeed_dataset::folder::resolve(std::slice::from_ref(&location), true))
         .map_err(|e| to_py(py, e))?;
+    let path = location.path().to_owned();
     let compression = resolved
         .compression_of(&path, given)
         .map_err(|e| to_py(py, e))?;

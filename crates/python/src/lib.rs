@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use shardfeed_dataset::Error;
+use shardfeed_dataset::folder::Location;
 use shardfeed_dataset::loader::Damaged;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::Compression;
@@ -102,8 +103,8 @@ fn local(py: Python<'_>, path: &Path) -> PyResult<PathBuf> {
 
 /// A path argument where object storage is supported: a local path, `file:///PATH`, or an
 /// `s3://`, `gs://`, `az://`, `http(s)://` URL; another scheme a `ValueError`.
-fn location(py: Python<'_>, path: &Path) -> PyResult<PathBuf> {
-    shardfeed_dataset::folder::location(path.as_os_str()).map_err(|e| to_py(py, e))
+fn location(py: Python<'_>, path: &Path) -> PyResult<Location> {
+    Location::parse(path.as_os_str()).map_err(|e| to_py(py, e))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

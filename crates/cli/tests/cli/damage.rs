@@ -5,6 +5,7 @@
 //! one (as other tools write shards), in-process through `stream()`; then once each through the
 //! `stream` and `train` commands.
 
+use shardfeed_dataset::folder::Location;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,7 +60,7 @@ fn stream_error(shards: &Path) -> String {
     // catches a cut before any record is read) is set aside; it is tested on its own
     // (`dataset/tests/manifest_check.rs`).
     let config = StreamConfig {
-        shards: shards.to_path_buf(),
+        shards: Location::local(shards.to_path_buf()),
         epochs: 1,
         batch: 1,
         cache: false,

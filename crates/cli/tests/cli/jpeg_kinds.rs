@@ -4,6 +4,7 @@
 //! for each compression and for 1 and 2 jobs, and — where TensorFlow is installed — TensorFlow
 //! reads every output.
 
+use shardfeed_dataset::folder::Location;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -21,8 +22,8 @@ fn fixtures() -> PathBuf {
 /// Shards the fixtures with `compression` and `jobs`; every one of them must be accepted.
 fn shard_kinds(out: &Path, compression: Compression, jobs: usize) {
     let config = ShardConfig {
-        input: fixtures(),
-        out: out.to_owned(),
+        input: Location::local(fixtures()),
+        out: Location::local(out.to_owned()),
         shards: 3,
         size: SIZE,
         compression,
@@ -86,7 +87,7 @@ fn every_jpeg_kind_shards_inspects_and_streams_for_each_compression_and_job_coun
             }
 
             let report = stream(&StreamConfig {
-                shards: out.clone(),
+                shards: Location::local(out.clone()),
                 epochs: 1,
                 batch: 4,
                 compression,

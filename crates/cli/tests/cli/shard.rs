@@ -1,6 +1,7 @@
 //! `shardfeed shard` end to end: naming, counts, manifest, determinism over jobs, every kind
 //! of bad input, strict mode, overwrite protection.
 
+use shardfeed_dataset::folder::Location;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -26,8 +27,8 @@ fn small_data(dir: &Path, n: usize) -> PathBuf {
 
 fn config(input: &Path, out: &Path) -> ShardConfig {
     ShardConfig {
-        input: input.into(),
-        out: out.into(),
+        input: Location::local(input),
+        out: Location::local(out),
         shards: 4,
         size: 32,
         ..ShardConfig::default()
@@ -138,8 +139,8 @@ fn every_record_carries_the_label_of_its_own_source_file() {
     let out = dir.path().join("shards");
     let manifest = shard(
         &ShardConfig {
-            input,
-            out: out.clone(),
+            input: Location::local(input),
+            out: Location::local(out.clone()),
             shards: 4,
             size: 24,
             jobs: Parallelism::Fixed(2),

@@ -1,6 +1,7 @@
 //! `shardfeed stream`: every record decoded once per epoch, the cache used, errors with file
 //! and offset, and the command's output.
 
+use shardfeed_dataset::folder::Location;
 use std::path::Path;
 use std::process::Command;
 
@@ -32,7 +33,7 @@ fn every_record_is_decoded_and_later_epochs_come_from_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let out = shards(dir.path(), 70);
     let config = StreamConfig {
-        shards: out,
+        shards: Location::local(out),
         epochs: 3,
         batch: 8,
         jobs: Parallelism::Fixed(1),
@@ -87,7 +88,7 @@ fn the_deterministic_stream_repeats_exactly_and_holds_every_record_once_per_epoc
     let dir = tempfile::tempdir().unwrap();
     let out = shards(dir.path(), 45);
     let config = StreamConfig {
-        shards: out,
+        shards: Location::local(out),
         epochs: 2,
         batch: 1,
         deterministic: true,

@@ -4,6 +4,7 @@
 //!
 //! Needs `SHARDFEED_TF_PYTHON` (set by `cargo xtask ci`); ignored in a plain `cargo test`.
 
+use shardfeed_dataset::folder::Location;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -36,8 +37,8 @@ fn tensorflow_reads_our_shards() {
     for jobs in [1, 2] {
         let out = dir.path().join(format!("shards-{jobs}"));
         let config = ShardConfig {
-            input: dir.path().join("train"),
-            out: out.clone(),
+            input: Location::local(dir.path().join("train")),
+            out: Location::local(out.clone()),
             shards: 4,
             prefix: "cat_dog".into(),
             jobs: Parallelism::Fixed(jobs),

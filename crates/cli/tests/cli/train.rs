@@ -2,6 +2,7 @@
 //! metrics and the model are saved, an interrupted run resumes to the uninterrupted run's
 //! model, and the saved run is evaluated, applied and drawn.
 
+use shardfeed_dataset::folder::Location;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -177,7 +178,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 
 fn settings(shards: &Path, out: &Path, epochs: u64) -> TrainSettings {
     TrainSettings {
-        shards: shards.to_owned(),
+        shards: Location::local(shards.to_owned()),
         epochs,
         batch: 8,
         out: out.to_owned(),

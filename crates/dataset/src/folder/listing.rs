@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 
 use shardfeed_record_format::Compression;
 
-use super::{MANIFEST_FILE, Manifest, is_part_file, is_shard_name};
+use super::{Location, MANIFEST_FILE, Manifest, is_part_file, is_shard_name};
 use crate::remote::{Folder, Stores};
 use crate::{Error, Result};
 
 /// A shard folder (local, or in object storage) as one listing and one manifest read found it.
 #[derive(Debug, Clone)]
 pub struct ShardFolder {
-    path: PathBuf,
+    location: Location,
     /// Its files, with their sizes, sorted by name (lock files left out).
     files: Vec<(String, u64)>,
     manifest: Option<Manifest>,
@@ -22,25 +22,29 @@ pub struct ShardFolder {
 }
 
 impl ShardFolder {
-    /// Lists the folder `path` once and reads its `manifest.json` once (where it has one).
-    pub fn open(path: &Path) -> Result<ShardFolder> {
-        ShardFolder::open_with(path, &Stores::default())
+    /// Lists the folder at `location` once (through its store, for object storage) and
+    /// reads its `manifest.json` once (where it has one).
+    pub fn open(location: &Location) -> Result<ShardFolder> {
+        ShardFolder::open_with(location, &Stores::default())
     }
 
-    /// [`ShardFolder::open`], its store (object storage) from and kept in `stores`.
-    pub(crate) fn open_with(path: &Path, stores: &Stores) -> Result<ShardFolder> {
-        let folder = Folder::at_for_reading(path, stores)?;
+    /// [`ShardFolder::open`], its store (object storage) kept in `stores`.
+    pub(crate) fn open_with(location: &Location, stores: &Stores) -> Result<ShardFolder> {
+        let folder = Folder::for_reading(location)?;
+        if let Folder::Remote(store) = &folder {
+            stores.keep(store);
+        }
         let files = folder.list()?;
         let manifest = if files.iter().any(|(name, _)| name == MANIFEST_FILE) {
             Some(Manifest::parse(
                 &folder.read(MANIFEST_FILE, crate::limits::MAX_DESCRIPTION_BYTES)?,
-                &path.join(MANIFEST_FILE),
+                &location.path().join(MANIFEST_FILE),
             )?)
         } else {
             None
         };
         Ok(ShardFolder {
-            path: path.to_owned(),
+            location: location.clone(),
             files,
             manifest,
             stores: stores.clone(),
@@ -49,7 +53,12 @@ impl ShardFolder {
 
     /// The folder as the user named it.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.location.path()
+    }
+
+    /// Where it is.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Its `manifest.json`, where it has one.
@@ -62,13 +71,13 @@ impl ShardFolder {
         self.files
             .iter()
             .filter(|(name, _)| is_shard_name(name))
-            .map(|(name, _)| self.path.join(name))
+            .map(|(name, _)| self.path().join(name))
             .collect()
     }
 
     /// The size the listing gave for `path`, where it is a file of this folder.
     pub(crate) fn listed_size(&self, path: &Path) -> Option<u64> {
-        if path.parent()? != self.path.as_path() {
+        if path.parent()? != self.path() {
             return None;
         }
         let name = path.file_name()?.to_str()?;
@@ -103,7 +112,7 @@ impl ShardFolder {
             return Ok(files);
         };
         let mismatch = |message: String| Error::FolderMismatch {
-            folder: self.path.clone(),
+            folder: self.path().to_owned(),
             message,
         };
         let sizes: std::collections::HashMap<&str, u64> = self
@@ -144,7 +153,7 @@ impl ShardFolder {
         match (given, recorded) {
             (Some(given), Some(recorded)) if given != recorded => Err(Error::Invalid(format!(
                 "{} says the shards are {recorded}, not {given}: drop the compression asked for (or ask for {recorded})",
-                self.path.join(MANIFEST_FILE).display()
+                self.path().join(MANIFEST_FILE).display()
             ))),
             (Some(given), _) => Ok(given),
             (None, Some(recorded)) => Ok(recorded),
@@ -157,7 +166,7 @@ impl ShardFolder {
     /// not finish, or shards another tool wrote: class names then come from the records).
     pub fn warnings(&self) -> Vec<String> {
         let names: Vec<&str> = self.files.iter().map(|(name, _)| name.as_str()).collect();
-        let dir = self.path.display();
+        let dir = self.path().display();
         let mut warnings = Vec::new();
         let temporary: Vec<&&str> = names.iter().filter(|n| n.ends_with(".tmp")).collect();
         if let Some(first) = temporary.first() {
@@ -182,19 +191,20 @@ impl ShardFolder {
     }
 }
 
-/// The `.tfrec` files of the shard folder `dir`, sorted by name ([`ShardFolder::shards`]).
+/// The `.tfrec` files of the local shard folder `dir`, sorted by name
+/// ([`ShardFolder::shards`]).
 pub fn find_shards(dir: &Path) -> Result<Vec<PathBuf>> {
-    Ok(ShardFolder::open(dir)?.shards())
+    Ok(ShardFolder::open(&Location::local(dir))?.shards())
 }
 
-/// The `.tfrec` files of the shard folder `dir`, checked against its manifest
+/// The `.tfrec` files of the local shard folder `dir`, checked against its manifest
 /// ([`ShardFolder::checked_shards`]).
 pub fn checked_shards(dir: &Path, ignore_manifest: bool) -> Result<Vec<PathBuf>> {
-    ShardFolder::open(dir)?.checked_shards(ignore_manifest)
+    ShardFolder::open(&Location::local(dir))?.checked_shards(ignore_manifest)
 }
 
-/// What a reader should hear about the shard folder `dir` ([`ShardFolder::warnings`]);
+/// What a reader should hear about the local shard folder `dir` ([`ShardFolder::warnings`]);
 /// nothing where it cannot be listed (reading it then says why).
 pub fn folder_warnings(dir: &Path) -> Vec<String> {
-    ShardFolder::open(dir).map_or_else(|_| Vec::new(), |folder| folder.warnings())
+    ShardFolder::open(&Location::local(dir)).map_or_else(|_| Vec::new(), |folder| folder.warnings())
 }

@@ -1,6 +1,10 @@
-//! Path arguments: local paths (`file://` too) and object-storage URLs, classified once.
+//! Path arguments: local paths (`file://` too) and object-storage URLs, classified once,
+//! at the edge, into a [`Location`] (or, where only a local path will do, a `PathBuf`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use shardfeed_storage::Store;
 
 use crate::{Error, Result};
 
@@ -27,38 +31,193 @@ pub fn local_path(text: &std::ffi::OsStr) -> Result<PathBuf> {
     }
 }
 
-/// A path argument where object storage is supported: a local path (`file://PATH` too), or
-/// an `s3://`, `gs://`, `az://`/`abfs(s)://` or `http(s)://` URL, kept as written in the
-/// `PathBuf` (see [`crate::remote`]); another scheme is refused.
+/// Where a command reads or writes: a local path, or an object-storage URL (`s3://`,
+/// `gs://`, `az://`/`abfs(s)://`, `http(s)://`) with the store it opens, the store opened
+/// at most once and shared by the value's clones. Parsed once, at the edge (the CLI's flags,
+/// the Python package's arguments: [`Location::parse`]); everything below asks it, not the
+/// text, whether it is local. Errors and reports name it as the user wrote it.
 ///
 /// ```
-/// use std::path::PathBuf;
-/// use shardfeed_dataset::folder::location;
+/// use std::path::Path;
+/// use shardfeed_dataset::folder::Location;
 ///
-/// assert_eq!(location("s3://bucket/x".as_ref()).unwrap(), PathBuf::from("s3://bucket/x"));
-/// assert_eq!(location("file:///data/x".as_ref()).unwrap(), PathBuf::from("/data/x"));
-/// assert!(location("ftp://host/x".as_ref()).unwrap_err().to_string().contains("not supported"));
+/// let remote = Location::parse("s3://bucket/x".as_ref()).unwrap();
+/// assert_eq!((remote.path(), remote.as_local()), (Path::new("s3://bucket/x"), None));
+/// assert_eq!(remote.join("data00-3.tfrec").to_string(), "s3://bucket/x/data00-3.tfrec");
+/// let local = Location::parse("file:///data/x".as_ref()).unwrap();
+/// assert_eq!(local.as_local(), Some(Path::new("/data/x")));
+/// assert!(Location::parse("ftp://host/x".as_ref()).unwrap_err().to_string().contains("not supported"));
 /// // Credentials belong in the environment: refused, and not echoed.
-/// let error = location("https://me:s3cr3t@host/x".as_ref()).unwrap_err().to_string();
+/// let error = Location::parse("https://me:s3cr3t@host/x".as_ref()).unwrap_err().to_string();
 /// assert!(error.starts_with("https://***@host/x: credentials in a URL") && !error.contains("s3cr3t"));
 /// ```
-pub fn location(text: &std::ffi::OsStr) -> Result<PathBuf> {
-    match classify(text) {
-        Classified::Path(path) => Ok(path),
-        Classified::Url(url) if shardfeed_storage::carries_secret(&url) => {
-            Err(Error::UnsupportedUrl {
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// As written (a URL without its trailing `/`).
+    path: PathBuf,
+    place: Place,
+}
+
+#[derive(Debug, Clone)]
+enum Place {
+    Local,
+    /// The store, once opened.
+    Remote(Arc<OnceLock<Store>>),
+}
+
+impl Location {
+    /// A path argument where object storage is supported: a local path (`file://PATH`
+    /// too), or a URL of a supported scheme; another scheme, or a URL carrying
+    /// credentials, is refused with [`Error::UnsupportedUrl`].
+    pub fn parse(text: &std::ffi::OsStr) -> Result<Location> {
+        match classify(text) {
+            Classified::Path(path) => Ok(Location::local(path)),
+            Classified::Url(url) if shardfeed_storage::carries_secret(&url) => {
+                Err(Error::UnsupportedUrl {
+                    url: shardfeed_storage::redact(&url),
+                    reason: shardfeed_storage::SECRET_IN_URL.to_owned(),
+                })
+            }
+            Classified::Url(url) if shardfeed_storage::is_remote_url(&url) => {
+                Ok(Location::remote(url.trim_end_matches('/')))
+            }
+            Classified::Url(url) => Err(Error::UnsupportedUrl {
+                reason: format!(
+                    "the scheme {}:// is not supported (s3://, gs://, az://, abfs://, http(s):// and file:// are)",
+                    url.split("://").next().unwrap_or_default()
+                ),
                 url: shardfeed_storage::redact(&url),
-                reason: shardfeed_storage::SECRET_IN_URL.to_owned(),
-            })
+            }),
         }
-        Classified::Url(url) if shardfeed_storage::is_remote_url(&url) => Ok(PathBuf::from(url)),
-        Classified::Url(url) => Err(Error::UnsupportedUrl {
-            reason: format!(
-                "the scheme {}:// is not supported (s3://, gs://, az://, abfs://, http(s):// and file:// are)",
-                url.split("://").next().unwrap_or_default()
-            ),
-            url: shardfeed_storage::redact(&url),
-        }),
+    }
+
+    /// A local path, taken as it is (never a URL).
+    pub fn local(path: impl Into<PathBuf>) -> Location {
+        Location {
+            path: path.into(),
+            place: Place::Local,
+        }
+    }
+
+    fn remote(url: &str) -> Location {
+        Location {
+            path: PathBuf::from(url),
+            place: Place::Remote(Arc::default()),
+        }
+    }
+
+    /// The location of a path as earlier code carries it: a URL held in a `PathBuf` (from
+    /// a listing of this module) is remote, anything else local.
+    pub(crate) fn of_path(path: &Path) -> Location {
+        match path.to_str() {
+            Some(url) if shardfeed_storage::is_remote_url(url) => {
+                Location::remote(url.trim_end_matches('/'))
+            }
+            _ => Location::local(path),
+        }
+    }
+
+    /// As written: the path, or the URL in a `PathBuf` (how errors and reports name it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// For printing: [`Path::display`] of [`Location::path`].
+    pub fn display(&self) -> std::path::Display<'_> {
+        self.path.display()
+    }
+
+    /// The local path, or `None` for object storage.
+    pub fn as_local(&self) -> Option<&Path> {
+        match self.place {
+            Place::Local => Some(&self.path),
+            Place::Remote(_) => None,
+        }
+    }
+
+    /// Whether it is in object storage.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.place, Place::Remote(_))
+    }
+
+    /// The same place, a local path made absolute (symbolic links resolved) where it
+    /// exists: how a run records its folder, valid from any working directory.
+    pub fn absolute(&self) -> Location {
+        match self.place {
+            Place::Local => {
+                std::fs::canonicalize(&self.path).map_or_else(|_| self.clone(), Location::local)
+            }
+            Place::Remote(_) => self.clone(),
+        }
+    }
+
+    /// `name` inside it (a file of a folder, or a folder below it).
+    pub fn join(&self, name: impl AsRef<str>) -> Location {
+        let name = name.as_ref();
+        match self.place {
+            Place::Local => Location::local(self.path.join(name)),
+            Place::Remote(_) => Location::remote(&format!("{}/{name}", self.url())),
+        }
+    }
+
+    /// The folder it is in (`.` for a bare local file name), and its own name; `None` for
+    /// a bucket or a root.
+    pub fn parent(&self) -> Option<(Location, String)> {
+        match self.place {
+            Place::Local => {
+                let name = self.path.file_name()?.to_string_lossy().into_owned();
+                let dir = match self.path.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+                    _ => PathBuf::from("."),
+                };
+                Some((Location::local(dir), name))
+            }
+            Place::Remote(_) => {
+                let (folder, name) = self.url().rsplit_once('/')?;
+                let real = !name.is_empty()
+                    && !folder.ends_with(':')
+                    && !folder.ends_with("//")
+                    && folder.contains("://");
+                real.then(|| (Location::remote(folder), name.to_owned()))
+            }
+        }
+    }
+
+    /// Its store (object storage), opened on first use and kept; `None` for a local path.
+    pub fn store(&self) -> Result<Option<Store>> {
+        match &self.place {
+            Place::Local => Ok(None),
+            Place::Remote(cell) => {
+                if let Some(store) = cell.get() {
+                    return Ok(Some(store.clone()));
+                }
+                let store = Store::open(self.url())?;
+                Ok(Some(cell.get_or_init(|| store).clone()))
+            }
+        }
+    }
+
+    fn url(&self) -> &str {
+        self.path.to_str().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.path.display().fmt(f)
+    }
+}
+
+impl PartialEq for Location {
+    fn eq(&self, other: &Location) -> bool {
+        self.path == other.path && self.is_remote() == other.is_remote()
+    }
+}
+
+impl std::str::FromStr for Location {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Location> {
+        Location::parse(text.as_ref())
     }
 }
 

@@ -8,7 +8,8 @@
 //!   their check against the manifest, the compression rule and the warnings;
 //! - [`resolve`]: the one rule from what a user names (folders, files, URLs, globs) to shard
 //!   files, for the CLI and Python alike;
-//! - [`location`]/[`local_path`]: path arguments classified once at the edge;
+//! - [`Location`]: a place (local path, or object-storage URL with its store) parsed once at
+//!   the edge; [`local_path`] where only a local path will do;
 //! - [`remote`]: the one place that tells a local path from an object-storage URL and reads
 //!   or writes either; the writer's lock (one `shard` run per folder) beside it.
 //!
@@ -36,11 +37,12 @@ pub mod remote;
 mod resolve;
 
 pub use listing::{ShardFolder, checked_shards, find_shards, folder_warnings};
-pub use location::{local_path, location};
+pub use location::{Location, local_path};
 pub use manifest::{Manifest, ShardInfo, Skipped};
 pub(crate) use names::own_files;
 pub use names::{
     Index, MANIFEST_FILE, Workers, count_in_name, is_dataset_file, is_part_file, is_shard_name,
     part_file_name, provisional_shard_name, shard_file_name, shard_number_of, target_of_temp,
 };
+pub(crate) use remote::files_in;
 pub use resolve::{Resolved, resolve};

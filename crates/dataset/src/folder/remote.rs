@@ -1,8 +1,9 @@
-//! Shard folders in object storage, behind the same calls as local ones. A folder or file
-//! named by a URL (`s3://bucket/shards`, `s3://bucket/shards/data00-250.tfrec`) is carried in
-//! a `PathBuf` holding the URL, so every report and error names it as the user wrote it;
-//! [`is_remote`] tells such a path from a local one, and nothing here touches the local file
-//! system with it. Local paths never reach `shardfeed-storage` or its runtime.
+//! Shard folders in object storage, behind the same calls as local ones. A folder is a
+//! [`super::Location`] (parsed at the edge, holding its store); the files a listing of it
+//! finds (`s3://bucket/shards/data00-250.tfrec`) are named by paths under the folder's, so
+//! every report and error names them as the user wrote the folder; [`is_remote`] tells such
+//! a path from a local one here, and nothing here touches the local file system with it.
+//! Local paths never reach `shardfeed-storage` or its runtime.
 //!
 //! Reading a remote shard needs its `.idx` (counts, and where each record starts, so a
 //! resumed epoch starts mid-object); the records are then read by `record-format`'s indexed
@@ -18,6 +19,7 @@ use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_record_format::{Compression, Index, IndexedFile, RandomRead, ReaderOptions};
 pub use shardfeed_storage::{Store, after_fork_in_child, held_chunk_bytes, is_remote_url, traffic};
 
+use super::Location;
 use crate::{Error, Result};
 
 /// Whether `path` holds an object-storage URL rather than a local path.
@@ -84,25 +86,26 @@ pub fn list(dir: &Path) -> Result<Vec<shardfeed_storage::Object>> {
     Ok(store(&folder_url(dir))?.list()?)
 }
 
-/// For an object URL, the files it names: itself where `is_file_name` says it names a file,
-/// else every object of that folder; `None` for a local path.
-pub fn remote_files(
-    input: &Path,
-    is_file_name: impl Fn(&Path) -> bool,
-) -> Result<Option<Vec<PathBuf>>> {
-    if !is_remote(input) {
-        return Ok(None);
-    }
-    if is_file_name(input) {
-        return Ok(Some(vec![input.to_owned()]));
-    }
-    let url = folder_url(input);
-    Ok(Some(
-        list(input)?
+/// The files (objects) directly in the folder at `location`, as paths naming them the way
+/// the user named the folder: every local entry that is not a folder (a FIFO, a device, a
+/// dangling link too: reading it says what is wrong with it), every object in storage.
+pub(crate) fn files_in(location: &Location) -> Result<Vec<PathBuf>> {
+    let Some(dir) = location.as_local() else {
+        let folder = Folder::for_reading(location)?;
+        return Ok(folder
+            .list()?
             .into_iter()
-            .map(|o| PathBuf::from(format!("{url}/{}", o.name)))
-            .collect(),
-    ))
+            .map(|(name, _)| location.path().join(name))
+            .collect());
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))? {
+        let path = entry.map_err(Error::io("list", dir))?.path();
+        if !path.is_dir() {
+            files.push(path);
+        }
+    }
+    Ok(files)
 }
 
 /// Whether `path` is a local path that does not exist (an object URL is never checked here:
@@ -324,29 +327,25 @@ pub(crate) enum Folder {
 }
 
 impl Folder {
-    /// The folder at `path` (a URL opens its store).
-    pub(crate) fn at(path: &Path) -> Result<Folder> {
-        if is_remote(path) {
-            let store = store(&folder_url(path))?;
-            if !store.is_writable() {
-                return Err(Error::Invalid(format!(
-                    "{}: http(s) URLs are read only; write to s3://, gs:// or az://",
-                    path.display()
-                )));
-            }
-            Ok(Folder::Remote(store))
-        } else {
-            Ok(Folder::Local(path.to_owned()))
+    /// The folder at `location`, to write in (an `http(s)://` URL is refused: read only).
+    pub(crate) fn at(location: &Location) -> Result<Folder> {
+        let folder = Folder::for_reading(location)?;
+        if let Folder::Remote(store) = &folder
+            && !store.is_writable()
+        {
+            return Err(Error::Invalid(format!(
+                "{location}: http(s) URLs are read only; write to s3://, gs:// or az://"
+            )));
         }
+        Ok(folder)
     }
 
-    /// The folder at `path` for reading (an `http(s)://` URL too), its store from `stores`.
-    pub(crate) fn at_for_reading(path: &Path, stores: &Stores) -> Result<Folder> {
-        if is_remote(path) {
-            Ok(Folder::Remote(stores.of(&folder_url(path))?))
-        } else {
-            Ok(Folder::Local(path.to_owned()))
-        }
+    /// The folder at `location`, to read (its store, for object storage, the location's own).
+    pub(crate) fn for_reading(location: &Location) -> Result<Folder> {
+        Ok(match location.store()? {
+            Some(store) => Folder::Remote(store),
+            None => Folder::Local(location.path().to_owned()),
+        })
     }
 
     /// Creates it where that means something (a local folder).
@@ -435,7 +434,7 @@ impl Folder {
 
     /// The folder `name` inside it (a sub-prefix in object storage).
     pub(crate) fn child(&self, name: &str) -> Result<Folder> {
-        Folder::at(&self.name().join(name))
+        Folder::at(&self.location().join(name))
     }
 
     /// Moves file `name` of `from` (a folder inside this one) here under the same name,
@@ -484,6 +483,14 @@ impl Folder {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Where it is.
+    pub(crate) fn location(&self) -> Location {
+        match self {
+            Folder::Local(dir) => Location::local(dir),
+            Folder::Remote(store) => Location::of_path(Path::new(store.url())),
         }
     }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use shardfeed_record_format::Compression;
 
-use super::{Manifest, ShardFolder};
+use super::{Location, Manifest, ShardFolder};
 use crate::remote::Stores;
 use crate::{Error, Result};
 
@@ -91,22 +91,23 @@ fn parent(file: &Path) -> &Path {
     }
 }
 
-/// Whether `path` names a shard file (else a folder): an object URL ending in `.tfrec`, or a
-/// local path that is not a folder. A local path that does not exist is an error naming it.
-fn is_file(path: &Path) -> Result<bool> {
-    if crate::remote::is_remote(path) {
-        return Ok(path.to_string_lossy().ends_with(".tfrec"));
-    }
+/// Whether `location` names a shard file (else a folder): an object URL ending in `.tfrec`,
+/// or a local path that is not a folder. A local path that does not exist is an error
+/// naming it.
+fn is_file(location: &Location) -> Result<bool> {
+    let Some(path) = location.as_local() else {
+        return Ok(location.path().to_string_lossy().ends_with(".tfrec"));
+    };
     let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
     Ok(!meta.is_dir())
 }
 
-/// A local glob pattern (`*`, `?`, `[…]`) expanded in name order; another path as it is.
+/// A local glob pattern (`*`, `?`, `[…]`) expanded in name order; another location as it is.
 /// A pattern matching nothing is an error naming it.
-fn expand(path: &Path) -> Result<Vec<PathBuf>> {
-    let text = path.to_string_lossy();
-    if crate::remote::is_remote(path) || !text.contains(['*', '?', '[']) {
-        return Ok(vec![path.to_owned()]);
+fn expand(location: &Location) -> Result<Vec<Location>> {
+    let text = location.path().to_string_lossy();
+    if location.is_remote() || !text.contains(['*', '?', '[']) {
+        return Ok(vec![location.clone()]);
     }
     let bad = |reason: String| Error::Invalid(format!("{text}: {reason}"));
     let mut matched = glob::glob(&text)
@@ -114,35 +115,38 @@ fn expand(path: &Path) -> Result<Vec<PathBuf>> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| bad(e.to_string()))?;
     if matched.is_empty() {
-        return Err(Error::io("match", path)(
+        return Err(Error::io("match", location.path())(
             std::io::ErrorKind::NotFound.into(),
         ));
     }
     matched.sort();
-    Ok(matched)
+    Ok(matched.into_iter().map(Location::local).collect())
 }
 
-/// Resolves `paths` (already parsed: [`super::location`]; local glob patterns are expanded
-/// in name order): a folder gives its `.tfrec` files, checked against its manifest unless
-/// `ignore_manifest` ([`ShardFolder::checked_shards`]; none is [`Error::NoShards`]); a file
-/// is taken as named, and its folder listed once for its manifest.
-pub fn resolve(paths: &[PathBuf], ignore_manifest: bool) -> Result<Resolved> {
+/// Resolves `locations` (parsed at the edge: [`Location::parse`]; local glob patterns are
+/// expanded in name order): a folder gives its `.tfrec` files, checked against its manifest
+/// unless `ignore_manifest` ([`ShardFolder::checked_shards`]; none is [`Error::NoShards`]); a
+/// file is taken as named, and its folder listed once for its manifest.
+pub fn resolve(locations: &[Location], ignore_manifest: bool) -> Result<Resolved> {
     let mut resolved = Resolved {
         files: Vec::new(),
         folders: Vec::new(),
         stores: Stores::default(),
     };
-    let mut expanded = Vec::with_capacity(paths.len());
-    for path in paths {
-        expanded.extend(expand(path)?);
+    let mut expanded = Vec::with_capacity(locations.len());
+    for location in locations {
+        expanded.extend(expand(location)?);
     }
-    for path in &expanded {
-        let (dir, file) = if is_file(path)? {
-            (parent(path).to_path_buf(), Some(path.clone()))
+    for location in &expanded {
+        let (dir, file) = if is_file(location)? {
+            let (dir, _) = location
+                .parent()
+                .ok_or_else(|| Error::Invalid(format!("{location}: not a file in a folder")))?;
+            (dir, Some(location.path().to_owned()))
         } else {
-            (path.clone(), None)
+            (location.clone(), None)
         };
-        if !resolved.folders.iter().any(|f| f.path() == dir) {
+        if !resolved.folders.iter().any(|f| f.path() == dir.path()) {
             resolved
                 .folders
                 .push(ShardFolder::open_with(&dir, &resolved.stores)?);
@@ -150,12 +154,12 @@ pub fn resolve(paths: &[PathBuf], ignore_manifest: bool) -> Result<Resolved> {
         match file {
             Some(file) => resolved.files.push(file),
             None => {
-                let folder = resolved.folders.iter().find(|f| f.path() == dir);
+                let folder = resolved.folders.iter().find(|f| f.path() == dir.path());
                 let found = folder
                     .expect("just opened")
                     .checked_shards(ignore_manifest)?;
                 if found.is_empty() {
-                    return Err(Error::NoShards(dir));
+                    return Err(Error::NoShards(dir.path().to_owned()));
                 }
                 resolved.files.extend(found);
             }

@@ -23,7 +23,8 @@ use shardfeed_record_format::{Compression, FileWriter, ImageExample};
 
 use crate::MANIFEST_FILE;
 use crate::folder::{
-    Manifest, ShardInfo, Skipped, is_dataset_file, provisional_shard_name, shard_file_name,
+    Location, Manifest, ShardInfo, Skipped, is_dataset_file, provisional_shard_name,
+    shard_file_name,
 };
 use crate::label::{Classes, is_jpeg_name, label_of};
 use crate::remote::Folder;
@@ -42,10 +43,10 @@ const ORDER_STREAM: u64 = 7;
 /// What to shard and how (SPEC §2 defaults).
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
-    /// The folder of `LABEL.ID.jpg` files.
-    pub input: PathBuf,
-    /// The output folder.
-    pub out: PathBuf,
+    /// The folder of `LABEL.ID.jpg` files (local, or in object storage).
+    pub input: Location,
+    /// The output folder (local, or in object storage).
+    pub out: Location,
     /// Number of shards.
     pub shards: usize,
     /// Target square size.
@@ -79,8 +80,8 @@ pub struct ShardConfig {
 impl Default for ShardConfig {
     fn default() -> Self {
         ShardConfig {
-            input: PathBuf::from("data/train"),
-            out: PathBuf::from("shards"),
+            input: Location::local("data/train"),
+            out: Location::local("shards"),
             shards: 16,
             size: 160,
             quality: 95,
@@ -194,7 +195,7 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
         if stopped() {
             let removed = writer.abandon();
             return Err(Error::Interrupted {
-                folder: config.out.clone(),
+                folder: config.out.path().to_owned(),
                 removed,
             });
         }
@@ -231,7 +232,7 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
         // Every file was unusable: no shard, no manifest; a run that made nothing fails.
         writer.abandon();
         return Err(Error::NothingUsable {
-            folder: config.input.clone(),
+            folder: config.input.path().to_owned(),
             skipped: skipped.len(),
         });
     }
@@ -286,23 +287,12 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
 }
 
 /// The `.jpg`/`.jpeg` files of `dir` in name order, and how many other files it holds.
-fn list_jpegs(dir: &Path) -> Result<(Vec<PathBuf>, u64)> {
-    let files: Vec<PathBuf> = if let Some(files) = crate::remote::remote_files(dir, |_| false)? {
-        files
-    } else {
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(Error::io("read the folder", dir))? {
-            let path = entry.map_err(Error::io("list", dir))?.path();
-            if !path.is_dir() {
-                files.push(path);
-            }
-        }
-        files
-    };
+fn list_jpegs(dir: &Location) -> Result<(Vec<PathBuf>, u64)> {
+    let files = crate::folder::files_in(dir)?;
     let (mut jpegs, others): (Vec<PathBuf>, Vec<PathBuf>) =
         files.into_iter().partition(|path| is_jpeg_name(path));
     if jpegs.is_empty() {
-        return Err(Error::NoJpegs(dir.to_owned()));
+        return Err(Error::NoJpegs(dir.path().to_owned()));
     }
     jpegs.sort();
     Ok((jpegs, others.len() as u64))
@@ -339,7 +329,7 @@ fn label_inputs(
     let classes = match &config.classes {
         Some(classes) => classes.clone(),
         None => Classes::discover(labelled.iter().map(|(_, label)| label.as_str()))
-            .map_err(|_| Error::NoLabelledFiles(config.input.clone()))?,
+            .map_err(|_| Error::NoLabelledFiles(config.input.path().to_owned()))?,
     };
     let mut inputs = Vec::with_capacity(labelled.len());
     for (path, label) in labelled {
@@ -354,7 +344,7 @@ fn label_inputs(
     }
     if inputs.is_empty() {
         return Err(Error::NothingUsable {
-            folder: config.input.clone(),
+            folder: config.input.path().to_owned(),
             skipped: skipped.len(),
         });
     }
@@ -371,8 +361,12 @@ struct Prepared {
 fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prepared> {
     let (size, quality, decode) = (config.size, config.quality, config.decode);
     let plan = Plan::new(vec![inputs.len() as u64]);
-    // One store per source folder for the run (object storage), shared by the workers.
+    // One store per source folder for the run (object storage), shared by the workers:
+    // the input location's own.
     let stores = crate::remote::Stores::default();
+    if let Ok(Some(store)) = config.input.store() {
+        stores.keep(&store);
+    }
     Pipeline::new_init(
         plan,
         move || Preparer::new(size, quality, decode),

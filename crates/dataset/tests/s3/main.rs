@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
+use shardfeed_dataset::folder::Location;
 use shardfeed_dataset::folder::ShardFolder;
 use shardfeed_dataset::inspect::{IndexStatus, inspect_file};
 use shardfeed_dataset::remote::traffic;
@@ -21,7 +22,7 @@ use shardfeed_dataset::stream::{
     RecordRules, StreamConfig, decoded_pipeline, open_shards, stream_in, tutorial_plan,
 };
 use shardfeed_dataset::workers::{Workers, merge};
-use shardfeed_dataset::{Error, Manifest, ShardConfig, find_shards, shard, synthetic};
+use shardfeed_dataset::{Error, Manifest, ShardConfig, shard, synthetic};
 use shardfeed_input_pipeline::{Parallelism, Repeat};
 use shardfeed_record_format::{Compression, ReaderOptions};
 
@@ -39,10 +40,20 @@ fn source(dir: &Path, n: usize) -> PathBuf {
     dir.join("train")
 }
 
+/// A test's path (a local folder, or an `s3://` URL) as the CLI would parse it.
+fn at(path: &Path) -> Location {
+    Location::parse(path.as_os_str()).unwrap()
+}
+
+/// The shard files of a folder (local or remote), by name.
+fn shards_of(folder: &Path) -> Vec<PathBuf> {
+    ShardFolder::open(&at(folder)).unwrap().shards()
+}
+
 fn config(input: &Path, out: &Path) -> ShardConfig {
     ShardConfig {
-        input: input.to_owned(),
-        out: out.to_owned(),
+        input: at(input),
+        out: at(out),
         shards: 5,
         size: 48,
         seed: 9,
@@ -54,7 +65,7 @@ fn config(input: &Path, out: &Path) -> ShardConfig {
 /// Every shard file and index of a folder (local or remote), by name.
 fn contents(folder: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
-    for shard in find_shards(folder).unwrap() {
+    for shard in shards_of(folder) {
         let name = shard.file_name().unwrap().to_string_lossy().into_owned();
         let index = PathBuf::from(format!("{}.idx", shard.display()));
         files.insert(name.clone(), read(&shard));
@@ -64,7 +75,7 @@ fn contents(folder: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn read(path: &Path) -> Vec<u8> {
-    if shardfeed_dataset::remote::is_remote(path) {
+    if at(path).is_remote() {
         shardfeed_dataset::remote::read_if_exists(path, u64::MAX)
             .unwrap()
             .expect("the object exists")
@@ -76,7 +87,7 @@ fn read(path: &Path) -> Vec<u8> {
 /// One deterministic epoch of the training order, decoded: (record count, SHA-256 of every
 /// label and pixel in order).
 fn epoch_digest(folder: &Path) -> (u64, String) {
-    let source = open_shards(folder, Compression::None, false).unwrap();
+    let source = open_shards(&at(folder), Compression::None, false).unwrap();
     let rules = RecordRules::of_source(&source).unwrap();
     let pipeline = decoded_pipeline(source, rules, |plan| {
         tutorial_plan(plan, 3, Repeat::Epochs(1)).shuffle(64)
@@ -131,13 +142,13 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
         [&t.listings, &t.gets, &t.heads].map(|c| c.load(Ordering::Relaxed))
     };
     let before = requests();
-    let folder = ShardFolder::open(&remote).unwrap();
+    let folder = ShardFolder::open(&at(&remote)).unwrap();
     assert!(folder.warnings().is_empty());
     let compression = folder.compression(None).unwrap();
     let streamed = stream_in(
         &folder,
         &StreamConfig {
-            shards: remote.clone(),
+            shards: at(&remote),
             epochs: 1,
             batch: 8,
             compression,
@@ -156,7 +167,7 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
     );
     let before = requests();
     shardfeed_dataset::run::TrainingData::open(&shardfeed_dataset::run::DataSettings {
-        shards: remote.clone(),
+        shards: at(&remote),
         batch: 8,
         validation_fraction: 0.4,
         jobs: Parallelism::Fixed(2),
@@ -169,8 +180,7 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
         "train: listings, GETs, HEADs"
     );
     let before = requests();
-    let resolved =
-        shardfeed_dataset::folder::resolve(std::slice::from_ref(&remote), false).unwrap();
+    let resolved = shardfeed_dataset::folder::resolve(&[at(&remote)], false).unwrap();
     shardfeed_dataset::loader::Loader::open_resolved(
         &resolved,
         shardfeed_dataset::loader::LoaderConfig {
@@ -187,7 +197,7 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
 
     // Read back: inspect (sequential), and an epoch of the training order (ranged reads of
     // 4 KiB chunks with read-ahead: SHARDFEED_READ_CHUNK_BYTES) with the same records.
-    for shard in find_shards(&remote).unwrap() {
+    for shard in shards_of(&remote) {
         let report = inspect_file(&shard, ReaderOptions::default()).unwrap();
         assert!(
             report.error.is_none(),
@@ -256,7 +266,7 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
     // same validation records.
     let open = |shards: &Path| {
         shardfeed_dataset::run::TrainingData::open(&shardfeed_dataset::run::DataSettings {
-            shards: shards.to_owned(),
+            shards: at(shards),
             batch: 8,
             validation_fraction: 0.4,
             jobs: Parallelism::Fixed(2),
@@ -287,7 +297,7 @@ fn shards_written_to_and_read_from_s3_survive_faults_byte_for_byte() {
     assert_eq!(labels(on_s3), labels(on_disk));
 
     // A damaged object is reported with its URL and offset, as a local file.
-    let victim = find_shards(&remote).unwrap()[1].clone();
+    let victim = shards_of(&remote)[1].clone();
     let mut bytes = read(&victim);
     let offset = 300;
     bytes[offset] ^= 0x40;
@@ -331,7 +341,7 @@ fn a_failed_or_split_run_on_s3() {
             shard(&config, |_| {}).unwrap();
         }
         assert!(Manifest::read_folder(&out).unwrap().is_none());
-        merge(&out).unwrap();
+        merge(&at(&out)).unwrap();
         assert!(contents(&out) == expected, "{count} workers on S3 differ");
         assert_eq!(Manifest::read_folder(&out).unwrap().unwrap().records, 40);
     }
@@ -349,7 +359,7 @@ fn a_failed_or_split_run_on_s3() {
         }
     }
     assert!(
-        merge(&out)
+        merge(&at(&out))
             .unwrap_err()
             .to_string()
             .contains("worker index 1 has not finished")
@@ -359,7 +369,7 @@ fn a_failed_or_split_run_on_s3() {
         ..config(&input, &out)
     };
     shard(&rerun, |_| {}).unwrap();
-    merge(&out).unwrap();
+    merge(&at(&out)).unwrap();
     assert!(
         contents(&out) == expected,
         "the rerun on S3 did not complete the set"
@@ -379,7 +389,7 @@ fn a_failed_or_split_run_on_s3() {
     }
     s3.bucket("fromsources");
     let from_s3 = ShardConfig {
-        input: PathBuf::from("s3://sources/train"),
+        input: at(Path::new("s3://sources/train")),
         ..config(&input, Path::new("s3://fromsources/shards"))
     };
     let written = shard(&from_s3, |_| {}).unwrap();
@@ -389,7 +399,7 @@ fn a_failed_or_split_run_on_s3() {
         "shards from S3 sources differ"
     );
     let listed =
-        shardfeed_dataset::images::list_images(&[PathBuf::from("s3://sources/train")]).unwrap();
+        shardfeed_dataset::images::list_images(&[at(Path::new("s3://sources/train"))]).unwrap();
     assert_eq!(listed.len(), 40);
     assert!(
         listed[0]
@@ -492,7 +502,7 @@ fn an_epoch_over_64_remote_shards_holds_no_chunk_after_it() {
         ..config(&input, &remote)
     };
     shard(&settings, |_| {}).unwrap();
-    let files = find_shards(&remote).unwrap();
+    let files = shards_of(&remote);
     assert_eq!(files.len(), 64);
     // A whole-object read is capped: refused from the response's size, before its body.
     let manifest = remote.join("manifest.json");

@@ -1,5 +1,6 @@
 //! A generated, sharded set for the tests that need shards on disk.
 
+use shardfeed_dataset::folder::Location;
 use std::path::{Path, PathBuf};
 
 use shardfeed_dataset::synthetic::{GenData, generate};
@@ -11,8 +12,8 @@ pub fn generated_shards(dir: &Path, data: &GenData, config: ShardConfig) -> Path
     generate(dir, data).unwrap();
     let out = dir.join("shards");
     let config = ShardConfig {
-        input: dir.join("train"),
-        out: out.clone(),
+        input: Location::local(dir.join("train")),
+        out: Location::local(out.clone()),
         ..config
     };
     shard(&config, |_| {}).unwrap();
