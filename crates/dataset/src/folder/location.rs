@@ -252,3 +252,51 @@ fn classify(text: &std::ffi::OsStr) -> Classified {
     }
     Classified::Url(utf8.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Location {
+        Location::parse(text.as_ref()).unwrap()
+    }
+
+    #[test]
+    fn a_file_names_its_folder_and_itself_locally_and_in_object_storage() {
+        let (dir, name) = parse("s3://b/x/data00-3.tfrec").parent().unwrap();
+        assert_eq!(
+            (dir.to_string().as_str(), name.as_str()),
+            ("s3://b/x", "data00-3.tfrec")
+        );
+        assert!(dir.is_remote());
+        assert!(
+            parse("s3://b").parent().is_none(),
+            "a bucket is in no folder"
+        );
+        let (dir, name) = parse("data00-3.tfrec").parent().unwrap();
+        assert_eq!(
+            (dir.as_local(), name.as_str()),
+            (Some(Path::new(".")), "data00-3.tfrec")
+        );
+        let (dir, _) = parse("/d/shards/a.tfrec").parent().unwrap();
+        assert_eq!(dir, Location::local("/d/shards"));
+        assert_ne!(
+            parse("s3://b/x"),
+            Location::local("s3://b/x"),
+            "the place, not the text"
+        );
+        assert_eq!(parse("s3://b/x/").join("y").to_string(), "s3://b/x/y");
+    }
+
+    #[test]
+    fn a_local_place_opens_no_store_and_a_relative_one_becomes_absolute() {
+        let here = parse(".");
+        assert!(here.store().unwrap().is_none());
+        let absolute = here.absolute();
+        assert!(absolute.as_local().unwrap().is_absolute());
+        assert_eq!(
+            parse("./no/such/folder").absolute(),
+            parse("./no/such/folder")
+        );
+    }
+}
