@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::fmt::{count, thousands};
 use shardfeed_dataset::Classes;
 use shardfeed_dataset::workers::Workers;
-use shardfeed_dataset::{ShardConfig, shard, skip_summary};
+use shardfeed_dataset::{Resize, ShardConfig, Verify, shard, skip_summary};
 use shardfeed_image_prep::DecodeOptions;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_record_format::Compression;
@@ -31,9 +31,22 @@ pub struct Args {
     /// Number of shards, 1–10000.
     #[arg(long, default_value_t = 16, value_parser = crate::ranges::usize_in(1, 10_000))]
     shards: usize,
-    /// Target square size in pixels, 8–4096.
+    /// Target square size in pixels, 8–4096 (--resize crop).
     #[arg(long, default_value_t = 160, value_parser = crate::ranges::u32_in(crate::ranges::MIN_SIZE, crate::ranges::MAX_SIZE))]
     size: u32,
+    /// How each record's image is sized: crop (shorter side → --size, centre square: the
+    /// seed's), fit (aspect kept, longer side at most --max-side, never upscaled,
+    /// re-encoded), keep (each source JPEG's bytes unchanged, checked). fit and keep add
+    /// `height` and `width` to each record and the size range to manifest.json.
+    #[arg(long, default_value = "crop", value_name = "crop|fit|keep")]
+    resize: Resize,
+    /// The longest side of a record with --resize fit, 8–4096.
+    #[arg(long, default_value_t = 512, value_parser = crate::ranges::u32_in(crate::ranges::MIN_SIZE, crate::ranges::MAX_SIZE))]
+    max_side: u32,
+    /// How --resize keep checks each source: decode (whole, as a reader will) or headers
+    /// (faster; damage past the header is found by the readers).
+    #[arg(long, default_value = "decode", value_name = "decode|headers")]
+    verify: Verify,
     /// JPEG quality of the records, 1–100.
     #[arg(long, default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
@@ -130,6 +143,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         out: args.out.clone(),
         shards: args.shards,
         size: args.size,
+        resize: args.resize,
+        max_side: args.max_side,
+        verify: args.verify,
         quality: args.quality,
         prefix: args.prefix.clone(),
         classes: args.classes.as_deref().map(Classes::parse).transpose()?,

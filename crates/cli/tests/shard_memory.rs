@@ -169,6 +169,7 @@ fn huge_records_are_refused_by_their_header_on_the_read_path() {
                     &ImageExample {
                         image,
                         class: i % 2,
+                        size: None,
                     }
                     .to_bytes(),
                 )

@@ -72,9 +72,10 @@ pub mod workers;
 
 pub use error::{Error, Result};
 pub use folder::{
-    MANIFEST_FILE, Manifest, ShardInfo, Skipped, find_shards, folder_warnings, shard_file_name,
+    MANIFEST_FILE, Manifest, Resize, ShardInfo, SizeRange, Skipped, find_shards, folder_warnings,
+    shard_file_name,
 };
 pub use label::{Classes, is_jpeg_name, label_of};
 pub use limits::MAX_FILE_BYTES;
-pub use shard::{Progress, ShardConfig, SkipKind, shard, skip_summary};
+pub use shard::{Progress, ShardConfig, SkipKind, Verify, shard, skip_summary};
 pub use stream::{Decoded, FloatBatch, to_float_batch};

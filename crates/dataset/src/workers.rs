@@ -314,7 +314,7 @@ pub fn merge(location: &Location) -> Result<Manifest> {
             part.prefix.clone(),
             part.inputs_digest.clone(),
             m.classes.clone(),
-            m.target_size,
+            (m.target_size, m.resize, m.max_side),
             m.quality,
             m.seed,
             m.compression,
@@ -343,6 +343,7 @@ pub fn merge(location: &Location) -> Result<Manifest> {
     let mut shards = Vec::new();
     let mut skipped = Vec::new();
     let (mut bytes_in, mut seconds) = (0, 0f64);
+    let mut sizes = None;
     for part in by_index.values() {
         let owner = Workers {
             count,
@@ -378,6 +379,7 @@ pub fn merge(location: &Location) -> Result<Manifest> {
         skipped.extend(part.manifest.skipped.iter().cloned());
         bytes_in += part.manifest.bytes_in;
         seconds = seconds.max(part.manifest.seconds);
+        sizes = crate::folder::SizeRange::merged(sizes, part.manifest.sizes);
     }
     shards.sort_by_key(|(number, _)| *number);
     let listed: std::collections::BTreeSet<&str> =
@@ -416,6 +418,7 @@ pub fn merge(location: &Location) -> Result<Manifest> {
         skipped,
         bytes_in,
         seconds,
+        sizes,
         ..first.manifest
     };
     folder.write(MANIFEST_FILE, manifest.to_json())?;

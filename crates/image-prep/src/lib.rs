@@ -32,7 +32,7 @@ pub use decode::{ColorModel, DecodeOptions, Decoder, JpegInfo, RgbImage, dct_den
 pub use encode::Encoder;
 pub use error::{Error, Result};
 pub use preprocessing::{Crop, Preprocessing};
-pub use resize::{ResizeCrop, resized_size};
+pub use resize::{ResizeCrop, fitted_size, resized_size};
 
 /// Everything one thread needs to turn a source JPEG into a record JPEG: a decoder, a
 /// resizer and an encoder, reused between images.
@@ -69,6 +69,47 @@ impl Preparer {
     pub fn prepare(&mut self, jpeg: &[u8]) -> Result<Vec<u8>> {
         let square = self.resize_and_crop(jpeg)?;
         self.encoder.encode(&square)
+    }
+
+    /// The record image of a source JPEG kept at its own aspect ratio: decoded, downscaled
+    /// so the longer side is at most `max_side` (never upscaled, [`ResizeCrop::fit`]).
+    /// With DCT scaling on, decoded at the smallest 1/2, 1/4 or 1/8 that keeps the longer
+    /// side at least `max_side`.
+    pub fn fit(&mut self, jpeg: &[u8], max_side: u32) -> Result<RgbImage> {
+        let info = self.decoder.probe(jpeg)?;
+        let (long, short) = (info.width.max(info.height), info.width.min(info.height));
+        // The shorter side that keeps the longer one at `max_side` (DCT scaling's target).
+        let short_target =
+            (u64::from(short) * u64::from(max_side)).div_ceil(u64::from(long).max(1));
+        let decoded = self.decoder.decode(
+            jpeg,
+            &self.options,
+            Some(short_target.clamp(1, u64::from(u32::MAX)) as u32),
+        )?;
+        self.resizer.fit(decoded, max_side)
+    }
+
+    /// Encodes `image` as a record JPEG (the quality given, 4:4:4).
+    pub fn encode(&mut self, image: &RgbImage) -> Result<Vec<u8>> {
+        self.encoder.encode(image)
+    }
+
+    /// Checks a source JPEG that is kept as it is: its header only (`decode: false`), or a
+    /// whole decode under the size limit (`decode: true`); its width and height.
+    pub fn check(&mut self, jpeg: &[u8], decode: bool) -> Result<(u32, u32)> {
+        if decode {
+            let image = self.decoder.decode(jpeg, &self.options, None)?;
+            return Ok((image.width, image.height));
+        }
+        let info = self.decoder.probe(jpeg)?;
+        if u64::from(info.width) * u64::from(info.height) > self.options.max_pixels {
+            return Err(Error::TooLarge {
+                width: info.width,
+                height: info.height,
+                limit: self.options.max_pixels,
+            });
+        }
+        Ok((info.width, info.height))
     }
 
     /// The decoder, for probing headers.

@@ -23,6 +23,25 @@ pub fn resized_size(width: u32, height: u32, target: u32) -> (u32, u32) {
     }
 }
 
+/// The size after "longer side at most `max_side`": unchanged when it already fits (never
+/// upscaled), else the longer side is `max_side` and the other `round(short × max_side /
+/// long)`, at least 1.
+pub fn fitted_size(width: u32, height: u32, max_side: u32) -> (u32, u32) {
+    let long = width.max(height);
+    if long <= max_side {
+        return (width, height);
+    }
+    let scale = |short: u32| {
+        ((u64::from(short) * u64::from(max_side) + u64::from(long) / 2) / u64::from(long)).max(1)
+            as u32
+    };
+    if width >= height {
+        (max_side, scale(height))
+    } else {
+        (scale(width), max_side)
+    }
+}
+
 /// Resizes images; keeps its scratch buffers between calls. One per thread.
 #[derive(Default)]
 pub struct ResizeCrop {
@@ -61,6 +80,27 @@ impl ResizeCrop {
     }
 }
 
+impl ResizeCrop {
+    /// Downscales `image` so its longer side is at most `max_side` ([`fitted_size`]; an image
+    /// that fits is returned as it is). Antialiased (a bilinear filter widened to the
+    /// scale, as Pillow's `reduce`/`resize` and `tf.image.resize(antialias=True)`): these
+    /// records are kept for later crops, not fed to a model as they are.
+    pub fn fit(&mut self, image: RgbImage, max_side: u32) -> Result<RgbImage> {
+        let (width, height) = fitted_size(image.width, image.height, max_side);
+        if (width, height) == (image.width, image.height) {
+            return Ok(image);
+        }
+        let source = ImageRef::new(image.width, image.height, &image.pixels, PixelType::U8x3)
+            .map_err(|e| Error::Resize(e.to_string()))?;
+        let mut resized = Image::new(width, height, PixelType::U8x3);
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        self.resizer
+            .resize(&source, &mut resized, &options)
+            .map_err(|e| Error::Resize(e.to_string()))?;
+        RgbImage::new(width, height, resized.into_vec())
+    }
+}
+
 /// The centre `target` square of a `width` × `height` RGB buffer, offsets `(excess) // 2`.
 fn crop_centre(width: u32, height: u32, pixels: &[u8], target: u32) -> RgbImage {
     let left = ((width - target) / 2) as usize;
@@ -91,6 +131,27 @@ mod tests {
         assert_eq!(resized_size(332, 442, 160), (160, 213));
         assert_eq!(resized_size(1, 1, 160), (160, 160));
         assert_eq!(resized_size(2000, 50, 160), (6400, 160));
+    }
+
+    #[test]
+    fn the_longer_side_fits_and_nothing_is_upscaled() {
+        assert_eq!(fitted_size(1024, 768, 512), (512, 384));
+        assert_eq!(fitted_size(768, 1024, 512), (384, 512));
+        assert_eq!(
+            fitted_size(400, 360, 512),
+            (400, 360),
+            "already fits: unchanged"
+        );
+        assert_eq!(fitted_size(5000, 3, 512), (512, 1), "never below 1");
+        assert_eq!(fitted_size(1001, 667, 500), (500, 333)); // 333.17 rounds to 333
+        let image = RgbImage::new(40, 20, vec![9; 40 * 20 * 3]).unwrap();
+        let fitted = ResizeCrop::new().fit(image.clone(), 10).unwrap();
+        assert_eq!((fitted.width, fitted.height), (10, 5));
+        assert!(
+            fitted.pixels.iter().all(|&v| v == 9),
+            "a flat image stays flat"
+        );
+        assert_eq!(ResizeCrop::new().fit(image.clone(), 64).unwrap(), image);
     }
 
     #[test]

@@ -120,6 +120,7 @@ fn write_shards(dir: &Path, records: u64) -> Vec<std::path::PathBuf> {
                         &ImageExample {
                             image,
                             class: (i % 2) as i64,
+                            size: None,
                         }
                         .to_bytes(),
                     )

@@ -54,14 +54,21 @@ impl ShardReport {
 /// machines (Spark tasks, Ray tasks, pods): it writes only shards n with n % W == I and a part
 /// manifest; `shard_merge(out)` then writes `manifest.json`. Without `worker_index` it comes
 /// from `JOB_COMPLETION_INDEX` or `SLURM_ARRAY_TASK_ID`.
+///
+/// `resize="fit"` keeps each image's aspect ratio, its longer side at most `max_side`;
+/// `"keep"` stores each source JPEG's bytes as they are (checked by a whole decode, or
+/// `verify="headers"`); both add `height` and `width` to every record.
 #[pyfunction]
-#[pyo3(signature = (src, out, *, size=160, shards=16, quality=95, classes=None, prefix="data".to_owned(), seed=42, jobs=None, compression=None, strict=false, overwrite=false, progress=None, num_workers=None, worker_index=None))]
+#[pyo3(signature = (src, out, *, size=160, resize="crop", max_side=512, verify="decode", shards=16, quality=95, classes=None, prefix="data".to_owned(), seed=42, jobs=None, compression=None, strict=false, overwrite=false, progress=None, num_workers=None, worker_index=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn shard(
     py: Python<'_>,
     src: PathBuf,
     out: PathBuf,
     size: u32,
+    resize: &str,
+    max_side: u32,
+    verify: &str,
     shards: usize,
     quality: u8,
     classes: Option<Vec<String>>,
@@ -91,6 +98,9 @@ pub(crate) fn shard(
         out: out.clone(),
         shards,
         size,
+        resize: resize.parse().map_err(PyValueError::new_err)?,
+        max_side,
+        verify: verify.parse().map_err(PyValueError::new_err)?,
         quality,
         prefix,
         classes,

@@ -158,6 +158,16 @@ pub enum Error {
         /// The feature's key.
         name: String,
     },
+    /// A feature's value is out of the range the caller needs (a size of 0 or below).
+    #[error("feature {name:?} is {value}, expected {expected}")]
+    BadFeatureValue {
+        /// The feature's key.
+        name: String,
+        /// The value found.
+        value: i64,
+        /// What it should be.
+        expected: &'static str,
+    },
     /// A feature holds another kind of list than the caller needs.
     #[error("feature {name:?} is {found}, expected {expected}")]
     WrongFeatureType {

@@ -241,14 +241,17 @@ fn single<'a, T>(name: &str, values: &'a [T]) -> Result<&'a T> {
 }
 
 /// The record of an image dataset: JPEG bytes under `image` and a class index under `class`,
-/// as the tutorial writes them.
+/// as the tutorial writes them; shards that keep images at their own size
+/// (`shard --resize fit|keep`) add `height` and `width` (int64) beside them.
 ///
 /// ```
-/// use shardfeed_record_format::ImageExample;
+/// use shardfeed_record_format::{ExampleKeys, ImageExample};
 ///
-/// let record = ImageExample { image: vec![0xff, 0xd8, 0xff], class: 1 };
+/// let record = ImageExample { image: vec![0xff, 0xd8, 0xff], class: 1, size: None };
 /// let bytes = record.to_bytes();
 /// assert_eq!(ImageExample::decode(&bytes)?, record);
+/// let sized = ImageExample { size: Some((640, 480)), ..record };
+/// assert_eq!(ImageExample::decode_with(&sized.to_bytes(), &ExampleKeys::SHARDFEED)?, sized);
 /// # Ok::<(), shardfeed_record_format::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -257,6 +260,66 @@ pub struct ImageExample {
     pub image: Vec<u8>,
     /// The class index (`class`: `int64_list` with one value).
     pub class: i64,
+    /// Width and height, where the record states them (`width`, `height`: int64).
+    pub size: Option<(u32, u32)>,
+}
+
+/// Which features of an `Example` hold the image, its class and (optionally) its size:
+/// shardfeed's (`image`, `class`, `width`, `height`), TensorFlow's image tools'
+/// (`image/encoded`, `image/class/label`, `image/width`, `image/height`: the model garden's
+/// ImageNet converter, TFDS exports), or any other names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExampleKeys {
+    /// The encoded image (`bytes_list`, one value).
+    pub image: std::borrow::Cow<'static, str>,
+    /// The class (`int64_list`, one value).
+    pub label: std::borrow::Cow<'static, str>,
+    /// The width (`int64_list`, one value; optional in a record).
+    pub width: std::borrow::Cow<'static, str>,
+    /// The height (`int64_list`, one value; optional in a record).
+    pub height: std::borrow::Cow<'static, str>,
+}
+
+impl ExampleKeys {
+    /// shardfeed's keys (the tutorial's `image` and `class`).
+    pub const SHARDFEED: ExampleKeys = ExampleKeys {
+        image: std::borrow::Cow::Borrowed("image"),
+        label: std::borrow::Cow::Borrowed("class"),
+        width: std::borrow::Cow::Borrowed("width"),
+        height: std::borrow::Cow::Borrowed("height"),
+    };
+
+    /// TensorFlow's image tools' keys (`image/encoded`, `image/class/label`).
+    pub const TENSORFLOW: ExampleKeys = ExampleKeys {
+        image: std::borrow::Cow::Borrowed("image/encoded"),
+        label: std::borrow::Cow::Borrowed("image/class/label"),
+        width: std::borrow::Cow::Borrowed("image/width"),
+        height: std::borrow::Cow::Borrowed("image/height"),
+    };
+
+    /// Other names for the image and the class (no size features).
+    pub fn named(image: impl Into<String>, label: impl Into<String>) -> ExampleKeys {
+        ExampleKeys {
+            image: image.into().into(),
+            label: label.into().into(),
+            width: std::borrow::Cow::Borrowed(""),
+            height: std::borrow::Cow::Borrowed(""),
+        }
+    }
+
+    /// The keys `example` uses: shardfeed's where it has an `image` feature, else
+    /// TensorFlow's where it has `image/encoded`; `None` for neither.
+    pub fn detect(example: &Example) -> Option<ExampleKeys> {
+        [ExampleKeys::SHARDFEED, ExampleKeys::TENSORFLOW]
+            .into_iter()
+            .find(|keys| example.get(&keys.image).is_some())
+    }
+}
+
+impl Default for ExampleKeys {
+    fn default() -> Self {
+        ExampleKeys::SHARDFEED
+    }
 }
 
 impl ImageExample {
@@ -265,11 +328,17 @@ impl ImageExample {
     /// The `class` feature's key.
     pub const CLASS: &'static str = "class";
 
-    /// As a general [`Example`].
+    /// As a general [`Example`] with shardfeed's keys.
     pub fn to_example(&self) -> Example {
-        Example::new()
+        let example = Example::new()
             .with(Self::IMAGE, Feature::bytes([self.image.clone()]))
-            .with(Self::CLASS, Feature::int64s([self.class]))
+            .with(Self::CLASS, Feature::int64s([self.class]));
+        match self.size {
+            None => example,
+            Some((width, height)) => example
+                .with("width", Feature::int64s([i64::from(width)]))
+                .with("height", Feature::int64s([i64::from(height)])),
+        }
     }
 
     /// Serialises the record's Example.
@@ -277,17 +346,47 @@ impl ImageExample {
         self.to_example().to_bytes()
     }
 
-    /// Reads `image` and `class` from an Example; other features are ignored.
+    /// Reads `image` and `class` (and `width`/`height` where present) from an Example;
+    /// other features are ignored.
     pub fn from_example(example: &Example) -> Result<Self> {
-        Ok(ImageExample {
-            image: example.single_bytes(Self::IMAGE)?.to_vec(),
-            class: example.single_int64(Self::CLASS)?,
-        })
+        ImageExample::from_example_with(example, &ExampleKeys::SHARDFEED)
     }
 
-    /// Parses a record's payload.
+    /// Reads the image, class and size under `keys`; other features are ignored. A size
+    /// feature that is present must be one int64 in `1..=u32::MAX`, and both or neither.
+    pub fn from_example_with(example: &Example, keys: &ExampleKeys) -> Result<Self> {
+        let image = example.single_bytes(&keys.image)?.to_vec();
+        let class = example.single_int64(&keys.label)?;
+        let side = |name: &str| -> Result<Option<u32>> {
+            if name.is_empty() || example.get(name).is_none() {
+                return Ok(None);
+            }
+            let value = example.single_int64(name)?;
+            u32::try_from(value)
+                .ok()
+                .filter(|&v| v > 0)
+                .map(Some)
+                .ok_or_else(|| Error::BadFeatureValue {
+                    name: name.to_owned(),
+                    value,
+                    expected: "a size of 1 to 4294967295 pixels",
+                })
+        };
+        let size = match (side(&keys.width)?, side(&keys.height)?) {
+            (Some(width), Some(height)) => Some((width, height)),
+            _ => None,
+        };
+        Ok(ImageExample { image, class, size })
+    }
+
+    /// Parses a record's payload (shardfeed's keys).
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         ImageExample::from_example(&Example::decode(bytes)?)
+    }
+
+    /// Parses a record's payload under `keys`.
+    pub fn decode_with(bytes: &[u8], keys: &ExampleKeys) -> Result<Self> {
+        ImageExample::from_example_with(&Example::decode(bytes)?, keys)
     }
 }
 

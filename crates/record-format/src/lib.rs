@@ -51,7 +51,7 @@ mod writer;
 pub use compression::{Compression, UnknownCompression};
 pub use error::{Corruption, Error, FileName, Location, Result};
 pub use example::{
-    BytesList, Example, Feature, Features, FloatList, ImageExample, Int64List, Kind,
+    BytesList, Example, ExampleKeys, Feature, Features, FloatList, ImageExample, Int64List, Kind,
 };
 pub use frame::ReaderOptions;
 pub use index::{

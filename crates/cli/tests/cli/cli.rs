@@ -90,6 +90,7 @@ fn inspect_reads_compressed_files_and_checks_their_index() {
                 &ImageExample {
                     image: vec![1, 2, 3],
                     class,
+                    size: None,
                 }
                 .to_bytes(),
             )

@@ -12,6 +12,7 @@ mod flags;
 mod jpeg_kinds;
 mod mistakes;
 mod readme;
+mod resize;
 mod robustness;
 mod shard;
 mod stream;

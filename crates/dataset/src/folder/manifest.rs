@@ -18,6 +18,103 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// How `shard` sized each record's image (`manifest.json`'s `resize`; absent: `crop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Shorter side → `target_size`, then the centre square (SPEC §2, the seed's): every
+    /// record is `target_size` × `target_size`, re-encoded.
+    #[default]
+    Crop,
+    /// The aspect ratio kept, downscaled so the longer side is at most `max_side` (never
+    /// upscaled), re-encoded.
+    Fit,
+    /// Each source JPEG's bytes, unchanged (checked, never re-encoded).
+    Keep,
+}
+
+impl Resize {
+    /// Whether records keep their own sizes (and state them: `width`, `height`).
+    pub fn keeps_sizes(self) -> bool {
+        self != Resize::Crop
+    }
+}
+
+impl std::fmt::Display for Resize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Resize::Crop => "crop",
+            Resize::Fit => "fit",
+            Resize::Keep => "keep",
+        })
+    }
+}
+
+impl std::str::FromStr for Resize {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "crop" => Ok(Resize::Crop),
+            "fit" => Ok(Resize::Fit),
+            "keep" => Ok(Resize::Keep),
+            other => Err(format!(
+                "{other:?} is not a resize mode (crop, fit or keep)"
+            )),
+        }
+    }
+}
+
+/// The smallest and largest images a run wrote, when they vary (`fit`, `keep`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeRange {
+    /// The narrowest width.
+    pub min_width: u32,
+    /// The widest width.
+    pub max_width: u32,
+    /// The lowest height.
+    pub min_height: u32,
+    /// The highest height.
+    pub max_height: u32,
+    /// The most pixels (width × height) of one image: the readers' limit.
+    pub max_pixels: u64,
+}
+
+impl SizeRange {
+    /// The range of one image.
+    pub fn of(width: u32, height: u32) -> Self {
+        SizeRange {
+            min_width: width,
+            max_width: width,
+            min_height: height,
+            max_height: height,
+            max_pixels: u64::from(width) * u64::from(height),
+        }
+    }
+
+    /// The range covering both.
+    pub fn merge(self, other: SizeRange) -> Self {
+        SizeRange {
+            min_width: self.min_width.min(other.min_width),
+            max_width: self.max_width.max(other.max_width),
+            min_height: self.min_height.min(other.min_height),
+            max_height: self.max_height.max(other.max_height),
+            max_pixels: self.max_pixels.max(other.max_pixels),
+        }
+    }
+
+    /// `a` and `b` merged, either possibly absent.
+    pub fn merged(a: Option<SizeRange>, b: Option<SizeRange>) -> Option<SizeRange> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.merge(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
 /// One shard listed in a manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ShardInfo {
@@ -52,9 +149,19 @@ pub struct Manifest {
     /// Records per class, in class order.
     #[serde(default)]
     pub per_class: Vec<u64>,
-    /// Target square size.
+    /// Target square size (`crop`; 0 for the other modes).
     #[serde(default)]
     pub target_size: u32,
+    /// How each record's image was sized.
+    #[serde(default)]
+    pub resize: Resize,
+    /// The longest side allowed (`fit`; absent otherwise).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_side: u32,
+    /// The records' sizes (`fit`, `keep`; absent for `crop`, whose records are all
+    /// `target_size` square).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizes: Option<SizeRange>,
     /// JPEG quality of the records.
     #[serde(default)]
     pub quality: u8,
@@ -208,7 +315,10 @@ mod tests {
             ],
             records: 4,
             per_class: vec![1, 2, 1],
-            target_size: 64,
+            target_size: 0,
+            resize: Resize::Fit,
+            max_side: 64,
+            sizes: Some(SizeRange::of(64, 30).merge(SizeRange::of(20, 64))),
             quality: 90,
             seed: 7,
             compression: Compression::Gzip,

@@ -38,7 +38,7 @@ mod resolve;
 
 pub use listing::{ShardFolder, checked_shards, find_shards, folder_warnings};
 pub use location::{Location, local_path};
-pub use manifest::{Manifest, ShardInfo, Skipped};
+pub use manifest::{Manifest, Resize, ShardInfo, SizeRange, Skipped};
 pub(crate) use names::own_files;
 pub use names::{
     Index, MANIFEST_FILE, Workers, count_in_name, is_dataset_file, is_part_file, is_shard_name,

@@ -15,16 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use shardfeed_image_prep::{DecodeOptions, Preparer};
-use shardfeed_input_pipeline::{
-    Address, BoxError, Error as PipelineError, Parallelism, Pipeline, Plan, Rng,
-};
-use shardfeed_record_format::{Compression, FileWriter, ImageExample};
+use shardfeed_image_prep::DecodeOptions;
+use shardfeed_input_pipeline::{Error as PipelineError, Parallelism, Rng};
+use shardfeed_record_format::{Compression, FileWriter};
 
 use crate::MANIFEST_FILE;
 use crate::folder::{
-    Location, Manifest, ShardInfo, Skipped, is_dataset_file, provisional_shard_name,
-    shard_file_name,
+    Location, Manifest, Resize, ShardInfo, SizeRange, Skipped, is_dataset_file,
+    provisional_shard_name, shard_file_name,
 };
 use crate::label::{Classes, is_jpeg_name, label_of};
 use crate::remote::Folder;
@@ -32,9 +30,12 @@ use crate::workers::{PartManifest, Workers};
 use crate::{Error, Result};
 
 mod output;
+mod prepare;
 mod writer;
 
 use output::{Stage, prepare_worker_output, replaced_files};
+pub use prepare::Verify;
+use prepare::prepare_pipeline;
 use writer::ShardWriter;
 
 /// The random stream of the file-order shuffle.
@@ -49,8 +50,15 @@ pub struct ShardConfig {
     pub out: Location,
     /// Number of shards.
     pub shards: usize,
-    /// Target square size.
+    /// Target square size (`Resize::Crop`).
     pub size: u32,
+    /// How each record's image is sized: the seed's square crop, fitted under `max_side`,
+    /// or the source kept as it is.
+    pub resize: Resize,
+    /// The longest side of a record (`Resize::Fit`).
+    pub max_side: u32,
+    /// How a source kept as it is is checked (`Resize::Keep`).
+    pub verify: Verify,
     /// JPEG quality of the records.
     pub quality: u8,
     /// Shard file name prefix.
@@ -84,6 +92,9 @@ impl Default for ShardConfig {
             out: Location::local("shards"),
             shards: 16,
             size: 160,
+            resize: Resize::Crop,
+            max_side: 512,
+            verify: Verify::Decode,
             quality: 95,
             prefix: "data".to_owned(),
             classes: None,
@@ -126,6 +137,9 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
         ));
     }
     crate::limits::check_size(config.size)?;
+    if config.resize == Resize::Fit {
+        crate::limits::check_size(config.max_side)?;
+    }
     crate::limits::check_prefix(&config.prefix)?;
     crate::limits::check_jobs(config.jobs)?;
     let workers = config.workers;
@@ -185,6 +199,7 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
     let mut writer = ShardWriter::new(config, target, classes.len())?;
     let pipeline = prepare_pipeline(config, Arc::clone(&inputs));
     let mut bytes_in = 0u64;
+    let mut sizes: Option<SizeRange> = None;
     let stopped = || {
         config
             .stop
@@ -204,6 +219,9 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
         match item {
             Ok(prepared) => {
                 bytes_in += prepared.source_bytes;
+                if let Some((width, height)) = prepared.size {
+                    sizes = SizeRange::merged(sizes, Some(SizeRange::of(width, height)));
+                }
                 writer.or_abandon(|w| w.write(&prepared.record, input.class as usize))?;
             }
             Err(error) => {
@@ -251,7 +269,18 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
         bytes_out: shards.iter().map(|s| s.bytes).sum(),
         shards,
         per_class,
-        target_size: config.size,
+        target_size: if config.resize == Resize::Crop {
+            config.size
+        } else {
+            0
+        },
+        resize: config.resize,
+        max_side: if config.resize == Resize::Fit {
+            config.max_side
+        } else {
+            0
+        },
+        sizes,
         quality: config.quality,
         seed: config.seed,
         compression: config.compression,
@@ -349,45 +378,6 @@ fn label_inputs(
         });
     }
     Ok((inputs, classes))
-}
-
-/// A prepared record and the size of its source.
-struct Prepared {
-    record: Vec<u8>,
-    source_bytes: u64,
-}
-
-/// The ordered parallel map: read, decode, resize, crop, encode, serialise.
-fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prepared> {
-    let (size, quality, decode) = (config.size, config.quality, config.decode);
-    let plan = Plan::new(vec![inputs.len() as u64]);
-    // One store per source folder for the run (object storage), shared by the workers:
-    // the input location's own.
-    let stores = crate::remote::Stores::default();
-    if let Ok(Some(store)) = config.input.store() {
-        stores.keep(&store);
-    }
-    Pipeline::new_init(
-        plan,
-        move || Preparer::new(size, quality, decode),
-        move |preparer: &mut Preparer, address: Address| -> Result<Prepared, BoxError> {
-            let input = &inputs[address.index as usize];
-            let source = crate::images::read_source(&stores, &input.path)?;
-            let image = preparer.prepare(&source)?;
-            let record = ImageExample {
-                image,
-                class: input.class,
-            }
-            .to_bytes();
-            Ok(Prepared {
-                record,
-                source_bytes: source.len() as u64,
-            })
-        },
-    )
-    .parallelism(config.jobs)
-    .deterministic(true)
-    .chunk(4)
 }
 
 /// The reason of a failed item: the preparer's own message.

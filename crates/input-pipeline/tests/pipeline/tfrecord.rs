@@ -23,6 +23,7 @@ fn write_shards(
                 let record = ImageExample {
                     image: format!("{shard}/{i}").into_bytes(),
                     class: (i % 2) as i64,
+                    size: None,
                 };
                 writer.write_record(&record.to_bytes()).unwrap();
             }

@@ -45,6 +45,9 @@ def shard(
     out: _Path,
     *,
     size: int = 160,
+    resize: Literal["crop", "fit", "keep"] = "crop",
+    max_side: int = 512,
+    verify: Literal["decode", "headers"] = "decode",
     shards: int = 16,
     quality: int = 95,
     classes: Optional[Sequence[str]] = None,
@@ -61,6 +64,11 @@ def shard(
     """Shards the labelled JPEGs of ``src`` (label = the file name's first ``.``-separated
     token) into ``out``: the shorter side resized to ``size``, centre-cropped, JPEG q``quality``
     4:4:4, seeded shuffle, ``shards`` files — the same bytes as ``shardfeed shard``.
+
+    ``resize="fit"`` keeps each image's aspect ratio with its longer side at most ``max_side``
+    (never upscaled); ``"keep"`` stores each source JPEG's bytes unchanged (checked by a whole
+    decode, or only its header with ``verify="headers"``). Both add ``height`` and ``width`` to
+    every record and the size range to ``manifest.json``.
 
     ``progress(done, total)`` is called as files are prepared; an exception it raises (or
     Ctrl-C) stops the run and removes what it wrote. Files that cannot be used are skipped and

@@ -42,6 +42,7 @@ fn tensorflow_reads_every_value_we_write() {
                 ImageExample {
                     image: rng.bytes(100 + i * 13),
                     class: (i % 2) as i64,
+                    size: None,
                 }
                 .to_example()
             })
