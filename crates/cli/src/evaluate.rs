@@ -10,9 +10,11 @@ use serde::Serialize;
 use shardfeed_dataset::Decoded;
 use shardfeed_dataset::folder::Location;
 use shardfeed_dataset::run::{RunInfo, validation_pipeline};
+use shardfeed_dataset::stream::RecordFormat;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::evaluate::Evaluation as Figures;
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch};
+use shardfeed_record_format::ExampleKeys;
 
 use crate::train::to_image_batch;
 
@@ -23,6 +25,8 @@ pub struct EvaluateSettings {
     pub model: PathBuf,
     /// Read the run's validation files from this folder instead of where training found them.
     pub shards: Option<Location>,
+    /// Where the image and class are in each record (`None`: detected).
+    pub keys: Option<ExampleKeys>,
     /// Images per forward pass.
     pub batch: usize,
     /// Decode threads.
@@ -60,8 +64,13 @@ pub fn classify_validation(
             )
         })?;
     let classes = Some(info.classes.len() as u64);
-    let pipeline = validation_pipeline(source, classes, settings.batch, settings.jobs)?;
     let size = classifier.card().image_size();
+    // Records of another size (varying-size shards) are made into the model's square.
+    let format = RecordFormat {
+        keys: settings.keys.clone(),
+        size: Some(size as u32),
+    };
+    let pipeline = validation_pipeline(source, &format, classes, settings.batch, settings.jobs)?;
     // The batch being scored, and the index of its first record: `evaluate` pulls a batch
     // only after it has reported every image of the one before, so `each` finds its record
     // here without the images of the whole pass being kept.

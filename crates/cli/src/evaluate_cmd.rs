@@ -22,6 +22,8 @@ pub struct Args {
     shards: Option<Location>,
     #[command(flatten)]
     run: ModelRunArgs,
+    #[command(flatten)]
+    keys: crate::record_args::KeyArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -31,6 +33,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let evaluation = evaluate(&EvaluateSettings {
         model: args.model.clone(),
         shards: args.shards.clone(),
+        keys: args.keys.keys(),
         batch: args.run.batch,
         jobs: args.run.jobs(),
         device: args.run.device,

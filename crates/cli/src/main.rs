@@ -25,6 +25,7 @@ mod paths;
 mod plot_cmd;
 mod predict_cmd;
 mod ranges;
+mod record_args;
 mod shard_cmd;
 mod stream_cmd;
 mod stream_json;

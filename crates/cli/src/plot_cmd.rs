@@ -82,6 +82,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             &EvaluateSettings {
                 model: args.model.clone(),
                 shards: args.shards.clone().map(Location::local),
+                keys: None,
                 batch: wanted,
                 jobs: Parallelism::Auto,
                 device: args.device,

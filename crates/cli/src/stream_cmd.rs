@@ -46,6 +46,8 @@ pub struct Args {
     /// shard missing, unlisted or of another size is an error otherwise).
     #[arg(long)]
     ignore_manifest: bool,
+    #[command(flatten)]
+    record: crate::record_args::RecordArgs,
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -68,8 +70,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         jobs: crate::ranges::tuned_jobs(args.jobs),
         compression: crate::compression::of_folder(&folder, args.compression)?,
         ignore_manifest: args.ignore_manifest,
+        format: args.record.format(),
     };
     let report = stream_in(&folder, &config)?;
+    if let Some(note) = &report.note {
+        eprintln!("shardfeed: note: {}", escaped(note));
+    }
     if args.json {
         println!(
             "{}",

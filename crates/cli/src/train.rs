@@ -11,6 +11,7 @@ use anyhow::Context;
 use shardfeed_dataset::classes::ClassSource;
 use shardfeed_dataset::folder::{Location, ShardFolder};
 use shardfeed_dataset::run::{DataSettings, RUN_FILE, RunInfo, TrainingData};
+use shardfeed_dataset::stream::RecordFormat;
 use shardfeed_dataset::{Decoded, to_float_batch};
 use shardfeed_input_pipeline::{Parallelism, PipelineIter, ResumeState, TuningHandle};
 use shardfeed_model::fit::{
@@ -60,6 +61,8 @@ pub struct TrainSettings {
     pub stop: Option<Arc<AtomicBool>>,
     /// Read the shard files as they are, even where they disagree with `manifest.json`.
     pub ignore_manifest: bool,
+    /// The records' feature names and the square side images are made into.
+    pub format: RecordFormat,
 }
 
 impl Default for TrainSettings {
@@ -81,6 +84,7 @@ impl Default for TrainSettings {
             device: DeviceKind::Cpu,
             stop: None,
             ignore_manifest: false,
+            format: RecordFormat::default(),
         }
     }
 }
@@ -103,6 +107,8 @@ pub enum TrainEvent<'a> {
         step: u64,
         /// Where the class names came from.
         class_source: ClassSource,
+        /// Why images are resized as they are read, to say once.
+        note: Option<&'a str>,
     },
     /// After each training step.
     Step {
@@ -151,6 +157,11 @@ fn resumed_settings(given: &TrainSettings) -> anyhow::Result<(TrainSettings, Run
         learning_rate: info.learning_rate,
         classes: Some(info.classes.clone()),
         compression: info.compression()?,
+        // The side the model was built for (records of varying size are made into it).
+        format: RecordFormat {
+            keys: given.format.keys.clone(),
+            size: (info.image_size > 0).then_some(info.image_size as u32),
+        },
         ..given.clone()
     };
     Ok((settings, info))
@@ -272,6 +283,7 @@ pub fn train(
             compression: settings.compression,
             learning_rate: settings.learning_rate,
             ignore_manifest: settings.ignore_manifest,
+            format: settings.format.clone(),
         },
     )?;
     let mut info = data.info.clone();
@@ -319,6 +331,7 @@ pub fn train(
         epoch: progress.epochs_done + 1,
         step: progress.steps_in_epoch,
         class_source: data.class_source,
+        note: data.note.as_deref(),
     });
     let mut reporter = Reporter {
         info: &mut info,

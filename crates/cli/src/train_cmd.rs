@@ -69,6 +69,8 @@ pub struct Args {
     /// shard missing, unlisted or of another size is an error otherwise).
     #[arg(long)]
     ignore_manifest: bool,
+    #[command(flatten)]
+    record: crate::record_args::RecordArgs,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -144,6 +146,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         device: args.device,
         stop: Some(stop),
         ignore_manifest: args.ignore_manifest,
+        format: args.record.format(),
     };
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let mut bar = ProgressBar::hidden();
@@ -154,7 +157,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             epoch,
             step,
             class_source,
+            note,
         } => {
+            if let Some(note) = note {
+                eprintln!("shardfeed: note: {}", escaped(note));
+            }
             let names = match class_source {
                 ClassSource::Scan => " (no manifest: named by index)",
                 ClassSource::Given | ClassSource::Manifest => "",

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use shardfeed_record_format::{ImageExample, ReaderOptions, RecordReader};
+use shardfeed_record_format::{Example, ExampleKeys, ImageExample, ReaderOptions, RecordReader};
 
 use crate::folder::ShardFolder;
 use crate::{Error, Result};
@@ -21,12 +21,13 @@ pub enum ClassSource {
 }
 
 /// Class names of the shards in `folder`; `files` are its shard files (scanned when there is
-/// no manifest and no names are given).
+/// no manifest and no names are given, the class under `keys`, else detected per record).
 pub fn class_names(
     folder: &ShardFolder,
     files: &[PathBuf],
     given: Option<&[String]>,
     options: ReaderOptions,
+    keys: Option<&ExampleKeys>,
 ) -> Result<(Vec<String>, ClassSource)> {
     if let Some(names) = given {
         if names.len() < 2 {
@@ -41,7 +42,7 @@ pub fn class_names(
         return Ok((manifest.classes.clone(), ClassSource::Manifest));
     }
     let dir = folder.path();
-    let count = scan_class_count(files, options)?;
+    let count = scan_class_count(files, options, keys)?;
     if count < 2 {
         return Err(Error::InvalidClasses(format!(
             "the records in {} use {count} class value(s): at least 2 are needed",
@@ -54,9 +55,14 @@ pub fn class_names(
     ))
 }
 
-/// One more than the largest `class` value in `files` (every record is parsed; a negative class
-/// is an error naming the file and record).
-pub fn scan_class_count(files: &[PathBuf], options: ReaderOptions) -> Result<usize> {
+/// One more than the largest class value in `files` (every record is parsed, its class under
+/// `keys`, else `class` or TensorFlow's `image/class/label`, whichever it has; a negative
+/// class is an error naming the file and record).
+pub fn scan_class_count(
+    files: &[PathBuf],
+    options: ReaderOptions,
+    keys: Option<&ExampleKeys>,
+) -> Result<usize> {
     let mut largest: i64 = -1;
     for path in files {
         let source = crate::remote::open_read(path)?;
@@ -64,10 +70,20 @@ pub fn scan_class_count(files: &[PathBuf], options: ReaderOptions) -> Result<usi
         let mut index = 0u64;
         let mut record = Vec::new();
         while reader.read_into(&mut record)?.is_some() {
-            let example = ImageExample::decode(&record).map_err(|e| Error::BadDescription {
+            let bad = |e: shardfeed_record_format::Error| Error::BadDescription {
                 file: path.clone(),
                 message: format!("record {index}: {e}"),
-            })?;
+            };
+            let parsed = Example::decode(&record).map_err(bad)?;
+            let detected;
+            let keys = match keys {
+                Some(keys) => keys,
+                None => {
+                    detected = ExampleKeys::detect(&parsed).unwrap_or_default();
+                    &detected
+                }
+            };
+            let example = ImageExample::from_example_with(&parsed, keys).map_err(bad)?;
             if example.class < 0 {
                 return Err(Error::NegativeClass {
                     file: path.clone(),

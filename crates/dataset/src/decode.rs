@@ -6,14 +6,14 @@
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
-use shardfeed_image_prep::{DecodeOptions, Decoder, RgbImage};
+use shardfeed_image_prep::{DecodeOptions, Decoder, ResizeCrop, RgbImage};
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_input_pipeline::{Address, BoxError, Pipeline, Plan};
 use shardfeed_record_format::Error as RecordError;
-use shardfeed_record_format::ImageExample;
+use shardfeed_record_format::{Example, ExampleKeys, ImageExample};
 
 use crate::error::Damaged;
-use crate::folder::{Manifest, ShardFolder};
+use crate::folder::{Manifest, Resize, ShardFolder};
 use crate::{Error, Result};
 
 /// A decoded record: its pixels and class.
@@ -25,8 +25,26 @@ pub struct Decoded {
     pub class: i64,
 }
 
-/// What a record read for training must satisfy, checked before its image is decoded: one
-/// rule for `stream`, `train`, `evaluate` and the [`crate::loader::Loader`].
+/// What a reader asks of records beyond what their folder says: the feature names, and the
+/// square side images of another size are made into.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFormat {
+    /// Where the image and class are (`None`: shardfeed's `image`/`class`, or TensorFlow's
+    /// `image/encoded`/`image/class/label`, whichever the first record has).
+    pub keys: Option<ExampleKeys>,
+    /// The side of the square every image is made into (shorter side → side, centre crop:
+    /// the seed's preparation) when it is not already that square. `None`: a folder of
+    /// `crop` shards keeps its size; records of varying size (`fit`, `keep`, another
+    /// writer's) become [`DEFAULT_SIDE`] squares.
+    pub size: Option<u32>,
+}
+
+/// The square side records of varying size are read at when none is asked for (SPEC §2's).
+pub const DEFAULT_SIDE: u32 = 160;
+
+/// What a record read for training must satisfy, checked before its image is decoded, and
+/// what is done to it after: one rule for `stream`, `train`, `evaluate` and the
+/// [`crate::loader::Loader`].
 #[derive(Debug, Clone)]
 pub struct RecordRules {
     /// The most pixels (width × height) an image may have: the folder's `manifest.json`
@@ -37,6 +55,14 @@ pub struct RecordRules {
     pub pixel_source: String,
     /// Classes are `0..classes` (`None`: only negative classes are refused).
     pub classes: Option<u64>,
+    /// Where each record's image and class are.
+    pub keys: ExampleKeys,
+    /// The square each decoded image is made into where it is not already that square
+    /// (`None`: images are kept as decoded).
+    pub side: Option<u32>,
+    /// Why images are resized as they are read, for a reader to say once (`None` where
+    /// every record is already the square the reader takes).
+    pub note: Option<String>,
     /// Bytes of pixels being decoded at once, across the pipeline's workers.
     budget: Arc<DecodeBudget>,
 }
@@ -52,19 +78,49 @@ impl RecordRules {
             max_pixels,
             pixel_source: pixel_source.into(),
             classes,
+            keys: ExampleKeys::SHARDFEED,
+            side: None,
+            note: None,
             budget: Arc::new(DecodeBudget::new(DECODE_BUDGET)),
         }
+    }
+
+    /// The same rules reading records under `keys`.
+    pub fn with_keys(mut self, keys: ExampleKeys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// The same rules making every image a `side` square; `note` says why, once.
+    pub fn with_side(mut self, side: u32, note: Option<String>) -> Self {
+        self.side = Some(side);
+        self.note = note;
+        self
     }
 
     /// The rules of `source`'s records: the limit and classes of the `manifest.json` beside its
     /// first file (when that manifest lists the file), else the first record's size.
     pub fn of_source(source: &TfRecordSource) -> Result<Self> {
-        RecordRules::of_source_in(source, None)
+        RecordRules::of_source_in(source, None, &RecordFormat::default())
     }
 
     /// [`RecordRules::of_source`], with the manifest of `folder` (already read) where the
-    /// first file is in it, rather than read again.
-    pub fn of_source_in(source: &TfRecordSource, folder: Option<&ShardFolder>) -> Result<Self> {
+    /// first file is in it, rather than read again, and what the reader asks (`format`):
+    ///
+    /// - `crop` shards (manifest): the limit is `target_size`², images stay as they are
+    ///   unless `format.size` asks for another square;
+    /// - `fit`/`keep` shards (manifest): the limit is the largest image the manifest lists
+    ///   (never more than [`DecodeOptions`]'s 100 million pixels); every image becomes a
+    ///   `format.size` (else [`DEFAULT_SIDE`]) square, and `note` says so;
+    /// - no manifest: the first record's keys are detected (or `format.keys` taken); a record
+    ///   that states its size, or keys other than shardfeed's, means sizes vary (the limit is the largest
+    ///   side allowed, squared; images become squares as above); else the seed's rule: the
+    ///   limit is the first record's size (squares of it stay as they are).
+    pub fn of_source_in(
+        source: &TfRecordSource,
+        folder: Option<&ShardFolder>,
+        format: &RecordFormat,
+    ) -> Result<Self> {
         let largest = u64::from(crate::limits::MAX_SIZE).pow(2);
         let Some(first) = source.files().first() else {
             return Ok(RecordRules::new(largest, "the largest side allowed", None));
@@ -79,32 +135,109 @@ impl RecordRules {
             Some(folder) if folder.path() == dir => folder.manifest().cloned(),
             _ => Manifest::read_folder(dir)?,
         };
+        let keys = format.keys.clone();
         if let Some(manifest) = manifest
             && manifest.records_of(name).is_some()
         {
-            let side = u64::from(manifest.target_size);
+            let classes = Some(manifest.classes.len() as u64);
+            let keys = keys.unwrap_or_default();
+            if manifest.resize == Resize::Crop {
+                let side = u64::from(manifest.target_size);
+                let rules = RecordRules::new(
+                    (side * side).min(largest),
+                    format!("manifest.json's {side} × {side}"),
+                    classes,
+                )
+                .with_keys(keys);
+                return Ok(match format.size {
+                    Some(asked) if u64::from(asked) != side => rules.with_side(
+                        asked,
+                        Some(format!(
+                            "the {side} × {side} records are resized to {asked} × {asked} as they are read"
+                        )),
+                    ),
+                    _ => rules,
+                });
+            }
+            let most = DecodeOptions::default().max_pixels;
+            let (max_pixels, range) = match manifest.sizes {
+                Some(s) => (
+                    s.max_pixels.min(most),
+                    format!(
+                        "{}–{} × {}–{}",
+                        s.min_width, s.max_width, s.min_height, s.max_height
+                    ),
+                ),
+                None => (most, "sizes not recorded".to_owned()),
+            };
+            let side = format.size.unwrap_or(DEFAULT_SIDE);
             return Ok(RecordRules::new(
-                (side * side).min(largest),
-                format!("manifest.json's {side} × {side}"),
-                Some(manifest.classes.len() as u64),
+                max_pixels,
+                format!("manifest.json's largest image, {max_pixels} pixels"),
+                classes,
+            )
+            .with_keys(keys)
+            .with_side(
+                side,
+                Some(varying_note(
+                    &format!("resize {} ({range})", manifest.resize),
+                    side,
+                )),
             ));
         }
         let probed = source
             .files()
             .iter()
             .position(|f| f.records > 0)
-            .and_then(|i| first_image_size(source, i));
-        Ok(match probed {
-            Some((w, h)) if u64::from(w) * u64::from(h) <= largest => RecordRules::new(
-                u64::from(w) * u64::from(h),
-                format!("the first record's {w} × {h}"),
-                None,
-            ),
-            _ => RecordRules::new(
+            .and_then(|i| first_record(source, i, keys.as_ref()));
+        let Some(first) = probed else {
+            let rules = RecordRules::new(
                 largest,
                 format!("the largest side allowed, {}", crate::limits::MAX_SIZE),
                 None,
+            )
+            .with_keys(keys.unwrap_or_default());
+            return Ok(match format.size {
+                Some(side) => rules.with_side(side, None),
+                None => rules,
+            });
+        };
+        let (w, h) = first.size;
+        if first.states_size || first.keys != ExampleKeys::SHARDFEED {
+            let side = format.size.unwrap_or(DEFAULT_SIDE);
+            return Ok(RecordRules::new(
+                largest,
+                format!("the largest side allowed, {}", crate::limits::MAX_SIZE),
+                None,
+            )
+            .with_keys(first.keys)
+            .with_side(
+                side,
+                Some(varying_note("no manifest.json; sizes may vary", side)),
+            ));
+        }
+        let rules = if u64::from(w) * u64::from(h) <= largest {
+            RecordRules::new(
+                u64::from(w) * u64::from(h),
+                format!("the first record's {w} × {h}"),
+                None,
+            )
+        } else {
+            RecordRules::new(
+                largest,
+                format!("the largest side allowed, {}", crate::limits::MAX_SIZE),
+                None,
+            )
+        }
+        .with_keys(first.keys);
+        Ok(match format.size {
+            Some(side) if (side, side) != (w, h) => rules.with_side(
+                side,
+                Some(format!(
+                    "the {w} × {h} records are resized to {side} × {side} as they are read"
+                )),
             ),
+            _ => rules,
         })
     }
 
@@ -125,8 +258,29 @@ impl RecordRules {
     }
 }
 
-/// The header size of the first record of file `file`, if it parses.
-fn first_image_size(source: &TfRecordSource, file: usize) -> Option<(u32, u32)> {
+/// The note of a read that makes records of varying size into `side` squares.
+fn varying_note(what: &str, side: u32) -> String {
+    format!(
+        "records of varying size ({what}) are resized (shorter side → {side}) and centre-cropped to {side} × {side} as they are read; ask for another side with --size (Python: size=)"
+    )
+}
+
+/// What the first record of a file says about the rest.
+struct FirstRecord {
+    /// Its keys (given, or detected).
+    keys: ExampleKeys,
+    /// Its image's size, from the image's header.
+    size: (u32, u32),
+    /// Whether it states its size in features (`width`/`height`).
+    states_size: bool,
+}
+
+/// The first record of file `file`, if it parses (under `keys`, else detected ones).
+fn first_record(
+    source: &TfRecordSource,
+    file: usize,
+    keys: Option<&ExampleKeys>,
+) -> Option<FirstRecord> {
     let address = Address {
         source: file as u32,
         index: 0,
@@ -134,9 +288,18 @@ fn first_image_size(source: &TfRecordSource, file: usize) -> Option<(u32, u32)> 
     let mut decoder = Decoder::new().ok()?;
     source
         .fetch_with(address, |payload| {
-            let example = ImageExample::decode(payload).ok()?;
-            let info = decoder.probe(&example.image).ok()?;
-            Some((info.width, info.height))
+            let example = Example::decode(payload).ok()?;
+            let keys = match keys {
+                Some(keys) => keys.clone(),
+                None => ExampleKeys::detect(&example)?,
+            };
+            let record = ImageExample::from_example_with(&example, &keys).ok()?;
+            let info = decoder.probe(&record.image).ok()?;
+            Some(FirstRecord {
+                keys,
+                size: (info.width, info.height),
+                states_size: record.size.is_some(),
+            })
         })
         .ok()
         .flatten()
@@ -188,16 +351,37 @@ impl Drop for BudgetGuard<'_> {
     }
 }
 
-/// Parses a record, checks it against `rules` and decodes its image with `decoder`, as
-/// TensorFlow's `decode_jpeg(channels=3)` does. `Err` says why the record is unusable.
+/// One decode worker's reusable state: a JPEG decoder and a resizer.
+pub(crate) struct RecordDecoder {
+    decoder: Decoder,
+    resizer: ResizeCrop,
+}
+
+impl RecordDecoder {
+    /// A new worker state.
+    pub(crate) fn new() -> shardfeed_image_prep::Result<Self> {
+        Ok(RecordDecoder {
+            decoder: Decoder::new()?,
+            resizer: ResizeCrop::new(),
+        })
+    }
+}
+
+/// Parses a record, checks it against `rules` and decodes its image, as TensorFlow's
+/// `decode_jpeg(channels=3)` does, then makes it the rules' square where it is not one
+/// (the seed's shorter side → side and centre crop, the function `shard` uses). `Err` says
+/// why the record is unusable.
 fn decode_record(
-    decoder: &mut Decoder,
+    worker: &mut RecordDecoder,
     rules: &RecordRules,
     payload: &[u8],
 ) -> std::result::Result<Decoded, String> {
-    let example = ImageExample::decode(payload).map_err(|e| e.to_string())?;
+    let example = ImageExample::decode_with(payload, &rules.keys).map_err(|e| e.to_string())?;
     rules.check_class(example.class)?;
-    let info = decoder.probe(&example.image).map_err(|e| e.to_string())?;
+    let info = worker
+        .decoder
+        .probe(&example.image)
+        .map_err(|e| e.to_string())?;
     let pixels = u64::from(info.width) * u64::from(info.height);
     if pixels > rules.max_pixels {
         return Err(format!(
@@ -210,9 +394,20 @@ fn decode_record(
         max_pixels: rules.max_pixels,
         ..DecodeOptions::default()
     };
-    let image = decoder
+    let mut image = worker
+        .decoder
         .decode(&example.image, &options, None)
         .map_err(|e| e.to_string())?;
+    if let Some(side) = rules.side
+        && (image.width, image.height) != (side, side)
+    {
+        // The resized image (before its crop) is bounded like a decoded one.
+        let limit = DecodeOptions::default().max_pixels;
+        image = worker
+            .resizer
+            .apply(&image, side, limit)
+            .map_err(|e| e.to_string())?;
+    }
     Ok(Decoded {
         image: Arc::new(image),
         class: example.class,
@@ -225,11 +420,11 @@ fn decode_record(
 /// layer reports (a bad frame or CRC, an I/O failure).
 pub(crate) fn decode_at(
     source: &TfRecordSource,
-    decoder: &mut Decoder,
+    worker: &mut RecordDecoder,
     rules: &RecordRules,
     address: Address,
 ) -> std::result::Result<std::result::Result<Decoded, Damaged>, RecordError> {
-    let decoded = source.fetch_with(address, |payload| decode_record(decoder, rules, payload))?;
+    let decoded = source.fetch_with(address, |payload| decode_record(worker, rules, payload))?;
     Ok(decoded.map_err(|reason| Damaged {
         path: source.files()[address.source as usize].path.clone(),
         offset: source.record_offset(address),
@@ -250,9 +445,11 @@ pub fn decoded_pipeline(
     let source = Arc::new(source);
     Pipeline::new_init(
         plan,
-        Decoder::new,
-        move |decoder: &mut Decoder, address: Address| -> std::result::Result<Decoded, BoxError> {
-            match decode_at(&source, decoder, &rules, address)? {
+        RecordDecoder::new,
+        move |worker: &mut RecordDecoder,
+              address: Address|
+              -> std::result::Result<Decoded, BoxError> {
+            match decode_at(&source, worker, &rules, address)? {
                 Ok(decoded) => Ok(decoded),
                 Err(damaged) => Err(Error::DamagedRecord(Box::new(damaged)).into()),
             }

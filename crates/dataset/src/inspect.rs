@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use shardfeed_record_format::{
-    Compression, Example, FileName, Index, IndexEntry, Location, ReaderOptions, RecordReader,
-    Scanned,
+    Compression, Example, ExampleKeys, FileName, Index, IndexEntry, Location, ReaderOptions,
+    RecordReader, Scanned,
 };
 
 use crate::Result;
@@ -31,7 +31,11 @@ pub struct Report {
     pub verified: bool,
     /// Name, list kind and length of each feature of the first record.
     pub features: Vec<FeatureSummary>,
-    /// Records per value of an int64 `class` feature, when the records have one.
+    /// The feature counted as the class: `class`, or TensorFlow's `image/class/label` where
+    /// the records have no `class` (`None`: neither).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_key: Option<String>,
+    /// Records per value of the int64 class feature (`label_key`), when the records have one.
     pub class_counts: Option<BTreeMap<i64, u64>>,
     /// More distinct `class` values than [`MAX_CLASS_VALUES`]: the others were not counted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -100,6 +104,7 @@ pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
         compression: options.compression.to_string(),
         verified: options.verify,
         features: Vec::new(),
+        label_key: None,
         class_counts: None,
         more_classes: false,
         index: IndexStatus::Unchecked,
@@ -167,7 +172,8 @@ pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
     Ok(report)
 }
 
-/// Notes the first record's features and counts the `class` feature of every record.
+/// Notes the first record's features and counts the class feature of every record (`class`,
+/// else `image/class/label`).
 fn summarise_example(payload: &[u8], report: &mut Report) -> shardfeed_record_format::Result<()> {
     let example = Example::decode(payload)?;
     if report.records == 1 {
@@ -179,12 +185,15 @@ fn summarise_example(payload: &[u8], report: &mut Report) -> shardfeed_record_fo
                 len: feature.kind.as_ref().map_or(0, |k| k.len()),
             })
             .collect();
-        if example.int64_list("class").is_ok() {
+        report.label_key = ExampleKeys::detect(&example)
+            .map(|keys| keys.label.into_owned())
+            .filter(|key| example.int64_list(key).is_ok());
+        if report.label_key.is_some() {
             report.class_counts = Some(BTreeMap::new());
         }
     }
-    if let Some(counts) = &mut report.class_counts {
-        let class = example.single_int64("class")?;
+    if let (Some(counts), Some(key)) = (&mut report.class_counts, &report.label_key) {
+        let class = example.single_int64(key)?;
         if let Some(count) = counts.get_mut(&class) {
             *count += 1;
         } else if counts.len() >= MAX_CLASS_VALUES {

@@ -13,7 +13,7 @@ use shardfeed_record_format::{Compression, ReaderOptions};
 
 use crate::classes::{ClassSource, class_names};
 use crate::folder::{Location, ShardFolder};
-use crate::stream::{Decoded, RecordRules, decoded_pipeline, tutorial_plan};
+use crate::stream::{Decoded, RecordFormat, RecordRules, decoded_pipeline, tutorial_plan};
 use crate::{Error, Result};
 
 /// The run description's file name in a run folder.
@@ -168,6 +168,8 @@ pub struct DataSettings {
     pub learning_rate: f64,
     /// Read the shard files as they are, even where they disagree with `manifest.json`.
     pub ignore_manifest: bool,
+    /// The records' feature names and the square images are made into.
+    pub format: RecordFormat,
 }
 
 impl Default for DataSettings {
@@ -183,6 +185,7 @@ impl Default for DataSettings {
             compression: Compression::None,
             learning_rate: 1e-3,
             ignore_manifest: false,
+            format: RecordFormat::default(),
         }
     }
 }
@@ -200,6 +203,8 @@ pub struct TrainingData {
     pub train: Pipeline<Decoded>,
     /// The validation pass: interleaved, one pass, the last batch kept.
     pub validation: Pipeline<Decoded>,
+    /// Why images are resized as they are read ([`RecordRules::note`]), to say once.
+    pub note: Option<String>,
 }
 
 impl TrainingData {
@@ -215,8 +220,13 @@ impl TrainingData {
         if files.is_empty() {
             return Err(Error::NoShards(folder.path().to_owned()));
         }
-        let (classes, class_source) =
-            class_names(folder, &files, settings.classes.as_deref(), options)?;
+        let (classes, class_source) = class_names(
+            folder,
+            &files,
+            settings.classes.as_deref(),
+            options,
+            settings.format.keys.as_ref(),
+        )?;
         let split = split_tfrecords_with(
             &files,
             settings.validation_fraction,
@@ -252,8 +262,9 @@ impl TrainingData {
         };
         let seed = settings.seed;
         let classes = Some(info.classes.len() as u64);
-        let rules = RecordRules::of_source_in(&split.train, Some(folder))?
+        let rules = RecordRules::of_source_in(&split.train, Some(folder), &settings.format)?
             .with_classes(info.classes.len() as u64);
+        let note = rules.note.clone();
         let train = decoded_pipeline(split.train, rules, |plan| {
             tutorial_plan(plan, seed, Repeat::Forever)
         })
@@ -263,6 +274,7 @@ impl TrainingData {
         let validation = validation_pipeline_in(
             split.validation,
             Some(folder),
+            &settings.format,
             classes,
             settings.batch,
             settings.jobs,
@@ -273,30 +285,34 @@ impl TrainingData {
             steps_per_epoch,
             train,
             validation,
+            note,
         })
     }
 }
 
 /// The validation pass over `source`: interleave 16, one pass in order, batches of `batch`
-/// with the last one kept; records checked against `source`'s rules and, given, `classes`.
+/// with the last one kept; records checked against `source`'s rules and, given, `classes`,
+/// read as `format` says (an evaluation asks for the model's side).
 pub fn validation_pipeline(
     source: TfRecordSource,
+    format: &RecordFormat,
     classes: Option<u64>,
     batch: usize,
     jobs: Parallelism,
 ) -> Result<Pipeline<Decoded>> {
-    validation_pipeline_in(source, None, classes, batch, jobs)
+    validation_pipeline_in(source, None, format, classes, batch, jobs)
 }
 
 /// [`validation_pipeline`], with the manifest of `folder` where `source`'s files are in it.
 fn validation_pipeline_in(
     source: TfRecordSource,
     folder: Option<&ShardFolder>,
+    format: &RecordFormat,
     classes: Option<u64>,
     batch: usize,
     jobs: Parallelism,
 ) -> Result<Pipeline<Decoded>> {
-    let mut rules = RecordRules::of_source_in(&source, folder)?;
+    let mut rules = RecordRules::of_source_in(&source, folder, format)?;
     if let Some(classes) = classes {
         rules = rules.with_classes(classes);
     }

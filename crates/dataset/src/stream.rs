@@ -13,7 +13,9 @@ use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_input_pipeline::{CacheBudget, CacheOverflow, Parallelism, Pipeline, Plan, Repeat};
 use shardfeed_record_format::{Compression, ReaderOptions};
 
-pub use crate::decode::{DECODE_BUDGET, Decoded, RecordRules, decoded_pipeline};
+pub use crate::decode::{
+    DECODE_BUDGET, DEFAULT_SIDE, Decoded, RecordFormat, RecordRules, decoded_pipeline,
+};
 use crate::folder::{Location, ShardFolder};
 use crate::stats::{EpochStats, ReadStats};
 use crate::{Error, Result};
@@ -40,6 +42,8 @@ pub struct StreamConfig {
     pub jobs: Parallelism,
     /// The shards' compression.
     pub compression: Compression,
+    /// The records' feature names and the square images are made into.
+    pub format: RecordFormat,
     /// Read the shard files as they are, even where they disagree with `manifest.json`.
     pub ignore_manifest: bool,
 }
@@ -56,6 +60,7 @@ impl Default for StreamConfig {
             seed: 42,
             jobs: Parallelism::Auto,
             compression: Compression::None,
+            format: RecordFormat::default(),
             ignore_manifest: false,
         }
     }
@@ -75,6 +80,8 @@ pub struct StreamReport {
     pub stats: ReadStats,
     /// Checksum of every value delivered (proves the work was done).
     pub checksum: f64,
+    /// Why images were resized as they were read ([`RecordRules::note`]).
+    pub note: Option<String>,
 }
 
 /// The shard files of a folder, opened (counts from `.idx`), checked against its manifest
@@ -197,7 +204,8 @@ pub fn stream(config: &StreamConfig) -> Result<StreamReport> {
 /// [`stream`] over a folder already listed (`config.shards` is not listed again).
 pub fn stream_in(folder: &ShardFolder, config: &StreamConfig) -> Result<StreamReport> {
     let source = open_shards_in(folder, config.compression, config.ignore_manifest)?;
-    let rules = RecordRules::of_source_in(&source, Some(folder))?;
+    let rules = RecordRules::of_source_in(&source, Some(folder), &config.format)?;
+    let note = rules.note.clone();
     let files = source.files().len();
     let records = source.total_records();
     if records < config.batch as u64 {
@@ -246,6 +254,7 @@ pub fn stream_in(folder: &ShardFolder, config: &StreamConfig) -> Result<StreamRe
         epochs,
         stats,
         checksum,
+        note,
     })
 }
 

@@ -10,7 +10,9 @@ use pyo3::types::PyBytes;
 use shardfeed_dataset::loader::Damaged;
 use shardfeed_dataset::workers::Workers;
 use shardfeed_dataset::{Classes, Error, Manifest, ShardConfig};
-use shardfeed_record_format::{Compression, ImageExample, ReaderOptions, RecordReader};
+use shardfeed_record_format::{
+    Compression, Example, ExampleKeys, ImageExample, ReaderOptions, RecordReader,
+};
 
 use crate::loader::resolve;
 use crate::{damaged_error, local, location, lock, parallelism, parse_compression, to_py};
@@ -235,7 +237,12 @@ impl RecordIter {
                     return Err(Damaged::from_record_error(&self.path, &error).ok_or(error));
                 }
             };
-            ImageExample::decode(&payload)
+            // shardfeed's keys, else TensorFlow's image tools' (`image/encoded`, …).
+            Example::decode(&payload)
+                .and_then(|example| {
+                    let keys = ExampleKeys::detect(&example).unwrap_or_default();
+                    ImageExample::from_example_with(&example, &keys)
+                })
                 .map(|example| Some((example.image, example.class)))
                 .map_err(|error| {
                     Ok(Damaged {

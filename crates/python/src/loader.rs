@@ -16,6 +16,8 @@ use shardfeed_dataset::loader::{
     SplitPart,
 };
 use shardfeed_dataset::stats::ReadStats;
+use shardfeed_dataset::stream::RecordFormat;
+use shardfeed_record_format::ExampleKeys;
 
 use crate::{location, lock, parallelism, parse_compression, to_py};
 
@@ -127,7 +129,7 @@ impl Loader {
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (shards, *, batch_size=32, shuffle=2048, seed=42, deterministic=true, epochs=Some(1), drop_remainder=true, cache=true, jobs=None, rank=0, world_size=1, split=None, dtype="float32", layout="NHWC", on_damaged="raise", compression=None, cache_bytes=4u64<<30, ignore_manifest=false))]
+    #[pyo3(signature = (shards, *, batch_size=32, shuffle=2048, seed=42, deterministic=true, epochs=Some(1), drop_remainder=true, cache=true, jobs=None, rank=0, world_size=1, split=None, dtype="float32", layout="NHWC", on_damaged="raise", compression=None, cache_bytes=4u64<<30, ignore_manifest=false, size=None, image_key=None, label_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -149,7 +151,19 @@ impl Loader {
         compression: Option<String>,
         cache_bytes: u64,
         ignore_manifest: bool,
+        size: Option<u32>,
+        image_key: Option<String>,
+        label_key: Option<String>,
     ) -> PyResult<Self> {
+        if let Some(size) = size {
+            shardfeed_dataset::limits::check_size(size).map_err(|e| to_py(py, e))?;
+        }
+        let keys = (image_key.is_some() || label_key.is_some()).then(|| {
+            ExampleKeys::named(
+                image_key.as_deref().unwrap_or("image"),
+                label_key.as_deref().unwrap_or("class"),
+            )
+        });
         let resolved = resolve(py, shards, ignore_manifest)?;
         let given = parse_compression(compression.as_deref())?;
         let compression = resolved.compression(given).map_err(|e| to_py(py, e))?;
@@ -209,6 +223,7 @@ impl Loader {
                     )));
                 }
             },
+            format: RecordFormat { keys, size },
         };
         if epochs == Some(0) {
             return Err(PyValueError::new_err("epochs must be at least 1 (or None)"));
@@ -216,6 +231,15 @@ impl Loader {
         let inner = py
             .detach(|| shardfeed_dataset::loader::Loader::open_resolved(&resolved, config.clone()))
             .map_err(|e| to_py(py, e))?;
+        if let Some(note) = inner.note() {
+            // Said once, where the loader is made (Python's warnings filter repeats).
+            PyErr::warn(
+                py,
+                &py.get_type::<pyo3::exceptions::PyUserWarning>(),
+                &std::ffi::CString::new(note).unwrap_or_default(),
+                1,
+            )?;
+        }
         Ok(Loader {
             inner: Arc::new(inner),
             opened: (files, config),
@@ -228,6 +252,13 @@ impl Loader {
             }),
             epochs,
         })
+    }
+
+    /// Why images are resized as they are read (records of varying size made into the
+    /// square served), or `None`.
+    #[getter]
+    fn note(&self) -> Option<String> {
+        self.inner.note().map(str::to_owned)
     }
 
     /// Batches per epoch for this rank.

@@ -5,6 +5,7 @@ prompt thread shutdown."""
 import hashlib
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -301,3 +302,35 @@ def test_a_folder_that_disagrees_with_its_manifest_raises_unless_told(shards, tm
         shardfeed.Loader(copy)
     loader = shardfeed.Loader(copy, ignore_manifest=True)
     assert loader.records < 203
+
+
+TF_IMAGE_KEYS = pathlib.Path(__file__).resolve().parents[3] / "fixtures" / "tf-image-keys"
+
+
+def test_tensorflow_written_records_load_as_squares_with_a_note():
+    expected = json.loads((TF_IMAGE_KEYS / "expected.json").read_text())
+    with pytest.warns(UserWarning, match="records of varying size"):
+        loader = shardfeed.Loader(str(TF_IMAGE_KEYS / "train-*"), batch_size=4, size=40,
+                                  drop_remainder=False, epochs=1)
+    assert "40 × 40" in loader.note
+    labels = []
+    for images, batch_labels in loader:
+        assert images.shape[1:] == (40, 40, 3)
+        labels.extend(batch_labels.tolist())
+    want = sorted(r["label"] for records in expected["files"].values() for r in records)
+    assert sorted(labels) == want
+
+
+def test_crop_shards_need_no_note_and_other_keys_are_named(shards, tmp_path):
+    assert shardfeed.Loader(shards, batch_size=8).note is None
+    with pytest.raises(ValueError, match="size 7 is not in"):
+        shardfeed.Loader(shards, batch_size=8, size=7)
+    with pytest.raises(shardfeed.DamagedRecordError, match='feature "jpeg" is missing'):
+        for _ in shardfeed.Loader(shards, batch_size=8, image_key="jpeg"):
+            pass
+
+
+def test_records_reads_tensorflows_keys():
+    got = list(shardfeed.records(TF_IMAGE_KEYS / "train-00000-of-00002"))
+    assert len(got) == 12 and all(jpeg[:2] == b"\xff\xd8" for jpeg, _ in got)
+    assert sorted(label for _, label in got) == [0] * 6 + [1] * 6

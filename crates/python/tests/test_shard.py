@@ -190,3 +190,19 @@ def test_python_and_the_cli_resolve_arguments_alike(data, shards, tmp_path):
         assert ours == theirs, case
         assert len(ours) >= 1
     assert [r["compression"] for r in shardfeed.inspect(gz)] == ["gzip"] * 3
+
+
+def test_keep_stores_sources_as_they_are_and_fit_bounds_the_longer_side(data, tmp_path):
+    sources = {p.read_bytes() for p in (data / "train").glob("*.jpg")}
+    kept = shardfeed.shard(data / "train", tmp_path / "keep", resize="keep", shards=2)
+    stored = {jpeg for f in sorted((tmp_path / "keep").glob("*.tfrec"))
+              for jpeg, _ in shardfeed.records(f)}
+    assert kept.records == len(sources) and stored == sources
+    manifest = json.loads((tmp_path / "keep" / "manifest.json").read_text())
+    assert manifest["resize"] == "keep" and manifest["sizes"]["max_width"] <= 80
+    shardfeed.shard(data / "train", tmp_path / "fit", resize="fit", max_side=32, shards=2)
+    fitted = json.loads((tmp_path / "fit" / "manifest.json").read_text())
+    assert fitted["max_side"] == 32
+    assert max(fitted["sizes"]["max_width"], fitted["sizes"]["max_height"]) == 32
+    with pytest.raises(ValueError, match="not a resize mode"):
+        shardfeed.shard(data / "train", tmp_path / "bad", resize="squash")

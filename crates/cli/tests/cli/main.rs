@@ -11,6 +11,7 @@ mod damage;
 mod flags;
 mod jpeg_kinds;
 mod mistakes;
+mod other_writers;
 mod readme;
 mod resize;
 mod robustness;

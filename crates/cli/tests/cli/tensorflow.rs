@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::generated::generated_shards;
+use shardfeed_dataset::folder::Resize;
 use shardfeed_dataset::synthetic::{GenData, generate};
 use shardfeed_dataset::{ShardConfig, shard};
 use shardfeed_input_pipeline::Parallelism;
@@ -112,4 +113,53 @@ fn tensorflow_runs_the_readme_python_example_on_our_shards() {
         4,
         "{stdout}"
     );
+}
+
+/// TensorFlow parses `--resize fit` and `--resize keep` shards: every image decodes to the
+/// `height` × `width` the record states, and the classes match our manifest.
+#[test]
+#[ignore = "needs TensorFlow: run by `cargo xtask ci`, which sets SHARDFEED_TF_PYTHON"]
+fn tensorflow_reads_fit_and_keep_shards() {
+    let python = crate::common::tensorflow_python();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    for (resize, max_side) in [(Resize::Keep, 512), (Resize::Fit, 40)] {
+        let out = dir.path().join(resize.to_string());
+        let config = ShardConfig {
+            input: Location::local(root.join("fixtures/jpeg-kinds")),
+            out: Location::local(out.clone()),
+            shards: 3,
+            resize,
+            max_side,
+            strict: true,
+            ..ShardConfig::default()
+        };
+        let manifest = shard(&config, |_| {}).unwrap();
+        let output = Command::new(&python)
+            .arg(root.join("scripts/tf_read_sized_shards.py"))
+            .arg(&out)
+            .env("TF_CPP_MIN_LOG_LEVEL", "3")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{resize}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        println!("{resize}: {summary}");
+        assert_eq!(summary["records"], 12);
+        assert_eq!(summary["per_class"], serde_json::json!({"0": 6, "1": 6}));
+        let sizes = manifest.sizes.unwrap();
+        let widest = summary["sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[1].as_u64().unwrap())
+            .max()
+            .unwrap();
+        assert_eq!(widest, u64::from(sizes.max_width));
+    }
 }

@@ -35,10 +35,35 @@ impl Workers {
     }
 }
 
-/// Whether `name` is a shard file's (`*.tfrec`, not a hidden temporary one): the one
-/// discovery rule of every reader of a folder.
+/// Whether `name` is a shard file's, not a hidden temporary one: the one discovery rule of
+/// every reader of a folder. shardfeed writes `*.tfrec`; other writers' folders hold
+/// `*.tfrecord`, `*.tfrecords`, or TensorFlow's sharded names without an extension
+/// (`train-00000-of-01024`, as the model garden's ImageNet converter and TFDS write them).
+///
+/// ```
+/// use shardfeed_dataset::folder::is_shard_name;
+///
+/// assert!(is_shard_name("data00-250.tfrec") && is_shard_name("x.tfrecord"));
+/// assert!(is_shard_name("train-00000-of-01024") && is_shard_name("imagenet2012-train.tfrecord-00007-of-01024"));
+/// assert!(!is_shard_name("data00-250.tfrec.idx") && !is_shard_name(".data00-3.tfrec.9-1.tmp"));
+/// assert!(!is_shard_name("notes-1-of-2") && !is_shard_name("manifest.json"));
+/// ```
 pub fn is_shard_name(name: &str) -> bool {
-    name.ends_with(".tfrec") && !name.starts_with('.')
+    if name.starts_with('.') {
+        return false;
+    }
+    if name.ends_with(".tfrec") || name.ends_with(".tfrecord") || name.ends_with(".tfrecords") {
+        return true;
+    }
+    // NAME-DDDDD-of-DDDDD (five digits or more each).
+    let digits = |text: &str| text.len() >= 5 && text.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = name.rsplitn(4, '-');
+    let (Some(total), Some(of), Some(index), Some(_)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    of == "of" && digits(total) && digits(index)
 }
 
 /// The manifest's file name in a shard folder.

@@ -91,12 +91,14 @@ fn parent(file: &Path) -> &Path {
     }
 }
 
-/// Whether `location` names a shard file (else a folder): an object URL ending in `.tfrec`,
+/// Whether `location` names a shard file (else a folder): an object URL with a shard's name,
 /// or a local path that is not a folder. A local path that does not exist is an error
 /// naming it.
 fn is_file(location: &Location) -> Result<bool> {
     let Some(path) = location.as_local() else {
-        return Ok(location.path().to_string_lossy().ends_with(".tfrec"));
+        return Ok(location
+            .parent()
+            .is_some_and(|(_, name)| super::is_shard_name(&name)));
     };
     let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
     Ok(!meta.is_dir())

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shardfeed_image_prep::{Decoder, Preprocessing};
+use shardfeed_image_prep::Preprocessing;
 use shardfeed_input_pipeline::split::split_files;
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_input_pipeline::{
@@ -39,7 +39,7 @@ use shardfeed_input_pipeline::{
 };
 use shardfeed_record_format::{Compression, ReaderOptions};
 
-use crate::decode::{Decoded, RecordRules, decode_at};
+use crate::decode::{Decoded, RecordDecoder, RecordFormat, RecordRules, decode_at};
 pub use crate::error::Damaged;
 use crate::folder::Resolved;
 pub use batches::{EpochBatches, LoaderBatch, Pixels};
@@ -119,6 +119,8 @@ pub struct LoaderConfig {
     pub dtype: Dtype,
     /// The axes' order.
     pub layout: Layout,
+    /// The records' feature names and the square images are made into.
+    pub format: RecordFormat,
 }
 
 impl Default for LoaderConfig {
@@ -139,6 +141,7 @@ impl Default for LoaderConfig {
             compression: Compression::None,
             dtype: Dtype::Float32,
             layout: Layout::Nhwc,
+            format: RecordFormat::default(),
         }
     }
 }
@@ -212,6 +215,8 @@ pub struct Loader {
     order: Plan,
     base: Pipeline<Slot>,
     source: Arc<TfRecordSource>,
+    /// Why images are resized as they are read ([`RecordRules::note`]).
+    note: Option<String>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -225,6 +230,12 @@ impl std::fmt::Debug for Loader {
 }
 
 impl Loader {
+    /// Why images are resized as they are read, to say once (`None`: every record is
+    /// already the square served).
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
     /// Opens shard files (given in any order: they are sorted, as `shardfeed train` sorts
     /// them), applying the configured split.
     pub fn open(files: &[PathBuf], config: LoaderConfig) -> Result<Loader> {
@@ -306,7 +317,8 @@ impl Loader {
             Repeat::Forever,
         );
         let folder = resolved.and_then(|r| r.folder_of(&files[0]));
-        let rules = RecordRules::of_source_in(&source, folder)?;
+        let rules = RecordRules::of_source_in(&source, folder, &config.format)?;
+        let note = rules.note.clone();
         let source = Arc::new(source);
         let base = decode_pipeline(source.clone(), rules, counts.clone());
         let base = if config.cache {
@@ -327,6 +339,7 @@ impl Loader {
             order,
             base,
             source,
+            note,
         })
     }
 
@@ -533,8 +546,8 @@ fn decode_pipeline(
     let plan = Plan::with_order(counts, Vec::new());
     Pipeline::new_init(
         plan,
-        Decoder::new,
-        move |decoder: &mut Decoder, address: Address| -> Result<Slot, BoxError> {
+        RecordDecoder::new,
+        move |decoder: &mut RecordDecoder, address: Address| -> Result<Slot, BoxError> {
             match decode_at(&source, decoder, &rules, address) {
                 Ok(Ok(decoded)) => Ok(Slot::Image(decoded)),
                 Ok(Err(damaged)) => Ok(Slot::Damaged(Arc::new(damaged))),

@@ -114,6 +114,13 @@ class Loader:
 
     ``on_damaged="raise"`` raises :class:`DamagedRecordError`; ``"skip"`` leaves the record
     out of its batch (one shorter) and lists it in ``stats()["skipped"]`` with file and offset.
+
+    Records of varying size (``shard(resize="fit"|"keep")``, other writers' records) are made
+    into ``size`` squares as they are read (shorter side → ``size``, centre crop; default
+    160); a ``crop`` folder keeps its own size unless ``size`` asks for another. Such a loader
+    says so once in a ``UserWarning`` and in :attr:`note`. The image and class are read from
+    ``image``/``class``, else TensorFlow's ``image/encoded``/``image/class/label``, or the
+    features named by ``image_key``/``label_key``.
     """
 
     def __init__(
@@ -137,7 +144,13 @@ class Loader:
         compression: Optional[Literal["none", "gzip", "zlib"]] = None,
         cache_bytes: int = 4 << 30,
         ignore_manifest: bool = False,
+        size: Optional[int] = None,
+        image_key: Optional[str] = None,
+        label_key: Optional[str] = None,
     ) -> None: ...
+    @property
+    def note(self) -> Optional[str]:
+        """Why images are resized as they are read, or ``None``."""
     def __len__(self) -> int:
         """This rank's batches per epoch."""
     def __iter__(self) -> "LoaderIter":
@@ -169,7 +182,8 @@ class LoaderIter(Iterator[Tuple[npt.NDArray[Any], npt.NDArray[np.int64]]]):
     def __next__(self) -> Tuple[npt.NDArray[Any], npt.NDArray[np.int64]]: ...
 
 class RecordIter(Iterator[Tuple[bytes, int]]):
-    """The records of one file as ``(jpeg_bytes, class)``."""
+    """The records of one file as ``(jpeg_bytes, class)`` (``image``/``class``, or
+    TensorFlow's ``image/encoded``/``image/class/label``)."""
 
     def __iter__(self) -> "RecordIter": ...
     def __next__(self) -> Tuple[bytes, int]: ...
