@@ -35,6 +35,16 @@ pub enum Error {
         /// The class list, comma-separated.
         classes: String,
     },
+    /// A source file's label could not be found (`--labels folder|csv:FILE`): a file outside
+    /// every class folder, a labels row naming no source, a source with no row, a duplicate
+    /// or empty row; `place` names the file, and the row's line where there is one.
+    #[error("{place}: {message}")]
+    Label {
+        /// The file (`labels.csv line 7`, or the source image).
+        place: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A class list with no class, or a class named twice.
     #[error("invalid class list: {0}")]
     InvalidClasses(String),

@@ -6,7 +6,8 @@
 //!   ([`Manifest`]), the `.idx` beside each shard, a folder read once ([`folder::ShardFolder`]:
 //!   one listing, one manifest read), the one argument rule ([`folder::resolve`]) and the
 //!   writer's lock.
-//! - [`label`]: labels from file names (`cat.123.jpg` → `cat`) and the class list.
+//! - [`label`]: labels from file names (`cat.123.jpg` → `cat`) and the class list;
+//!   [`labels`]: the other label sources (class folders, a CSV of `file,label` rows).
 //! - [`shard()`]: list → label → seeded shuffle → prepare in parallel → write atomically →
 //!   manifest, reporting progress, returning the [`Manifest`] it wrote
 //!   (counts, shards, skipped files with reasons).
@@ -59,6 +60,7 @@ pub use folder::remote;
 pub mod images;
 pub mod inspect;
 pub mod label;
+pub mod labels;
 pub mod limits;
 pub mod loader;
 

@@ -79,7 +79,7 @@
 //! # for shard in 0..16 {
 //! #     let mut writer = FileWriter::create(format!("shards/data{shard:02}-8.tfrec"), Compression::None)?;
 //! #     for i in 0..8 {
-//! #         writer.write_record(&shardfeed_record_format::ImageExample { image: vec![shard, i], class: i64::from(i % 2) }.to_bytes())?;
+//! #         writer.write_record(&shardfeed_record_format::ImageExample { image: vec![shard, i], class: i64::from(i % 2), size: None }.to_bytes())?;
 //! #     }
 //! #     writer.commit()?;
 //! # }

@@ -24,7 +24,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("cat_dog00-1.tfrec");
 //! let mut writer = FileWriter::create(&path, Compression::None)?;
-//! writer.write_record(&ImageExample { image: b"\xff\xd8\xff...".to_vec(), class: 1 }.to_bytes())?;
+//! writer.write_record(&ImageExample { image: b"\xff\xd8\xff...".to_vec(), class: 1, size: None }.to_bytes())?;
 //! writer.commit()?;
 //!
 //! for payload in RecordReader::open(&path, ReaderOptions::default())? {

@@ -189,6 +189,42 @@ impl Store {
         Ok(objects)
     }
 
+    /// Every object under the folder, at any depth, by name relative to it (`cat/1.jpg`),
+    /// sorted: a source tree labelled by its folders. One listing (paged by the store).
+    pub fn list_all(&self) -> Result<Vec<Object>> {
+        use futures::TryStreamExt;
+        traffic().listings.fetch_add(1, Ordering::Relaxed);
+        let store = self.inner.get();
+        let prefix = self.prefix.clone();
+        let metas = runtime()
+            .block_on(retrying(|| {
+                let (store, prefix) = (store.clone(), prefix.clone());
+                async move {
+                    store
+                        .list(Some(&prefix))
+                        .try_collect::<Vec<_>>()
+                        .await
+                }
+            }))
+            .map_err(self.failed("list", None))?;
+        let mut objects: Vec<Object> = metas
+            .into_iter()
+            .filter_map(|meta| {
+                let parts: Vec<String> = meta
+                    .location
+                    .prefix_match(&self.prefix)?
+                    .map(|part| part.as_ref().to_owned())
+                    .collect();
+                (!parts.is_empty()).then(|| Object {
+                    name: parts.join("/"),
+                    size: meta.size,
+                })
+            })
+            .collect();
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+
     /// The size of object `name`.
     pub fn size(&self, name: &str) -> Result<u64> {
         traffic().heads.fetch_add(1, Ordering::Relaxed);
