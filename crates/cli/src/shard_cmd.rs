@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::fmt::{count, thousands};
 use shardfeed_dataset::Classes;
+use shardfeed_dataset::labels::Labels;
 use shardfeed_dataset::workers::Workers;
 use shardfeed_dataset::{Resize, ShardConfig, Verify, shard, skip_summary};
 use shardfeed_image_prep::DecodeOptions;
@@ -53,6 +54,16 @@ pub struct Args {
     /// Shard file name prefix: PREFIX00-250.tfrec (a plain file-name prefix).
     #[arg(long, default_value = "data", value_parser = crate::ranges::prefix())]
     prefix: String,
+    /// Where each image's label comes from: name (the file name's first `.`-token:
+    /// cat.123.jpg → cat), folder (its class folder: INPUT/cat/**/*.jpg → cat, any depth), or
+    /// csv:FILE (`file,label` rows, a header naming both, paths relative to INPUT; a bad row
+    /// is skipped and listed by its line, or with --strict stops the run).
+    #[arg(long, default_value = "name", value_name = "name|folder|csv:FILE")]
+    labels: Labels,
+    /// Store each image's path under INPUT in its record (`name`, bytes), to trace a record
+    /// back to its file.
+    #[arg(long)]
+    keep_names: bool,
     /// Class list, comma-separated (default: the sorted labels found).
     #[arg(long)]
     classes: Option<String>,
@@ -146,6 +157,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         resize: args.resize,
         max_side: args.max_side,
         verify: args.verify,
+        labels: args.labels.clone(),
+        keep_names: args.keep_names,
         quality: args.quality,
         prefix: args.prefix.clone(),
         classes: args.classes.as_deref().map(Classes::parse).transpose()?,

@@ -38,10 +38,12 @@ pub enum Error {
     /// A source file's label could not be found (`--labels folder|csv:FILE`): a file outside
     /// every class folder, a labels row naming no source, a source with no row, a duplicate
     /// or empty row; `place` names the file, and the row's line where there is one.
-    #[error("{place}: {message}")]
+    #[error("{place}: {}{message}", file.as_ref().map_or(String::new(), |f| format!("{f}: ")))]
     Label {
-        /// The file (`labels.csv line 7`, or the source image).
+        /// Where (`labels.csv line 7`, or the source folder).
         place: String,
+        /// The source, relative to the source folder, where the problem is one file's.
+        file: Option<String>,
         /// What is wrong.
         message: String,
     },

@@ -91,12 +91,14 @@ impl CsvLabels {
             .from_reader(text);
         let headers = reader.headers().map_err(|e| Error::Label {
             place: place(1),
+            file: None,
             message: format!("not a CSV header: {e}"),
         })?;
         let column = |wanted: &str| headers.iter().position(|h| h.trim() == wanted);
         let (Some(path_at), Some(label_at)) = (column("file"), column("label")) else {
             return Err(Error::Label {
                 place: place(1),
+                file: None,
                 message: format!(
                     "the header must name a `file` and a `label` column, not {:?}",
                     headers.iter().collect::<Vec<_>>()
@@ -111,6 +113,7 @@ impl CsvLabels {
         for row in reader.records() {
             let row = row.map_err(|e| Error::Label {
                 place: place(e.position().map_or(0, |p| p.line())),
+                file: None,
                 message: e.to_string(),
             })?;
             let line = row.position().map_or(0, |p| p.line());
@@ -121,6 +124,7 @@ impl CsvLabels {
                     path.clone(),
                     Error::Label {
                         place: place(line),
+                        file: (!path.is_empty()).then(|| path.clone()),
                         message,
                     },
                 )
@@ -128,10 +132,10 @@ impl CsvLabels {
             if path.is_empty() {
                 labels.problems.push(problem("no file named".to_owned()));
             } else if label.is_empty() {
-                labels.problems.push(problem(format!("{path}: empty label")));
+                labels.problems.push(problem("empty label".to_owned()));
             } else if let Some((_, first)) = labels.rows.get(&path) {
                 labels.problems.push(problem(format!(
-                    "{path} is labelled again (first on line {first}): left out"
+                    "labelled again (first on line {first}): left out"
                 )));
                 ambiguous.insert(path.clone(), *first);
             } else {
@@ -150,7 +154,8 @@ impl CsvLabels {
             Some((label, _)) => Ok(label),
             None => Err(Error::Label {
                 place: self.file.display().to_string(),
-                message: format!("{relative} has no row (or only an unusable one)"),
+                file: Some(relative.to_owned()),
+                message: "no row (or only an unusable one)".to_owned(),
             }),
         }
     }
@@ -165,7 +170,8 @@ impl CsvLabels {
                     path.clone(),
                     Error::Label {
                         place: format!("{} line {line}", self.file.display()),
-                        message: format!("{path} is not among the source images"),
+                        file: Some(path.clone()),
+                        message: "not among the source images".to_owned(),
                     },
                 )
             })
@@ -212,18 +218,34 @@ mod tests {
             problems,
             [
                 "l.csv line 4: c.jpg: empty label",
-                "l.csv line 5: a.jpg is labelled again (first on line 2): left out"
+                "l.csv line 5: a.jpg: labelled again (first on line 2): left out"
             ]
         );
-        assert!(labels.label_of("a.jpg").is_err(), "an ambiguous file is left out");
-        let listed = ["b, with comma.jpg", "c.jpg", "z.jpg"].map(str::to_owned).into();
-        let missing: Vec<String> = labels.missing(&listed).iter().map(|(_, e)| e.to_string()).collect();
-        assert_eq!(missing, ["l.csv line 6: gone.jpg is not among the source images"]);
+        assert!(
+            labels.label_of("a.jpg").is_err(),
+            "an ambiguous file is left out"
+        );
+        let listed = ["b, with comma.jpg", "c.jpg", "z.jpg"]
+            .map(str::to_owned)
+            .into();
+        let missing: Vec<String> = labels
+            .missing(&listed)
+            .iter()
+            .map(|(_, e)| e.to_string())
+            .collect();
+        assert_eq!(
+            missing,
+            ["l.csv line 6: gone.jpg: not among the source images"]
+        );
         assert_eq!(
             labels.label_of("z.jpg").unwrap_err().to_string(),
-            "l.csv: z.jpg has no row (or only an unusable one)"
+            "l.csv: z.jpg: no row (or only an unusable one)"
         );
         let no_header = CsvLabels::parse(b"a.jpg,cat\n", Path::new("l.csv")).unwrap_err();
-        assert!(no_header.to_string().starts_with("l.csv line 1: the header must name"));
+        assert!(
+            no_header
+                .to_string()
+                .starts_with("l.csv line 1: the header must name")
+        );
     }
 }

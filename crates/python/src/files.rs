@@ -59,9 +59,11 @@ impl ShardReport {
 ///
 /// `resize="fit"` keeps each image's aspect ratio, its longer side at most `max_side`;
 /// `"keep"` stores each source JPEG's bytes as they are (checked by a whole decode, or
-/// `verify="headers"`); both add `height` and `width` to every record.
+/// `verify="headers"`); both add `height` and `width` to every record. `labels="folder"`
+/// takes each image's class from its class folder (`src/cat/**/*.jpg`), `"csv:FILE"` from
+/// `file,label` rows; `keep_names=True` stores each image's relative path as `name`.
 #[pyfunction]
-#[pyo3(signature = (src, out, *, size=160, resize="crop", max_side=512, verify="decode", shards=16, quality=95, classes=None, prefix="data".to_owned(), seed=42, jobs=None, compression=None, strict=false, overwrite=false, progress=None, num_workers=None, worker_index=None))]
+#[pyo3(signature = (src, out, *, size=160, resize="crop", max_side=512, verify="decode", labels="name", keep_names=false, shards=16, quality=95, classes=None, prefix="data".to_owned(), seed=42, jobs=None, compression=None, strict=false, overwrite=false, progress=None, num_workers=None, worker_index=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn shard(
     py: Python<'_>,
@@ -71,6 +73,8 @@ pub(crate) fn shard(
     resize: &str,
     max_side: u32,
     verify: &str,
+    labels: &str,
+    keep_names: bool,
     shards: usize,
     quality: u8,
     classes: Option<Vec<String>>,
@@ -103,6 +107,8 @@ pub(crate) fn shard(
         resize: resize.parse().map_err(PyValueError::new_err)?,
         max_side,
         verify: verify.parse().map_err(PyValueError::new_err)?,
+        labels: labels.parse().map_err(PyValueError::new_err)?,
+        keep_names,
         quality,
         prefix,
         classes,

@@ -206,3 +206,23 @@ def test_keep_stores_sources_as_they_are_and_fit_bounds_the_longer_side(data, tm
     assert max(fitted["sizes"]["max_width"], fitted["sizes"]["max_height"]) == 32
     with pytest.raises(ValueError, match="not a resize mode"):
         shardfeed.shard(data / "train", tmp_path / "bad", resize="squash")
+
+
+def test_labels_from_class_folders_and_a_csv(data, tmp_path):
+    src = tmp_path / "tree"
+    files = sorted((data / "train").glob("*.jpg"))[:6]
+    for i, f in enumerate(files):
+        target = src / ("cat" if i % 2 else "dog") / "deep" / f"{i}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(f.read_bytes())
+    report = shardfeed.shard(src, tmp_path / "by-folder", labels="folder", keep_names=True,
+                             shards=2)
+    assert report.classes == ["cat", "dog"] and report.records == 6
+    csv = tmp_path / "labels.csv"
+    csv.write_text("file,label\ncat/deep/1.jpg,a\ndog/deep/0.jpg,b\ndog/deep/2.jpg,\n")
+    by_csv = shardfeed.shard(src, tmp_path / "by-csv", labels=f"csv:{csv}", shards=2)
+    assert by_csv.records == 2
+    reasons = sorted(s[1] for s in by_csv.skipped)
+    assert any(r.endswith("line 4: empty label") for r in reasons), reasons
+    with pytest.raises(ValueError, match="not a label source"):
+        shardfeed.shard(src, tmp_path / "bad", labels="dirs")

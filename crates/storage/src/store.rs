@@ -199,12 +199,7 @@ impl Store {
         let metas = runtime()
             .block_on(retrying(|| {
                 let (store, prefix) = (store.clone(), prefix.clone());
-                async move {
-                    store
-                        .list(Some(&prefix))
-                        .try_collect::<Vec<_>>()
-                        .await
-                }
+                async move { store.list(Some(&prefix)).try_collect::<Vec<_>>().await }
             }))
             .map_err(self.failed("list", None))?;
         let mut objects: Vec<Object> = metas

@@ -44,5 +44,5 @@ pub use names::{
     Index, MANIFEST_FILE, Workers, count_in_name, is_dataset_file, is_part_file, is_shard_name,
     part_file_name, provisional_shard_name, shard_file_name, shard_number_of, target_of_temp,
 };
-pub(crate) use remote::files_in;
+pub(crate) use remote::{files_in, files_under};
 pub use resolve::{Resolved, resolve};

@@ -108,6 +108,38 @@ pub(crate) fn files_in(location: &Location) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Every file (object) under the folder at `location`, at any depth, as paths under the
+/// folder's; hidden entries (`.name`) and their contents left out, links followed to files
+/// (not to folders: no cycles).
+pub(crate) fn files_under(location: &Location) -> Result<Vec<PathBuf>> {
+    let Some(dir) = location.as_local() else {
+        let store = location.store()?.expect("a remote location has a store");
+        return Ok(store
+            .list_all()?
+            .into_iter()
+            .filter(|o| !o.name.split('/').any(|part| part.starts_with('.')))
+            .map(|o| location.path().join(o.name))
+            .collect());
+    };
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).map_err(Error::io("read the folder", &folder))? {
+            let entry = entry.map_err(Error::io("list", &folder))?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let kind = entry.file_type().map_err(Error::io("list", entry.path()))?;
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// Whether `path` is a local path that does not exist (an object URL is never checked here:
 /// reading it says whether it is there).
 pub fn is_absent_local(path: &Path) -> bool {

@@ -24,13 +24,15 @@ use crate::folder::{
     Location, Manifest, Resize, ShardInfo, SizeRange, Skipped, is_dataset_file,
     provisional_shard_name, shard_file_name,
 };
-use crate::label::{Classes, is_jpeg_name, label_of};
+use crate::label::Classes;
+use crate::labels::Labels;
 use crate::remote::Folder;
 use crate::workers::{PartManifest, Workers};
 use crate::{Error, Result};
 
 mod output;
 mod prepare;
+mod sources;
 mod writer;
 
 use output::{Stage, prepare_worker_output, replaced_files};
@@ -59,6 +61,10 @@ pub struct ShardConfig {
     pub max_side: u32,
     /// How a source kept as it is is checked (`Resize::Keep`).
     pub verify: Verify,
+    /// Where each source's label comes from (its name, its class folder, a CSV).
+    pub labels: Labels,
+    /// Store each source's path relative to `input` in its record (`name`, bytes).
+    pub keep_names: bool,
     /// JPEG quality of the records.
     pub quality: u8,
     /// Shard file name prefix.
@@ -95,6 +101,8 @@ impl Default for ShardConfig {
             resize: Resize::Crop,
             max_side: 512,
             verify: Verify::Decode,
+            labels: Labels::Name,
+            keep_names: false,
             quality: 95,
             prefix: "data".to_owned(),
             classes: None,
@@ -146,11 +154,13 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
     workers.check(config.shards)?;
     // The file list is the only per-image memory of a run: one path and class per image,
     // held once (moved, never cloned: `cargo xtask scale` measures it).
-    let (sources, ignored) = list_jpegs(&config.input)?;
+    let (sources, ignored) = sources::list(config)?;
     let source_count = sources.len() as u64;
-    let inputs_digest = workers.is_split().then(|| listing_digest(&sources));
+    let inputs_digest = workers
+        .is_split()
+        .then(|| sources::listing_digest(&config.input, &sources));
     let mut skipped = Vec::new();
-    let (mut inputs, classes) = label_inputs(sources, config, &mut skipped)?;
+    let (mut inputs, classes) = sources::label_inputs(sources, config, &mut skipped)?;
     Rng::for_epoch(config.seed, 0, ORDER_STREAM).shuffle(&mut inputs);
     let per_shard = inputs.len().div_ceil(config.shards).max(1) as u64;
     // Shard `s` holds positions [s·per_shard, (s+1)·per_shard) of the shuffled list. A
@@ -315,71 +325,6 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
     Ok(manifest)
 }
 
-/// The `.jpg`/`.jpeg` files of `dir` in name order, and how many other files it holds.
-fn list_jpegs(dir: &Location) -> Result<(Vec<PathBuf>, u64)> {
-    let files = crate::folder::files_in(dir)?;
-    let (mut jpegs, others): (Vec<PathBuf>, Vec<PathBuf>) =
-        files.into_iter().partition(|path| is_jpeg_name(path));
-    if jpegs.is_empty() {
-        return Err(Error::NoJpegs(dir.path().to_owned()));
-    }
-    jpegs.sort();
-    Ok((jpegs, others.len() as u64))
-}
-
-/// SHA-256 of the listing (file names, in order), hex: what workers compare.
-fn listing_digest(sources: &[PathBuf]) -> String {
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
-    for path in sources {
-        hash.update(path.file_name().unwrap_or_default().as_encoded_bytes());
-        hash.update([0]);
-    }
-    hex::encode(hash.finalize())
-}
-
-/// Labels every file; files without a usable label are skipped (or, strict, an error).
-fn label_inputs(
-    sources: Vec<PathBuf>,
-    config: &ShardConfig,
-    skipped: &mut Vec<Skipped>,
-) -> Result<(Vec<Input>, Classes)> {
-    let mut labelled = Vec::new();
-    for path in sources {
-        match label_of(&path) {
-            Ok(label) => labelled.push((path, label)),
-            Err(error) if config.strict => return Err(error),
-            Err(error) => skipped.push(Skipped {
-                reason: reason_without_path(&error),
-                file: path,
-            }),
-        }
-    }
-    let classes = match &config.classes {
-        Some(classes) => classes.clone(),
-        None => Classes::discover(labelled.iter().map(|(_, label)| label.as_str()))
-            .map_err(|_| Error::NoLabelledFiles(config.input.path().to_owned()))?,
-    };
-    let mut inputs = Vec::with_capacity(labelled.len());
-    for (path, label) in labelled {
-        match classes.index_of(&label, &path) {
-            Ok(class) => inputs.push(Input { path, class }),
-            Err(error) if config.strict => return Err(error),
-            Err(error) => skipped.push(Skipped {
-                reason: reason_without_path(&error),
-                file: path,
-            }),
-        }
-    }
-    if inputs.is_empty() {
-        return Err(Error::NothingUsable {
-            folder: config.input.path().to_owned(),
-            skipped: skipped.len(),
-        });
-    }
-    Ok((inputs, classes))
-}
-
 /// The reason of a failed item: the preparer's own message.
 fn skip_reason(error: PipelineError) -> String {
     match error {
@@ -442,6 +387,7 @@ impl std::fmt::Display for SkipKind {
 /// A skip reason that does not repeat the file's name (the manifest lists it beside).
 fn reason_without_path(error: &Error) -> String {
     match error {
+        Error::Label { place, message, .. } => format!("{place}: {message}"),
         Error::NoLabel(_) => "no label in file name: expected LABEL.ID.jpg".to_owned(),
         Error::UnknownLabel { label, classes, .. } => {
             format!("label not in the class list: {label:?} is not one of {classes}")

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use shardfeed_image_prep::Preparer;
 use shardfeed_input_pipeline::{Address, BoxError, Pipeline, Plan};
-use shardfeed_record_format::ImageExample;
+use shardfeed_record_format::{Feature, ImageExample};
 
 use super::{Input, ShardConfig};
 use crate::folder::Resize;
@@ -33,6 +33,9 @@ impl std::str::FromStr for Verify {
     }
 }
 
+/// The feature `--keep-names` stores each source's relative path under (bytes).
+pub const NAME_FEATURE: &str = "name";
+
 /// A prepared record, its image's size where it varies, and the size of its source.
 pub(super) struct Prepared {
     pub(super) record: Vec<u8>,
@@ -45,6 +48,7 @@ pub(super) struct Prepared {
 pub(super) fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pipeline<Prepared> {
     let (size, quality, decode) = (config.size, config.quality, config.decode);
     let (resize, max_side, verify) = (config.resize, config.max_side, config.verify);
+    let names = config.keep_names.then(|| config.input.clone());
     let plan = Plan::new(vec![inputs.len() as u64]);
     // One store per source folder for the run (object storage), shared by the workers:
     // the input location's own.
@@ -71,12 +75,23 @@ pub(super) fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pi
                     (source, Some(size))
                 }
             };
-            let record = ImageExample {
+            let example = ImageExample {
                 image,
                 class: input.class,
                 size,
             }
-            .to_bytes();
+            .to_example();
+            // `--keep-names`: the source's path under the source folder, to trace a record
+            // back to its file.
+            let record = match &names {
+                Some(root) => example
+                    .with(
+                        NAME_FEATURE,
+                        Feature::bytes([super::sources::relative(root, &input.path).into_bytes()]),
+                    )
+                    .to_bytes(),
+                None => example.to_bytes(),
+            };
             Ok(Prepared {
                 record,
                 size,

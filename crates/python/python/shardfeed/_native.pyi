@@ -48,6 +48,8 @@ def shard(
     resize: Literal["crop", "fit", "keep"] = "crop",
     max_side: int = 512,
     verify: Literal["decode", "headers"] = "decode",
+    labels: str = "name",
+    keep_names: bool = False,
     shards: int = 16,
     quality: int = 95,
     classes: Optional[Sequence[str]] = None,
@@ -69,6 +71,12 @@ def shard(
     (never upscaled); ``"keep"`` stores each source JPEG's bytes unchanged (checked by a whole
     decode, or only its header with ``verify="headers"``). Both add ``height`` and ``width`` to
     every record and the size range to ``manifest.json``.
+
+    ``labels="folder"`` takes each image's class from the folder it is in under ``src``
+    (``src/cat/**/*.jpg`` → ``cat``, any depth); ``labels="csv:FILE"`` from a CSV of
+    ``file,label`` rows (a header naming both; paths relative to ``src``; a bad row is
+    skipped and listed by its line). ``keep_names=True`` stores each image's path under
+    ``src`` in its record (``name``).
 
     ``progress(done, total)`` is called as files are prepared; an exception it raises (or
     Ctrl-C) stops the run and removes what it wrote. Files that cannot be used are skipped and
