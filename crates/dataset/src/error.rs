@@ -19,8 +19,8 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-    /// A source folder without a `.jpg`/`.jpeg` file.
-    #[error("no .jpg or .jpeg files in {0}")]
+    /// A source folder without an image file (JPEG, PNG, WebP, BMP, GIF, TIFF).
+    #[error("no .jpg or .jpeg files (nor .png, .webp, .bmp, .gif, .tif) in {0}")]
     NoJpegs(PathBuf),
     /// A file name without a `.`-separated label before its extension.
     #[error("no label in file name {0}: expected LABEL.ID.jpg")]

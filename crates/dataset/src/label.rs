@@ -13,6 +13,19 @@ pub fn is_jpeg_name(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
 }
 
+/// Whether `path` names an image source `shard` reads: a JPEG, or a PNG, WebP, BMP, GIF or
+/// TIFF by its extension (any case).
+pub fn is_image_name(path: &Path) -> bool {
+    source_format(path).is_some()
+}
+
+/// The format a source is decoded as, by its extension (`None`: not an image source).
+pub fn source_format(path: &Path) -> Option<shardfeed_image_prep::SourceFormat> {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .and_then(shardfeed_image_prep::SourceFormat::of_extension)
+}
+
 /// The label of a training file: the first `.`-separated token of its name, which must have
 /// a `.` before the extension (`golden_retriever.7.jpg` → `golden_retriever`).
 ///

@@ -9,6 +9,10 @@ pub enum Error {
     /// Not a JPEG at all (no SOI marker), e.g. a PNG named `.jpg`, or an empty file.
     #[error("not a JPEG file ({0})")]
     NotJpeg(&'static str),
+    /// A PNG, WebP, BMP, GIF or TIFF source could not be read (corrupt, truncated, or not
+    /// an image format at all).
+    #[error("invalid image: {0}")]
+    InvalidImage(String),
     /// libjpeg-turbo could not read the image (corrupt or truncated data).
     #[error("invalid JPEG: {0}")]
     InvalidJpeg(String),

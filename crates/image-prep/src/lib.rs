@@ -25,12 +25,14 @@
 mod decode;
 mod encode;
 mod error;
+mod formats;
 mod preprocessing;
 mod resize;
 
 pub use decode::{ColorModel, DecodeOptions, Decoder, JpegInfo, RgbImage, dct_denominator};
 pub use encode::Encoder;
 pub use error::{Error, Result};
+pub use formats::{SourceFormat, decode_other};
 pub use preprocessing::{Crop, Preprocessing};
 pub use resize::{ResizeCrop, fitted_size, resized_size};
 
@@ -58,17 +60,40 @@ impl Preparer {
 
     /// Decodes a source JPEG to RGB, resized and cropped to the target square.
     pub fn resize_and_crop(&mut self, jpeg: &[u8]) -> Result<RgbImage> {
-        let decoded = self
-            .decoder
-            .decode(jpeg, &self.options, Some(self.target))?;
+        self.resize_and_crop_as(jpeg, SourceFormat::Jpeg)
+    }
+
+    /// [`Preparer::resize_and_crop`] for a source of `format`.
+    pub fn resize_and_crop_as(&mut self, bytes: &[u8], format: SourceFormat) -> Result<RgbImage> {
+        let decoded = self.decode_as(bytes, format, Some(self.target))?;
         self.resizer
             .apply(&decoded, self.target, self.options.max_pixels)
     }
 
     /// The record image of a source JPEG: decode, resize, crop, encode.
     pub fn prepare(&mut self, jpeg: &[u8]) -> Result<Vec<u8>> {
-        let square = self.resize_and_crop(jpeg)?;
+        self.prepare_as(jpeg, SourceFormat::Jpeg)
+    }
+
+    /// [`Preparer::prepare`] for a source of `format`.
+    pub fn prepare_as(&mut self, bytes: &[u8], format: SourceFormat) -> Result<Vec<u8>> {
+        let square = self.resize_and_crop_as(bytes, format)?;
         self.encoder.encode(&square)
+    }
+
+    /// A source decoded to RGB under the pixel limit: a JPEG by libjpeg-turbo (at a DCT
+    /// scale keeping the shorter side ≥ `target`, where that is on), another format by
+    /// [`decode_other`].
+    pub fn decode_as(
+        &mut self,
+        bytes: &[u8],
+        format: SourceFormat,
+        target: Option<u32>,
+    ) -> Result<RgbImage> {
+        match format {
+            SourceFormat::Jpeg => self.decoder.decode(bytes, &self.options, target),
+            SourceFormat::Other => decode_other(bytes, &self.options),
+        }
     }
 
     /// The record image of a source JPEG kept at its own aspect ratio: decoded, downscaled
@@ -76,6 +101,21 @@ impl Preparer {
     /// With DCT scaling on, decoded at the smallest 1/2, 1/4 or 1/8 that keeps the longer
     /// side at least `max_side`.
     pub fn fit(&mut self, jpeg: &[u8], max_side: u32) -> Result<RgbImage> {
+        self.fit_as(jpeg, SourceFormat::Jpeg, max_side)
+    }
+
+    /// [`Preparer::fit`] for a source of `format`.
+    pub fn fit_as(
+        &mut self,
+        bytes: &[u8],
+        format: SourceFormat,
+        max_side: u32,
+    ) -> Result<RgbImage> {
+        if format == SourceFormat::Other {
+            let decoded = decode_other(bytes, &self.options)?;
+            return self.resizer.fit(decoded, max_side);
+        }
+        let jpeg = bytes;
         let info = self.decoder.probe(jpeg)?;
         let (long, short) = (info.width.max(info.height), info.width.min(info.height));
         // The shorter side that keeps the longer one at `max_side` (DCT scaling's target).

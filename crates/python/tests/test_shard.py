@@ -226,3 +226,58 @@ def test_labels_from_class_folders_and_a_csv(data, tmp_path):
     assert any(r.endswith("line 4: empty label") for r in reasons), reasons
     with pytest.raises(ValueError, match="not a label source"):
         shardfeed.shard(src, tmp_path / "bad", labels="dirs")
+
+
+def test_png_webp_bmp_gif_tiff_sources_match_a_reference_decoder(tmp_path):
+    """A mixed folder (JPEG, PNG 8/16-bit with alpha, palette PNG, WebP, BMP, GIF, TIFF,
+    CMYK JPEG) sharded with resize="keep": each record decodes (Pillow, the reference) to
+    its source's pixels as Pillow sees them, transparency on white, within JPEG q95 loss."""
+    from PIL import Image  # the test venv installs Pillow (requirements-test.txt)
+    import numpy as np
+
+    src = tmp_path / "mixed"
+    src.mkdir()
+    h, w = 36, 52
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], -1).astype(np.uint8)
+    alpha = (xx * 255 // w).astype(np.uint8)
+    def pic(i):  # a different picture per file, so records match their sources by pixels
+        return np.roll(base, 6 * i, axis=1) // (1 + i % 3)
+
+    made = {
+        "cat.1.jpg": lambda p: Image.fromarray(pic(1)).save(p, quality=92),
+        "cat.2.png": lambda p: Image.fromarray(np.dstack([pic(2), alpha])).save(p),
+        "cat.3.png": lambda p: Image.fromarray(pic(3)).convert("P", palette=Image.ADAPTIVE).save(p),
+        "cat.4.png": lambda p: Image.fromarray((pic(4)[..., 0].astype(np.uint16) * 257)).save(p),
+        "dog.5.webp": lambda p: Image.fromarray(pic(5)).save(p, lossless=True),
+        "dog.6.bmp": lambda p: Image.fromarray(pic(6)).save(p),
+        "dog.7.gif": lambda p: Image.fromarray(pic(7)).convert("P").save(p),
+        "dog.8.tiff": lambda p: Image.fromarray(pic(8)).save(p),
+        "dog.9.jpg": lambda p: Image.fromarray(pic(9)).convert("CMYK").save(p, quality=92),
+    }
+    for name, make in made.items():
+        make(src / name)
+    report = shardfeed.shard(src, tmp_path / "out", resize="keep", shards=2, keep_names=True)
+    assert report.records == len(made) and not report.skipped, report.skipped
+
+    def reference(path):
+        image = Image.open(path)
+        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+            image = image.convert("RGBA")
+            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, image)
+        if image.mode == "I;16":
+            image = Image.fromarray((np.asarray(image, np.uint32) >> 8).astype(np.uint8))
+        return np.asarray(image.convert("RGB"), np.int16)
+
+    import io
+    names = {}
+    for f in sorted((tmp_path / "out").glob("*.tfrec")):
+        for jpeg, _ in shardfeed.records(f):
+            decoded = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), np.int16)
+            # Match the record to its source by pixels (keep_names is checked in Rust tests).
+            best = min(made, key=lambda n: np.abs(reference(src / n) - decoded).mean()
+                       if reference(src / n).shape == decoded.shape else 1e9)
+            names[best] = np.abs(reference(src / best) - decoded).mean()
+    assert set(names) == set(made), names
+    assert max(names.values()) < 3.0, names

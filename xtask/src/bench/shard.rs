@@ -10,12 +10,25 @@ pub(super) fn shard_once(
     jobs: usize,
     fast: bool,
 ) -> anyhow::Result<f64> {
+    shard_mode_once(binary, sources, out, jobs, fast, &[])
+}
+
+/// [`shard_once`] with `mode`'s flags (`--resize keep`, …).
+fn shard_mode_once(
+    binary: &Path,
+    sources: &Path,
+    out: &Path,
+    jobs: usize,
+    fast: bool,
+    mode: &[&str],
+) -> anyhow::Result<f64> {
     let mut command = Command::new(binary);
     command
         .arg("shard")
         .arg(sources.join("train"))
         .arg("--out")
-        .arg(out);
+        .arg(out)
+        .args(mode);
     command.args(["--overwrite", "--quiet", "--jobs", &jobs.to_string()]);
     if fast {
         command.arg("--fast-decode");
@@ -90,8 +103,69 @@ pub(super) fn shard(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     }
     if tensorflow.is_some() {
         rows.insert(0, shard_pairs(args, &binary, &sources, &out)?);
+        // The resize modes, each alternating with TensorFlow's shard step (the seed's recipe:
+        // decode, resize, crop, encode — the work `crop` does; `fit` decodes, downscales and
+        // encodes at up to 512 px; `keep` decodes to check and stores the source's bytes).
+        for (label, mode) in [
+            ("--resize keep", &["--resize", "keep"][..]),
+            (
+                "--resize keep --verify headers",
+                &["--resize", "keep", "--verify", "headers"][..],
+            ),
+            (
+                "--resize fit --max-side 512",
+                &["--resize", "fit", "--max-side", "512"][..],
+            ),
+            ("--resize crop (the seed's, TensorFlow's work)", &[][..]),
+        ] {
+            rows.push(mode_pairs(args, &binary, &sources, &out, label, mode)?);
+        }
     }
     Ok(())
+}
+
+/// `shardfeed shard MODE` (2 jobs) and TensorFlow's `shard.py` alternately, `max(tf_runs, 3)`
+/// pairs; the median of each pair's ratio.
+fn mode_pairs(
+    args: &Args,
+    binary: &Path,
+    sources: &Path,
+    out: &Path,
+    label: &str,
+    mode: &[&str],
+) -> anyhow::Result<Row> {
+    let pairs = args.tf_runs.max(3);
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for pair in 0..pairs {
+        let our_rate = shard_mode_once(binary, sources, out, 2, false, mode)?;
+        let their_rate = tensorflow_shard(sources, 1)?[0];
+        println!(
+            "shard {label}, pair {}: shardfeed {our_rate:.0} vs tensorflow {their_rate:.0} images/s: {:.2}x",
+            pair + 1,
+            our_rate / their_rate
+        );
+        ours.push(our_rate);
+        theirs.push(their_rate);
+        ratios.push(our_rate / their_rate);
+    }
+    let ratio = Figure::of(ratios);
+    println!(
+        "shard {label}: median ratio {:.2}x ({:.2}–{:.2}, {pairs} pairs)",
+        ratio.median, ratio.min, ratio.max
+    );
+    Ok(Row {
+        stage: "shard",
+        name: format!(
+            "{} JPEGs, {label}, 2 jobs, alternating with TensorFlow",
+            args.images
+        ),
+        unit: "images/s",
+        ours: Figure::of(ours),
+        baseline: "TensorFlow `shard.py` (160 px crop), same folder, same pairs",
+        theirs: Some(Figure::of(theirs)),
+        lower_is_better: false,
+        pair_ratios: Some(ratio),
+    })
 }
 
 /// The conservative shard figure: `shardfeed shard` (2 jobs) and TensorFlow's `shard.py`

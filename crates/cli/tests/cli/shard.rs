@@ -395,7 +395,10 @@ fn missing_or_empty_folders_and_a_second_run_are_clear_errors() {
         .to_string();
     assert_eq!(
         error,
-        format!("no .jpg or .jpeg files in {}", empty.display())
+        format!(
+            "no .jpg or .jpeg files (nor .png, .webp, .bmp, .gif, .tif) in {}",
+            empty.display()
+        )
     );
 
     let input = small_data(dir.path(), 6);

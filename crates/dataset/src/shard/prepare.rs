@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use shardfeed_image_prep::Preparer;
+use shardfeed_image_prep::{Preparer, SourceFormat};
 use shardfeed_input_pipeline::{Address, BoxError, Pipeline, Plan};
 use shardfeed_record_format::{Feature, ImageExample};
 
@@ -63,16 +63,23 @@ pub(super) fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pi
             let input = &inputs[address.index as usize];
             let source = crate::images::read_source(&stores, &input.path)?;
             let source_bytes = source.len() as u64;
-            let (image, size) = match resize {
-                Resize::Crop => (preparer.prepare(&source)?, None),
-                Resize::Fit => {
-                    let fitted = preparer.fit(&source, max_side)?;
+            let format = crate::label::source_format(&input.path).unwrap_or(SourceFormat::Jpeg);
+            let (image, size) = match (resize, format) {
+                (Resize::Crop, _) => (preparer.prepare_as(&source, format)?, None),
+                (Resize::Fit, _) => {
+                    let fitted = preparer.fit_as(&source, format, max_side)?;
                     let size = (fitted.width, fitted.height);
                     (preparer.encode(&fitted)?, Some(size))
                 }
-                Resize::Keep => {
+                (Resize::Keep, SourceFormat::Jpeg) => {
                     let size = preparer.check(&source, verify == Verify::Decode)?;
                     (source, Some(size))
+                }
+                // A PNG, WebP, … is encoded once, at its own size: records are JPEGs.
+                (Resize::Keep, SourceFormat::Other) => {
+                    let decoded = preparer.decode_as(&source, format, None)?;
+                    let size = (decoded.width, decoded.height);
+                    (preparer.encode(&decoded)?, Some(size))
                 }
             };
             let example = ImageExample {

@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 
 use super::{Input, ShardConfig, reason_without_path};
 use crate::folder::{Location, Skipped};
-use crate::label::{Classes, is_jpeg_name, label_of};
+use crate::label::{Classes, is_image_name, label_of};
 use crate::labels::{CsvLabels, Labels, folder_label};
 use crate::{Error, Result};
 
-/// The source images, in path order, and how many other files the listing held.
+/// The source images (JPEG, PNG, WebP, BMP, GIF, TIFF), in path order, and how many other
+/// files the listing held.
 pub(super) fn list(config: &ShardConfig) -> Result<(Vec<PathBuf>, u64)> {
     let dir = &config.input;
     let files = if config.labels.is_recursive() {
@@ -21,7 +22,7 @@ pub(super) fn list(config: &ShardConfig) -> Result<(Vec<PathBuf>, u64)> {
         crate::folder::files_in(dir)?
     };
     let (mut jpegs, others): (Vec<PathBuf>, Vec<PathBuf>) =
-        files.into_iter().partition(|path| is_jpeg_name(path));
+        files.into_iter().partition(|path| is_image_name(path));
     if jpegs.is_empty() {
         return Err(Error::NoJpegs(dir.path().to_owned()));
     }
