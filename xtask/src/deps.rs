@@ -37,7 +37,48 @@ pub fn check(root: &Path) -> anyhow::Result<Vec<String>> {
     }
     let metadata: Value =
         serde_json::from_slice(&output.stdout).context("cargo metadata's JSON")?;
-    Ok(problems(&metadata))
+    // `cargo metadata` resolves one set of features for the whole graph (an optional
+    // dependency one package enables shows up under every package using the same crate:
+    // `image` with burn-vision's formats under `shardfeed-image-prep`); `cargo tree` resolves
+    // each package as it is built. A problem stands when `cargo tree` confirms it.
+    let mut confirmed = Vec::new();
+    for problem in problems(&metadata) {
+        let (member, forbidden) = problem_parts(&problem);
+        if links(root, member, forbidden)? {
+            confirmed.push(problem);
+        }
+    }
+    Ok(confirmed)
+}
+
+/// The member and the forbidden package a problem line names.
+fn problem_parts(problem: &str) -> (&str, &str) {
+    let mut words = problem.split_whitespace();
+    let member = words.next().unwrap_or_default();
+    let forbidden = words.nth(2).unwrap_or_default();
+    (member, forbidden)
+}
+
+/// Whether `member`, built with its default features for this machine, links `package`:
+/// in `cargo tree -p MEMBER -e normal,no-proc-macro` (what a proc macro uses runs in the
+/// compiler and is not linked).
+fn links(root: &Path, member: &str, package: &str) -> anyhow::Result<bool> {
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["tree", "--locked", "--quiet", "--prefix", "none"])
+        .args(["-e", "normal,no-proc-macro", "-p"])
+        .arg(member)
+        .current_dir(root)
+        .output()
+        .context("cannot run cargo tree")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "cargo tree -p {member} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|line| line.split_whitespace().next() == Some(package)))
 }
 
 /// The rule violations in `cargo metadata` output: for each workspace package, the names in
@@ -134,6 +175,19 @@ pub fn problems(metadata: &Value) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cargo_tree_confirms_what_a_package_links_as_it_is_built() {
+        let root = crate::util::root();
+        assert!(links(&root, "shardfeed", "clap").unwrap());
+        assert!(!links(&root, "shardfeed-dataset", "burn").unwrap());
+        // image's optional AVIF encoder (anyhow inside) is not built for image-prep.
+        assert!(!links(&root, "shardfeed-image-prep", "anyhow").unwrap());
+        assert_eq!(
+            problem_parts("shardfeed-dataset depends on burn (a → b), which only x may"),
+            ("shardfeed-dataset", "burn")
+        );
+    }
     use super::*;
 
     /// A `cargo metadata` document: packages by name, normal edges, and dev edges.
