@@ -86,6 +86,10 @@ pub struct Args {
     /// pixels differ from TensorFlow's (see README).
     #[arg(long)]
     fast_decode: bool,
+    /// Turn each JPEG upright as its EXIF orientation says (apply), or keep its stored
+    /// pixels as TensorFlow's decode_jpeg does (ignore, the default).
+    #[arg(long, default_value = "ignore", value_name = "apply|ignore", value_parser = ["apply", "ignore"])]
+    exif_orientation: String,
     /// Largest image accepted, in pixels (width × height), 1–1000000000.
     #[arg(long, default_value_t = 100_000_000, value_parser = crate::ranges::u64_in(1, 1_000_000_000))]
     max_pixels: u64,
@@ -170,6 +174,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         decode: DecodeOptions {
             dct_scaling: args.fast_decode,
             max_pixels: args.max_pixels,
+            exif_orientation: args.exif_orientation == "apply",
             ..DecodeOptions::default()
         },
         stop: Some(stop_on_signal()?),

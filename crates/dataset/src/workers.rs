@@ -318,7 +318,7 @@ pub fn merge(location: &Location) -> Result<Manifest> {
             m.quality,
             m.seed,
             m.compression,
-            m.fast_decode,
+            (m.fast_decode, m.exif_orientation),
             m.source_count,
             m.ignored_non_jpeg,
         )

@@ -37,6 +37,9 @@ pub struct DecodeOptions {
     /// resize; larger ones are refused before anything is allocated for them. Default 100
     /// million (e.g. 10,000 × 10,000).
     pub max_pixels: u64,
+    /// Turn each JPEG upright as its EXIF orientation says (default `false`: TensorFlow's
+    /// pixels, which ignore it).
+    pub exif_orientation: bool,
 }
 
 impl Default for DecodeOptions {
@@ -45,6 +48,7 @@ impl Default for DecodeOptions {
             fast_idct: true,
             dct_scaling: false,
             max_pixels: 100_000_000,
+            exif_orientation: false,
         }
     }
 }

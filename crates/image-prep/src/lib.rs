@@ -25,6 +25,7 @@
 mod decode;
 mod encode;
 mod error;
+mod exif;
 mod formats;
 mod preprocessing;
 mod resize;
@@ -32,6 +33,7 @@ mod resize;
 pub use decode::{ColorModel, DecodeOptions, Decoder, JpegInfo, RgbImage, dct_denominator};
 pub use encode::Encoder;
 pub use error::{Error, Result};
+pub use exif::{apply_orientation, jpeg_orientation};
 pub use formats::{SourceFormat, decode_other};
 pub use preprocessing::{Crop, Preprocessing};
 pub use resize::{ResizeCrop, fitted_size, resized_size};
@@ -91,9 +93,25 @@ impl Preparer {
         target: Option<u32>,
     ) -> Result<RgbImage> {
         match format {
-            SourceFormat::Jpeg => self.decoder.decode(bytes, &self.options, target),
+            SourceFormat::Jpeg => {
+                let image = self.decoder.decode(bytes, &self.options, target)?;
+                Ok(match self.orientation(bytes) {
+                    Some(orientation) => apply_orientation(image, orientation),
+                    None => image,
+                })
+            }
             SourceFormat::Other => decode_other(bytes, &self.options),
         }
+    }
+
+    /// The EXIF orientation a JPEG source is turned by: `None` unless the options apply
+    /// orientations ([`DecodeOptions::exif_orientation`]) and the source states one other
+    /// than upright (1).
+    pub fn orientation(&self, jpeg: &[u8]) -> Option<u8> {
+        if !self.options.exif_orientation {
+            return None;
+        }
+        jpeg_orientation(jpeg).filter(|&o| o != 1)
     }
 
     /// The record image of a source JPEG kept at its own aspect ratio: decoded, downscaled
@@ -121,9 +139,9 @@ impl Preparer {
         // The shorter side that keeps the longer one at `max_side` (DCT scaling's target).
         let short_target =
             (u64::from(short) * u64::from(max_side)).div_ceil(u64::from(long).max(1));
-        let decoded = self.decoder.decode(
+        let decoded = self.decode_as(
             jpeg,
-            &self.options,
+            SourceFormat::Jpeg,
             Some(short_target.clamp(1, u64::from(u32::MAX)) as u32),
         )?;
         self.resizer.fit(decoded, max_side)
@@ -134,14 +152,21 @@ impl Preparer {
         self.encoder.encode(image)
     }
 
-    /// Checks a source JPEG that is kept as it is: its header only (`decode: false`), or a
-    /// whole decode under the size limit (`decode: true`); its width and height.
+    /// Checks a source JPEG that is kept as it is: its header only (`decode: false`), or its
+    /// whole entropy-coded data under the size limit (`decode: true`: every Huffman code of
+    /// every scan read and every libjpeg-turbo warning an error, as a full decode finds
+    /// them, but at the 1/8 DCT scale, so the inverse DCT and colour work are an eighth
+    /// squared); its width and height.
     pub fn check(&mut self, jpeg: &[u8], decode: bool) -> Result<(u32, u32)> {
-        if decode {
-            let image = self.decoder.decode(jpeg, &self.options, None)?;
-            return Ok((image.width, image.height));
-        }
         let info = self.decoder.probe(jpeg)?;
+        if decode {
+            let eighth = DecodeOptions {
+                dct_scaling: true,
+                ..self.options
+            };
+            self.decoder.decode(jpeg, &eighth, Some(1))?;
+            return Ok((info.width, info.height));
+        }
         if u64::from(info.width) * u64::from(info.height) > self.options.max_pixels {
             return Err(Error::TooLarge {
                 width: info.width,

@@ -233,3 +233,34 @@ fn dct_scaling_decodes_smaller_and_stays_close() {
         / a.pixels.len() as f64;
     assert!(mean < 8.0, "mean |diff| {mean}");
 }
+
+/// `Preparer::check(.., true)` (`shard --resize keep`'s check: the entropy-coded data read
+/// at the 1/8 DCT scale) refuses exactly the damaged files a full decode refuses: every
+/// truncation point of a baseline and a progressive JPEG, and a byte overwritten at many
+/// places of their scans.
+#[test]
+fn the_eighth_scale_check_refuses_what_a_full_decode_refuses() {
+    let pixels = pattern(120, 90);
+    let mut preparer = preparer();
+    let mut decoder = Decoder::new().unwrap();
+    let full = DecodeOptions::default();
+    let mut refused = 0;
+    for progressive in [false, true] {
+        let jpeg = encode(&pixels, 120, 90, PixelFormat::RGB, Subsamp::Sub2x2, progressive);
+        let mut damaged: Vec<Vec<u8>> = (200..jpeg.len()).step_by(7).map(|cut| jpeg[..cut].to_vec()).collect();
+        for at in (300..jpeg.len() - 2).step_by(11) {
+            for value in [0x00, 0xFF, 0x5A] {
+                let mut bytes = jpeg.clone();
+                bytes[at] = value;
+                damaged.push(bytes);
+            }
+        }
+        for bytes in &damaged {
+            let by_check = preparer.check(bytes, true).is_err();
+            let by_decode = decoder.decode(bytes, &full, None).is_err();
+            assert_eq!(by_check, by_decode, "{} bytes, progressive {progressive}", bytes.len());
+            refused += usize::from(by_check);
+        }
+    }
+    assert!(refused > 100, "the damage is found: {refused}");
+}

@@ -62,8 +62,9 @@ impl ShardReport {
 /// `verify="headers"`); both add `height` and `width` to every record. `labels="folder"`
 /// takes each image's class from its class folder (`src/cat/**/*.jpg`), `"csv:FILE"` from
 /// `file,label` rows; `keep_names=True` stores each image's relative path as `name`.
+/// `exif_orientation="apply"` turns each JPEG upright as its EXIF orientation says.
 #[pyfunction]
-#[pyo3(signature = (src, out, *, size=160, resize="crop", max_side=512, verify="decode", labels="name", keep_names=false, shards=16, quality=95, classes=None, prefix="data".to_owned(), seed=42, jobs=None, compression=None, strict=false, overwrite=false, progress=None, num_workers=None, worker_index=None))]
+#[pyo3(signature = (src, out, *, size=160, resize="crop", max_side=512, verify="decode", labels="name", keep_names=false, exif_orientation="ignore", shards=16, quality=95, classes=None, prefix="data".to_owned(), seed=42, jobs=None, compression=None, strict=false, overwrite=false, progress=None, num_workers=None, worker_index=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn shard(
     py: Python<'_>,
@@ -75,6 +76,7 @@ pub(crate) fn shard(
     verify: &str,
     labels: &str,
     keep_names: bool,
+    exif_orientation: &str,
     shards: usize,
     quality: u8,
     classes: Option<Vec<String>>,
@@ -109,6 +111,18 @@ pub(crate) fn shard(
         verify: verify.parse().map_err(PyValueError::new_err)?,
         labels: labels.parse().map_err(PyValueError::new_err)?,
         keep_names,
+        decode: shardfeed_image_prep::DecodeOptions {
+            exif_orientation: match exif_orientation {
+                "apply" => true,
+                "ignore" => false,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "exif_orientation must be \"apply\" or \"ignore\", not {other:?}"
+                    )));
+                }
+            },
+            ..Default::default()
+        },
         quality,
         prefix,
         classes,

@@ -230,9 +230,10 @@ def test_labels_from_class_folders_and_a_csv(data, tmp_path):
 
 def test_png_webp_bmp_gif_tiff_sources_match_a_reference_decoder(tmp_path):
     """A mixed folder (JPEG, PNG 8/16-bit with alpha, palette PNG, WebP, BMP, GIF, TIFF,
-    CMYK JPEG) sharded with resize="keep": each record decodes (Pillow, the reference) to
-    its source's pixels as Pillow sees them, transparency on white, within JPEG q95 loss."""
-    from PIL import Image  # the test venv installs Pillow (requirements-test.txt)
+    CMYK JPEG, EXIF-rotated JPEG) sharded with resize="keep", exif_orientation="apply": each
+    record decodes (Pillow, the reference) to its source's pixels as Pillow shows them
+    upright (``exif_transpose``), transparency on white, within JPEG q95 loss."""
+    from PIL import Image, ImageOps  # the test venv installs Pillow (requirements-test.txt)
     import numpy as np
 
     src = tmp_path / "mixed"
@@ -241,6 +242,9 @@ def test_png_webp_bmp_gif_tiff_sources_match_a_reference_decoder(tmp_path):
     yy, xx = np.mgrid[0:h, 0:w]
     base = np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) * 255 // (w + h)], -1).astype(np.uint8)
     alpha = (xx * 255 // w).astype(np.uint8)
+    turned = Image.Exif()
+    turned[0x0112] = 6  # EXIF orientation: shown turned 90° clockwise
+
     def pic(i):  # a different picture per file, so records match their sources by pixels
         return np.roll(base, 6 * i, axis=1) // (1 + i % 3)
 
@@ -254,14 +258,16 @@ def test_png_webp_bmp_gif_tiff_sources_match_a_reference_decoder(tmp_path):
         "dog.7.gif": lambda p: Image.fromarray(pic(7)).convert("P").save(p),
         "dog.8.tiff": lambda p: Image.fromarray(pic(8)).save(p),
         "dog.9.jpg": lambda p: Image.fromarray(pic(9)).convert("CMYK").save(p, quality=92),
+        "cat.10.jpg": lambda p: Image.fromarray(pic(10)).save(p, quality=92, exif=turned),
     }
     for name, make in made.items():
         make(src / name)
-    report = shardfeed.shard(src, tmp_path / "out", resize="keep", shards=2, keep_names=True)
+    report = shardfeed.shard(src, tmp_path / "out", resize="keep", shards=2, keep_names=True,
+                             exif_orientation="apply")
     assert report.records == len(made) and not report.skipped, report.skipped
 
     def reference(path):
-        image = Image.open(path)
+        image = ImageOps.exif_transpose(Image.open(path))
         if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
             image = image.convert("RGBA")
             white = Image.new("RGBA", image.size, (255, 255, 255, 255))

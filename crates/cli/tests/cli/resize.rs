@@ -192,3 +192,48 @@ fn keep_checks_sources_whole_unless_asked_for_headers_only() {
     assert_eq!(headers["records"], 3, "{headers}");
     assert!(headers["skipped"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn exif_orientation_apply_turns_the_rotated_source_upright() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ignored, applied) = (dir.path().join("ignored"), dir.path().join("applied"));
+    let input = fixtures().join("jpeg-kinds");
+    shard(&input, &ignored, &["--resize", "keep"]);
+    let manifest = shard(
+        &input,
+        &applied,
+        &["--resize", "keep", "--exif-orientation", "apply"],
+    );
+    assert_eq!(manifest["exif_orientation"], true);
+    let source = std::fs::read(input.join("cat.exif-icc-xmp.jpg")).unwrap();
+    assert_eq!(shardfeed_image_prep::jpeg_orientation(&source), Some(6));
+    let (w, h) = {
+        let info = Decoder::new().unwrap().probe(&source).unwrap();
+        (info.width, info.height)
+    };
+    let sizes = |dir: &Path| -> Vec<(u32, u32)> {
+        let mut sizes: Vec<_> = records(dir).iter().map(|r| r.size.unwrap()).collect();
+        sizes.sort();
+        sizes
+    };
+    let (before, after) = (sizes(&ignored), sizes(&applied));
+    // Only the EXIF-rotated source changes: its width and height swap.
+    let mut want = before.clone();
+    let at = want.iter().position(|s| *s == (w, h)).unwrap();
+    want[at] = (h, w);
+    want.sort();
+    assert_eq!(after, want);
+    // The other eleven records are the sources' own bytes, as without the flag.
+    let kept = |dir: &Path| {
+        records(dir)
+            .into_iter()
+            .filter(|r| r.image != source)
+            .count()
+    };
+    assert_eq!(
+        kept(&applied),
+        12,
+        "the rotated one was re-encoded, not stored"
+    );
+    assert_eq!(kept(&ignored), 11);
+}

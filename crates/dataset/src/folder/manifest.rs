@@ -175,6 +175,10 @@ pub struct Manifest {
     /// Whether DCT-domain scaling was used (pixels then differ from TensorFlow's).
     #[serde(default)]
     pub fast_decode: bool,
+    /// Whether JPEGs were turned upright by their EXIF orientation (absent: ignored, as
+    /// TensorFlow does).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exif_orientation: bool,
     /// `.jpg`/`.jpeg` files found.
     #[serde(default)]
     pub source_count: u64,

@@ -295,6 +295,7 @@ pub fn shard(config: &ShardConfig, mut progress: impl FnMut(Progress)) -> Result
         seed: config.seed,
         compression: config.compression,
         fast_decode: config.decode.dct_scaling,
+        exif_orientation: config.decode.exif_orientation,
         source_count,
         ignored_non_jpeg: ignored,
         skipped,

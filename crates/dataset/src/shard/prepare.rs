@@ -71,12 +71,13 @@ pub(super) fn prepare_pipeline(config: &ShardConfig, inputs: Arc<[Input]>) -> Pi
                     let size = (fitted.width, fitted.height);
                     (preparer.encode(&fitted)?, Some(size))
                 }
-                (Resize::Keep, SourceFormat::Jpeg) => {
+                (Resize::Keep, SourceFormat::Jpeg) if preparer.orientation(&source).is_none() => {
                     let size = preparer.check(&source, verify == Verify::Decode)?;
                     (source, Some(size))
                 }
-                // A PNG, WebP, … is encoded once, at its own size: records are JPEGs.
-                (Resize::Keep, SourceFormat::Other) => {
+                // A PNG, WebP, … (or a JPEG turned upright: `--exif-orientation apply`) is
+                // encoded once, at its own size: records are JPEGs that read upright.
+                (Resize::Keep, _) => {
                     let decoded = preparer.decode_as(&source, format, None)?;
                     let size = (decoded.width, decoded.height);
                     (preparer.encode(&decoded)?, Some(size))

@@ -50,6 +50,7 @@ def shard(
     verify: Literal["decode", "headers"] = "decode",
     labels: str = "name",
     keep_names: bool = False,
+    exif_orientation: Literal["apply", "ignore"] = "ignore",
     shards: int = 16,
     quality: int = 95,
     classes: Optional[Sequence[str]] = None,
@@ -76,7 +77,8 @@ def shard(
     (``src/cat/**/*.jpg`` → ``cat``, any depth); ``labels="csv:FILE"`` from a CSV of
     ``file,label`` rows (a header naming both; paths relative to ``src``; a bad row is
     skipped and listed by its line). ``keep_names=True`` stores each image's path under
-    ``src`` in its record (``name``).
+    ``src`` in its record (``name``). ``exif_orientation="apply"`` turns each JPEG upright as
+    its EXIF orientation says (default ``"ignore"``: TensorFlow's pixels).
 
     ``progress(done, total)`` is called as files are prepared; an exception it raises (or
     Ctrl-C) stops the run and removes what it wrote. Files that cannot be used are skipped and
