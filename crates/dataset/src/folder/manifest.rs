@@ -327,6 +327,7 @@ mod tests {
             seed: 7,
             compression: Compression::Gzip,
             fast_decode: true,
+            exif_orientation: true,
             source_count: 6,
             ignored_non_jpeg: 2,
             skipped: vec![Skipped {
