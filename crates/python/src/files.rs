@@ -133,7 +133,6 @@ pub(crate) fn shard(
         overwrite,
         workers,
         stop: Some(stop.clone()),
-        ..ShardConfig::default()
     };
     let callback_error: Mutex<Option<PyErr>> = Mutex::new(None);
     let result = py.detach(|| {
