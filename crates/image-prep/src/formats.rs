@@ -128,6 +128,12 @@ mod tests {
         let bytes = png(image::ColorType::L16, 2, 1, &[0xff, 0xff, 0x80, 0x80]);
         let image = decode_other(&bytes, &DecodeOptions::default()).unwrap();
         assert_eq!(image.pixels, [255, 255, 255, 128, 128, 128]);
+        // 16-bit RGBA (native-endian samples in memory): opaque blue, fully transparent red.
+        let samples: [u16; 8] = [0, 0, 0xffff, 0xffff, 0xffff, 0, 0, 0];
+        let raw: Vec<u8> = samples.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let bytes = png(image::ColorType::Rgba16, 2, 1, &raw);
+        let image = decode_other(&bytes, &DecodeOptions::default()).unwrap();
+        assert_eq!(image.pixels, [0, 0, 255, 255, 255, 255]);
     }
 
     #[test]
