@@ -246,8 +246,18 @@ fn the_eighth_scale_check_refuses_what_a_full_decode_refuses() {
     let full = DecodeOptions::default();
     let mut refused = 0;
     for progressive in [false, true] {
-        let jpeg = encode(&pixels, 120, 90, PixelFormat::RGB, Subsamp::Sub2x2, progressive);
-        let mut damaged: Vec<Vec<u8>> = (200..jpeg.len()).step_by(7).map(|cut| jpeg[..cut].to_vec()).collect();
+        let jpeg = encode(
+            &pixels,
+            120,
+            90,
+            PixelFormat::RGB,
+            Subsamp::Sub2x2,
+            progressive,
+        );
+        let mut damaged: Vec<Vec<u8>> = (200..jpeg.len())
+            .step_by(7)
+            .map(|cut| jpeg[..cut].to_vec())
+            .collect();
         for at in (300..jpeg.len() - 2).step_by(11) {
             for value in [0x00, 0xFF, 0x5A] {
                 let mut bytes = jpeg.clone();
@@ -258,7 +268,12 @@ fn the_eighth_scale_check_refuses_what_a_full_decode_refuses() {
         for bytes in &damaged {
             let by_check = preparer.check(bytes, true).is_err();
             let by_decode = decoder.decode(bytes, &full, None).is_err();
-            assert_eq!(by_check, by_decode, "{} bytes, progressive {progressive}", bytes.len());
+            assert_eq!(
+                by_check,
+                by_decode,
+                "{} bytes, progressive {progressive}",
+                bytes.len()
+            );
             refused += usize::from(by_check);
         }
     }

@@ -134,25 +134,14 @@ fn mode_pairs(
     label: &str,
     mode: &[&str],
 ) -> anyhow::Result<Row> {
-    let pairs = args.tf_runs.max(3);
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for pair in 0..pairs {
-        let our_rate = shard_mode_once(binary, sources, out, 2, false, mode)?;
-        let their_rate = tensorflow_shard(sources, 1)?[0];
-        println!(
-            "shard {label}, pair {}: shardfeed {our_rate:.0} vs tensorflow {their_rate:.0} images/s: {:.2}x",
-            pair + 1,
-            our_rate / their_rate
-        );
-        ours.push(our_rate);
-        theirs.push(their_rate);
-        ratios.push(our_rate / their_rate);
-    }
-    let ratio = Figure::of(ratios);
-    println!(
-        "shard {label}: median ratio {:.2}x ({:.2}–{:.2}, {pairs} pairs)",
-        ratio.median, ratio.min, ratio.max
-    );
+    let (ours, theirs, ratio) = alternate(
+        binary,
+        sources,
+        out,
+        mode,
+        args.tf_runs.max(3),
+        &format!("shard {label}"),
+    )?;
     Ok(Row {
         stage: "shard",
         name: format!(
@@ -160,9 +149,9 @@ fn mode_pairs(
             args.images
         ),
         unit: "images/s",
-        ours: Figure::of(ours),
+        ours,
         baseline: "TensorFlow `shard.py` (160 px crop), same folder, same pairs",
-        theirs: Some(Figure::of(theirs)),
+        theirs: Some(theirs),
         lower_is_better: false,
         pair_ratios: Some(ratio),
     })
@@ -177,13 +166,38 @@ pub(super) fn shard_pairs(
     sources: &Path,
     out: &Path,
 ) -> anyhow::Result<Row> {
-    let pairs = args.tf_runs.max(5);
+    let (ours, theirs, ratio) = alternate(binary, sources, out, &[], args.tf_runs.max(5), "shard")?;
+    Ok(Row {
+        stage: "shard",
+        name: format!(
+            "{} JPEGs → 16 shards at 160 px, 2 jobs, alternating with TensorFlow",
+            args.images
+        ),
+        unit: "images/s",
+        ours,
+        baseline: "TensorFlow `shard.py`, same folder, same pairs",
+        theirs: Some(theirs),
+        lower_is_better: false,
+        pair_ratios: Some(ratio),
+    })
+}
+
+/// `shardfeed shard MODE` (2 jobs) and TensorFlow's `shard.py` alternately, `pairs` times,
+/// each pair printed under `what`: our rates, theirs, and the pairs' ratios.
+fn alternate(
+    binary: &Path,
+    sources: &Path,
+    out: &Path,
+    mode: &[&str],
+    pairs: usize,
+    what: &str,
+) -> anyhow::Result<(Figure, Figure, Figure)> {
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for pair in 0..pairs {
-        let our_rate = shard_once(binary, sources, out, 2, false)?;
+        let our_rate = shard_mode_once(binary, sources, out, 2, false, mode)?;
         let their_rate = tensorflow_shard(sources, 1)?[0];
         println!(
-            "shard pair {}: shardfeed {our_rate:.0} vs tensorflow {their_rate:.0} images/s: {:.2}x",
+            "{what} pair {}: shardfeed {our_rate:.0} vs tensorflow {their_rate:.0} images/s: {:.2}x",
             pair + 1,
             our_rate / their_rate
         );
@@ -193,22 +207,10 @@ pub(super) fn shard_pairs(
     }
     let ratio = Figure::of(ratios);
     println!(
-        "shard, same-run pairs: median ratio {:.2}x ({:.2}–{:.2}, {pairs} pairs)",
+        "{what}, same-run pairs: median ratio {:.2}x ({:.2}–{:.2}, {pairs} pairs)",
         ratio.median, ratio.min, ratio.max
     );
-    Ok(Row {
-        stage: "shard",
-        name: format!(
-            "{} JPEGs → 16 shards at 160 px, 2 jobs, alternating with TensorFlow",
-            args.images
-        ),
-        unit: "images/s",
-        ours: Figure::of(ours),
-        baseline: "TensorFlow `shard.py`, same folder, same pairs",
-        theirs: Some(Figure::of(theirs)),
-        lower_is_better: false,
-        pair_ratios: Some(ratio),
-    })
+    Ok((Figure::of(ours), Figure::of(theirs), ratio))
 }
 
 /// TensorFlow's shard step on the same folder, images/s per run.
