@@ -14,8 +14,8 @@ use crate::model_args::ModelRunArgs;
 /// Flags of `shardfeed predict`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folders (their *.jpg / *.jpeg) and JPEG files to classify (local, or in s3://, gs://,
-    /// az://, http(s)://).
+    /// Folders (their *.jpg, *.jpeg, *.png, *.webp, *.bmp, *.gif, *.tif) and image files to
+    /// classify (local, or in s3://, gs://, az://, http(s)://).
     #[arg(required = true, value_parser = crate::paths::location())]
     inputs: Vec<Location>,
     /// The run folder written by `shardfeed train`.

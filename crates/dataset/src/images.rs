@@ -1,15 +1,16 @@
-//! JPEG files prepared as a model's input, exactly as the training images were
+//! Image files (JPEG, PNG, WebP, BMP, GIF, TIFF) prepared as a model's input, exactly as the
+//! training images were
 //! ([`Preprocessing`]: decode, shorter side → size, centre crop; the `f32` conversion is
 //! [`Preprocessing::extend_f32`]), in parallel with one preparer per worker, in file order.
 //! Files and folders may be local or in object storage ([`crate::remote`]).
 
 use std::path::{Path, PathBuf};
 
-use shardfeed_image_prep::{DecodeOptions, Preparer, Preprocessing, RgbImage};
+use shardfeed_image_prep::{DecodeOptions, Preparer, Preprocessing, RgbImage, SourceFormat};
 use shardfeed_input_pipeline::{BoxError, Parallelism, Pipeline};
 
 use crate::folder::Location;
-use crate::label::is_jpeg_name;
+use crate::label::{is_image_name, source_format};
 use crate::remote::Stores;
 use crate::{Error, MAX_FILE_BYTES, Result};
 
@@ -20,8 +21,9 @@ pub(crate) fn read_source(stores: &Stores, path: &Path) -> Result<Vec<u8>, Strin
         .ok_or_else(|| "cannot read: it is gone".to_owned())
 }
 
-/// The JPEG files of `inputs`: folders' `*.jpg`/`*.jpeg` (sorted by name), files as given
-/// (an object URL with a JPEG name is a file; any other, a folder).
+/// The image files of `inputs`: folders' `*.jpg`, `*.jpeg`, `*.png`, `*.webp`, `*.bmp`,
+/// `*.gif`, `*.tif(f)` (sorted by name), files as given (an object URL with an image's name
+/// is a file; any other, a folder).
 pub fn list_images(inputs: &[Location]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for input in inputs {
@@ -35,12 +37,12 @@ pub fn list_images(inputs: &[Location]) -> Result<Vec<PathBuf>> {
                     source: std::io::Error::from(std::io::ErrorKind::NotFound),
                 });
             }
-            None => !is_jpeg_name(input.path()),
+            None => !is_image_name(input.path()),
         };
         if is_folder {
             let mut found: Vec<PathBuf> = crate::folder::files_in(input)?
                 .into_iter()
-                .filter(|p| is_jpeg_name(p))
+                .filter(|p| is_image_name(p))
                 .collect();
             found.sort();
             files.extend(found);
@@ -73,8 +75,12 @@ pub fn prepared_images(
         .map_init(
             move || Preparer::new(size, 95, DecodeOptions::default()),
             move |preparer: &mut Preparer, path: PathBuf| {
-                let image = read_source(&stores, &path)
-                    .and_then(|jpeg| preparer.resize_and_crop(&jpeg).map_err(|e| e.to_string()));
+                let format = source_format(&path).unwrap_or(SourceFormat::Jpeg);
+                let image = read_source(&stores, &path).and_then(|bytes| {
+                    preparer
+                        .resize_and_crop_as(&bytes, format)
+                        .map_err(|e| e.to_string())
+                });
                 Ok::<_, BoxError>((path, image))
             },
         )
@@ -86,6 +92,35 @@ pub fn prepared_images(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PNG beside a JPEG in a folder to classify: both listed, and the PNG prepared as the
+    /// shard step prepares it (the same decode, resize and crop).
+    #[test]
+    fn a_png_is_listed_and_prepared_like_a_shard_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let pixels: Vec<u8> = (0..48 * 30 * 3).map(|i| (i % 251) as u8).collect();
+        let mut png = Vec::new();
+        {
+            let mut encoder = png::Encoder::new(&mut png, 48, 30);
+            encoder.set_color(png::ColorType::Rgb);
+            let mut writer = encoder.write_header().unwrap();
+            writer.write_image_data(&pixels).unwrap();
+        }
+        std::fs::write(dir.path().join("b.png"), &png).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"no").unwrap();
+        let files = list_images(&[Location::local(dir.path())]).unwrap();
+        assert_eq!(files, [dir.path().join("b.png")]);
+        let mut batches =
+            prepared_images(files, Preprocessing::for_size(16), 4, Parallelism::Fixed(1)).iter();
+        let batch = batches.next().unwrap().unwrap();
+        let (_, image) = &batch.items[0];
+        let want = Preparer::new(16, 95, DecodeOptions::default())
+            .unwrap()
+            .resize_and_crop_as(&png, SourceFormat::Other)
+            .unwrap();
+        assert_eq!(image.as_ref().unwrap(), &want);
+        assert_eq!((want.width, want.height), (16, 16));
+    }
 
     #[test]
     fn special_files_are_refused_by_kind_without_blocking_and_big_files_unread() {
