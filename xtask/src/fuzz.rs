@@ -9,13 +9,14 @@ use anyhow::{Context, bail};
 use crate::util::{self, root};
 
 /// Every target in `fuzz/fuzz_targets`.
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "record_reader",
     "example_decode",
     "index_parse",
     "jpeg_probe",
     "manifest_parse",
     "decode_resize",
+    "other_formats",
 ];
 
 /// Flags of `cargo xtask fuzz`.
@@ -130,6 +131,21 @@ fn seed_corpus(target: &str, corpus: &Path) -> anyhow::Result<()> {
                     std::fs::write(corpus.join(name), bytes)?;
                 }
             }
+        }
+        "other_formats" => {
+            // A one-pixel GIF (its bytes written out here), and each
+            // fixture JPEG (the EXIF one gives the orientation parser a real segment), a
+            // pixel limit in front.
+            for (i, entry) in std::fs::read_dir(root().join("fixtures/jpeg-kinds"))?.enumerate() {
+                let path = entry?.path();
+                if let Some(name) = path.file_name() {
+                    let mut bytes = vec![(i % 12) as u8];
+                    bytes.extend(std::fs::read(&path)?);
+                    std::fs::write(corpus.join(name), bytes)?;
+                }
+            }
+            let gif: &[u8] = b"\x0bGIF89a\x01\x00\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+            std::fs::write(corpus.join("one.gif"), gif)?;
         }
         "manifest_parse" => std::fs::write(
             corpus.join("manifest.json"),
