@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use shardfeed_dataset::folder::Location;
 
-use shardfeed_dataset::inspect::{IndexStatus, Report, inspect_file};
+use shardfeed_dataset::inspect::{IndexStatus, Report, inspect_file_with};
 use shardfeed_record_format::{Compression, ReaderOptions};
 
 /// Flags of `shardfeed inspect`.
@@ -23,6 +23,10 @@ pub struct Args {
     /// Skip CRC checks (faster; damaged payloads then go unnoticed).
     #[arg(long)]
     no_verify: bool,
+    /// The int64 feature counted as the class (default: `class`, else TensorFlow's
+    /// `image/class/label`).
+    #[arg(long, value_name = "NAME")]
+    label_key: Option<String>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
@@ -50,7 +54,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 verify: !args.no_verify,
                 ..ReaderOptions::default()
             };
-            let mut report = inspect_file(file, options)?;
+            let mut report = inspect_file_with(file, options, args.label_key.as_deref())?;
             report.class_names = resolved.manifest_of(file).map(|m| m.classes.clone());
             Ok(report)
         })

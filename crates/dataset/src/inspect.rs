@@ -94,6 +94,16 @@ pub struct Problem {
 /// Reads every record of `path`: counts, the first record's features, the `class` values, the
 /// first problem with its record and offset, and whether the `.idx` beside it matches.
 pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
+    inspect_file_with(path, options, None)
+}
+
+/// [`inspect_file`], counting the int64 feature `label_key` as the class (`None`: `class`,
+/// else TensorFlow's `image/class/label`).
+pub fn inspect_file_with(
+    path: &Path,
+    options: ReaderOptions,
+    label_key: Option<&str>,
+) -> Result<Report> {
     let bytes = crate::remote::file_size(path)?;
     let source = crate::remote::open_read(path)?;
     let mut reader = RecordReader::new(source, options).with_file_name(path);
@@ -151,7 +161,7 @@ pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
             len: info.framed_len(),
         });
         report.records += 1;
-        if let Err(error) = summarise_example(&payload, &mut report) {
+        if let Err(error) = summarise_example(&payload, &mut report, label_key) {
             let at = Location {
                 file: FileName::new(path),
                 index: info.index,
@@ -174,7 +184,11 @@ pub fn inspect_file(path: &Path, options: ReaderOptions) -> Result<Report> {
 
 /// Notes the first record's features and counts the class feature of every record (`class`,
 /// else `image/class/label`).
-fn summarise_example(payload: &[u8], report: &mut Report) -> shardfeed_record_format::Result<()> {
+fn summarise_example(
+    payload: &[u8],
+    report: &mut Report,
+    label_key: Option<&str>,
+) -> shardfeed_record_format::Result<()> {
     let example = Example::decode(payload)?;
     if report.records == 1 {
         report.features = example
@@ -185,9 +199,11 @@ fn summarise_example(payload: &[u8], report: &mut Report) -> shardfeed_record_fo
                 len: feature.kind.as_ref().map_or(0, |k| k.len()),
             })
             .collect();
-        report.label_key = ExampleKeys::detect(&example)
-            .map(|keys| keys.label.into_owned())
-            .filter(|key| example.int64_list(key).is_ok());
+        report.label_key = match label_key {
+            Some(key) => Some(key.to_owned()),
+            None => ExampleKeys::detect(&example).map(|keys| keys.label.into_owned()),
+        }
+        .filter(|key| example.int64_list(key).is_ok());
         if report.label_key.is_some() {
             report.class_counts = Some(BTreeMap::new());
         }

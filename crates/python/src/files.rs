@@ -198,12 +198,13 @@ fn report(manifest: &Manifest, out: &Path, described_in: &str) -> ShardReport {
 /// What `inspect` finds in each file: records, bytes, features, class counts, the `.idx`
 /// status and the first problem (record and offset).
 #[pyfunction]
-#[pyo3(signature = (paths, *, compression=None, verify=true))]
+#[pyo3(signature = (paths, *, compression=None, verify=true, label_key=None))]
 pub(crate) fn inspect<'py>(
     py: Python<'py>,
     paths: &Bound<'py, PyAny>,
     compression: Option<String>,
     verify: bool,
+    label_key: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     // inspect looks at the files as they are: it is how a mismatch is diagnosed.
     let resolved = resolve(py, paths, true)?;
@@ -218,7 +219,11 @@ pub(crate) fn inspect<'py>(
                     verify,
                     ..ReaderOptions::default()
                 };
-                let mut report = shardfeed_dataset::inspect::inspect_file(file, options)?;
+                let mut report = shardfeed_dataset::inspect::inspect_file_with(
+                    file,
+                    options,
+                    label_key.as_deref(),
+                )?;
                 report.class_names = resolved.manifest_of(file).map(|m| m.classes.clone());
                 let mut value = serde_json::to_value(&report).expect("a report serialises");
                 value["class_names"] =

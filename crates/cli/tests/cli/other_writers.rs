@@ -94,3 +94,27 @@ fn inspect_counts_tensorflows_label_key() {
         serde_json::json!({"0": 6, "1": 6})
     );
 }
+
+#[test]
+fn inspect_counts_the_label_key_asked_for() {
+    let output = run(
+        &["inspect", "--json", "--label-key", "image/height"],
+        &[&fixture().join("train-00001-of-00002")],
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(reports[0]["label_key"], "image/height");
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture().join("expected.json")).unwrap()).unwrap();
+    let heights = expected["files"]["train-00001-of-00002"]
+        .as_array()
+        .unwrap();
+    let counted: u64 = reports[0]["class_counts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, heights.len() as u64);
+    let first = heights[0]["height"].as_u64().unwrap().to_string();
+    assert!(reports[0]["class_counts"][first.as_str()].as_u64().unwrap() >= 1);
+}

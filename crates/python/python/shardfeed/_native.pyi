@@ -203,9 +203,11 @@ def inspect(
     *,
     compression: Optional[Literal["none", "gzip", "zlib"]] = None,
     verify: bool = True,
+    label_key: Optional[str] = None,
 ) -> list[dict[str, Any]]:
     """One report per file (as ``shardfeed inspect --json``): records, bytes, features,
-    class counts, class names, the ``.idx`` status and the first problem's record and offset."""
+    class counts (of ``label_key``; default ``class``, else ``image/class/label``), class
+    names, the ``.idx`` status and the first problem's record and offset."""
 
 def records(path: _Path, *, compression: Optional[Literal["none", "gzip", "zlib"]] = None) -> RecordIter:
     """The records of one shard file as ``(jpeg_bytes, class)``, CRCs checked; a damaged
