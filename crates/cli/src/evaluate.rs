@@ -67,7 +67,7 @@ pub fn classify_validation(
     let size = classifier.card().image_size();
     // Records of another size (varying-size shards) are made into the model's square.
     let format = RecordFormat {
-        keys: settings.keys.clone(),
+        keys: settings.keys.clone().or_else(|| info.keys()),
         size: Some(size as u32),
     };
     let pipeline = validation_pipeline(source, &format, classes, settings.batch, settings.jobs)?;

@@ -159,7 +159,7 @@ fn resumed_settings(given: &TrainSettings) -> anyhow::Result<(TrainSettings, Run
         compression: info.compression()?,
         // The side the model was built for (records of varying size are made into it).
         format: RecordFormat {
-            keys: given.format.keys.clone(),
+            keys: given.format.keys.clone().or_else(|| info.keys()),
             size: (info.image_size > 0).then_some(info.image_size as u32),
         },
         ..given.clone()

@@ -52,9 +52,28 @@ pub struct RunInfo {
     /// count (absent in runs written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epochs: Option<u64>,
+    /// The feature holding each record's image, where the run named it (`--image-key`; absent:
+    /// shardfeed's or TensorFlow's, detected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_key: Option<String>,
+    /// The feature holding each record's class, where the run named it (`--label-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_key: Option<String>,
 }
 
 impl RunInfo {
+    /// The keys the run named (`--image-key`/`--label-key`), for a resume or an evaluation
+    /// that does not name them again; `None`: detected from the records.
+    pub fn keys(&self) -> Option<shardfeed_record_format::ExampleKeys> {
+        match (&self.image_key, &self.label_key) {
+            (Some(image), Some(label)) => Some(shardfeed_record_format::ExampleKeys::named(
+                image.clone(),
+                label.clone(),
+            )),
+            _ => None,
+        }
+    }
+
     /// Reads `dir/run.json`.
     pub fn load(dir: &Path) -> Result<RunInfo> {
         let path = dir.join(RUN_FILE);
@@ -259,6 +278,8 @@ impl TrainingData {
             validation_fraction: settings.validation_fraction,
             learning_rate: settings.learning_rate,
             epochs: None,
+            image_key: settings.format.keys.as_ref().map(|k| k.image.to_string()),
+            label_key: settings.format.keys.as_ref().map(|k| k.label.to_string()),
         };
         let seed = settings.seed;
         let classes = Some(info.classes.len() as u64);

@@ -118,3 +118,68 @@ fn inspect_counts_the_label_key_asked_for() {
     let first = heights[0]["height"].as_u64().unwrap().to_string();
     assert!(reports[0]["class_counts"][first.as_str()].as_u64().unwrap() >= 1);
 }
+
+/// Records under other names: trained on with `--image-key`/`--label-key`, which `run.json`
+/// keeps, so `evaluate` and `--resume` need not name them again.
+#[test]
+fn named_keys_are_kept_by_the_run_for_evaluate_and_resume() {
+    use shardfeed_record_format::{Compression, Example, Feature, FileWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    let mut jpegs: Vec<PathBuf> = std::fs::read_dir(fixture().join("../jpeg-kinds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    jpegs.sort();
+    for (n, part) in jpegs.chunks(4).enumerate() {
+        let mut writer =
+            FileWriter::create(shards.join(format!("other-{n}.tfrec")), Compression::None).unwrap();
+        for (i, path) in part.iter().enumerate() {
+            let example = Example::new()
+                .with("jpeg", Feature::bytes([std::fs::read(path).unwrap()]))
+                .with("y", Feature::int64s([(i % 2) as i64]));
+            writer.write_record(&example.to_bytes()).unwrap();
+        }
+        writer.commit().unwrap();
+    }
+    let out = dir.path().join("run");
+    run(
+        &[
+            "train",
+            "--epochs",
+            "1",
+            "--batch",
+            "2",
+            "--size",
+            "24",
+            "--val-split",
+            "0.34",
+        ],
+        &[
+            &shards,
+            Path::new("--image-key"),
+            Path::new("jpeg"),
+            Path::new("--label-key"),
+            Path::new("y"),
+            Path::new("--out"),
+            &out,
+        ],
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        (info["image_key"].as_str(), info["label_key"].as_str()),
+        (Some("jpeg"), Some("y"))
+    );
+    let evaluated = run(&["evaluate", "--json", "--model"], &[&out]);
+    let evaluation: serde_json::Value = serde_json::from_slice(&evaluated.stdout).unwrap();
+    assert_eq!(evaluation["files"].as_array().unwrap().len(), 1);
+    run(
+        &["train", "--epochs", "2", "--resume"],
+        &[&shards, Path::new("--out"), &out],
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["epochs_done"], 2);
+}
