@@ -20,13 +20,7 @@ pub struct KeyArgs {
 impl KeyArgs {
     /// The keys asked for (one named: the other is shardfeed's), or `None` to detect them.
     pub fn keys(&self) -> Option<ExampleKeys> {
-        if self.image_key.is_none() && self.label_key.is_none() {
-            return None;
-        }
-        Some(ExampleKeys::named(
-            self.image_key.as_deref().unwrap_or("image"),
-            self.label_key.as_deref().unwrap_or("class"),
-        ))
+        ExampleKeys::named_or_detected(self.image_key.as_deref(), self.label_key.as_deref())
     }
 }
 

@@ -85,6 +85,15 @@ impl RecordRules {
         }
     }
 
+    /// The rules of records whose size nothing states: the largest side allowed, squared.
+    fn largest_allowed() -> Self {
+        RecordRules::new(
+            u64::from(crate::limits::MAX_SIZE).pow(2),
+            format!("the largest side allowed, {}", crate::limits::MAX_SIZE),
+            None,
+        )
+    }
+
     /// The same rules reading records under `keys`.
     pub fn with_keys(mut self, keys: ExampleKeys) -> Self {
         self.keys = keys;
@@ -191,12 +200,7 @@ impl RecordRules {
             .position(|f| f.records > 0)
             .and_then(|i| first_record(source, i, keys.as_ref()));
         let Some(first) = probed else {
-            let rules = RecordRules::new(
-                largest,
-                format!("the largest side allowed, {}", crate::limits::MAX_SIZE),
-                None,
-            )
-            .with_keys(keys.unwrap_or_default());
+            let rules = RecordRules::largest_allowed().with_keys(keys.unwrap_or_default());
             return Ok(match format.size {
                 Some(side) => rules.with_side(side, None),
                 None => rules,
@@ -205,16 +209,12 @@ impl RecordRules {
         let (w, h) = first.size;
         if first.states_size || first.keys != ExampleKeys::SHARDFEED {
             let side = format.size.unwrap_or(DEFAULT_SIDE);
-            return Ok(RecordRules::new(
-                largest,
-                format!("the largest side allowed, {}", crate::limits::MAX_SIZE),
-                None,
-            )
-            .with_keys(first.keys)
-            .with_side(
-                side,
-                Some(varying_note("no manifest.json; sizes may vary", side)),
-            ));
+            return Ok(RecordRules::largest_allowed()
+                .with_keys(first.keys)
+                .with_side(
+                    side,
+                    Some(varying_note("no manifest.json; sizes may vary", side)),
+                ));
         }
         let rules = if u64::from(w) * u64::from(h) <= largest {
             RecordRules::new(
@@ -223,11 +223,7 @@ impl RecordRules {
                 None,
             )
         } else {
-            RecordRules::new(
-                largest,
-                format!("the largest side allowed, {}", crate::limits::MAX_SIZE),
-                None,
-            )
+            RecordRules::largest_allowed()
         }
         .with_keys(first.keys);
         Ok(match format.size {

@@ -158,12 +158,7 @@ impl Loader {
         if let Some(size) = size {
             shardfeed_dataset::limits::check_size(size).map_err(|e| to_py(py, e))?;
         }
-        let keys = (image_key.is_some() || label_key.is_some()).then(|| {
-            ExampleKeys::named(
-                image_key.as_deref().unwrap_or("image"),
-                label_key.as_deref().unwrap_or("class"),
-            )
-        });
+        let keys = ExampleKeys::named_or_detected(image_key.as_deref(), label_key.as_deref());
         let resolved = resolve(py, shards, ignore_manifest)?;
         let given = parse_compression(compression.as_deref())?;
         let compression = resolved.compression(given).map_err(|e| to_py(py, e))?;

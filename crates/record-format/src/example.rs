@@ -307,6 +307,19 @@ impl ExampleKeys {
         }
     }
 
+    /// The keys a reader names (`--image-key`, `--label-key`; Python `image_key=`,
+    /// `label_key=`): with one named, the other is shardfeed's; with neither, `None` (the
+    /// keys are detected from the records).
+    pub fn named_or_detected(image: Option<&str>, label: Option<&str>) -> Option<ExampleKeys> {
+        if image.is_none() && label.is_none() {
+            return None;
+        }
+        Some(ExampleKeys::named(
+            image.unwrap_or("image"),
+            label.unwrap_or("class"),
+        ))
+    }
+
     /// The keys `example` uses: shardfeed's where it has an `image` feature, else
     /// TensorFlow's where it has `image/encoded`; `None` for neither.
     pub fn detect(example: &Example) -> Option<ExampleKeys> {

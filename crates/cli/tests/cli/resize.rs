@@ -38,13 +38,8 @@ fn shard(input: &Path, out: &Path, flags: &[&str]) -> serde_json::Value {
 
 /// Every record of the shards in `dir`.
 fn records(dir: &Path) -> Vec<ImageExample> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+    shardfeed_dataset::find_shards(dir)
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tfrec"))
-        .collect();
-    files.sort();
-    files
         .iter()
         .flat_map(|f| RecordReader::open(f, ReaderOptions::default()).unwrap())
         .map(|r| ImageExample::decode(&r.unwrap()).unwrap())

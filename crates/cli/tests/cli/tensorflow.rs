@@ -95,17 +95,9 @@ fn tensorflow_runs_the_readme_python_example_on_our_shards() {
         ..ShardConfig::default()
     };
     generated_shards(dir.path(), &data, config);
-    let output = Command::new(&python)
-        .arg(&script)
-        .current_dir(dir.path())
-        .env("TF_CPP_MIN_LOG_LEVEL", "3")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = tensorflow_stdout(
+        Command::new(&python).arg(&script).current_dir(dir.path()),
+        "the README example",
     );
     assert!(stdout.starts_with("(32, 160, 160, 3) ["), "{stdout}");
     assert_eq!(
@@ -135,17 +127,11 @@ fn tensorflow_reads_fit_and_keep_shards() {
             ..ShardConfig::default()
         };
         let manifest = shard(&config, |_| {}).unwrap();
-        let output = Command::new(&python)
-            .arg(root.join("scripts/tf_read_sized_shards.py"))
-            .arg(&out)
-            .env("TF_CPP_MIN_LOG_LEVEL", "3")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{resize}: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
+        let stdout = tensorflow_stdout(
+            Command::new(&python)
+                .arg(root.join("scripts/tf_read_sized_shards.py"))
+                .arg(&out),
+            &resize.to_string(),
         );
         let summary: serde_json::Value =
             serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -162,4 +148,17 @@ fn tensorflow_reads_fit_and_keep_shards() {
             .unwrap();
         assert_eq!(widest, u64::from(sizes.max_width));
     }
+}
+
+/// Runs a TensorFlow script (its logging quiet); its stdout, once it succeeded (else the
+/// test fails naming `what`, with the script's stdout and stderr).
+fn tensorflow_stdout(command: &mut Command, what: &str) -> String {
+    let output = command.env("TF_CPP_MIN_LOG_LEVEL", "3").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }

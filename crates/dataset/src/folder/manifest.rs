@@ -33,13 +33,6 @@ pub enum Resize {
     Keep,
 }
 
-impl Resize {
-    /// Whether records keep their own sizes (and state them: `width`, `height`).
-    pub fn keeps_sizes(self) -> bool {
-        self != Resize::Crop
-    }
-}
-
 impl std::fmt::Display for Resize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

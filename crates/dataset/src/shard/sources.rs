@@ -59,7 +59,7 @@ pub(super) fn label_inputs(
     config: &ShardConfig,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(Vec<Input>, Classes)> {
-    let csv = match &config.labels {
+    let mut csv = match &config.labels {
         Labels::Csv(file) => Some(read_csv(file)?),
         _ => None,
     };
@@ -75,10 +75,10 @@ pub(super) fn label_inputs(
     };
     // Sources whose only rows were bad: listed once, by the row's line.
     let mut reported = BTreeSet::new();
-    if let Some(csv) = &csv {
-        for (path, error) in &csv.problems {
-            reported.insert(path.clone());
-            skip(config.input.path().join(path), clone_label_error(error))?;
+    if let Some(csv) = &mut csv {
+        for (path, error) in std::mem::take(&mut csv.problems) {
+            skip(config.input.path().join(&path), error)?;
+            reported.insert(path);
         }
         let listed: BTreeSet<String> = sources.iter().map(|p| relative(&config.input, p)).collect();
         for (path, error) in csv.missing(&listed) {
@@ -145,19 +145,4 @@ fn read_csv(file: &Path) -> Result<CsvLabels> {
             reason: reason.to_string(),
         })?;
     CsvLabels::parse(&bytes, file)
-}
-
-fn clone_label_error(error: &Error) -> Error {
-    match error {
-        Error::Label {
-            place,
-            file,
-            message,
-        } => Error::Label {
-            place: place.clone(),
-            file: file.clone(),
-            message: message.clone(),
-        },
-        other => Error::Invalid(other.to_string()),
-    }
 }
