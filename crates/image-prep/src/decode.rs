@@ -211,13 +211,27 @@ impl Decoder {
             }
             _ => 1,
         };
-        // SAFETY: the handle is valid; 1/1, 1/2, 1/4 and 1/8 are supported factors.
+        self.decompress(jpeg, &info, options, (1, denominator), None)
+    }
+
+    /// Decompresses the JPEG whose header was just read (`info`) at the scaling factor
+    /// `num/denom` (one TurboJPEG supports), all of it or only `region` (`x, y, width,
+    /// height` in the scaled image's pixels, `x` a multiple of the scaled iMCU width), to RGB.
+    pub(crate) fn decompress(
+        &mut self,
+        jpeg: &[u8],
+        info: &JpegInfo,
+        options: &DecodeOptions,
+        (num, denom): (u32, u32),
+        region: Option<[u32; 4]>,
+    ) -> Result<RgbImage> {
+        // SAFETY: the handle is valid; the caller passes a factor TurboJPEG supports.
         let scaled = unsafe {
             raw::tj3SetScalingFactor(
                 self.handle,
                 raw::tjscalingfactor {
-                    num: 1,
-                    denom: denominator as c_int,
+                    num: num as c_int,
+                    denom: denom as c_int,
                 },
             )
         };
@@ -229,15 +243,42 @@ impl Decoder {
             raw::TJPARAM_TJPARAM_MAXMEMORY,
             working_memory_mb(options.max_pixels),
         )?;
-        let width = info.width.div_ceil(denominator);
-        let height = info.height.div_ceil(denominator);
+        let (full_width, full_height) = (
+            (u64::from(info.width) * u64::from(num)).div_ceil(u64::from(denom)) as u32,
+            (u64::from(info.height) * u64::from(num)).div_ceil(u64::from(denom)) as u32,
+        );
+        let [x, y, width, height] = region.unwrap_or([0, 0, full_width, full_height]);
+        let whole = [x, y, width, height] == [0, 0, full_width, full_height];
+        // The handle keeps its cropping region between calls: set on every decode (all zero:
+        // the whole image).
+        let crop = if whole {
+            [0; 4]
+        } else {
+            [x, y, width, height].map(|v| v as c_int)
+        };
+        // SAFETY: the handle is valid and has just read this JPEG's header; TurboJPEG checks
+        // the region against the scaled size and the iMCU alignment.
+        let cropped = unsafe {
+            raw::tj3SetCroppingRegion(
+                self.handle,
+                raw::tjregion {
+                    x: crop[0],
+                    y: crop[1],
+                    w: crop[2],
+                    h: crop[3],
+                },
+            )
+        };
+        if cropped != 0 {
+            return Err(Error::InvalidJpeg(self.last_error()));
+        }
         let (format, channels) = match info.color {
             ColorModel::Cmyk => (raw::TJPF_TJPF_CMYK, 4),
             _ => (raw::TJPF_TJPF_RGB, 3),
         };
         let mut buffer = vec![0u8; width as usize * height as usize * channels];
         // SAFETY: `buffer` holds height rows of width × channels bytes, the size TurboJPEG
-        // writes for this scaling factor and pixel format (pitch 0 = packed rows).
+        // writes for this scaling factor, region and pixel format (pitch 0 = packed rows).
         let status = unsafe {
             raw::tj3Decompress8(
                 self.handle,
@@ -258,6 +299,12 @@ impl Decoder {
             buffer
         };
         RgbImage::new(width, height, pixels)
+    }
+
+    /// The chroma subsampling of the JPEG whose header was just read, as TurboJPEG's
+    /// `TJSAMP` (`-1`: one it does not name).
+    pub(crate) fn subsampling(&self) -> c_int {
+        self.get(raw::TJPARAM_TJPARAM_SUBSAMP)
     }
 }
 

@@ -22,11 +22,14 @@
 
 #![deny(missing_docs)]
 
+pub mod augment;
+pub mod crop;
 mod decode;
 mod encode;
 mod error;
 mod exif;
 mod formats;
+pub mod output;
 mod preprocessing;
 mod resize;
 

@@ -1,0 +1,243 @@
+//! The one copy of a transformed image into the caller's buffer: `u8` → the element type
+//! through a per-channel lookup table that holds `Normalize` (`(v / 255 − mean) / std`), the
+//! horizontal flip done by reading rows backwards, HWC or CHW. No second pass over the pixels.
+
+use crate::{Preprocessing, RgbImage};
+
+/// torchvision's `Normalize(mean, std)` on values scaled to [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalize {
+    /// Per-channel mean (R, G, B).
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation (R, G, B), each > 0.
+    pub std: [f32; 3],
+}
+
+impl Normalize {
+    /// ImageNet's (torchvision's reference scripts').
+    pub const IMAGENET: Normalize = Normalize {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+
+    /// Checks every std is a positive finite number and every mean finite.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err(format!(
+                "Normalize needs finite means and positive stds, not mean={:?} std={:?}",
+                self.mean, self.std
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The element type written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Element {
+    /// `f32`.
+    F32,
+    /// IEEE half (`f16` bits in a `u16`).
+    F16,
+    /// bfloat16 (the top half of an `f32`, rounded to nearest even, in a `u16`).
+    Bf16,
+    /// The bytes (no scaling; `Normalize` cannot apply).
+    U8,
+}
+
+/// The order of the written axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axes {
+    /// Rows, columns, channels.
+    Hwc,
+    /// Channels, rows, columns.
+    Chw,
+}
+
+/// Writes images as one element type, layout and normalisation: built once per read, used by
+/// every worker.
+#[derive(Debug, Clone)]
+pub struct PixelWriter {
+    axes: Axes,
+    f32_table: [[f32; 256]; 3],
+    u16_table: [[u16; 256]; 3],
+    element: Element,
+}
+
+/// One image's elements.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Elements {
+    /// [`Element::F32`].
+    F32(Vec<f32>),
+    /// [`Element::F16`] or [`Element::Bf16`] bits.
+    U16(Vec<u16>),
+    /// [`Element::U8`].
+    U8(Vec<u8>),
+}
+
+impl PixelWriter {
+    /// A writer of `element`s in `axes`, normalised by `normalize` (none: values / 255, the
+    /// one scale [`Preprocessing`] defines). `Normalize` with `U8` is refused.
+    pub fn new(
+        element: Element,
+        axes: Axes,
+        normalize: Option<Normalize>,
+    ) -> std::result::Result<Self, String> {
+        if let Some(n) = &normalize {
+            n.check()?;
+            if element == Element::U8 {
+                return Err(
+                    "Normalize needs a float output (float32, float16 or bfloat16), not uint8"
+                        .into(),
+                );
+            }
+        }
+        let scale = Preprocessing::default();
+        let mut f32_table = [[0f32; 256]; 3];
+        let mut u16_table = [[0u16; 256]; 3];
+        for c in 0..3 {
+            for v in 0..256 {
+                let mut x = Vec::with_capacity(1);
+                scale.extend_f32(&[v as u8], &mut x);
+                let x = match &normalize {
+                    Some(n) => (x[0] - n.mean[c]) / n.std[c],
+                    None => x[0],
+                };
+                f32_table[c][v] = x;
+                u16_table[c][v] = match element {
+                    Element::Bf16 => half::bf16::from_f32(x).to_bits(),
+                    _ => half::f16::from_f32(x).to_bits(),
+                };
+            }
+        }
+        Ok(PixelWriter {
+            axes,
+            f32_table,
+            u16_table,
+            element,
+        })
+    }
+
+    /// The element type written.
+    pub fn element(&self) -> Element {
+        self.element
+    }
+
+    /// The axes written.
+    pub fn axes(&self) -> Axes {
+        self.axes
+    }
+
+    /// `image`'s elements, mirrored left to right when `flip`.
+    pub fn write(&self, image: &RgbImage, flip: bool) -> Elements {
+        let len = image.pixels.len();
+        match self.element {
+            Element::F32 => {
+                let mut out = vec![0f32; len];
+                self.fill(image, flip, &self.f32_table, &mut out);
+                Elements::F32(out)
+            }
+            Element::F16 | Element::Bf16 => {
+                let mut out = vec![0u16; len];
+                self.fill(image, flip, &self.u16_table, &mut out);
+                Elements::U16(out)
+            }
+            Element::U8 => {
+                let mut out = vec![0u8; len];
+                let identity: [[u8; 256]; 3] = [std::array::from_fn(|v| v as u8); 3];
+                self.fill(image, flip, &identity, &mut out);
+                Elements::U8(out)
+            }
+        }
+    }
+
+    fn fill<T: Copy>(&self, image: &RgbImage, flip: bool, table: &[[T; 256]; 3], out: &mut [T]) {
+        let (w, h) = (image.width as usize, image.height as usize);
+        let plane = w * h;
+        for (y, row) in image.pixels.chunks_exact(w * 3).enumerate() {
+            for x in 0..w {
+                let sx = if flip { w - 1 - x } else { x };
+                let px = &row[sx * 3..sx * 3 + 3];
+                match self.axes {
+                    Axes::Hwc => {
+                        let o = (y * w + x) * 3;
+                        out[o] = table[0][px[0] as usize];
+                        out[o + 1] = table[1][px[1] as usize];
+                        out[o + 2] = table[2][px[2] as usize];
+                    }
+                    Axes::Chw => {
+                        let o = y * w + x;
+                        out[o] = table[0][px[0] as usize];
+                        out[plane + o] = table[1][px[1] as usize];
+                        out[2 * plane + o] = table[2][px[2] as usize];
+                    }
+                }
+            }
+        }
+        debug_assert_eq!(out.len(), plane * 3);
+        let _ = h;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> RgbImage {
+        // 2×1: (10, 20, 30), (40, 50, 60)
+        RgbImage::new(2, 1, vec![10, 20, 30, 40, 50, 60]).unwrap()
+    }
+
+    #[test]
+    fn normalize_flip_and_layouts_in_one_copy() {
+        let n = Normalize {
+            mean: [0.5, 0.25, 0.0],
+            std: [0.5, 0.25, 2.0],
+        };
+        let w = PixelWriter::new(Element::F32, Axes::Chw, Some(n)).unwrap();
+        let Elements::F32(v) = w.write(&image(), true) else {
+            panic!()
+        };
+        let f = |v: f32, c: usize| (v / 255.0 - n.mean[c]) / n.std[c];
+        let expected = [
+            f(40.0, 0),
+            f(10.0, 0),
+            f(50.0, 1),
+            f(20.0, 1),
+            f(60.0, 2),
+            f(30.0, 2),
+        ];
+        for (a, b) in v.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{v:?} vs {expected:?}");
+        }
+        let w = PixelWriter::new(Element::U8, Axes::Hwc, None).unwrap();
+        assert_eq!(
+            w.write(&image(), true),
+            Elements::U8(vec![40, 50, 60, 10, 20, 30])
+        );
+        assert_eq!(
+            PixelWriter::new(Element::U8, Axes::Chw, None)
+                .unwrap()
+                .write(&image(), false),
+            Elements::U8(vec![10, 40, 20, 50, 30, 60])
+        );
+    }
+
+    #[test]
+    fn half_types_round_to_nearest() {
+        let w = PixelWriter::new(Element::Bf16, Axes::Hwc, None).unwrap();
+        let Elements::U16(v) = w.write(&image(), false) else {
+            panic!()
+        };
+        // 10/255 = 0.039215688 (0x3d20a0a1) → bf16 0x3d21 (rounded up).
+        assert_eq!(v[0], 0x3d21);
+        let w = PixelWriter::new(Element::F16, Axes::Hwc, None).unwrap();
+        let Elements::U16(v) = w.write(&image(), false) else {
+            panic!()
+        };
+        assert_eq!(v[0], half::f16::from_f32(10.0 / 255.0).to_bits());
+        assert!(PixelWriter::new(Element::U8, Axes::Hwc, Some(Normalize::IMAGENET)).is_err());
+    }
+}
