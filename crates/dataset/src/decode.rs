@@ -363,6 +363,34 @@ impl RecordDecoder {
     }
 }
 
+/// Parses a record and checks it against `rules` (class in range, the image's header under
+/// the pixel limit): the one check before any image of a record read for training is
+/// decoded. Returns the record and its image's pixel count. `Err` says why it is unusable.
+pub(crate) fn checked_record(
+    decoder: &mut Decoder,
+    rules: &RecordRules,
+    payload: &[u8],
+) -> std::result::Result<(ImageExample, u64), String> {
+    let example = ImageExample::decode_with(payload, &rules.keys).map_err(|e| e.to_string())?;
+    rules.check_class(example.class)?;
+    let info = decoder.probe(&example.image).map_err(|e| e.to_string())?;
+    let pixels = u64::from(info.width) * u64::from(info.height);
+    if pixels > rules.max_pixels {
+        return Err(format!(
+            "image of {}×{} pixels, over the limit of {} pixels ({})",
+            info.width, info.height, rules.max_pixels, rules.pixel_source
+        ));
+    }
+    Ok((example, pixels))
+}
+
+impl RecordRules {
+    /// Holds `pixels` RGBA-sized bytes of the shared decode budget until the guard drops.
+    pub(crate) fn hold_pixels(&self, pixels: u64) -> impl Drop + '_ {
+        self.budget.take(pixels * 4)
+    }
+}
+
 /// Parses a record, checks it against `rules` and decodes its image, as TensorFlow's
 /// `decode_jpeg(channels=3)` does, then makes it the rules' square where it is not one
 /// (the seed's shorter side → side and centre crop, the function `shard` uses). `Err` says
@@ -372,20 +400,8 @@ fn decode_record(
     rules: &RecordRules,
     payload: &[u8],
 ) -> std::result::Result<Decoded, String> {
-    let example = ImageExample::decode_with(payload, &rules.keys).map_err(|e| e.to_string())?;
-    rules.check_class(example.class)?;
-    let info = worker
-        .decoder
-        .probe(&example.image)
-        .map_err(|e| e.to_string())?;
-    let pixels = u64::from(info.width) * u64::from(info.height);
-    if pixels > rules.max_pixels {
-        return Err(format!(
-            "image of {}×{} pixels, over the limit of {} pixels ({})",
-            info.width, info.height, rules.max_pixels, rules.pixel_source
-        ));
-    }
-    let _held = rules.budget.take(pixels * 4);
+    let (example, pixels) = checked_record(&mut worker.decoder, rules, payload)?;
+    let _held = rules.hold_pixels(pixels);
     let options = DecodeOptions {
         max_pixels: rules.max_pixels,
         ..DecodeOptions::default()
@@ -420,8 +436,21 @@ pub(crate) fn decode_at(
     rules: &RecordRules,
     address: Address,
 ) -> std::result::Result<std::result::Result<Decoded, Damaged>, RecordError> {
-    let decoded = source.fetch_with(address, |payload| decode_record(worker, rules, payload))?;
-    Ok(decoded.map_err(|reason| Damaged {
+    read_at(source, address, |payload| {
+        decode_record(worker, rules, payload)
+    })
+}
+
+/// The record at `address` of `source` made into a `T` by `make`: `Ok(Err(damage))` where
+/// `make` says the record is unusable (named by file, index and offset), `Err` for what the
+/// record layer reports.
+pub(crate) fn read_at<T>(
+    source: &TfRecordSource,
+    address: Address,
+    make: impl FnOnce(&[u8]) -> std::result::Result<T, String>,
+) -> std::result::Result<std::result::Result<T, Damaged>, RecordError> {
+    let made = source.fetch_with(address, make)?;
+    Ok(made.map_err(|reason| Damaged {
         path: source.files()[address.source as usize].path.clone(),
         offset: source.record_offset(address),
         record: address.index,

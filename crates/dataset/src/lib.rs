@@ -70,6 +70,7 @@ mod shard;
 pub mod stats;
 pub mod stream;
 pub mod synthetic;
+pub mod transform;
 pub mod workers;
 
 pub use error::{Error, Result};

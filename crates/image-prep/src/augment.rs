@@ -159,6 +159,22 @@ pub struct Applied {
     pub flip: bool,
 }
 
+/// The crop and flip `augment` gives a `width` × `height` image: the flip's draw first, then
+/// the crop's (the one order of the draws, wherever they are made).
+pub fn draw(
+    augment: &Augment,
+    width: u32,
+    height: u32,
+    uniform: &mut impl FnMut() -> f64,
+) -> Applied {
+    let flip = augment.flip > 0.0 && uniform() < augment.flip;
+    let crop = match augment.crop {
+        CropKind::Random(rrc) => rrc.sample(width, height, uniform),
+        CropKind::Centre { ratio } => centre_box(width, height, augment.size, ratio),
+    };
+    Applied { crop, flip }
+}
+
 /// One worker's state for [`Augment`]: a decoder and a resizer.
 pub struct Augmenter {
     decoder: Decoder,
@@ -190,11 +206,7 @@ impl Augmenter {
         uniform: &mut impl FnMut() -> f64,
     ) -> Result<(RgbImage, Applied)> {
         let info = self.decoder.probe(jpeg)?;
-        let flip = augment.flip > 0.0 && uniform() < augment.flip;
-        let crop = match augment.crop {
-            CropKind::Random(rrc) => rrc.sample(info.width, info.height, uniform),
-            CropKind::Centre { ratio } => centre_box(info.width, info.height, augment.size, ratio),
-        };
+        let Applied { crop, flip } = draw(augment, info.width, info.height, uniform);
         let options = DecodeOptions {
             dct_scaling: augment.dct_scaling,
             ..*options

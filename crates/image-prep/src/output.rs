@@ -136,48 +136,69 @@ impl PixelWriter {
         match self.element {
             Element::F32 => {
                 let mut out = vec![0f32; len];
-                self.fill(image, flip, &self.f32_table, &mut out);
+                self.write_f32(image, flip, &mut out);
                 Elements::F32(out)
             }
             Element::F16 | Element::Bf16 => {
                 let mut out = vec![0u16; len];
-                self.fill(image, flip, &self.u16_table, &mut out);
+                self.write_u16(image, flip, &mut out);
                 Elements::U16(out)
             }
             Element::U8 => {
                 let mut out = vec![0u8; len];
-                let identity: [[u8; 256]; 3] = [std::array::from_fn(|v| v as u8); 3];
-                self.fill(image, flip, &identity, &mut out);
+                self.write_u8(image, flip, &mut out);
                 Elements::U8(out)
             }
         }
     }
 
+    /// `image` as `f32` into `out` (`width × height × 3` long).
+    pub fn write_f32(&self, image: &RgbImage, flip: bool, out: &mut [f32]) {
+        self.fill(image, flip, &self.f32_table, out);
+    }
+
+    /// `image` as `f16`/`bf16` bits (the writer's [`Element`]) into `out`.
+    pub fn write_u16(&self, image: &RgbImage, flip: bool, out: &mut [u16]) {
+        self.fill(image, flip, &self.u16_table, out);
+    }
+
+    /// `image`'s bytes into `out`.
+    pub fn write_u8(&self, image: &RgbImage, flip: bool, out: &mut [u8]) {
+        let identity: [[u8; 256]; 3] = [std::array::from_fn(|v| v as u8); 3];
+        self.fill(image, flip, &identity, out);
+    }
+
     fn fill<T: Copy>(&self, image: &RgbImage, flip: bool, table: &[[T; 256]; 3], out: &mut [T]) {
-        let (w, h) = (image.width as usize, image.height as usize);
-        let plane = w * h;
+        let w = image.width as usize;
+        let plane = w * image.height as usize;
+        assert_eq!(out.len(), plane * 3, "the output holds one image");
         for (y, row) in image.pixels.chunks_exact(w * 3).enumerate() {
-            for x in 0..w {
-                let sx = if flip { w - 1 - x } else { x };
-                let px = &row[sx * 3..sx * 3 + 3];
-                match self.axes {
-                    Axes::Hwc => {
-                        let o = (y * w + x) * 3;
-                        out[o] = table[0][px[0] as usize];
-                        out[o + 1] = table[1][px[1] as usize];
-                        out[o + 2] = table[2][px[2] as usize];
+            match self.axes {
+                Axes::Hwc => {
+                    let out_row = &mut out[y * w * 3..(y + 1) * w * 3];
+                    for (x, o) in out_row.chunks_exact_mut(3).enumerate() {
+                        let sx = if flip { w - 1 - x } else { x };
+                        let px = &row[sx * 3..sx * 3 + 3];
+                        o[0] = table[0][px[0] as usize];
+                        o[1] = table[1][px[1] as usize];
+                        o[2] = table[2][px[2] as usize];
                     }
-                    Axes::Chw => {
-                        let o = y * w + x;
-                        out[o] = table[0][px[0] as usize];
-                        out[plane + o] = table[1][px[1] as usize];
-                        out[2 * plane + o] = table[2][px[2] as usize];
+                }
+                Axes::Chw => {
+                    let (r, rest) = out.split_at_mut(plane);
+                    let (g, b) = rest.split_at_mut(plane);
+                    let span = y * w..(y + 1) * w;
+                    let (r, g, b) = (&mut r[span.clone()], &mut g[span.clone()], &mut b[span]);
+                    for x in 0..w {
+                        let sx = if flip { w - 1 - x } else { x };
+                        let px = &row[sx * 3..sx * 3 + 3];
+                        r[x] = table[0][px[0] as usize];
+                        g[x] = table[1][px[1] as usize];
+                        b[x] = table[2][px[2] as usize];
                     }
                 }
             }
         }
-        debug_assert_eq!(out.len(), plane * 3);
-        let _ = h;
     }
 }
 

@@ -14,6 +14,8 @@ use shardfeed_record_format::Compression;
 
 mod files;
 mod loader;
+mod stats;
+mod transforms;
 
 use files::{RecordIter, ShardReport, inspect, records, shard, shard_merge, synthetic};
 use loader::{Loader, LoaderIter};
@@ -126,6 +128,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(records, m)?)?;
     m.add_function(wrap_pyfunction!(synthetic, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(transforms::_sample_crops, m)?)?;
     m.add_class::<Loader>()?;
     m.add_class::<LoaderIter>()?;
     m.add_class::<RecordIter>()?;

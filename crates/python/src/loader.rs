@@ -8,7 +8,7 @@ use numpy::IntoPyArray;
 use numpy::ndarray::Array;
 use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyTuple};
 use shardfeed_dataset::Error;
 use shardfeed_dataset::folder::Resolved;
 use shardfeed_dataset::loader::{
@@ -17,6 +17,8 @@ use shardfeed_dataset::loader::{
 };
 use shardfeed_dataset::stats::ReadStats;
 use shardfeed_dataset::stream::RecordFormat;
+
+use crate::transforms::{parse_transform, traced_ids};
 use shardfeed_record_format::ExampleKeys;
 
 use crate::{location, lock, parallelism, parse_compression, to_py};
@@ -62,6 +64,8 @@ struct RunState {
     totals: ReadStats,
     /// Bumped by each `iter()`: an older iterator stops.
     generation: u64,
+    /// The transform's output side from the next epoch on, where `set_size` changed it.
+    size: Option<u32>,
 }
 
 /// Batches of shard records for a training loop.
@@ -98,6 +102,8 @@ pub(crate) struct Loader {
     child: Mutex<Option<(u32, Arc<shardfeed_dataset::loader::Loader>)>>,
     state: Mutex<RunState>,
     epochs: Option<u64>,
+    /// Each batch also yields its images' record ids, crop boxes and flips.
+    return_ids: bool,
     /// The process that opened it.
     pid: u32,
 }
@@ -126,10 +132,21 @@ impl Loader {
     }
 }
 
+impl Loader {
+    fn check_size(&self, py: Python<'_>, size: u32) -> PyResult<()> {
+        if self.inner.config().transform.is_none() {
+            return Err(PyValueError::new_err(
+                "set_size needs a transform (Loader(..., transform=...)); without one, records are read at size=",
+            ));
+        }
+        shardfeed_dataset::limits::check_size(size).map_err(|e| to_py(py, e))
+    }
+}
+
 #[pymethods]
 impl Loader {
     #[new]
-    #[pyo3(signature = (shards, *, batch_size=32, shuffle=2048, seed=42, deterministic=true, epochs=Some(1), drop_remainder=true, cache=true, jobs=None, rank=0, world_size=1, split=None, dtype="float32", layout="NHWC", on_damaged="raise", compression=None, cache_bytes=4u64<<30, ignore_manifest=false, size=None, image_key=None, label_key=None))]
+    #[pyo3(signature = (shards, *, batch_size=32, shuffle=2048, seed=42, deterministic=true, epochs=Some(1), drop_remainder=true, cache=true, jobs=None, rank=0, world_size=1, split=None, dtype="float32", layout="NHWC", on_damaged="raise", compression=None, cache_bytes=4u64<<30, ignore_manifest=false, size=None, image_key=None, label_key=None, transform=None, return_ids=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -154,7 +171,10 @@ impl Loader {
         size: Option<u32>,
         image_key: Option<String>,
         label_key: Option<String>,
+        transform: Option<&Bound<'_, PyAny>>,
+        return_ids: bool,
     ) -> PyResult<Self> {
+        let transform = transform.map(parse_transform).transpose()?;
         if let Some(size) = size {
             shardfeed_dataset::limits::check_size(size).map_err(|e| to_py(py, e))?;
         }
@@ -203,9 +223,11 @@ impl Loader {
             dtype: match dtype {
                 "float32" => Dtype::Float32,
                 "uint8" => Dtype::Uint8,
+                "float16" => Dtype::Float16,
+                "bfloat16" => Dtype::Bfloat16,
                 other => {
                     return Err(PyValueError::new_err(format!(
-                        "dtype must be \"float32\" or \"uint8\", not {other:?}"
+                        "dtype must be \"float32\", \"float16\", \"bfloat16\" or \"uint8\", not {other:?}"
                     )));
                 }
             },
@@ -219,6 +241,7 @@ impl Loader {
                 }
             },
             format: RecordFormat { keys, size },
+            transform,
         };
         if epochs == Some(0) {
             return Err(PyValueError::new_err("epochs must be at least 1 (or None)"));
@@ -244,8 +267,10 @@ impl Loader {
                 position: Position::default(),
                 totals: ReadStats::default(),
                 generation: 0,
+                size: None,
             }),
             epochs,
+            return_ids,
         })
     }
 
@@ -308,9 +333,14 @@ impl Loader {
     /// Where the loader stands, as a small JSON-serialisable dict; the same on every rank
     /// after the same number of batches.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let position = lock(&self.state).position;
-        let text = serde_json::to_string(&self.inner.state(position))
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let (position, size) = {
+            let run = lock(&self.state);
+            (run.position, run.size)
+        };
+        let mut state = self.inner.state(position);
+        state.size = size;
+        let text =
+            serde_json::to_string(&state).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         py.import("json")?.call_method1("loads", (text,))
     }
 
@@ -323,72 +353,36 @@ impl Loader {
         let state: LoaderState = serde_json::from_str(&text)
             .map_err(|e| PyValueError::new_err(format!("not a loader state: {e}")))?;
         let position = self.inner.position_of(&state).map_err(|e| to_py(py, e))?;
+        if let Some(size) = state.size {
+            self.check_size(py, size)?;
+        }
         let mut run = lock(&self.state);
         run.position = position;
+        run.size = state.size;
         run.generation += 1;
         Ok(())
+    }
+
+    /// The transform's output side from the next epoch on (progressive resizing): the crops
+    /// and flips stay those of each record's key, resized to `size`. Kept in `state_dict()`.
+    fn set_size(&self, py: Python<'_>, size: u32) -> PyResult<()> {
+        self.check_size(py, size)?;
+        lock(&self.state).size = Some(size);
+        Ok(())
+    }
+
+    /// The transform's output side the next epoch is made at (`None` without a transform).
+    #[getter]
+    fn size(&self) -> Option<u32> {
+        let configured = self.inner.config().transform.map(|t| t.augment.size);
+        lock(&self.state).size.or(configured)
     }
 
     /// Per-stage busy/wait times, images/s, skipped records (file, offset), padded and
     /// dropped counts: the totals `shardfeed stream --json` prints for its run, under the
     /// same names (both made from one `ReadStats`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let run = lock(&self.state);
-        let t = &run.totals;
-        let out = PyDict::new(py);
-        out.set_item("images", t.images)?;
-        out.set_item("batches", t.batches)?;
-        out.set_item("seconds", t.elapsed.as_secs_f64())?;
-        out.set_item("images_per_second", t.images_per_second())?;
-        out.set_item("waited_seconds", t.waited.as_secs_f64())?;
-        out.set_item("wait_fraction", t.wait_fraction())?;
-        out.set_item("cache_hits", t.cache_hits)?;
-        out.set_item("cache_overflow", t.cache_overflow)?;
-        out.set_item("padded", t.padded)?;
-        out.set_item("dropped", t.dropped)?;
-        let skipped = PyList::empty(py);
-        for d in &t.skipped {
-            let item = PyDict::new(py);
-            item.set_item("path", d.path.display().to_string())?;
-            item.set_item("offset", d.offset)?;
-            item.set_item("record", d.record)?;
-            item.set_item("reason", &d.reason)?;
-            skipped.append(item)?;
-        }
-        out.set_item("skipped_count", t.skipped.len())?;
-        out.set_item("skipped", skipped)?;
-        let stages = PyList::empty(py);
-        for s in &t.stages {
-            let item = PyDict::new(py);
-            item.set_item("name", s.name)?;
-            item.set_item("threads", s.threads)?;
-            item.set_item("items", s.items)?;
-            item.set_item("busy_seconds", s.busy.as_secs_f64())?;
-            item.set_item("waiting_input_seconds", s.waiting_input.as_secs_f64())?;
-            item.set_item("waiting_output_seconds", s.waiting_output.as_secs_f64())?;
-            stages.append(item)?;
-        }
-        out.set_item("stages", stages)?;
-        if let Some(tuning) = &t.tuning {
-            let item = PyDict::new(py);
-            item.set_item("workers", tuning.workers)?;
-            item.set_item("max_workers", tuning.max_workers)?;
-            item.set_item("prefetch", tuning.prefetch)?;
-            item.set_item("max_prefetch", tuning.max_prefetch)?;
-            let changes = PyList::empty(py);
-            for c in &tuning.changes {
-                let change = PyDict::new(py);
-                change.set_item("at_seconds", c.at.as_secs_f64())?;
-                change.set_item("workers", c.workers)?;
-                change.set_item("prefetch", c.prefetch)?;
-                change.set_item("why", &c.why)?;
-                changes.append(change)?;
-            }
-            item.set_item("changes", changes)?;
-            item.set_item("summary", tuning.summary())?;
-            out.set_item("autotune", item)?;
-        }
-        Ok(out)
+        crate::stats::stats_dict(py, &lock(&self.state).totals)
     }
 
     fn __repr__(&self) -> String {
@@ -506,10 +500,7 @@ impl LoaderIter {
         slf
     }
 
-    fn __next__<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         if std::process::id() != self.pid {
             return Err(PyRuntimeError::new_err(format!(
                 "this iterator was started in process {} and this is process {}: a forked \
@@ -538,7 +529,8 @@ impl LoaderIter {
                     return Ok(None);
                 }
                 let runnable = loader.runnable(py)?;
-                let epoch = py.detach(|| runnable.epoch(position));
+                let size = lock(&loader.state).size;
+                let epoch = py.detach(|| runnable.epoch_at_size(position, size));
                 let mut run = lock(&loader.state);
                 run.totals.padded += epoch.share().padded;
                 run.totals.dropped += epoch.share().dropped;
@@ -573,6 +565,12 @@ impl LoaderIter {
                     let shape_error = |e: numpy::ndarray::ShapeError| {
                         PyRuntimeError::new_err(format!("batch shape: {e}"))
                     };
+                    let halves = |v: Vec<u16>| -> PyResult<Bound<'py, PyAny>> {
+                        Ok(Array::from_shape_vec(shape, v)
+                            .map_err(shape_error)?
+                            .into_pyarray(py)
+                            .into_any())
+                    };
                     let images = match batch.pixels {
                         Pixels::F32(v) => Array::from_shape_vec(shape, v)
                             .map_err(shape_error)?
@@ -582,9 +580,27 @@ impl LoaderIter {
                             .map_err(shape_error)?
                             .into_pyarray(py)
                             .into_any(),
+                        Pixels::F16(v) => halves(v)?
+                            .call_method1("view", (py.import("numpy")?.getattr("float16")?,))?,
+                        Pixels::Bf16(v) => {
+                            let bits = halves(v)?;
+                            // ml_dtypes' bfloat16 where it is importable; else the raw bits
+                            // as uint16 (documented).
+                            match py.import("ml_dtypes") {
+                                Ok(ml) => bits.call_method1("view", (ml.getattr("bfloat16")?,))?,
+                                Err(_) => bits,
+                            }
+                        }
+                    };
+                    let ids = if loader.return_ids {
+                        Some(traced_ids(py, &batch.traced)?)
+                    } else {
+                        None
                     };
                     let labels = batch.labels.into_pyarray(py).into_any();
-                    return Ok(Some((images, labels)));
+                    let mut items = vec![images, labels];
+                    items.extend(ids);
+                    return Ok(Some(PyTuple::new(py, items)?));
                 }
             }
         }

@@ -2,6 +2,8 @@
 //! records into the layout and type the caller asked for ([`LoaderBatch`], [`Pixels`]).
 
 use super::*;
+use shardfeed_image_prep::augment::Applied;
+use shardfeed_image_prep::output::Elements;
 
 /// A batch as numpy takes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +12,21 @@ pub enum Pixels {
     F32(Vec<f32>),
     /// [`Dtype::Uint8`].
     U8(Vec<u8>),
+    /// [`Dtype::Float16`] bits.
+    F16(Vec<u16>),
+    /// [`Dtype::Bfloat16`] bits.
+    Bf16(Vec<u16>),
+}
+
+/// Where an image of a batch came from and what was done to it: enough to trace and replay it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Traced {
+    /// The file's index among [`Loader::files`].
+    pub file: u32,
+    /// The record's index in its file.
+    pub record: u64,
+    /// The crop box (in the record's pixels) and flip, where a transform made the image.
+    pub applied: Option<Applied>,
 }
 
 /// One batch: `len` images of `side × side × 3` in the configured layout, and their labels.
@@ -23,6 +40,8 @@ pub struct LoaderBatch {
     pub side: usize,
     /// Damaged records left out of this batch.
     pub skipped: Vec<Damaged>,
+    /// Each image's record and transform, in batch order.
+    pub traced: Vec<Traced>,
 }
 
 impl LoaderBatch {
@@ -43,6 +62,7 @@ pub struct EpochBatches {
     pub(super) share: EpochShare,
     pub(super) yielded: u64,
     pub(super) config: LoaderConfig,
+    pub(super) writer: Arc<PixelWriter>,
     pub(super) side: Option<usize>,
     pub(super) waited: Duration,
     pub(super) started: Instant,
@@ -108,10 +128,27 @@ impl EpochBatches {
 
     fn fill(&mut self, items: Vec<Slot>) -> Result<LoaderBatch> {
         let mut images = Vec::with_capacity(items.len());
+        let mut transformed = Vec::new();
+        let mut traced = Vec::with_capacity(items.len());
         let mut skipped = Vec::new();
         for slot in items {
             match slot {
-                Slot::Image(decoded) => images.push(decoded),
+                Slot::Image(address, decoded) => {
+                    traced.push(Traced {
+                        file: address.source,
+                        record: address.index,
+                        applied: None,
+                    });
+                    images.push(decoded);
+                }
+                Slot::Transformed(address, done) => {
+                    traced.push(Traced {
+                        file: address.source,
+                        record: address.index,
+                        applied: Some(done.applied),
+                    });
+                    transformed.push(*done);
+                }
                 Slot::Damaged(damaged) => match self.config.on_damaged {
                     OnDamaged::Raise => {
                         return Err(Error::DamagedRecord(Box::new((*damaged).clone())));
@@ -119,6 +156,24 @@ impl EpochBatches {
                     OnDamaged::Skip => skipped.push((*damaged).clone()),
                 },
             }
+        }
+        if !transformed.is_empty() || self.config.transform.is_some() {
+            let side = self.config.transform.map_or(0, |t| t.augment.size as usize);
+            let side = transformed
+                .first()
+                .map_or(side, |t| isqrt(elements_len(&t.elements) / 3));
+            let labels = transformed.iter().map(|t| t.class).collect();
+            let pixels = concat(
+                transformed.into_iter().map(|t| t.elements),
+                self.config.dtype,
+            );
+            return Ok(LoaderBatch {
+                pixels,
+                labels,
+                side,
+                skipped,
+                traced,
+            });
         }
         // The side is the first image's: a batch whose every record was skipped sets nothing.
         let side = match (self.side, images.first()) {
@@ -128,62 +183,81 @@ impl EpochBatches {
         };
         crate::stream::check_square(&images, side)?;
         let labels = images.iter().map(|d| d.class).collect();
-        let pixels = fill_pixels(&images, side, self.config.dtype, self.config.layout);
+        let pixels = fill_pixels(&images, side, &self.writer, self.config.dtype);
         Ok(LoaderBatch {
             pixels,
             labels,
             side,
             skipped,
+            traced,
         })
     }
 }
 
-/// The one copy: decoded HWC bytes into the batch's buffer, converted and laid out.
-fn fill_pixels(images: &[Decoded], side: usize, dtype: Dtype, layout: Layout) -> Pixels {
-    let plane = side * side;
-    let len = images.len() * plane * 3;
-    match (dtype, layout) {
-        (Dtype::Float32, Layout::Nhwc) => {
-            let preprocessing = Preprocessing::default();
-            let mut out = Vec::with_capacity(len);
-            for d in images {
-                preprocessing.extend_f32(&d.image.pixels, &mut out);
-            }
-            Pixels::F32(out)
+fn elements_len(elements: &Elements) -> usize {
+    match elements {
+        Elements::F32(v) => v.len(),
+        Elements::U16(v) => v.len(),
+        Elements::U8(v) => v.len(),
+    }
+}
+
+fn isqrt(n: usize) -> usize {
+    (n as f64).sqrt().round() as usize
+}
+
+/// Transformed images (made in the workers) joined into one batch buffer.
+fn concat(images: impl Iterator<Item = Elements>, dtype: Dtype) -> Pixels {
+    let (mut f32s, mut u16s, mut u8s) = (Vec::new(), Vec::new(), Vec::new());
+    for elements in images {
+        match elements {
+            Elements::F32(v) if f32s.is_empty() => f32s = v,
+            Elements::F32(v) => f32s.extend_from_slice(&v),
+            Elements::U16(v) if u16s.is_empty() => u16s = v,
+            Elements::U16(v) => u16s.extend_from_slice(&v),
+            Elements::U8(v) if u8s.is_empty() => u8s = v,
+            Elements::U8(v) => u8s.extend_from_slice(&v),
         }
-        (Dtype::Uint8, Layout::Nhwc) => {
-            let mut out = Vec::with_capacity(len);
-            for d in images {
-                out.extend_from_slice(&d.image.pixels);
-            }
-            Pixels::U8(out)
-        }
-        (Dtype::Float32, Layout::Nchw) => {
-            let scale = Preprocessing::default().scale();
+    }
+    match dtype {
+        Dtype::Float32 => Pixels::F32(f32s),
+        Dtype::Uint8 => Pixels::U8(u8s),
+        Dtype::Float16 => Pixels::F16(u16s),
+        Dtype::Bfloat16 => Pixels::Bf16(u16s),
+    }
+}
+
+/// The one copy: decoded HWC bytes into the batch's buffer, converted and laid out by the
+/// loader's [`PixelWriter`] (values / 255 as [`shardfeed_image_prep::Preprocessing`] scales).
+fn fill_pixels(images: &[Decoded], side: usize, writer: &PixelWriter, dtype: Dtype) -> Pixels {
+    // At least 1: an empty batch (every record skipped) has side 0 and no chunk.
+    let per = (side * side * 3).max(1);
+    let len = images.len() * side * side * 3;
+    match dtype {
+        Dtype::Float32 => {
             let mut out = vec![0f32; len];
-            for (d, image) in images.iter().zip(out.chunks_exact_mut(plane * 3)) {
-                let (r, rest) = image.split_at_mut(plane);
-                let (g, b) = rest.split_at_mut(plane);
-                for (i, px) in d.image.pixels.chunks_exact(3).enumerate() {
-                    r[i] = f32::from(px[0]) * scale;
-                    g[i] = f32::from(px[1]) * scale;
-                    b[i] = f32::from(px[2]) * scale;
-                }
+            for (d, o) in images.iter().zip(out.chunks_exact_mut(per)) {
+                writer.write_f32(&d.image, false, o);
             }
             Pixels::F32(out)
         }
-        (Dtype::Uint8, Layout::Nchw) => {
+        Dtype::Uint8 => {
             let mut out = vec![0u8; len];
-            for (d, image) in images.iter().zip(out.chunks_exact_mut(plane * 3)) {
-                let (r, rest) = image.split_at_mut(plane);
-                let (g, b) = rest.split_at_mut(plane);
-                for (i, px) in d.image.pixels.chunks_exact(3).enumerate() {
-                    r[i] = px[0];
-                    g[i] = px[1];
-                    b[i] = px[2];
-                }
+            for (d, o) in images.iter().zip(out.chunks_exact_mut(per)) {
+                writer.write_u8(&d.image, false, o);
             }
             Pixels::U8(out)
+        }
+        Dtype::Float16 | Dtype::Bfloat16 => {
+            let mut out = vec![0u16; len];
+            for (d, o) in images.iter().zip(out.chunks_exact_mut(per)) {
+                writer.write_u16(&d.image, false, o);
+            }
+            if dtype == Dtype::Float16 {
+                Pixels::F16(out)
+            } else {
+                Pixels::Bf16(out)
+            }
         }
     }
 }

@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shardfeed_image_prep::Preprocessing;
 use shardfeed_input_pipeline::split::split_files;
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_input_pipeline::{
@@ -42,7 +41,9 @@ use shardfeed_record_format::{Compression, ReaderOptions};
 use crate::decode::{Decoded, RecordDecoder, RecordFormat, RecordRules, decode_at};
 pub use crate::error::Damaged;
 use crate::folder::Resolved;
-pub use batches::{EpochBatches, LoaderBatch, Pixels};
+use crate::transform::{Transform, TransformWorker, Transformed, transform_at};
+pub use batches::{EpochBatches, LoaderBatch, Pixels, Traced};
+use shardfeed_image_prep::output::{Axes, Element, PixelWriter};
 
 mod batches;
 use crate::{Error, Result};
@@ -69,11 +70,27 @@ pub enum OnDamaged {
 /// The pixels' type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dtype {
-    /// `f32` values / 255 ([`Preprocessing::extend_f32`]), in [0, 1].
+    /// `f32` values / 255 ([`shardfeed_image_prep::Preprocessing::extend_f32`]), in [0, 1].
     #[default]
     Float32,
     /// The decoded bytes.
     Uint8,
+    /// IEEE half, as `f32` values rounded to nearest.
+    Float16,
+    /// bfloat16 (rounded to nearest even).
+    Bfloat16,
+}
+
+impl Dtype {
+    /// The element the copy out writes.
+    pub fn element(self) -> Element {
+        match self {
+            Dtype::Float32 => Element::F32,
+            Dtype::Uint8 => Element::U8,
+            Dtype::Float16 => Element::F16,
+            Dtype::Bfloat16 => Element::Bf16,
+        }
+    }
 }
 
 /// The order of a batch's axes.
@@ -121,6 +138,9 @@ pub struct LoaderConfig {
     pub layout: Layout,
     /// The records' feature names and the square images are made into.
     pub format: RecordFormat,
+    /// Crops, flips and normalisation as records are read (`None`: the seed's square as
+    /// decoded, values / 255 or bytes).
+    pub transform: Option<Transform>,
 }
 
 impl Default for LoaderConfig {
@@ -142,6 +162,7 @@ impl Default for LoaderConfig {
             dtype: Dtype::Float32,
             layout: Layout::Nhwc,
             format: RecordFormat::default(),
+            transform: None,
         }
     }
 }
@@ -149,7 +170,8 @@ impl Default for LoaderConfig {
 /// A decoded record, or why it could not be.
 #[derive(Debug, Clone)]
 enum Slot {
-    Image(Decoded),
+    Image(Address, Decoded),
+    Transformed(Address, Box<Transformed>),
     Damaged(Arc<Damaged>),
 }
 
@@ -182,6 +204,10 @@ pub struct LoaderState {
     pub batch_size: usize,
     /// The ranks when it was saved (informational: a different number may continue).
     pub world_size: usize,
+    /// The transform's output side when it was saved, where it was changed from the one the
+    /// loader was made with (progressive resizing; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
 }
 
 /// The state's format tag.
@@ -217,6 +243,10 @@ pub struct Loader {
     source: Arc<TfRecordSource>,
     /// Why images are resized as they are read ([`RecordRules::note`]).
     note: Option<String>,
+    /// The rules records are checked against (for the transform path's per-epoch pipelines).
+    rules: RecordRules,
+    /// The one copy out: type, layout, normalisation.
+    writer: Arc<PixelWriter>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -317,15 +347,30 @@ impl Loader {
             Repeat::Forever,
         );
         let folder = resolved.and_then(|r| r.folder_of(&files[0]));
-        let rules = RecordRules::of_source_in(&source, folder, &config.format)?;
+        let mut rules = RecordRules::of_source_in(&source, folder, &config.format)?;
+        if let Some(transform) = &config.transform {
+            transform.check()?;
+            // The transform makes its own square: no resize to the reader's side, no note.
+            rules.side = None;
+            rules.note = None;
+        }
         let note = rules.note.clone();
+        let writer = PixelWriter::new(
+            config.dtype.element(),
+            match config.layout {
+                Layout::Nhwc => Axes::Hwc,
+                Layout::Nchw => Axes::Chw,
+            },
+            config.transform.and_then(|t| t.normalize),
+        )
+        .map_err(Error::Invalid)?;
         let source = Arc::new(source);
-        let base = decode_pipeline(source.clone(), rules, counts.clone());
-        let base = if config.cache {
+        let base = decode_pipeline(source.clone(), rules.clone(), counts.clone());
+        let base = if config.cache && config.transform.is_none() {
             base.cache(
                 CacheBudget::new(config.cache_budget, |slot: &Slot| match slot {
-                    Slot::Image(d) => d.image.pixels.len() as u64,
-                    Slot::Damaged(_) => 0,
+                    Slot::Image(_, d) => d.image.pixels.len() as u64,
+                    Slot::Transformed(..) | Slot::Damaged(_) => 0,
                 })
                 .on_overflow(CacheOverflow::Recompute),
             )
@@ -340,6 +385,8 @@ impl Loader {
             base,
             source,
             note,
+            rules,
+            writer: Arc::new(writer),
         })
     }
 
@@ -425,15 +472,35 @@ impl Loader {
 
     /// Starts the workers on this rank's batches from `position` to the end of its epoch.
     pub fn epoch(&self, position: Position) -> EpochBatches {
+        self.epoch_at_size(position, None)
+    }
+
+    /// [`Loader::epoch`] with the transform's output side changed to `size` (progressive
+    /// resizing; `None` or no transform: as configured).
+    pub fn epoch_at_size(&self, position: Position, size: Option<u32>) -> EpochBatches {
         let share = self.share(position);
         // A compressed file is read forward: its cursor keeps only this rank's records of
         // those it passes over.
         self.source.expect(&share.addresses);
         let plan = Plan::with_order(self.counts.clone(), share.addresses.clone());
-        let iter = self
-            .base
-            .clone()
-            .map_plan(|_| plan)
+        let pipeline = match self.config.transform {
+            None => self.base.clone().map_plan(|_| plan),
+            Some(transform) => {
+                let transform = match size {
+                    Some(size) => transform.at_size(size),
+                    None => transform,
+                };
+                transform_pipeline(
+                    self.source.clone(),
+                    self.rules.clone(),
+                    transform,
+                    self.writer.clone(),
+                    (self.config.seed, position.epoch),
+                    plan,
+                )
+            }
+        };
+        let iter = pipeline
             .parallelism(self.config.jobs)
             .deterministic(self.config.deterministic)
             .batch(self.config.batch_size, false)
@@ -444,6 +511,7 @@ impl Loader {
             share,
             yielded: 0,
             config: self.config.clone(),
+            writer: self.writer.clone(),
             side: None,
             waited: Duration::ZERO,
             started: Instant::now(),
@@ -479,6 +547,7 @@ impl Loader {
             fingerprint: self.fingerprint(),
             batch_size: self.config.batch_size,
             world_size: self.config.world_size,
+            size: None,
         }
     }
 
@@ -549,15 +618,47 @@ fn decode_pipeline(
         RecordDecoder::new,
         move |decoder: &mut RecordDecoder, address: Address| -> Result<Slot, BoxError> {
             match decode_at(&source, decoder, &rules, address) {
-                Ok(Ok(decoded)) => Ok(Slot::Image(decoded)),
+                Ok(Ok(decoded)) => Ok(Slot::Image(address, decoded)),
                 Ok(Err(damaged)) => Ok(Slot::Damaged(Arc::new(damaged))),
-                Err(error) => {
-                    let path = &source.files()[address.source as usize].path;
-                    match Damaged::from_record_error(path, &error) {
-                        Some(damaged) => Ok(Slot::Damaged(Arc::new(damaged))),
-                        None => Err(error.into()),
-                    }
-                }
+                Err(error) => damaged_slot(&source, address, error),
+            }
+        },
+    )
+}
+
+/// A record the record layer refused, as a damaged slot where the damage is the record's
+/// (a bad frame or CRC), else the error (I/O).
+fn damaged_slot(
+    source: &TfRecordSource,
+    address: Address,
+    error: shardfeed_record_format::Error,
+) -> Result<Slot, BoxError> {
+    let path = &source.files()[address.source as usize].path;
+    match Damaged::from_record_error(path, &error) {
+        Some(damaged) => Ok(Slot::Damaged(Arc::new(damaged))),
+        None => Err(error.into()),
+    }
+}
+
+/// One epoch's pipeline of transformed records: the draws keyed by (seed, epoch, record).
+fn transform_pipeline(
+    source: Arc<TfRecordSource>,
+    rules: RecordRules,
+    transform: Transform,
+    writer: Arc<PixelWriter>,
+    (seed, epoch): (u64, u64),
+    plan: Plan,
+) -> Pipeline<Slot> {
+    Pipeline::new_init(
+        plan,
+        TransformWorker::new,
+        move |worker: &mut TransformWorker, address: Address| -> Result<Slot, BoxError> {
+            match transform_at(
+                &source, worker, &rules, &transform, &writer, seed, epoch, address,
+            ) {
+                Ok(Ok(done)) => Ok(Slot::Transformed(address, Box::new(done))),
+                Ok(Err(damaged)) => Ok(Slot::Damaged(Arc::new(damaged))),
+                Err(error) => damaged_slot(&source, address, error),
             }
         },
     )

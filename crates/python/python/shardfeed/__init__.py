@@ -10,6 +10,8 @@ them to a PyTorch, JAX or TensorFlow training loop as numpy batches.
 - :func:`shard` with ``num_workers``/``worker_index`` splits one run over Spark or Ray tasks
   (or pods, or Slurm array tasks); :func:`shard_merge` joins the parts.
 - :func:`inspect` and :func:`records` look inside shard files.
+- :mod:`shardfeed.transforms`: ``RandomResizedCrop``/``CenterCrop``, ``RandomHorizontalFlip``
+  and ``Normalize`` run inside the decode (``Loader(transform=Compose([...]))``).
 """
 
 import os as _os
@@ -29,6 +31,7 @@ from ._native import (
     synthetic,
 )
 from ._native import _after_fork_in_child
+from . import transforms
 
 # A forked child (a PyTorch DataLoader worker, multiprocessing's "fork") makes its own
 # object-storage runtime; a Loader iterator from the parent raises there instead of waiting
@@ -48,4 +51,5 @@ __all__ = [
     "shard",
     "shard_merge",
     "synthetic",
+    "transforms",
 ]

@@ -131,6 +131,16 @@ class Loader:
     says so once in a ``UserWarning`` and in :attr:`note`. The image and class are read from
     ``image``/``class``, else TensorFlow's ``image/encoded``/``image/class/label``, or the
     features named by ``image_key``/``label_key``.
+
+    ``transform``: :mod:`shardfeed.transforms` ``Compose([...])`` of ``RandomResizedCrop`` or
+    ``CenterCrop``, then ``RandomHorizontalFlip``, then ``Normalize``, run inside the decode
+    (the crop's region only, at a DCT scale); each record's crop and flip are keyed by
+    ``(seed, epoch, record)``, the same for any ``jobs``/``world_size`` and after a resume.
+    ``dtype`` ``"float16"`` gives numpy float16; ``"bfloat16"`` gives ``ml_dtypes.bfloat16``
+    where ``ml_dtypes`` is importable, else the raw bits as uint16. ``return_ids=True`` makes
+    each batch ``(images, labels, ids)``, ``ids`` a dict of numpy arrays: ``file`` (index into
+    :attr:`files`), ``record`` (index in that file), ``crop`` (``(n, 4)`` float64: left, top,
+    width, height in the record's pixels; NaN without a transform) and ``flip`` (bool).
     """
 
     def __init__(
@@ -148,7 +158,7 @@ class Loader:
         rank: int = 0,
         world_size: int = 1,
         split: Optional[Tuple[Literal["train", "validation"], float]] = None,
-        dtype: Literal["float32", "uint8"] = "float32",
+        dtype: Literal["float32", "float16", "bfloat16", "uint8"] = "float32",
         layout: Literal["NHWC", "NCHW"] = "NHWC",
         on_damaged: Literal["raise", "skip"] = "raise",
         compression: Optional[Literal["none", "gzip", "zlib"]] = None,
@@ -157,6 +167,8 @@ class Loader:
         size: Optional[int] = None,
         image_key: Optional[str] = None,
         label_key: Optional[str] = None,
+        transform: Optional[Any] = None,
+        return_ids: bool = False,
     ) -> None: ...
     @property
     def note(self) -> Optional[str]:
@@ -178,6 +190,12 @@ class Loader:
         """Where the loader stands: a small JSON-serialisable dict."""
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continues from a :meth:`state_dict` of the same files and order settings."""
+    def set_size(self, size: int) -> None:
+        """The transform's output side from the next epoch on (progressive resizing): each
+        record keeps its crop and flip, resized to ``size``. Kept in :meth:`state_dict`."""
+    @property
+    def size(self) -> Optional[int]:
+        """The side the next epoch's transform makes (``None`` without a transform)."""
     def stats(self) -> dict[str, Any]:
         """Images, batches, seconds, images/s, consumer wait, per-stage busy/wait times,
         cache hits, padded, dropped and skipped records, and ``autotune``: the decode
@@ -185,11 +203,12 @@ class Loader:
         workers), with a one-line ``summary`` of why and every ``changes`` entry. The names
         and figures are those of ``shardfeed stream --json`` (one ``ReadStats`` behind both)."""
 
-class LoaderIter(Iterator[Tuple[npt.NDArray[Any], npt.NDArray[np.int64]]]):
-    """One pass of a :class:`Loader`; dropping it stops and joins the worker threads."""
+class LoaderIter(Iterator[Tuple[Any, ...]]):
+    """One pass of a :class:`Loader`; dropping it stops and joins the worker threads. Each
+    item is ``(images, labels)``, or ``(images, labels, ids)`` with ``return_ids=True``."""
 
     def __iter__(self) -> "LoaderIter": ...
-    def __next__(self) -> Tuple[npt.NDArray[Any], npt.NDArray[np.int64]]: ...
+    def __next__(self) -> Tuple[Any, ...]: ...
 
 class RecordIter(Iterator[Tuple[bytes, int]]):
     """The records of one file as ``(jpeg_bytes, class)`` (``image``/``class``, or

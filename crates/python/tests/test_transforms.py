@@ -1,0 +1,164 @@
+"""shardfeed.transforms in the Loader: shapes, dtypes and layouts; the same pixels for any
+jobs, any world size joined, after load_state_dict (also onto another world size and after
+set_size); the ids replay; what cannot be fused is refused when the Loader is made; the crop
+rule against torchvision's own when torch is importable."""
+
+import numpy as np
+import pytest
+
+import shardfeed
+from shardfeed.transforms import (
+    CenterCrop,
+    Compose,
+    Normalize,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+)
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@pytest.fixture(scope="session")
+def kept(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("kept") / "s"
+    shardfeed.shard(data / "train", out, shards=4, jobs=2, resize="keep")
+    return out
+
+
+def train_transform(size=24):
+    return Compose([RandomResizedCrop(size), RandomHorizontalFlip(), Normalize(MEAN, STD)])
+
+
+def loader(kept, **kwargs):
+    args = dict(batch_size=8, layout="NCHW", transform=train_transform(), return_ids=True,
+                drop_remainder=False)
+    args.update(kwargs)
+    return shardfeed.Loader(kept, **args)
+
+
+def by_record(batches):
+    out = {}
+    for images, labels, ids in batches:
+        for i in range(len(labels)):
+            key = (int(ids["file"][i]), int(ids["record"][i]))
+            out[key] = (images[i].tobytes(), int(labels[i]), tuple(ids["crop"][i]), bool(ids["flip"][i]))
+    return out
+
+
+def test_shapes_dtypes_and_layouts(kept):
+    images, labels, ids = next(iter(loader(kept)))
+    assert images.shape == (8, 3, 24, 24) and images.dtype == np.float32
+    assert labels.dtype == np.int64 and ids["crop"].shape == (8, 4)
+    # Normalised: ImageNet's mean and std put [0, 1] values into about [-2.2, 2.7].
+    assert images.min() >= -2.2 and images.max() <= 2.7 and images.min() < 0
+    images, _ = next(iter(shardfeed.Loader(kept, batch_size=8, dtype="uint8", transform=Compose([CenterCrop(20)]))))
+    assert images.shape == (8, 20, 20, 3) and images.dtype == np.uint8
+    half, _ = next(iter(shardfeed.Loader(kept, batch_size=8, dtype="float16", transform=train_transform())))
+    full, _ = next(iter(shardfeed.Loader(kept, batch_size=8, transform=train_transform())))
+    assert half.dtype == np.float16
+    assert np.allclose(half.astype(np.float32), full, atol=2e-3)
+    bf, _ = next(iter(shardfeed.Loader(kept, batch_size=8, dtype="bfloat16", transform=train_transform())))
+    try:
+        import ml_dtypes  # noqa: F401
+
+        assert str(bf.dtype) == "bfloat16"
+        assert np.allclose(bf.astype(np.float32), full, atol=2e-2)
+    except ImportError:
+        assert bf.dtype == np.uint16  # the documented raw bits
+        as_f32 = (bf.astype(np.uint32) << 16).view(np.float32)
+        assert np.allclose(as_f32, full, atol=2e-2)
+
+
+def test_the_same_pixels_for_any_jobs_and_world_size(kept):
+    reference = by_record(loader(kept, jobs=1))
+    assert len(reference) == 203
+    assert by_record(loader(kept, jobs=2)) == reference
+    assert by_record(loader(kept, jobs=4)) == reference
+    joined = {}
+    for rank in range(3):
+        joined.update(by_record(loader(kept, jobs=2, rank=rank, world_size=3)))
+    assert joined == reference
+    flips = sum(v[3] for v in reference.values())
+    assert 60 < flips < 143, flips
+
+
+@pytest.mark.parametrize("stop", [1, 5, 11])
+def test_resume_across_world_sizes_and_a_size_change(kept, stop):
+    run = loader(kept, epochs=None)
+    whole = by_record(b for b, _ in zip(iter(loader(kept)), range(1000)))
+    it = iter(run)
+    seen = by_record(next(it) for _ in range(stop))
+    state = run.state_dict()
+    del it
+    rest = {}
+    for rank in range(2):
+        resumed = loader(kept, rank=rank, world_size=2)
+        resumed.load_state_dict(state)
+        rest.update(by_record(resumed))
+    assert set(whole) - set(seen) <= set(rest)
+    for key, value in rest.items():
+        assert whole[key] == value, key
+    # Progressive resizing: the size is kept in the state; crops and flips stay the record's.
+    run = loader(kept, epochs=None)
+    run.set_size(32)
+    state = run.state_dict()
+    assert state["size"] == 32
+    again = loader(kept)
+    again.load_state_dict(state)
+    assert again.size == 32
+    images, labels, ids = next(iter(again))
+    assert images.shape[2:] == (32, 32)
+    first = by_record([(images, labels, ids)])
+    for key, (_, label, crop, flip) in first.items():
+        assert whole[key][1:] == (label, crop, flip)
+
+
+def test_what_cannot_be_fused_is_refused_when_made(kept):
+    class Blur:
+        pass
+
+    with pytest.raises(TypeError, match="cannot run inside"):
+        Compose([RandomResizedCrop(24), Blur()])
+    with pytest.raises(ValueError, match="order"):
+        Compose([RandomHorizontalFlip(), RandomResizedCrop(24)])
+    with pytest.raises(ValueError, match="starts with"):
+        Compose([Normalize(MEAN, STD)])
+    with pytest.raises(ValueError, match="square"):
+        RandomResizedCrop((24, 32))
+    with pytest.raises(ValueError, match="scale"):
+        RandomResizedCrop(24, scale=(0.5, 0.1))
+    with pytest.raises(TypeError, match="transform must be"):
+        shardfeed.Loader(kept, transform=lambda x: x)
+    with pytest.raises(ValueError, match="uint8"):
+        shardfeed.Loader(kept, dtype="uint8", transform=train_transform())
+    with pytest.raises(ValueError, match="transform"):
+        shardfeed.Loader(kept).set_size(32)
+
+
+def test_the_crop_rule_matches_torchvisions():
+    """Our sampling against torchvision's own get_params (two-sample KS on the area and the
+    aspect ratio of 10,000 draws each), where torch is importable."""
+    try:
+        import torch
+        from torchvision.transforms import RandomResizedCrop as TorchRRC
+    except ImportError:
+        # torch's PyPI wheels bring ~3 GB of CUDA libraries, too slow for every CI run: this
+        # comparison runs in the benchmark's venv (`cargo xtask bench augment`); CI proves the
+        # rule against its integrated distribution (image-prep's tests/crops.rs).
+        pytest.skip("SKIPPED (not proven here): torchvision is not importable; the crop rule was not compared with it")
+    torch.manual_seed(0)
+    img = torch.zeros(3, 300, 400)
+    theirs = np.array([TorchRRC.get_params(img, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(10000)], dtype=float)
+    ours = shardfeed._native._sample_crops(400, 300, 10000, 7)
+    def ks(a, b):
+        a, b = np.sort(a), np.sort(b)
+        grid = np.concatenate([a, b])
+        return np.max(np.abs(np.searchsorted(a, grid, "right") / len(a) - np.searchsorted(b, grid, "right") / len(b)))
+    their_area = theirs[:, 2] * theirs[:, 3]
+    their_ratio = theirs[:, 3] / theirs[:, 2]
+    our_area = ours[:, 2] * ours[:, 3]
+    our_ratio = ours[:, 2] / ours[:, 3]
+    # 1.95·√(2/n) is the 0.1 % critical value for two samples of 10,000: ~0.028.
+    assert ks(their_area, our_area) < 0.028
+    assert ks(their_ratio, our_ratio) < 0.028
