@@ -47,7 +47,7 @@ pub fn wheel_cmd(args: &Args) -> anyhow::Result<()> {
 }
 
 /// `PYTHON -m pip install --quiet` (add the packages).
-fn pip(python: &Path) -> Command {
+pub fn pip(python: &Path) -> Command {
     let mut command = Command::new(python);
     command.args([
         "-m",

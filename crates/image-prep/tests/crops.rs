@@ -245,7 +245,7 @@ fn the_scaled_region_decode_stays_close_to_the_reference() {
             );
         }
     }
-    assert!(scales_seen.len() >= 4, "scales tried: {scales_seen:?}");
+    assert!(scales_seen.len() >= 3, "scales tried: {scales_seen:?}");
 }
 
 /// torchvision's rule, integrated numerically (no sampling): the probability that a try is

@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
+use shardfeed_dataset::folder::Resolved;
 use shardfeed_dataset::loader::Damaged;
 use shardfeed_dataset::workers::Workers;
 use shardfeed_dataset::{Classes, Error, Manifest, ShardConfig};
@@ -14,7 +15,6 @@ use shardfeed_record_format::{
     Compression, Example, ExampleKeys, ImageExample, ReaderOptions, RecordReader,
 };
 
-use crate::loader::resolve;
 use crate::{damaged_error, local, location, lock, parallelism, parse_compression, to_py};
 
 /// What `shard()` wrote.
@@ -339,4 +339,39 @@ pub(crate) fn synthetic(
     let out = local(py, &out)?;
     py.detach(|| shardfeed_dataset::synthetic::generate(&out, &config))
         .map_err(|e| to_py(py, e))
+}
+
+/// Shard files from a folder (checked against its `manifest.json` unless `ignore_manifest`),
+/// a file, a glob, or a list of them, by the one rule the CLI uses too
+/// ([`shardfeed_dataset::folder::resolve`]).
+pub(crate) fn resolve(
+    py: Python<'_>,
+    shards: &Bound<'_, PyAny>,
+    ignore_manifest: bool,
+) -> PyResult<Resolved> {
+    let items: Vec<Bound<'_, PyAny>> =
+        if shards.is_instance_of::<PyList>() || shards.is_instance_of::<pyo3::types::PyTuple>() {
+            shards.try_iter()?.collect::<PyResult<_>>()?
+        } else {
+            vec![shards.clone()]
+        };
+    let mut paths = Vec::new();
+    for item in items {
+        let path: PathBuf = item.extract()?;
+        paths.push(location(py, &path)?);
+    }
+    py.detach(|| shardfeed_dataset::folder::resolve(&paths, ignore_manifest))
+        .map_err(|e| match e {
+            Error::NoShards(dir) => {
+                PyFileNotFoundError::new_err(format!("no .tfrec files in {}", dir.display()))
+            }
+            Error::Io {
+                ref source,
+                ref path,
+                ..
+            } if source.kind() == std::io::ErrorKind::NotFound => {
+                PyFileNotFoundError::new_err(format!("no such file or folder: {}", path.display()))
+            }
+            other => to_py(py, other),
+        })
 }

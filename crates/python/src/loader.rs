@@ -6,11 +6,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use numpy::IntoPyArray;
 use numpy::ndarray::Array;
-use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
-use shardfeed_dataset::Error;
-use shardfeed_dataset::folder::Resolved;
+use pyo3::types::{PyDict, PyTuple};
 use shardfeed_dataset::loader::{
     Dtype, EpochBatches, Layout, LoaderConfig, LoaderState, MAX_EPOCH, OnDamaged, Pixels, Position,
     SplitPart,
@@ -21,42 +19,8 @@ use shardfeed_dataset::stream::RecordFormat;
 use crate::transforms::{parse_transform, traced_ids};
 use shardfeed_record_format::ExampleKeys;
 
-use crate::{location, lock, parallelism, parse_compression, to_py};
-
-/// Shard files from a folder (checked against its `manifest.json` unless `ignore_manifest`),
-/// a file, a glob, or a list of them, by the one rule the CLI uses too
-/// ([`shardfeed_dataset::folder::resolve`]).
-pub(crate) fn resolve(
-    py: Python<'_>,
-    shards: &Bound<'_, PyAny>,
-    ignore_manifest: bool,
-) -> PyResult<Resolved> {
-    let items: Vec<Bound<'_, PyAny>> =
-        if shards.is_instance_of::<PyList>() || shards.is_instance_of::<pyo3::types::PyTuple>() {
-            shards.try_iter()?.collect::<PyResult<_>>()?
-        } else {
-            vec![shards.clone()]
-        };
-    let mut paths = Vec::new();
-    for item in items {
-        let path: PathBuf = item.extract()?;
-        paths.push(location(py, &path)?);
-    }
-    py.detach(|| shardfeed_dataset::folder::resolve(&paths, ignore_manifest))
-        .map_err(|e| match e {
-            Error::NoShards(dir) => {
-                PyFileNotFoundError::new_err(format!("no .tfrec files in {}", dir.display()))
-            }
-            Error::Io {
-                ref source,
-                ref path,
-                ..
-            } if source.kind() == std::io::ErrorKind::NotFound => {
-                PyFileNotFoundError::new_err(format!("no such file or folder: {}", path.display()))
-            }
-            other => to_py(py, other),
-        })
-}
+use crate::files::resolve;
+use crate::{lock, parallelism, parse_compression, to_py};
 
 struct RunState {
     position: Position,

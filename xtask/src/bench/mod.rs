@@ -14,6 +14,7 @@ use clap::ValueEnum;
 
 use crate::report;
 
+mod augment;
 mod pipeline;
 mod python;
 mod shard;
@@ -22,6 +23,7 @@ mod stream;
 mod train;
 
 use crate::util::{self, cargo};
+use augment::augment;
 use pipeline::{pipeline, record_format};
 use python::python;
 use shard::{shard, shard_once};
@@ -70,6 +72,9 @@ pub(super) enum Bench {
     /// `shardfeed stream` from a local S3 server (moto) vs the same shards on local disk, and
     /// `shard` as 2 worker processes vs one process.
     Storage,
+    /// Training-time augmentation (RandomResizedCrop + flip + normalize) by the Python
+    /// `Loader` vs tf.data, DALI (CPU) and torchvision v2 on the same records; its own section.
+    Augment,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -85,6 +90,15 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         args.what.clone()
     };
+    if what == [Bench::Augment] {
+        let table = augment(args)?;
+        println!("\n{table}");
+        if !args.no_write {
+            let path = report::write_section("augment", &table)?;
+            eprintln!("wrote the augment section of {}", path.display());
+        }
+        return Ok(());
+    }
     let mut rows = Vec::new();
     for bench in &what {
         match bench {
@@ -95,6 +109,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Bench::Train => train(args, &mut rows)?,
             Bench::Python => python(args, &mut rows)?,
             Bench::Storage => storage(args, &mut rows)?,
+            Bench::Augment => bail!("run `cargo xtask bench augment` on its own"),
         }
     }
     let table = table(&rows, &what, args);
