@@ -50,6 +50,20 @@ pub fn fraction() -> impl TypedValueParser<Value = f64> {
     })
 }
 
+/// A probability in `[0, 1]`.
+pub fn probability() -> impl TypedValueParser<Value = f64> {
+    clap::builder::StringValueParser::new().try_map(|text: String| {
+        let value: f64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number"))?;
+        if (0.0..=1.0).contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!("{text} is not in [0, 1]"))
+        }
+    })
+}
+
 /// A learning rate in `(0, 10]`.
 pub fn learning_rate() -> impl TypedValueParser<Value = f64> {
     clap::builder::StringValueParser::new().try_map(|text: String| {

@@ -6,9 +6,23 @@ use shardfeed_dataset::folder::Location;
 
 use shardfeed_dataset::folder::ShardFolder;
 use shardfeed_dataset::stream::{StreamConfig, stream_in};
+use shardfeed_dataset::transform::Transform;
+use shardfeed_image_prep::augment::Augment;
 
 use crate::fmt::{count, escaped, thousands};
 use shardfeed_record_format::Compression;
+
+/// The crop `--crop` asks for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CropArg {
+    /// RandomResizedCrop and a flip.
+    Random,
+    /// Resize + centre crop.
+    Center,
+}
+
+/// The side `--crop` makes without `--size` (torchvision's reference 224).
+const DEFAULT_CROP: u32 = 224;
 
 /// Flags of `shardfeed stream`.
 #[derive(Debug, clap::Args)]
@@ -46,6 +60,16 @@ pub struct Args {
     /// shard missing, unlisted or of another size is an error otherwise).
     #[arg(long)]
     ignore_manifest: bool,
+    /// A training-time crop as records are read, to --size (default 224): random
+    /// (RandomResizedCrop: scale 0.08–1, ratio 3/4–4/3, with a flip) or center (the shorter
+    /// side to --size / 0.875, the centre square); decoded from the crop's region only, anew
+    /// each epoch (no cache).
+    #[arg(long, value_enum)]
+    crop: Option<CropArg>,
+    /// The horizontal flip's probability with --crop, 0–1 (default 0.5 with random, 0 with
+    /// center).
+    #[arg(long, requires = "crop", value_parser = crate::ranges::probability())]
+    flip: Option<f64>,
     #[command(flatten)]
     record: crate::record_args::RecordArgs,
     /// Print one JSON document instead of text.
@@ -71,6 +95,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         compression: crate::compression::of_folder(&folder, args.compression)?,
         ignore_manifest: args.ignore_manifest,
         format: args.record.format(),
+        transform: args.crop.map(|crop| {
+            let size = args.record.size.unwrap_or(DEFAULT_CROP);
+            let transform = match crop {
+                CropArg::Random => Transform::random(size),
+                CropArg::Center => Transform::centre(size),
+            };
+            match args.flip {
+                Some(p) => Transform {
+                    augment: Augment {
+                        flip: p,
+                        ..transform.augment
+                    },
+                    ..transform
+                },
+                None => transform,
+            }
+        }),
     };
     let report = stream_in(&folder, &config)?;
     if let Some(note) = &report.note {

@@ -63,6 +63,8 @@ pub struct TrainSettings {
     pub ignore_manifest: bool,
     /// The records' feature names and the square side images are made into.
     pub format: RecordFormat,
+    /// RandomResizedCrop + flip on the training batches (`--augment`).
+    pub augment: bool,
 }
 
 impl Default for TrainSettings {
@@ -85,6 +87,7 @@ impl Default for TrainSettings {
             stop: None,
             ignore_manifest: false,
             format: RecordFormat::default(),
+            augment: false,
         }
     }
 }
@@ -162,6 +165,7 @@ fn resumed_settings(given: &TrainSettings) -> anyhow::Result<(TrainSettings, Run
             keys: given.format.keys.clone().or_else(|| info.keys()),
             size: (info.image_size > 0).then_some(info.image_size as u32),
         },
+        augment: info.augment,
         ..given.clone()
     };
     Ok((settings, info))
@@ -284,6 +288,7 @@ pub fn train(
             learning_rate: settings.learning_rate,
             ignore_manifest: settings.ignore_manifest,
             format: settings.format.clone(),
+            augment: settings.augment,
         },
     )?;
     let mut info = data.info.clone();

@@ -69,6 +69,12 @@ pub struct Args {
     /// shard missing, unlisted or of another size is an error otherwise).
     #[arg(long)]
     ignore_manifest: bool,
+    /// Augment the training batches: RandomResizedCrop (scale 0.08–1, ratio 3/4–4/3) to the
+    /// model's side (--size, default 160) and a horizontal flip (p 0.5), drawn per record and
+    /// epoch (the same for any --jobs and after --resume); best on `--resize keep|fit` shards.
+    /// Validation reads the seed's centre square.
+    #[arg(long)]
+    augment: bool,
     #[command(flatten)]
     record: crate::record_args::RecordArgs,
     /// No progress bar.
@@ -147,6 +153,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         stop: Some(stop),
         ignore_manifest: args.ignore_manifest,
         format: args.record.format(),
+        augment: args.augment,
     };
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let mut bar = ProgressBar::hidden();

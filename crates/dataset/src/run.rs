@@ -12,8 +12,10 @@ use shardfeed_input_pipeline::{Parallelism, Pipeline, Repeat};
 use shardfeed_record_format::{Compression, ReaderOptions};
 
 use crate::classes::{ClassSource, class_names};
+use crate::decode::DEFAULT_SIDE;
 use crate::folder::{Location, ShardFolder};
 use crate::stream::{Decoded, RecordFormat, RecordRules, decoded_pipeline, tutorial_plan};
+use crate::transform::{Transform, augmented_pipeline};
 use crate::{Error, Result};
 
 /// The run description's file name in a run folder.
@@ -59,6 +61,10 @@ pub struct RunInfo {
     /// The feature holding each record's class, where the run named it (`--label-key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_key: Option<String>,
+    /// Whether training batches were augmented (`--augment`: RandomResizedCrop + flip), so a
+    /// resume goes on with them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub augment: bool,
 }
 
 impl RunInfo {
@@ -189,6 +195,9 @@ pub struct DataSettings {
     pub ignore_manifest: bool,
     /// The records' feature names and the square images are made into.
     pub format: RecordFormat,
+    /// Training batches made by RandomResizedCrop + flip to the model's side (`format.size`,
+    /// else 160), drawn per record and epoch; validation reads the seed's square at that side.
+    pub augment: bool,
 }
 
 impl Default for DataSettings {
@@ -205,6 +214,7 @@ impl Default for DataSettings {
             learning_rate: 1e-3,
             ignore_manifest: false,
             format: RecordFormat::default(),
+            augment: false,
         }
     }
 }
@@ -280,22 +290,44 @@ impl TrainingData {
             epochs: None,
             image_key: settings.format.keys.as_ref().map(|k| k.image.to_string()),
             label_key: settings.format.keys.as_ref().map(|k| k.label.to_string()),
+            augment: settings.augment,
         };
         let seed = settings.seed;
         let classes = Some(info.classes.len() as u64);
-        let rules = RecordRules::of_source_in(&split.train, Some(folder), &settings.format)?
+        // With --augment, both sides are read at the model's side (crops for training, the
+        // seed's square for validation).
+        let format = match settings.augment {
+            true => RecordFormat {
+                size: Some(settings.format.size.unwrap_or(DEFAULT_SIDE)),
+                ..settings.format.clone()
+            },
+            false => settings.format.clone(),
+        };
+        let mut rules = RecordRules::of_source_in(&split.train, Some(folder), &format)?
             .with_classes(info.classes.len() as u64);
+        let train = if let (true, Some(side)) = (settings.augment, format.size) {
+            (rules.side, rules.note) = (None, None);
+            augmented_pipeline(
+                split.train,
+                rules.clone(),
+                Transform::random(side),
+                seed,
+                |plan| tutorial_plan(plan, seed, Repeat::Forever),
+            )
+        } else {
+            decoded_pipeline(split.train, rules.clone(), |plan| {
+                tutorial_plan(plan, seed, Repeat::Forever)
+            })
+        };
         let note = rules.note.clone();
-        let train = decoded_pipeline(split.train, rules, |plan| {
-            tutorial_plan(plan, seed, Repeat::Forever)
-        })
-        .parallelism(settings.jobs)
-        .deterministic(true)
-        .batch(settings.batch, true);
+        let train = train
+            .parallelism(settings.jobs)
+            .deterministic(true)
+            .batch(settings.batch, true);
         let validation = validation_pipeline_in(
             split.validation,
             Some(folder),
-            &settings.format,
+            &format,
             classes,
             settings.batch,
             settings.jobs,

@@ -18,6 +18,7 @@ pub use crate::decode::{
 };
 use crate::folder::{Location, ShardFolder};
 use crate::stats::{EpochStats, ReadStats};
+use crate::transform::{Transform, augmented_pipeline};
 use crate::{Error, Result};
 
 /// What to stream and how.
@@ -46,6 +47,9 @@ pub struct StreamConfig {
     pub format: RecordFormat,
     /// Read the shard files as they are, even where they disagree with `manifest.json`.
     pub ignore_manifest: bool,
+    /// A training-time crop and flip drawn per record and epoch (`stream --crop`): every
+    /// epoch decodes anew (no cache).
+    pub transform: Option<Transform>,
 }
 
 impl Default for StreamConfig {
@@ -62,6 +66,7 @@ impl Default for StreamConfig {
             compression: Compression::None,
             format: RecordFormat::default(),
             ignore_manifest: false,
+            transform: None,
         }
     }
 }
@@ -204,7 +209,11 @@ pub fn stream(config: &StreamConfig) -> Result<StreamReport> {
 /// [`stream`] over a folder already listed (`config.shards` is not listed again).
 pub fn stream_in(folder: &ShardFolder, config: &StreamConfig) -> Result<StreamReport> {
     let source = open_shards_in(folder, config.compression, config.ignore_manifest)?;
-    let rules = RecordRules::of_source_in(&source, Some(folder), &config.format)?;
+    let mut rules = RecordRules::of_source_in(&source, Some(folder), &config.format)?;
+    if config.transform.is_some() {
+        // The transform makes its own square.
+        (rules.side, rules.note) = (None, None);
+    }
     let note = rules.note.clone();
     let files = source.files().len();
     let records = source.total_records();
@@ -215,7 +224,20 @@ pub fn stream_in(folder: &ShardFolder, config: &StreamConfig) -> Result<StreamRe
             batch: config.batch,
         });
     }
-    let pipeline = read_pipeline_with(source, rules, config)?;
+    let pipeline = match config.transform {
+        None => read_pipeline_with(source, rules, config)?,
+        Some(transform) => {
+            transform.check()?;
+            let (seed, epochs) = (config.seed, config.epochs);
+            augmented_pipeline(source, rules, transform, seed, |plan| {
+                tutorial_plan(plan, seed, Repeat::Epochs(epochs))
+            })
+            .parallelism(config.jobs)
+            .deterministic(config.deterministic)
+            .batch(config.batch, true)
+            .prefetch(2)
+        }
+    };
     let mut iter = pipeline.iter();
     let mut epochs = Vec::new();
     let (mut values, mut labels) = (Vec::new(), Vec::new());

@@ -3,14 +3,16 @@
 //! worker that reads it — its JPEG decoded only where the crop lies, resized, and copied out
 //! normalised in the caller's type and layout, all in the decode worker.
 
-use shardfeed_image_prep::DecodeOptions;
+use std::sync::Arc;
+
 use shardfeed_image_prep::augment::{Applied, Augment, Augmenter, CropKind};
-use shardfeed_image_prep::output::{Elements, Normalize, PixelWriter};
+use shardfeed_image_prep::output::{Axes, Element, Elements, Normalize, PixelWriter};
+use shardfeed_image_prep::{DecodeOptions, RgbImage};
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
-use shardfeed_input_pipeline::{Address, Rng};
+use shardfeed_input_pipeline::{Address, BoxError, Pipeline, Plan, Rng};
 use shardfeed_record_format::Error as RecordError;
 
-use crate::decode::{RecordRules, checked_record, read_at};
+use crate::decode::{Decoded, RecordRules, checked_record, read_at};
 use crate::error::Damaged;
 use crate::{Error, Result};
 
@@ -53,6 +55,34 @@ impl Transform {
             return invalid(why);
         }
         Ok(())
+    }
+
+    /// torchvision's `RandomResizedCrop(size)` (scale 0.08–1, ratio 3/4–4/3) and
+    /// `RandomHorizontalFlip(0.5)`, values / 255: `stream --crop random`, `train --augment`.
+    pub fn random(size: u32) -> Self {
+        Transform {
+            augment: Augment {
+                crop: CropKind::Random(Default::default()),
+                size,
+                flip: 0.5,
+                dct_scaling: true,
+            },
+            normalize: None,
+        }
+    }
+
+    /// Evaluation's `Resize(size / 0.875)` + `CenterCrop(size)`, no flip, values / 255:
+    /// `stream --crop center`.
+    pub fn centre(size: u32) -> Self {
+        Transform {
+            augment: Augment {
+                crop: CropKind::Centre { ratio: 0.875 },
+                size,
+                flip: 0.0,
+                dct_scaling: true,
+            },
+            normalize: None,
+        }
     }
 
     /// The same transform at another output side (progressive resizing).
@@ -137,4 +167,47 @@ pub(crate) fn transform_at(
             applied,
         })
     })
+}
+
+/// A pipeline of `source`'s records transformed into [`Decoded`] `u8` images (flipped where
+/// drawn), over the plan `configure` makes: the draws keyed by (`seed`, the epoch of each
+/// item's position, record). What `stream --crop` and `train --augment` read; damage as
+/// [`crate::decode::decoded_pipeline`]'s.
+pub fn augmented_pipeline(
+    source: TfRecordSource,
+    rules: RecordRules,
+    transform: Transform,
+    seed: u64,
+    configure: impl FnOnce(Plan) -> Plan,
+) -> Pipeline<Decoded> {
+    let plan = configure(source.plan());
+    let records = source.total_records().max(1);
+    let source = Arc::new(source);
+    let writer = PixelWriter::new(Element::U8, Axes::Hwc, None).expect("no Normalize");
+    Pipeline::new_init_at(
+        plan,
+        TransformWorker::new,
+        move |worker: &mut TransformWorker,
+              address: Address,
+              position: u64|
+              -> std::result::Result<Decoded, BoxError> {
+            let epoch = position / records;
+            match transform_at(
+                &source, worker, &rules, &transform, &writer, seed, epoch, address,
+            )? {
+                Ok(done) => {
+                    let Elements::U8(pixels) = done.elements else {
+                        unreachable!("a u8 writer writes bytes")
+                    };
+                    let side = transform.augment.size;
+                    let image = RgbImage::new(side, side, pixels)?;
+                    Ok(Decoded {
+                        image: Arc::new(image),
+                        class: done.class,
+                    })
+                }
+                Err(damaged) => Err(Error::DamagedRecord(Box::new(damaged)).into()),
+            }
+        },
+    )
 }

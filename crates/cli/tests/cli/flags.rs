@@ -103,6 +103,18 @@ const TABLE: &[Case] = &[
         &["1", "1024"],
     ),
     (
+        &["stream", "nope"],
+        "--crop",
+        &["square", "Random2"],
+        &["random", "center"],
+    ),
+    (
+        &["stream", "nope", "--crop", "random"],
+        "--flip",
+        &["-0.1", "1.5", "nan", "x"],
+        &["0", "1"],
+    ),
+    (
         &["train", "nope", "--out", "r"],
         "--epochs",
         &["0", "100001"],

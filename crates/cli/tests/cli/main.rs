@@ -6,6 +6,7 @@
 mod common;
 mod generated;
 
+mod augment;
 mod cli;
 mod damage;
 mod flags;

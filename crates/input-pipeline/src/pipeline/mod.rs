@@ -201,6 +201,25 @@ impl<T: Send + 'static> Pipeline<T> {
         Pipeline::new(plan, Ok::<Address, BoxError>).map_init(init, fetch)
     }
 
+    /// [`Pipeline::new_init`] whose `fetch` also hears each item's position in the whole
+    /// stream (from 0, across epochs: `position / records` is its epoch), for work that
+    /// depends on the epoch (a training-time crop drawn per record and epoch).
+    pub fn new_init_at<S: 'static, E: Into<BoxError>, E2: Into<BoxError>>(
+        plan: Plan,
+        init: impl Fn() -> Result<S, E2> + Send + Sync + 'static,
+        fetch: impl Fn(&mut S, Address, u64) -> Result<T, E> + Send + Sync + 'static,
+    ) -> Self {
+        let positioned: Pipeline<(Address, u64)> = Pipeline {
+            plan,
+            func: Arc::new(|| Box::new(|address, position| Ok((address, position)))),
+            cache_stats: None,
+            settings: Settings::default(),
+        };
+        positioned.map_init(init, move |state, (address, position)| {
+            fetch(state, address, position)
+        })
+    }
+
     /// Applies `f` to every item, in the same parallel stage (TF's `map`; maps are fused).
     pub fn map<U: Send + 'static, E: Into<BoxError>>(
         self,
