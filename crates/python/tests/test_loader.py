@@ -259,7 +259,7 @@ def test_split_matches_the_training_split(shards):
 
 
 def test_bad_settings_are_value_errors(shards, tmp_path):
-    for kwargs in [dict(rank=2, world_size=2), dict(dtype="float16"), dict(layout="HWC"),
+    for kwargs in [dict(rank=2, world_size=2), dict(dtype="float64"), dict(layout="HWC"),
                    dict(on_damaged="ignore"), dict(batch_size=0), dict(split=("test", 0.2))]:
         with pytest.raises(ValueError):
             shardfeed.Loader(shards, **kwargs)
