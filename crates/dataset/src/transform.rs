@@ -1,7 +1,7 @@
 //! Training-time transforms in the read pipeline: a record's crop (random or centre) and flip
 //! drawn from a generator keyed by (seed, epoch, file, record) — never by the thread, rank or
-//! worker that reads it — its JPEG decoded only where the crop lies, resized, and copied out
-//! normalised in the caller's type and layout, all in the decode worker.
+//! worker that reads it — its JPEG decoded only where the crop lies and resized in the decode
+//! worker; the caller copies it out once, mirrored and normalised in its type and layout.
 
 use std::sync::Arc;
 
@@ -92,12 +92,12 @@ impl Transform {
     }
 }
 
-/// A record transformed: its elements in the caller's type and layout, class, and what was
-/// done to it.
+/// A record transformed: its crop resized (`u8` HWC, not yet flipped: the copy out mirrors
+/// it), class, and what was done to it.
 #[derive(Debug, Clone)]
 pub struct Transformed {
-    /// One image's elements (`size × size × 3`).
-    pub elements: Elements,
+    /// The resized crop (`size × size`).
+    pub image: RgbImage,
     /// The class index.
     pub class: i64,
     /// The crop box (in the record's pixels) and flip.
@@ -137,14 +137,14 @@ pub fn draw_for(
 }
 
 /// Reads the record at `address`, checks it against `rules`, and transforms it with the
-/// draws keyed by (`seed`, `epoch`, `address`): damage as in [`crate::decode`].
+/// draws keyed by (`seed`, `epoch`, `address`): damage as in [`crate::decode`]. The copy out
+/// (type, layout, normalisation, the flip) is the caller's.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transform_at(
     source: &TfRecordSource,
     worker: &mut TransformWorker,
     rules: &RecordRules,
     transform: &Transform,
-    writer: &PixelWriter,
     seed: u64,
     epoch: u64,
     address: Address,
@@ -162,7 +162,7 @@ pub(crate) fn transform_at(
             .apply(&example.image, &options, &transform.augment, &mut uniform)
             .map_err(|e| e.to_string())?;
         Ok(Transformed {
-            elements: writer.write(&image, applied.flip),
+            image,
             class: example.class,
             applied,
         })
@@ -192,15 +192,17 @@ pub fn augmented_pipeline(
               position: u64|
               -> std::result::Result<Decoded, BoxError> {
             let epoch = position / records;
-            match transform_at(
-                &source, worker, &rules, &transform, &writer, seed, epoch, address,
-            )? {
+            match transform_at(&source, worker, &rules, &transform, seed, epoch, address)? {
                 Ok(done) => {
-                    let Elements::U8(pixels) = done.elements else {
-                        unreachable!("a u8 writer writes bytes")
+                    let image = match done.applied.flip {
+                        false => done.image,
+                        true => {
+                            let Elements::U8(pixels) = writer.write(&done.image, true) else {
+                                unreachable!("a u8 writer writes bytes")
+                            };
+                            RgbImage::new(done.image.width, done.image.height, pixels)?
+                        }
                     };
-                    let side = transform.augment.size;
-                    let image = RgbImage::new(side, side, pixels)?;
                     Ok(Decoded {
                         image: Arc::new(image),
                         class: done.class,

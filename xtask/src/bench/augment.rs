@@ -75,6 +75,26 @@ pub(super) fn augment(args: &Args) -> anyhow::Result<String> {
         args.images,
     );
     println!("augment: {cores} cores; {}", report::machine());
+    // The limit: the same crops (epoch 0's draws) decoded only, one thread, times the cores.
+    let keep = &folders[0].1;
+    let ceiling = cargo_bench(
+        "shardfeed-dataset",
+        "decode_ceiling",
+        args.runs,
+        &[
+            ("SHARDFEED_BENCH_SHARDS", keep.display().to_string()),
+            ("SHARDFEED_BENCH_CROP", "224".to_owned()),
+        ],
+    )?;
+    let crop_rates: Vec<f64> = ceiling["crop_images_per_s"]
+        .as_array()
+        .context("crop_images_per_s in decode_ceiling's output")?
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    let (crop_rate, crop_lo, crop_hi) = spread(crop_rates);
+    let limit = crop_rate * cores as f64;
+    let mut keep_train = None;
     let cases = [
         ("keep", "train"),
         ("fit", "train"),
@@ -143,6 +163,9 @@ pub(super) fn augment(args: &Args) -> anyhow::Result<String> {
         }
         let ours = measured[0].rate.clone();
         let ours_median = spread(ours).0;
+        if (kind, mode) == ("keep", "train") {
+            keep_train = Some(ours_median);
+        }
         for (contender, m) in contenders.iter().zip(measured) {
             if let Some(why) = &m.missing {
                 eprintln!(
@@ -172,5 +195,14 @@ pub(super) fn augment(args: &Args) -> anyhow::Result<String> {
             ));
         }
     }
+    table.push_str(&format!(
+        "\nThe limit: the Loader's own crops of epoch 0 (keep shards) decoded only — the region \
+         at its DCT scale, no resize, no copy out — on one thread: {crop_rate:.0} images/s \
+         ({crop_lo:.0}–{crop_hi:.0}); × {cores} cores = {limit:.0} images/s. The Loader's \
+         train figure on keep shards is **{:.0} %** of it (the rest: the antialiased resize to \
+         224, the float32 CHW copy out with the normalisation, the batch's copy, the \
+         pipeline).\n",
+        keep_train.map_or(f64::NAN, |r| r / limit * 100.0)
+    ));
     Ok(table)
 }

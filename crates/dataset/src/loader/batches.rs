@@ -2,8 +2,8 @@
 //! records into the layout and type the caller asked for ([`LoaderBatch`], [`Pixels`]).
 
 use super::*;
+use shardfeed_image_prep::RgbImage;
 use shardfeed_image_prep::augment::Applied;
-use shardfeed_image_prep::output::Elements;
 
 /// A batch as numpy takes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,14 +159,10 @@ impl EpochBatches {
         }
         if !transformed.is_empty() || self.config.transform.is_some() {
             let side = self.config.transform.map_or(0, |t| t.augment.size as usize);
-            let side = transformed
-                .first()
-                .map_or(side, |t| isqrt(elements_len(&t.elements) / 3));
+            let side = transformed.first().map_or(side, |t| t.image.width as usize);
             let labels = transformed.iter().map(|t| t.class).collect();
-            let pixels = concat(
-                transformed.into_iter().map(|t| t.elements).collect(),
-                self.config.dtype,
-            );
+            let images = transformed.iter().map(|t| (&t.image, t.applied.flip));
+            let pixels = fill_pixels(images, side, &self.writer, self.config.dtype);
             return Ok(LoaderBatch {
                 pixels,
                 labels,
@@ -183,7 +179,8 @@ impl EpochBatches {
         };
         crate::stream::check_square(&images, side)?;
         let labels = images.iter().map(|d| d.class).collect();
-        let pixels = fill_pixels(&images, side, &self.writer, self.config.dtype);
+        let unflipped = images.iter().map(|d| (&*d.image, false));
+        let pixels = fill_pixels(unflipped, side, &self.writer, self.config.dtype);
         Ok(LoaderBatch {
             pixels,
             labels,
@@ -194,68 +191,39 @@ impl EpochBatches {
     }
 }
 
-fn elements_len(elements: &Elements) -> usize {
-    match elements {
-        Elements::F32(v) => v.len(),
-        Elements::U16(v) => v.len(),
-        Elements::U8(v) => v.len(),
-    }
-}
-
-fn isqrt(n: usize) -> usize {
-    (n as f64).sqrt().round() as usize
-}
-
-/// Transformed images (made in the workers) joined into one batch buffer.
-fn concat(images: Vec<Elements>, dtype: Dtype) -> Pixels {
-    // One allocation of the whole batch, each image copied in once.
-    let total: usize = images.iter().map(elements_len).sum();
-    let (mut f32s, mut u16s, mut u8s) = (Vec::new(), Vec::new(), Vec::new());
-    match dtype {
-        Dtype::Float32 => f32s.reserve_exact(total),
-        Dtype::Uint8 => u8s.reserve_exact(total),
-        Dtype::Float16 | Dtype::Bfloat16 => u16s.reserve_exact(total),
-    }
-    for elements in &images {
-        match elements {
-            Elements::F32(v) => f32s.extend_from_slice(v),
-            Elements::U16(v) => u16s.extend_from_slice(v),
-            Elements::U8(v) => u8s.extend_from_slice(v),
-        }
-    }
-    match dtype {
-        Dtype::Float32 => Pixels::F32(f32s),
-        Dtype::Uint8 => Pixels::U8(u8s),
-        Dtype::Float16 => Pixels::F16(u16s),
-        Dtype::Bfloat16 => Pixels::Bf16(u16s),
-    }
-}
-
-/// The one copy: decoded HWC bytes into the batch's buffer, converted and laid out by the
-/// loader's [`PixelWriter`] (values / 255 as [`shardfeed_image_prep::Preprocessing`] scales).
-fn fill_pixels(images: &[Decoded], side: usize, writer: &PixelWriter, dtype: Dtype) -> Pixels {
+/// The one copy: decoded HWC bytes (mirrored where asked) into the batch's buffer, converted
+/// and laid out by the loader's [`PixelWriter`] (values / 255 as
+/// [`shardfeed_image_prep::Preprocessing`] scales them, normalised by a transform's
+/// `Normalize`), on the consumer's thread: each image written once, into the buffer numpy
+/// takes.
+fn fill_pixels<'a>(
+    images: impl ExactSizeIterator<Item = (&'a RgbImage, bool)>,
+    side: usize,
+    writer: &PixelWriter,
+    dtype: Dtype,
+) -> Pixels {
     // At least 1: an empty batch (every record skipped) has side 0 and no chunk.
     let per = (side * side * 3).max(1);
     let len = images.len() * side * side * 3;
     match dtype {
         Dtype::Float32 => {
             let mut out = vec![0f32; len];
-            for (d, o) in images.iter().zip(out.chunks_exact_mut(per)) {
-                writer.write_f32(&d.image, false, o);
+            for ((image, flip), o) in images.zip(out.chunks_exact_mut(per)) {
+                writer.write_f32(image, flip, o);
             }
             Pixels::F32(out)
         }
         Dtype::Uint8 => {
             let mut out = vec![0u8; len];
-            for (d, o) in images.iter().zip(out.chunks_exact_mut(per)) {
-                writer.write_u8(&d.image, false, o);
+            for ((image, flip), o) in images.zip(out.chunks_exact_mut(per)) {
+                writer.write_u8(image, flip, o);
             }
             Pixels::U8(out)
         }
         Dtype::Float16 | Dtype::Bfloat16 => {
             let mut out = vec![0u16; len];
-            for (d, o) in images.iter().zip(out.chunks_exact_mut(per)) {
-                writer.write_u16(&d.image, false, o);
+            for ((image, flip), o) in images.zip(out.chunks_exact_mut(per)) {
+                writer.write_u16(image, flip, o);
             }
             if dtype == Dtype::Float16 {
                 Pixels::F16(out)

@@ -497,7 +497,6 @@ impl Loader {
                     self.source.clone(),
                     self.rules.clone(),
                     transform,
-                    self.writer.clone(),
                     (self.config.seed, position.epoch),
                     plan,
                 )

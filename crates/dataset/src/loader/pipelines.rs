@@ -42,7 +42,6 @@ pub(super) fn transform_pipeline(
     source: Arc<TfRecordSource>,
     rules: RecordRules,
     transform: Transform,
-    writer: Arc<PixelWriter>,
     (seed, epoch): (u64, u64),
     plan: Plan,
 ) -> Pipeline<Slot> {
@@ -50,9 +49,7 @@ pub(super) fn transform_pipeline(
         plan,
         TransformWorker::new,
         move |worker: &mut TransformWorker, address: Address| -> Result<Slot, BoxError> {
-            match transform_at(
-                &source, worker, &rules, &transform, &writer, seed, epoch, address,
-            ) {
+            match transform_at(&source, worker, &rules, &transform, seed, epoch, address) {
                 Ok(Ok(done)) => Ok(Slot::Transformed(address, Box::new(done))),
                 Ok(Err(damaged)) => Ok(Slot::Damaged(Arc::new(damaged))),
                 Err(error) => damaged_slot(&source, address, error),
