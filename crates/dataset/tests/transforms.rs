@@ -281,24 +281,10 @@ fn reference(
     out: u32,
     flip: bool,
 ) -> Vec<u8> {
-    let (x, y, w, h) = (
-        crop.left as usize,
-        crop.top as usize,
-        crop.width as usize,
-        crop.height as usize,
-    );
-    let mut cut = Vec::new();
-    for row in whole
-        .pixels
-        .chunks_exact(whole.width as usize * 3)
-        .skip(y)
-        .take(h)
-    {
-        cut.extend_from_slice(&row[x * 3..(x + w) * 3]);
-    }
-    let cut = shardfeed_image_prep::RgbImage::new(w as u32, h as u32, cut).unwrap();
+    let (w, h) = (crop.width as u32, crop.height as u32);
+    let cut = whole.cut(crop.left as u32, crop.top as u32, w, h);
     let resized = CropResizer::new()
-        .resize(&cut, CropBox::whole(w as u32, h as u32), (out, out))
+        .resize(&cut, CropBox::whole(w, h), (out, out))
         .unwrap();
     let mut pixels = Vec::with_capacity(resized.pixels.len());
     for row in resized.pixels.chunks_exact(out as usize * 3) {

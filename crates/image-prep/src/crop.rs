@@ -106,15 +106,7 @@ impl Decoder {
         crop: CropBox,
         out: (u32, u32),
     ) -> Result<DecodedCrop> {
-        let info = self.probe(jpeg)?;
-        let pixels = u64::from(info.width) * u64::from(info.height);
-        if pixels > options.max_pixels {
-            return Err(Error::TooLarge {
-                width: info.width,
-                height: info.height,
-                limit: options.max_pixels,
-            });
-        }
+        let info = self.probe_within(jpeg, options)?;
         let crop = clamp(crop, info.width, info.height);
         let subsampling = self.subsampling();
         // libjpeg-turbo's scaled 4:1:1 and 4:4:1 chroma is coarse (measured: up to 21 levels

@@ -104,6 +104,40 @@ impl RgbImage {
             pixels,
         })
     }
+
+    /// The `width` × `height` rectangle at (`left`, `top`), which must lie inside.
+    pub fn cut(&self, left: u32, top: u32, width: u32, height: u32) -> RgbImage {
+        assert!(left + width <= self.width && top + height <= self.height);
+        let row_bytes = self.width as usize * 3;
+        let (left, width) = (left as usize * 3, width as usize * 3);
+        let mut pixels = Vec::with_capacity(width * height as usize);
+        for row in self
+            .pixels
+            .chunks_exact(row_bytes)
+            .skip(top as usize)
+            .take(height as usize)
+        {
+            pixels.extend_from_slice(&row[left..left + width]);
+        }
+        RgbImage {
+            width: (width / 3) as u32,
+            height,
+            pixels,
+        }
+    }
+}
+
+/// Refuses an image of more than `options.max_pixels` pixels, from its header.
+fn check_pixels(info: &JpegInfo, options: &DecodeOptions) -> Result<()> {
+    let pixels = u64::from(info.width) * u64::from(info.height);
+    if pixels > options.max_pixels {
+        return Err(Error::TooLarge {
+            width: info.width,
+            height: info.height,
+            limit: options.max_pixels,
+        });
+    }
+    Ok(())
 }
 
 /// A TurboJPEG decompressor. Not `Sync`: keep one per thread.
@@ -196,15 +230,7 @@ impl Decoder {
         options: &DecodeOptions,
         target: Option<u32>,
     ) -> Result<RgbImage> {
-        let info = self.probe(jpeg)?;
-        let pixels = u64::from(info.width) * u64::from(info.height);
-        if pixels > options.max_pixels {
-            return Err(Error::TooLarge {
-                width: info.width,
-                height: info.height,
-                limit: options.max_pixels,
-            });
-        }
+        let info = self.probe_within(jpeg, options)?;
         let denominator = match target {
             Some(target) if options.dct_scaling => {
                 dct_denominator(info.width.min(info.height), target)
@@ -305,6 +331,18 @@ impl Decoder {
     /// `TJSAMP` (`-1`: one it does not name).
     pub(crate) fn subsampling(&self) -> c_int {
         self.get(raw::TJPARAM_TJPARAM_SUBSAMP)
+    }
+
+    /// Reads the header and refuses an image over `options.max_pixels` (before anything is
+    /// allocated for it).
+    pub(crate) fn probe_within(
+        &mut self,
+        jpeg: &[u8],
+        options: &DecodeOptions,
+    ) -> Result<JpegInfo> {
+        let info = self.probe(jpeg)?;
+        check_pixels(&info, options)?;
+        Ok(info)
     }
 }
 

@@ -76,7 +76,9 @@ impl ResizeCrop {
         self.resizer
             .resize(&source, &mut resized, &options)
             .map_err(|e| Error::Resize(e.to_string()))?;
-        Ok(crop_centre(width, height, resized.buffer(), target))
+        // The centre square, offsets `(excess) // 2`.
+        let resized = RgbImage::new(width, height, resized.into_vec())?;
+        Ok(resized.cut((width - target) / 2, (height - target) / 2, target, target))
     }
 }
 
@@ -98,26 +100,6 @@ impl ResizeCrop {
             .resize(&source, &mut resized, &options)
             .map_err(|e| Error::Resize(e.to_string()))?;
         RgbImage::new(width, height, resized.into_vec())
-    }
-}
-
-/// The centre `target` square of a `width` × `height` RGB buffer, offsets `(excess) // 2`.
-fn crop_centre(width: u32, height: u32, pixels: &[u8], target: u32) -> RgbImage {
-    let left = ((width - target) / 2) as usize;
-    let top = ((height - target) / 2) as usize;
-    let row_bytes = width as usize * 3;
-    let mut out = Vec::with_capacity(target as usize * target as usize * 3);
-    for row in pixels
-        .chunks_exact(row_bytes)
-        .skip(top)
-        .take(target as usize)
-    {
-        out.extend_from_slice(&row[left * 3..(left + target as usize) * 3]);
-    }
-    RgbImage {
-        width: target,
-        height: target,
-        pixels: out,
     }
 }
 

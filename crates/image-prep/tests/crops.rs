@@ -138,24 +138,10 @@ fn reference(jpeg: &[u8], crop: CropBox, out: u32) -> RgbImage {
         .unwrap()
         .decode(jpeg, &DecodeOptions::default(), None)
         .unwrap();
-    let (x, y, w, h) = (
-        crop.left as usize,
-        crop.top as usize,
-        crop.width as usize,
-        crop.height as usize,
-    );
-    let mut cut = Vec::with_capacity(w * h * 3);
-    for row in whole
-        .pixels
-        .chunks_exact(whole.width as usize * 3)
-        .skip(y)
-        .take(h)
-    {
-        cut.extend_from_slice(&row[x * 3..(x + w) * 3]);
-    }
-    let cut = RgbImage::new(w as u32, h as u32, cut).unwrap();
+    let (w, h) = (crop.width as u32, crop.height as u32);
+    let cut = whole.cut(crop.left as u32, crop.top as u32, w, h);
     CropResizer::new()
-        .resize(&cut, CropBox::whole(w as u32, h as u32), (out, out))
+        .resize(&cut, CropBox::whole(w, h), (out, out))
         .unwrap()
 }
 

@@ -14,8 +14,8 @@ use shardfeed_dataset::folder::{Location, Resize};
 use shardfeed_dataset::run::RunInfo;
 use shardfeed_dataset::synthetic::GenData;
 use shardfeed_input_pipeline::Parallelism;
-use shardfeed_model::{Classifier, DeviceKind, ImageBatch, device};
 
+use crate::common::probabilities;
 use crate::generated::generated_shards;
 
 /// `n` generated images of 40–90 px kept as they are (`--resize keep`) in 4 shards.
@@ -84,17 +84,6 @@ fn settings(shards: &Path, out: &Path) -> TrainSettings {
     }
 }
 
-fn probabilities(run: &Path) -> Vec<Vec<f32>> {
-    let classifier = Classifier::load(run, device(DeviceKind::Cpu, false).unwrap()).unwrap();
-    let pixels = (0..4 * 32 * 32 * 3)
-        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
-        .collect();
-    classifier.probabilities(&ImageBatch {
-        pixels,
-        labels: vec![0; 4],
-        side: 32,
-    })
-}
 
 #[test]
 fn an_augmented_run_resumes_to_the_uninterrupted_runs_model() {

@@ -8,12 +8,12 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::common::probabilities;
 use crate::generated::generated_shards;
 use shardfeed::train::{TrainEvent, TrainSettings, train};
 use shardfeed_dataset::ShardConfig;
 use shardfeed_dataset::synthetic::GenData;
 use shardfeed_input_pipeline::Parallelism;
-use shardfeed_model::{Classifier, DeviceKind, ImageBatch, device};
 
 /// `n` generated images (and `n / 4` test images) sharded at 32 px into 8 shards.
 fn tiny_shards(dir: &Path, n: usize) -> PathBuf {
@@ -187,18 +187,6 @@ fn settings(shards: &Path, out: &Path, epochs: u64) -> TrainSettings {
     }
 }
 
-/// Probabilities of the saved model in `run` for a fixed batch.
-fn probabilities(run: &Path) -> Vec<Vec<f32>> {
-    let classifier = Classifier::load(run, device(DeviceKind::Cpu, false).unwrap()).unwrap();
-    let pixels = (0..4 * 32 * 32 * 3)
-        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
-        .collect();
-    classifier.probabilities(&ImageBatch {
-        pixels,
-        labels: vec![0; 4],
-        side: 32,
-    })
-}
 
 #[test]
 fn an_interrupted_run_resumes_to_the_uninterrupted_runs_model() {

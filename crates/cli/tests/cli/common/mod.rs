@@ -25,3 +25,18 @@ pub fn tensorflow_python() -> PathBuf {
         "SHARDFEED_TF_PYTHON must name a Python with tensorflow installed (cargo xtask ci sets it)",
     )
 }
+
+/// Probabilities of the saved model in `run` for a fixed batch of four 32 px images: two runs
+/// with equal weights give equal figures.
+pub fn probabilities(run: &std::path::Path) -> Vec<Vec<f32>> {
+    use shardfeed_model::{Classifier, DeviceKind, ImageBatch, device};
+    let classifier = Classifier::load(run, device(DeviceKind::Cpu, false).unwrap()).unwrap();
+    let pixels = (0..4 * 32 * 32 * 3)
+        .map(|i| ((i * 7919) % 256) as f32 / 255.0)
+        .collect();
+    classifier.probabilities(&ImageBatch {
+        pixels,
+        labels: vec![0; 4],
+        side: 32,
+    })
+}
