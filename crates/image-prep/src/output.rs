@@ -2,6 +2,8 @@
 //! through a per-channel lookup table that holds `Normalize` (`(v / 255 − mean) / std`), the
 //! horizontal flip done by reading rows backwards, HWC or CHW. No second pass over the pixels.
 
+use std::mem::MaybeUninit;
+
 use crate::{Preprocessing, RgbImage};
 
 /// torchvision's `Normalize(mean, std)` on values scaled to [0, 1].
@@ -154,21 +156,86 @@ impl PixelWriter {
 
     /// `image` as `f32` into `out` (`width × height × 3` long).
     pub fn write_f32(&self, image: &RgbImage, flip: bool, out: &mut [f32]) {
-        self.fill(image, flip, &self.f32_table, out);
+        self.fill(image, flip, &self.f32_table, as_uninit(out));
     }
 
     /// `image` as `f16`/`bf16` bits (the writer's [`Element`]) into `out`.
     pub fn write_u16(&self, image: &RgbImage, flip: bool, out: &mut [u16]) {
-        self.fill(image, flip, &self.u16_table, out);
+        self.fill(image, flip, &self.u16_table, as_uninit(out));
     }
 
     /// `image`'s bytes into `out`.
     pub fn write_u8(&self, image: &RgbImage, flip: bool, out: &mut [u8]) {
         let identity: [[u8; 256]; 3] = [std::array::from_fn(|v| v as u8); 3];
-        self.fill(image, flip, &identity, out);
+        self.fill(image, flip, &identity, as_uninit(out));
     }
 
-    fn fill<T: Copy>(&self, image: &RgbImage, flip: bool, table: &[[T; 256]; 3], out: &mut [T]) {
+    /// A batch of `images` (each `side × side`, mirrored where its flag says) as one `f32`
+    /// buffer, written once (never zeroed first).
+    pub fn batch_f32<'a>(
+        &self,
+        images: impl Iterator<Item = (&'a RgbImage, bool)>,
+        count: usize,
+        side: usize,
+    ) -> Vec<f32> {
+        self.batch(images, count, side, &self.f32_table)
+    }
+
+    /// [`PixelWriter::batch_f32`] as `f16`/`bf16` bits.
+    pub fn batch_u16<'a>(
+        &self,
+        images: impl Iterator<Item = (&'a RgbImage, bool)>,
+        count: usize,
+        side: usize,
+    ) -> Vec<u16> {
+        self.batch(images, count, side, &self.u16_table)
+    }
+
+    /// [`PixelWriter::batch_f32`] as bytes.
+    pub fn batch_u8<'a>(
+        &self,
+        images: impl Iterator<Item = (&'a RgbImage, bool)>,
+        count: usize,
+        side: usize,
+    ) -> Vec<u8> {
+        let identity: [[u8; 256]; 3] = [std::array::from_fn(|v| v as u8); 3];
+        self.batch(images, count, side, &identity)
+    }
+
+    fn batch<'a, T: Copy>(
+        &self,
+        images: impl Iterator<Item = (&'a RgbImage, bool)>,
+        count: usize,
+        side: usize,
+        table: &[[T; 256]; 3],
+    ) -> Vec<T> {
+        let per = side * side * 3;
+        let len = count * per;
+        let mut out: Vec<T> = Vec::with_capacity(len);
+        let mut written = 0;
+        if per > 0 {
+            for ((image, flip), chunk) in
+                images.zip(out.spare_capacity_mut()[..len].chunks_exact_mut(per))
+            {
+                self.fill(image, flip, table, chunk);
+                written += 1;
+            }
+        }
+        assert_eq!(written * per, len, "every image of the batch is written");
+        // SAFETY: the capacity is `len`, and its `count` chunks of `per` elements were each
+        // written whole by `fill` (which checks the image fills its chunk exactly).
+        unsafe { out.set_len(len) };
+        out
+    }
+
+    /// Writes every element of `out` (its length is checked: one image).
+    fn fill<T: Copy>(
+        &self,
+        image: &RgbImage,
+        flip: bool,
+        table: &[[T; 256]; 3],
+        out: &mut [MaybeUninit<T>],
+    ) {
         let w = image.width as usize;
         let plane = w * image.height as usize;
         assert_eq!(out.len(), plane * 3, "the output holds one image");
@@ -179,9 +246,9 @@ impl PixelWriter {
                     for (x, o) in out_row.chunks_exact_mut(3).enumerate() {
                         let sx = if flip { w - 1 - x } else { x };
                         let px = &row[sx * 3..sx * 3 + 3];
-                        o[0] = table[0][px[0] as usize];
-                        o[1] = table[1][px[1] as usize];
-                        o[2] = table[2][px[2] as usize];
+                        o[0] = MaybeUninit::new(table[0][px[0] as usize]);
+                        o[1] = MaybeUninit::new(table[1][px[1] as usize]);
+                        o[2] = MaybeUninit::new(table[2][px[2] as usize]);
                     }
                 }
                 Axes::Chw => {
@@ -192,14 +259,22 @@ impl PixelWriter {
                     for x in 0..w {
                         let sx = if flip { w - 1 - x } else { x };
                         let px = &row[sx * 3..sx * 3 + 3];
-                        r[x] = table[0][px[0] as usize];
-                        g[x] = table[1][px[1] as usize];
-                        b[x] = table[2][px[2] as usize];
+                        r[x] = MaybeUninit::new(table[0][px[0] as usize]);
+                        g[x] = MaybeUninit::new(table[1][px[1] as usize]);
+                        b[x] = MaybeUninit::new(table[2][px[2] as usize]);
                     }
                 }
             }
         }
     }
+}
+
+/// An initialised slice seen as one that may be written without reading (only initialised
+/// values are written through it).
+fn as_uninit<T: Copy>(out: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout; the callers (`fill`) write only initialised
+    // `T` values and never read, so `out` stays initialised.
+    unsafe { &mut *(out as *mut [T] as *mut [MaybeUninit<T>]) }
 }
 
 #[cfg(test)]

@@ -84,7 +84,6 @@ fn settings(shards: &Path, out: &Path) -> TrainSettings {
     }
 }
 
-
 #[test]
 fn an_augmented_run_resumes_to_the_uninterrupted_runs_model() {
     let dir = tempfile::tempdir().unwrap();

@@ -187,7 +187,6 @@ fn settings(shards: &Path, out: &Path, epochs: u64) -> TrainSettings {
     }
 }
 
-
 #[test]
 fn an_interrupted_run_resumes_to_the_uninterrupted_runs_model() {
     let dir = tempfile::tempdir().unwrap();

@@ -202,34 +202,11 @@ fn fill_pixels<'a>(
     writer: &PixelWriter,
     dtype: Dtype,
 ) -> Pixels {
-    // At least 1: an empty batch (every record skipped) has side 0 and no chunk.
-    let per = (side * side * 3).max(1);
-    let len = images.len() * side * side * 3;
+    let count = images.len();
     match dtype {
-        Dtype::Float32 => {
-            let mut out = vec![0f32; len];
-            for ((image, flip), o) in images.zip(out.chunks_exact_mut(per)) {
-                writer.write_f32(image, flip, o);
-            }
-            Pixels::F32(out)
-        }
-        Dtype::Uint8 => {
-            let mut out = vec![0u8; len];
-            for ((image, flip), o) in images.zip(out.chunks_exact_mut(per)) {
-                writer.write_u8(image, flip, o);
-            }
-            Pixels::U8(out)
-        }
-        Dtype::Float16 | Dtype::Bfloat16 => {
-            let mut out = vec![0u16; len];
-            for ((image, flip), o) in images.zip(out.chunks_exact_mut(per)) {
-                writer.write_u16(image, flip, o);
-            }
-            if dtype == Dtype::Float16 {
-                Pixels::F16(out)
-            } else {
-                Pixels::Bf16(out)
-            }
-        }
+        Dtype::Float32 => Pixels::F32(writer.batch_f32(images, count, side)),
+        Dtype::Uint8 => Pixels::U8(writer.batch_u8(images, count, side)),
+        Dtype::Float16 => Pixels::F16(writer.batch_u16(images, count, side)),
+        Dtype::Bfloat16 => Pixels::Bf16(writer.batch_u16(images, count, side)),
     }
 }
