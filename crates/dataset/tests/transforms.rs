@@ -298,3 +298,69 @@ fn reference(
     }
     pixels
 }
+
+/// A damaged record, skipped, leaves a gap the batch closes: every other record's pixels are
+/// the undamaged run's, in deterministic mode (each worker writes its batch's buffer) and not
+/// (the consumer fills it), and the record is counted.
+#[test]
+fn a_skipped_record_leaves_the_other_images_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = shards(dir.path());
+    let transform = rrc(32, true);
+    let config = |deterministic| LoaderConfig {
+        on_damaged: shardfeed_dataset::loader::OnDamaged::Skip,
+        deterministic,
+        ..config(transform, 2, 0, 1)
+    };
+    let whole = by_record(read(
+        &Loader::open(&files, config(true)).unwrap(),
+        Position::default(),
+        None,
+        usize::MAX,
+    ));
+    // Flip a byte inside the second record of the first file (its CRC no longer matches).
+    let index = std::fs::read_to_string(format!("{}.idx", files[0].display())).unwrap();
+    let offset: usize = index
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    bytes[offset + 40] ^= 0x5a;
+    std::fs::write(&files[0], bytes).unwrap();
+    for deterministic in [true, false] {
+        let loader = Loader::open(&files, config(deterministic)).unwrap();
+        let mut epoch = loader.epoch(Position::default());
+        let (mut images, mut skipped) = (Vec::new(), 0);
+        while let Some(batch) = epoch.next_batch() {
+            let batch = batch.unwrap();
+            skipped += batch.skipped.len();
+            let Pixels::F32(pixels) = &batch.pixels else {
+                panic!("float32")
+            };
+            let per = batch.side * batch.side * 3;
+            assert_eq!(pixels.len(), per * batch.len());
+            for (i, (traced, label)) in batch.traced.iter().zip(&batch.labels).enumerate() {
+                let bits = pixels[i * per..(i + 1) * per]
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                images.push((*traced, *label, bits));
+            }
+        }
+        assert_eq!(skipped, 1);
+        let images = by_record(images);
+        assert_eq!(images.len(), 44);
+        assert!(!images.contains_key(&(0, 1)));
+        for (key, image) in &images {
+            assert!(
+                &whole[key] == image,
+                "{key:?} differs (deterministic {deterministic})"
+            );
+        }
+    }
+}

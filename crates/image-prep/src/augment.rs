@@ -205,14 +205,16 @@ impl Augmenter {
         augment: &Augment,
         uniform: &mut impl FnMut() -> f64,
     ) -> Result<(RgbImage, Applied)> {
-        let info = self.decoder.probe(jpeg)?;
+        let info = self.decoder.probe_within(jpeg, options)?;
         let Applied { crop, flip } = draw(augment, info.width, info.height, uniform);
         let options = DecodeOptions {
             dct_scaling: augment.dct_scaling,
             ..*options
         };
         let out = (augment.size, augment.size);
-        let decoded = self.decoder.decode_crop(jpeg, &options, crop, out)?;
+        let decoded = self
+            .decoder
+            .decode_probed_crop(jpeg, &info, &options, crop, out)?;
         let image = self.resizer.resize(&decoded.image, decoded.within, out)?;
         Ok((image, Applied { crop, flip }))
     }

@@ -13,7 +13,7 @@ use fast_image_resize::images::{CroppedImage, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use turbojpeg::raw;
 
-use crate::{DecodeOptions, Decoder, Error, Result, RgbImage};
+use crate::{DecodeOptions, Decoder, Error, JpegInfo, Result, RgbImage};
 
 /// A box in an image's pixel coordinates; it may be fractional (a centre crop of a resized
 /// image maps back to one).
@@ -107,6 +107,19 @@ impl Decoder {
         out: (u32, u32),
     ) -> Result<DecodedCrop> {
         let info = self.probe_within(jpeg, options)?;
+        self.decode_probed_crop(jpeg, &info, options, crop, out)
+    }
+
+    /// [`Decoder::decode_crop`] of the JPEG whose header this decoder has just read
+    /// ([`Decoder::probe_within`]: `info`), without reading it again.
+    pub(crate) fn decode_probed_crop(
+        &mut self,
+        jpeg: &[u8],
+        info: &JpegInfo,
+        options: &DecodeOptions,
+        crop: CropBox,
+        out: (u32, u32),
+    ) -> Result<DecodedCrop> {
         let crop = clamp(crop, info.width, info.height);
         let subsampling = self.subsampling();
         // libjpeg-turbo's scaled 4:1:1 and 4:4:1 chroma is coarse (measured: up to 21 levels
@@ -140,7 +153,7 @@ impl Decoder {
             let y1 = bottom.clamp(y0 + 1, scaled_height);
             [x0, y0, x1 - x0, y1 - y0]
         });
-        let image = self.decompress(jpeg, &info, options, factor, region)?;
+        let image = self.decompress(jpeg, info, options, factor, region)?;
         let [x0, y0, ..] = region.unwrap_or([0; 4]);
         Ok(DecodedCrop {
             within: clamp(

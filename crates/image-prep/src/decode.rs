@@ -302,9 +302,12 @@ impl Decoder {
             ColorModel::Cmyk => (raw::TJPF_TJPF_CMYK, 4),
             _ => (raw::TJPF_TJPF_RGB, 3),
         };
-        let mut buffer = vec![0u8; width as usize * height as usize * channels];
-        // SAFETY: `buffer` holds height rows of width × channels bytes, the size TurboJPEG
-        // writes for this scaling factor, region and pixel format (pitch 0 = packed rows).
+        let len = width as usize * height as usize * channels;
+        // Not zeroed first: TurboJPEG writes every byte of a successful decode.
+        let mut buffer: Vec<u8> = Vec::with_capacity(len);
+        // SAFETY: `buffer` has room for height rows of width × channels bytes, the size
+        // TurboJPEG writes for this scaling factor, region and pixel format (pitch 0 = packed
+        // rows); nothing reads it before the decode succeeded.
         let status = unsafe {
             raw::tj3Decompress8(
                 self.handle,
@@ -319,6 +322,8 @@ impl Decoder {
             // Warnings (e.g. a truncated file) count as failures, as in TensorFlow.
             return Err(Error::InvalidJpeg(self.last_error()));
         }
+        // SAFETY: the decode succeeded, so all `len` bytes were written.
+        unsafe { buffer.set_len(len) };
         let pixels = if channels == 4 {
             cmyk_to_rgb(&buffer)
         } else {

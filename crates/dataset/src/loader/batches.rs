@@ -63,6 +63,11 @@ pub struct EpochBatches {
     pub(super) yielded: u64,
     pub(super) config: LoaderConfig,
     pub(super) writer: Arc<PixelWriter>,
+    /// The batch buffers the transform workers write into (deterministic mode).
+    pub(super) slabs: Option<Arc<super::slabs::Slabs>>,
+    /// How many batches ahead of the consumer the workers may be ([`super::slabs::Slabs::prepare`]).
+    pub(super) ahead: u64,
+    /// The images' side: the transform's, else the first image's.
     pub(super) side: Option<usize>,
     pub(super) waited: Duration,
     pub(super) started: Instant,
@@ -112,6 +117,10 @@ impl EpochBatches {
 
     /// The next batch, filled in the configured type and layout.
     pub fn next_batch(&mut self) -> Option<Result<LoaderBatch>> {
+        if let Some(slabs) = &self.slabs {
+            let next = self.yielded + 1;
+            slabs.prepare(next..(next + self.ahead).min(self.share.batches));
+        }
         let waiting = Instant::now();
         let batch = self.iter.next()?;
         self.waited += waiting.elapsed();
@@ -129,6 +138,7 @@ impl EpochBatches {
     fn fill(&mut self, items: Vec<Slot>) -> Result<LoaderBatch> {
         let mut images = Vec::with_capacity(items.len());
         let mut transformed = Vec::new();
+        let (mut written, mut written_labels) = (Vec::new(), Vec::new());
         let mut traced = Vec::with_capacity(items.len());
         let mut skipped = Vec::new();
         for slot in items {
@@ -149,6 +159,20 @@ impl EpochBatches {
                     });
                     transformed.push(*done);
                 }
+                Slot::Written {
+                    address,
+                    position,
+                    class,
+                    applied,
+                } => {
+                    traced.push(Traced {
+                        file: address.source,
+                        record: address.index,
+                        applied: Some(applied),
+                    });
+                    written.push(position);
+                    written_labels.push(class);
+                }
                 Slot::Damaged(damaged) => match self.config.on_damaged {
                     OnDamaged::Raise => {
                         return Err(Error::DamagedRecord(Box::new((*damaged).clone())));
@@ -157,9 +181,17 @@ impl EpochBatches {
                 },
             }
         }
+        if let Some(slabs) = &self.slabs {
+            return Ok(LoaderBatch {
+                pixels: slabs.take(&written),
+                labels: written_labels,
+                side: self.side.unwrap_or(0),
+                skipped,
+                traced,
+            });
+        }
         if !transformed.is_empty() || self.config.transform.is_some() {
-            let side = self.config.transform.map_or(0, |t| t.augment.size as usize);
-            let side = transformed.first().map_or(side, |t| t.image.width as usize);
+            let side = self.side.unwrap_or(0);
             let labels = transformed.iter().map(|t| t.class).collect();
             let images = transformed.iter().map(|t| (&t.image, t.applied.flip));
             let pixels = fill_pixels(images, side, &self.writer, self.config.dtype);

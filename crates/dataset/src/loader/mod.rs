@@ -47,6 +47,7 @@ use shardfeed_image_prep::output::{Axes, Element, PixelWriter};
 
 mod batches;
 mod pipelines;
+mod slabs;
 mod state;
 use crate::{Error, Result};
 use pipelines::{decode_pipeline, transform_pipeline};
@@ -175,6 +176,13 @@ impl Default for LoaderConfig {
 enum Slot {
     Image(Address, Decoded),
     Transformed(Address, Box<Transformed>),
+    /// Written by its worker into its batch's buffer ([`slabs::Slabs`]).
+    Written {
+        address: Address,
+        position: u64,
+        class: i64,
+        applied: shardfeed_image_prep::augment::Applied,
+    },
     Damaged(Arc<Damaged>),
 }
 
@@ -373,7 +381,7 @@ impl Loader {
             base.cache(
                 CacheBudget::new(config.cache_budget, |slot: &Slot| match slot {
                     Slot::Image(_, d) => d.image.pixels.len() as u64,
-                    Slot::Transformed(..) | Slot::Damaged(_) => 0,
+                    Slot::Transformed(..) | Slot::Written { .. } | Slot::Damaged(_) => 0,
                 })
                 .on_overflow(CacheOverflow::Recompute),
             )
@@ -486,6 +494,7 @@ impl Loader {
         // those it passes over.
         self.source.expect(&share.addresses);
         let plan = Plan::with_order(self.counts.clone(), share.addresses.clone());
+        let mut slabs = None;
         let pipeline = match self.config.transform {
             None => self.base.clone().map_plan(|_| plan),
             Some(transform) => {
@@ -493,15 +502,34 @@ impl Loader {
                     Some(size) => transform.at_size(size),
                     None => transform,
                 };
+                // In deterministic mode item `p` is slot `p % batch` of batch `p / batch`:
+                // the workers write each image into its batch's buffer.
+                if self.config.deterministic {
+                    slabs = Some(Arc::new(slabs::Slabs::new(
+                        self.config.batch_size,
+                        transform.augment.size as usize,
+                        self.config.dtype,
+                    )));
+                }
                 transform_pipeline(
                     self.source.clone(),
                     self.rules.clone(),
                     transform,
                     (self.config.seed, position.epoch),
                     plan,
+                    slabs.clone().map(|s| (s, self.writer.clone())),
                 )
             }
         };
+        let side = self
+            .config
+            .transform
+            .map(|t| size.unwrap_or(t.augment.size) as usize);
+        // The batches the workers may be filling while the consumer holds one: made ahead.
+        let ahead = (pipeline.peak_items() / self.config.batch_size + 1) as u64;
+        if let Some(slabs) = &slabs {
+            slabs.prepare(0..ahead.min(share.batches));
+        }
         let iter = pipeline
             .parallelism(self.config.jobs)
             .deterministic(self.config.deterministic)
@@ -514,7 +542,9 @@ impl Loader {
             yielded: 0,
             config: self.config.clone(),
             writer: self.writer.clone(),
-            side: None,
+            slabs,
+            ahead,
+            side,
             waited: Duration::ZERO,
             started: Instant::now(),
         }

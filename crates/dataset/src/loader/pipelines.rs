@@ -1,6 +1,7 @@
 //! The Loader's worker pipelines: the cached decode of the seed's squares, and one epoch's
 //! transforms with draws keyed by (seed, epoch, record); damaged records as slots.
 
+use super::slabs::Slabs;
 use super::*;
 
 pub(super) fn decode_pipeline(
@@ -38,19 +39,36 @@ fn damaged_slot(
 }
 
 /// One epoch's pipeline of transformed records: the draws keyed by (seed, epoch, record).
+/// With `slabs` (deterministic mode) each worker writes its image into its batch's buffer
+/// through `writer`; otherwise the image goes to the consumer's fill.
 pub(super) fn transform_pipeline(
     source: Arc<TfRecordSource>,
     rules: RecordRules,
     transform: Transform,
     (seed, epoch): (u64, u64),
     plan: Plan,
+    slabs: Option<(Arc<Slabs>, Arc<PixelWriter>)>,
 ) -> Pipeline<Slot> {
-    Pipeline::new_init(
+    Pipeline::new_init_at(
         plan,
         TransformWorker::new,
-        move |worker: &mut TransformWorker, address: Address| -> Result<Slot, BoxError> {
+        move |worker: &mut TransformWorker,
+              address: Address,
+              position: u64|
+              -> Result<Slot, BoxError> {
             match transform_at(&source, worker, &rules, &transform, seed, epoch, address) {
-                Ok(Ok(done)) => Ok(Slot::Transformed(address, Box::new(done))),
+                Ok(Ok(done)) => Ok(match &slabs {
+                    Some((slabs, writer)) => {
+                        slabs.write(position, &done.image, done.applied.flip, writer);
+                        Slot::Written {
+                            address,
+                            position,
+                            class: done.class,
+                            applied: done.applied,
+                        }
+                    }
+                    None => Slot::Transformed(address, Box::new(done)),
+                }),
                 Ok(Err(damaged)) => Ok(Slot::Damaged(Arc::new(damaged))),
                 Err(error) => damaged_slot(&source, address, error),
             }
