@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use shardfeed_image_prep::augment::{Applied, Augment, Augmenter, CropKind};
-use shardfeed_image_prep::output::{Axes, Element, Elements, Normalize, PixelWriter};
+use shardfeed_image_prep::output::{Axes, Element, Normalize, PixelWriter};
 use shardfeed_image_prep::{DecodeOptions, RgbImage};
 use shardfeed_input_pipeline::tfrecord::TfRecordSource;
 use shardfeed_input_pipeline::{Address, BoxError, Pipeline, Plan, Rng};
@@ -197,10 +197,9 @@ pub fn augmented_pipeline(
                     let image = match done.applied.flip {
                         false => done.image,
                         true => {
-                            let Elements::U8(pixels) = writer.write(&done.image, true) else {
-                                unreachable!("a u8 writer writes bytes")
-                            };
-                            RgbImage::new(done.image.width, done.image.height, pixels)?
+                            let (image, per) = (&done.image, done.image.pixels.len());
+                            let mirrored = writer.batch_u8(std::iter::once((image, true)), 1, per);
+                            RgbImage::new(image.width, image.height, mirrored)?
                         }
                     };
                     Ok(Decoded {

@@ -68,18 +68,9 @@ pub struct PixelWriter {
     normalize: Normalize,
     f32_table: [[f32; 256]; 3],
     u16_table: [[u16; 256]; 3],
+    /// The identity, for `u8` output.
+    u8_table: [[u8; 256]; 3],
     element: Element,
-}
-
-/// One image's elements.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Elements {
-    /// [`Element::F32`].
-    F32(Vec<f32>),
-    /// [`Element::F16`] or [`Element::Bf16`] bits.
-    U16(Vec<u16>),
-    /// [`Element::U8`].
-    U8(Vec<u8>),
 }
 
 impl PixelWriter {
@@ -127,6 +118,7 @@ impl PixelWriter {
             }),
             f32_table,
             u16_table,
+            u8_table: [std::array::from_fn(|v| v as u8); 3],
             element,
         })
     }
@@ -139,33 +131,6 @@ impl PixelWriter {
     /// The axes written.
     pub fn axes(&self) -> Axes {
         self.axes
-    }
-
-    /// `image`'s elements, mirrored left to right when `flip`.
-    pub fn write(&self, image: &RgbImage, flip: bool) -> Elements {
-        let len = image.pixels.len();
-        match self.element {
-            Element::F32 => {
-                let mut out = vec![0f32; len];
-                self.write_f32(image, flip, &mut out);
-                Elements::F32(out)
-            }
-            Element::F16 | Element::Bf16 => {
-                let mut out = vec![0u16; len];
-                self.write_u16(image, flip, &mut out);
-                Elements::U16(out)
-            }
-            Element::U8 => {
-                let mut out = vec![0u8; len];
-                self.write_u8(image, flip, &mut out);
-                Elements::U8(out)
-            }
-        }
-    }
-
-    /// `image` as `f32` into `out` (`width × height × 3` long).
-    pub fn write_f32(&self, image: &RgbImage, flip: bool, out: &mut [f32]) {
-        self.fill_f32(image, flip, as_uninit(out));
     }
 
     /// `f32` values: CHW through the vectorised conversion, HWC through the tables (the same
@@ -185,7 +150,6 @@ impl PixelWriter {
         let plane = w * image.height as usize;
         assert_eq!(out.len(), plane * 3, "the output holds one image");
         let mut channels = vec![0u8; w * 3];
-        let avx2 = has_avx2();
         for (y, row) in image.pixels.chunks_exact(w * 3).enumerate() {
             let (r, rest) = channels.split_at_mut(w);
             let (g, b) = rest.split_at_mut(w);
@@ -198,54 +162,44 @@ impl PixelWriter {
             for (c, values) in channels.chunks_exact(w).enumerate() {
                 let dst = &mut out[c * plane + y * w..c * plane + (y + 1) * w];
                 let (mean, std) = (self.normalize.mean[c], self.normalize.std[c]);
-                if avx2 {
-                    // SAFETY: the CPU has AVX2 (checked at run time above).
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked at run time, cached by std).
                     unsafe { convert_avx2(values, dst, self.scale, mean, std) };
-                } else {
-                    convert(values, dst, self.scale, mean, std);
+                    continue;
                 }
+                convert(values, dst, self.scale, mean, std);
             }
         }
     }
 
-    /// `image` as `f16`/`bf16` bits (the writer's [`Element`]) into `out`.
-    pub fn write_u16(&self, image: &RgbImage, flip: bool, out: &mut [u16]) {
-        self.fill(image, flip, &self.u16_table, as_uninit(out));
-    }
-
-    /// `image`'s bytes into `out`.
-    pub fn write_u8(&self, image: &RgbImage, flip: bool, out: &mut [u8]) {
-        let identity: [[u8; 256]; 3] = [std::array::from_fn(|v| v as u8); 3];
-        self.fill(image, flip, &identity, as_uninit(out));
-    }
-
-    /// [`PixelWriter::write_f32`] into memory not yet initialised (a batch buffer's slot):
-    /// every element of `out` is written (its length is checked: one image).
+    /// `image` (mirrored left to right when `flip`) as `f32` into memory not yet initialised
+    /// (a batch buffer's slot): every element of `out` is written (its length is checked:
+    /// one image).
     pub fn write_f32_uninit(&self, image: &RgbImage, flip: bool, out: &mut [MaybeUninit<f32>]) {
         self.fill_f32(image, flip, out);
     }
 
-    /// [`PixelWriter::write_u16`] into memory not yet initialised; every element is written.
+    /// [`PixelWriter::write_f32_uninit`] as `f16`/`bf16` bits (the writer's [`Element`]).
     pub fn write_u16_uninit(&self, image: &RgbImage, flip: bool, out: &mut [MaybeUninit<u16>]) {
         self.fill(image, flip, &self.u16_table, out);
     }
 
-    /// [`PixelWriter::write_u8`] into memory not yet initialised; every element is written.
+    /// [`PixelWriter::write_f32_uninit`] as the bytes.
     pub fn write_u8_uninit(&self, image: &RgbImage, flip: bool, out: &mut [MaybeUninit<u8>]) {
-        let identity: [[u8; 256]; 3] = [std::array::from_fn(|v| v as u8); 3];
-        self.fill(image, flip, &identity, out);
+        self.fill(image, flip, &self.u8_table, out);
     }
 
-    /// A batch of `images` (each `side × side`, mirrored where its flag says) as one `f32`
-    /// buffer, written once (never zeroed first).
+    /// A batch of `count` `images` (each of `per` elements: width × height × 3, mirrored
+    /// where its flag says) as one `f32` buffer, written once (never zeroed first).
     pub fn batch_f32<'a>(
         &self,
         images: impl Iterator<Item = (&'a RgbImage, bool)>,
         count: usize,
-        side: usize,
+        per: usize,
     ) -> Vec<f32> {
-        self.batch(images, count, side, |image, flip, chunk| {
-            self.fill_f32(image, flip, chunk)
+        self.batch(images, count, per, |image, flip, chunk| {
+            self.write_f32_uninit(image, flip, chunk)
         })
     }
 
@@ -254,10 +208,10 @@ impl PixelWriter {
         &self,
         images: impl Iterator<Item = (&'a RgbImage, bool)>,
         count: usize,
-        side: usize,
+        per: usize,
     ) -> Vec<u16> {
-        self.batch(images, count, side, |image, flip, chunk| {
-            self.fill(image, flip, &self.u16_table, chunk)
+        self.batch(images, count, per, |image, flip, chunk| {
+            self.write_u16_uninit(image, flip, chunk)
         })
     }
 
@@ -266,11 +220,10 @@ impl PixelWriter {
         &self,
         images: impl Iterator<Item = (&'a RgbImage, bool)>,
         count: usize,
-        side: usize,
+        per: usize,
     ) -> Vec<u8> {
-        let identity: [[u8; 256]; 3] = [std::array::from_fn(|v| v as u8); 3];
-        self.batch(images, count, side, |image, flip, chunk| {
-            self.fill(image, flip, &identity, chunk)
+        self.batch(images, count, per, |image, flip, chunk| {
+            self.write_u8_uninit(image, flip, chunk)
         })
     }
 
@@ -280,10 +233,9 @@ impl PixelWriter {
         &self,
         images: impl Iterator<Item = (&'a RgbImage, bool)>,
         count: usize,
-        side: usize,
+        per: usize,
         fill: impl Fn(&RgbImage, bool, &mut [MaybeUninit<T>]),
     ) -> Vec<T> {
-        let per = side * side * 3;
         let len = count * per;
         let mut out: Vec<T> = Vec::with_capacity(len);
         let mut written = 0;
@@ -375,39 +327,10 @@ unsafe fn convert_avx2(
     convert(values, dst, scale, mean, std)
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn convert_avx2(
-    values: &[u8],
-    dst: &mut [MaybeUninit<f32>],
-    scale: f32,
-    mean: f32,
-    std: f32,
-) {
-    convert(values, dst, scale, mean, std)
-}
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// An initialised slice seen as one that may be written without reading (only initialised
-/// values are written through it).
-fn as_uninit<T: Copy>(out: &mut [T]) -> &mut [MaybeUninit<T>] {
-    // SAFETY: `MaybeUninit<T>` has `T`'s layout; the callers (`fill`) write only initialised
-    // `T` values and never read, so `out` stays initialised.
-    unsafe { &mut *(out as *mut [T] as *mut [MaybeUninit<T>]) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::iter::once;
 
     fn image() -> RgbImage {
         // 2×1: (10, 20, 30), (40, 50, 60)
@@ -421,9 +344,7 @@ mod tests {
             std: [0.5, 0.25, 2.0],
         };
         let w = PixelWriter::new(Element::F32, Axes::Chw, Some(n)).unwrap();
-        let Elements::F32(v) = w.write(&image(), true) else {
-            panic!()
-        };
+        let v = w.batch_f32(once((&image(), true)), 1, 6);
         let f = |v: f32, c: usize| (v / 255.0 - n.mean[c]) / n.std[c];
         let expected = [
             f(40.0, 0),
@@ -438,14 +359,14 @@ mod tests {
         }
         let w = PixelWriter::new(Element::U8, Axes::Hwc, None).unwrap();
         assert_eq!(
-            w.write(&image(), true),
-            Elements::U8(vec![40, 50, 60, 10, 20, 30])
+            w.batch_u8(once((&image(), true)), 1, 6),
+            vec![40, 50, 60, 10, 20, 30]
         );
         assert_eq!(
             PixelWriter::new(Element::U8, Axes::Chw, None)
                 .unwrap()
-                .write(&image(), false),
-            Elements::U8(vec![10, 40, 20, 50, 30, 60])
+                .batch_u8(once((&image(), false)), 1, 6),
+            vec![10, 40, 20, 50, 30, 60]
         );
     }
 
@@ -457,8 +378,7 @@ mod tests {
         for normalize in [None, Some(Normalize::IMAGENET)] {
             let chw = PixelWriter::new(Element::F32, Axes::Chw, normalize).unwrap();
             for flip in [false, true] {
-                let mut fast = vec![0f32; 37 * 7 * 3];
-                chw.write_f32(&image, flip, &mut fast);
+                let fast = chw.batch_f32(once((&image, flip)), 1, 37 * 7 * 3);
                 let mut tables = vec![MaybeUninit::new(0f32); 37 * 7 * 3];
                 chw.fill(&image, flip, &chw.f32_table, &mut tables);
                 let tables: Vec<u32> = tables
@@ -488,15 +408,11 @@ mod tests {
     #[test]
     fn half_types_round_to_nearest() {
         let w = PixelWriter::new(Element::Bf16, Axes::Hwc, None).unwrap();
-        let Elements::U16(v) = w.write(&image(), false) else {
-            panic!()
-        };
+        let v = w.batch_u16(once((&image(), false)), 1, 6);
         // 10/255 = 0.039215688 (0x3d20a0a1) → bf16 0x3d21 (rounded up).
         assert_eq!(v[0], 0x3d21);
         let w = PixelWriter::new(Element::F16, Axes::Hwc, None).unwrap();
-        let Elements::U16(v) = w.write(&image(), false) else {
-            panic!()
-        };
+        let v = w.batch_u16(once((&image(), false)), 1, 6);
         assert_eq!(v[0], half::f16::from_f32(10.0 / 255.0).to_bits());
         assert!(PixelWriter::new(Element::U8, Axes::Hwc, Some(Normalize::IMAGENET)).is_err());
     }

@@ -33,6 +33,14 @@ def cpu_seconds():
     return t.user + t.system + t.children_user + t.children_system
 
 
+def counting(batches):
+    """An epoch function: iterates `batches` (each `(images, labels)`), returns the images."""
+    def epoch():
+        return sum(len(labels) for _, labels in batches)
+
+    return epoch
+
+
 def shard_files(folder):
     files = sorted(glob.glob(os.path.join(folder, "*.tfrec")))
     if not files:
@@ -52,13 +60,7 @@ def run_shardfeed(args, files):
         transform, dtype = Compose([RandomResizedCrop(SIZE), RandomHorizontalFlip()]), "uint8"
     loader = shardfeed.Loader(args.shards, batch_size=BATCH, layout="NCHW", dtype=dtype,
                               transform=transform, jobs=args.threads, drop_remainder=False)
-    def epoch():
-        n = 0
-        for images, labels in loader:
-            n += len(labels)
-        return n
-
-    return epoch
+    return counting(loader)
 
 
 def run_tfdata(args, files):
@@ -105,13 +107,7 @@ def run_tfdata(args, files):
     ds = ds.shuffle(2048, seed=1)
     ds = ds.map(train if args.mode == "train" else evaluate, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(BATCH).prefetch(tf.data.AUTOTUNE).with_options(options)
-    def epoch():
-        n = 0
-        for images, labels in ds:
-            n += int(labels.shape[0])
-        return n
-
-    return epoch
+    return counting(ds)
 
 
 def run_dali(args, files):
@@ -196,13 +192,7 @@ def run_torchvision(args, files):
 
     loader = torch.utils.data.DataLoader(Records(), batch_size=BATCH, shuffle=True,
                                          num_workers=args.threads, worker_init_fn=init)
-    def epoch():
-        n = 0
-        for images, labels in loader:
-            n += len(labels)
-        return n
-
-    return epoch
+    return counting(loader)
 
 
 def main():

@@ -29,6 +29,16 @@ pub struct Traced {
     pub applied: Option<Applied>,
 }
 
+impl Traced {
+    fn of(address: Address, applied: Option<Applied>) -> Self {
+        Traced {
+            file: address.source,
+            record: address.index,
+            applied,
+        }
+    }
+}
+
 /// One batch: `len` images of `side × side × 3` in the configured layout, and their labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoaderBatch {
@@ -144,19 +154,11 @@ impl EpochBatches {
         for slot in items {
             match slot {
                 Slot::Image(address, decoded) => {
-                    traced.push(Traced {
-                        file: address.source,
-                        record: address.index,
-                        applied: None,
-                    });
+                    traced.push(Traced::of(address, None));
                     images.push(decoded);
                 }
                 Slot::Transformed(address, done) => {
-                    traced.push(Traced {
-                        file: address.source,
-                        record: address.index,
-                        applied: Some(done.applied),
-                    });
+                    traced.push(Traced::of(address, Some(done.applied)));
                     transformed.push(*done);
                 }
                 Slot::Written {
@@ -165,11 +167,7 @@ impl EpochBatches {
                     class,
                     applied,
                 } => {
-                    traced.push(Traced {
-                        file: address.source,
-                        record: address.index,
-                        applied: Some(applied),
-                    });
+                    traced.push(Traced::of(address, Some(applied)));
                     written.push(position);
                     written_labels.push(class);
                 }
@@ -234,11 +232,11 @@ fn fill_pixels<'a>(
     writer: &PixelWriter,
     dtype: Dtype,
 ) -> Pixels {
-    let count = images.len();
+    let (count, per) = (images.len(), side * side * 3);
     match dtype {
-        Dtype::Float32 => Pixels::F32(writer.batch_f32(images, count, side)),
-        Dtype::Uint8 => Pixels::U8(writer.batch_u8(images, count, side)),
-        Dtype::Float16 => Pixels::F16(writer.batch_u16(images, count, side)),
-        Dtype::Bfloat16 => Pixels::Bf16(writer.batch_u16(images, count, side)),
+        Dtype::Float32 => Pixels::F32(writer.batch_f32(images, count, per)),
+        Dtype::Uint8 => Pixels::U8(writer.batch_u8(images, count, per)),
+        Dtype::Float16 => Pixels::F16(writer.batch_u16(images, count, per)),
+        Dtype::Bfloat16 => Pixels::Bf16(writer.batch_u16(images, count, per)),
     }
 }
