@@ -1,34 +1,43 @@
 //! 3×3 convolution, stride 1, `same` padding (one pixel of zeros), NCHW, with the bias and the
-//! ReLU fused: `y = max(0, conv(x, w) + b)`, and its backward pass.
+//! ReLU fused: `y = max(0, conv(x, w) + b)`, and its backward pass, as implicit GEMM
+//! ([`crate::implicit`]): each image is copied once into a zero-padded buffer and the
+//! kernels read their columns from it; no im2col matrix, no col2im.
 //!
-//! Each image is cut into column blocks of output positions small enough that the block's
-//! im2col matrix (`in_channels·9 × positions`) stays in the L2 cache; every product is one
-//! SGEMM on it:
+//! Each image is cut into blocks of about [`BLOCK_POSITIONS`] output positions (whole rows),
+//! small enough that a block's outputs stay in the L2 cache while the bias and ReLU (or the
+//! copy out of the padded layout) run over them:
 //!
-//! - forward: `y[:, block] = w · col` (`w` is `out × in·9`, burn's weight layout as is), then
-//!   bias + ReLU while the block is hot;
-//! - backward, with `dy = grad_y ⊙ (y > 0)`: `grad_b += Σ dy`, `grad_w += dy · colᵀ` and,
-//!   when the input needs a gradient, `dcol = wᵀ · dy` scattered back (col2im) into `grad_x`.
+//! - forward: `y[:, block] = w · col`, `w` (`out × in·9`, burn's weight layout) packed in
+//!   panels of the kernel's tile rows;
+//! - backward, with `dy = grad_y ⊙ (y > 0)` written zero-padded: `grad_b += Σ dy`,
+//!   `grad_w += dy · colᵀ` (in burn's layout directly) and, when the input needs a gradient,
+//!   `grad_x = w' · col(dy)`: the same product as the forward pass over the padded `dy`, with
+//!   `w'` the weights transposed (`in × out·9`) and each kernel turned by 180°.
 //!
 //! Images run in parallel on rayon's pool; with fewer images than threads (inference on one
-//! image) the SGEMMs themselves are split instead. Weight and bias gradients are summed per
-//! fixed group of images and the groups in a fixed order, so results never depend on
-//! scheduling or on the number of threads: training stays bit-for-bit reproducible.
+//! image) the output channels are split instead. Weight and bias gradients are summed per
+//! fixed group of images and the groups in a fixed order, and every kernel's sums run in an
+//! order fixed by the shape, so results never depend on scheduling or on the number of
+//! threads: training stays bit-for-bit reproducible on a machine. The instruction set is
+//! [`Isa::active`]'s (AVX-512, AVX2 + FMA or portable); results differ between them in the
+//! last bits.
 
 use std::mem::MaybeUninit;
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::implicit::{ConvBlock, Padded, WgradBlock, block_stride, conv_block, pack, wgrad_block};
+use crate::isa::Isa;
 use crate::scratch::with_scratch;
-use crate::sgemm::{Strided, sgemm, sgemm_transposed_dst, sgemm_uninit};
 use crate::simd;
-use crate::uninit::{assume_vec_written, assume_written, uninit_vec, vec_written_by, zeroed};
+use crate::uninit::{assume_vec_written, uninit_vec, vec_written_by};
 
-/// Floats of im2col matrix per block: 1 MiB, half of a 2 MiB L2.
-const BLOCK_FLOATS: usize = 1 << 18;
-/// The fewest output positions per block, so that thin SGEMMs stay efficient.
-const MIN_BLOCK: usize = 128;
+/// Bytes of a block's outputs and inputs together: 384 KiB, for a 1 MiB L2.
+const BLOCK_BYTES: usize = 384 << 10;
+/// Positions per block of the weight gradient (whose sums leave the registers after each).
+const WGRAD_POSITIONS: usize = 4096;
+/// The widest vector of any instruction set, in floats.
+const WIDEST: usize = 16;
 /// Weight gradients are summed over at most this many image groups.
 const MAX_GROUPS: usize = 16;
 
@@ -88,19 +97,22 @@ impl Conv3x3 {
         self.in_channels * 9
     }
 
-    fn block(&self) -> usize {
-        (BLOCK_FLOATS / self.patch().max(1))
-            .max(MIN_BLOCK)
-            .min(self.positions().max(1))
+    /// Output rows per block of a product with `channels` rows of output and input
+    /// together: [`BLOCK_BYTES`] of them.
+    fn block_rows(&self, geometry: &Padded, channels: usize) -> usize {
+        (BLOCK_BYTES / (channels.max(1) * geometry.wp * 4)).clamp(1, self.height.max(1))
     }
 
-    fn inner_parallelism(&self) -> Parallelism {
-        let threads = rayon::current_num_threads();
-        if self.batch >= threads || threads == 1 {
-            Parallelism::None
-        } else {
-            Parallelism::Rayon(threads)
-        }
+    /// The row ranges of an image's blocks.
+    fn row_blocks(
+        &self,
+        geometry: &Padded,
+        channels: usize,
+    ) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let (rows, height) = (self.block_rows(geometry, channels), self.height);
+        (0..height)
+            .step_by(rows)
+            .map(move |r| (r, (r + rows).min(height)))
     }
 
     /// Panics unless the input and weight lengths match the shape.
@@ -117,64 +129,118 @@ impl Conv3x3 {
         );
     }
 
-    /// `max(0, conv(x, w) + b)`.
+    /// `max(0, conv(x, w) + b)`, on [`Isa::active`]'s instruction set.
     ///
     /// # Panics
     /// When a slice's length does not match the shape.
     pub fn forward_relu(&self, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+        self.forward_relu_on(Isa::active(), x, w, b)
+    }
+
+    /// [`forward_relu`](Self::forward_relu) on the instruction set `isa`.
+    ///
+    /// # Panics
+    /// When a slice's length does not match the shape, or this CPU lacks `isa`.
+    pub fn forward_relu_on(&self, isa: Isa, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
         self.check(x, w);
         assert_eq!(
             b.len(),
             self.out_channels,
             "conv3x3: bias length for {self:?}"
         );
-        let (hw, k, co) = (self.positions(), self.patch(), self.out_channels);
+        assert!(isa.available(), "conv3x3: this CPU lacks {isa:?}");
+        let (hw, k, ci, co) = (
+            self.positions(),
+            self.patch(),
+            self.in_channels,
+            self.out_channels,
+        );
         if self.output_len() == 0 {
             return Vec::new();
         }
-        let block = self.block();
-        let parallelism = self.inner_parallelism();
+        let geometry = Padded::new(self.height, self.width);
+        let offsets = geometry.offsets(ci);
+        let mr = isa.conv_rows();
+        let a = pack(co, k, mr, |row, col| w[row * k + col]);
+        // Channels per task: all of them, or (fewer images than threads) a share of them.
+        let threads = rayon::current_num_threads();
+        let chunk = if self.batch >= threads {
+            co
+        } else {
+            co.div_ceil(threads).div_ceil(mr) * mr
+        };
+        let stride = block_stride(isa, self.block_rows(&geometry, ci + co) * geometry.wp);
+        let scratch = geometry.len(ci) + chunk.div_ceil(mr) * mr * stride;
         let fill = |y: &mut [MaybeUninit<f32>]| {
             y.par_chunks_mut(co * hw)
-                .zip(x.par_chunks(self.in_channels * hw))
+                .zip(x.par_chunks(ci * hw))
                 .for_each(|(y_img, x_img)| {
-                    with_scratch(k * block, |col| {
-                        for start in (0..hw).step_by(block) {
-                            let n = block.min(hw - start);
-                            let col = &mut col[..k * n];
-                            self.im2col(x_img, start, n, col);
-                            let out = &mut y_img[start..];
-                            sgemm_uninit(
-                                co,
-                                n,
-                                k,
-                                out,
-                                hw,
-                                Strided::rows(w, k),
-                                Strided::rows(col, n),
-                                parallelism,
-                            );
-                            for (c, &bias) in b.iter().enumerate() {
-                                // SAFETY: the SGEMM above wrote row `c` of this block.
-                                let row = unsafe { assume_written(&mut out[c * hw..][..n]) };
-                                simd::bias_relu(row, bias);
-                            }
-                        }
-                    });
+                    y_img
+                        .par_chunks_mut(chunk * hw)
+                        .enumerate()
+                        .for_each(|(part, y_part)| {
+                            let first = part * chunk;
+                            let channels = y_part.len() / hw;
+                            let a = &a[first * k..][..channels.div_ceil(mr) * mr * k];
+                            with_scratch(scratch, |scratch| {
+                                let (padded, out) = scratch.split_at_mut(geometry.len(ci));
+                                geometry.pad(x_img, ci, padded);
+                                for (r0, r1) in self.row_blocks(&geometry, ci + co) {
+                                    let block = ConvBlock {
+                                        a,
+                                        offsets: &offsets,
+                                        src: padded,
+                                        start: r0 * geometry.wp,
+                                        count: (r1 - r0) * geometry.wp,
+                                    };
+                                    conv_block(isa, &block, out);
+                                    let stride = block.stride(isa);
+                                    for c in 0..channels {
+                                        let bias = b[first + c];
+                                        for y in r0..r1 {
+                                            simd::bias_relu_into(
+                                                &mut y_part[c * hw + y * self.width..]
+                                                    [..self.width],
+                                                &out[c * stride + (y - r0) * geometry.wp..]
+                                                    [..self.width],
+                                                bias,
+                                            );
+                                        }
+                                    }
+                                }
+                            });
+                        });
                 });
         };
-        // SAFETY: the blocks of every image cover all `hw` positions of all `co` rows, and
-        // each block's SGEMM writes its `co × n` part.
+        // SAFETY: the channel parts of every image cover all `co` rows, the row blocks all
+        // `height` rows of each, and each row's `width` outputs are written by `bias_relu_into`.
         unsafe { vec_written_by(self.output_len(), fill) }
     }
 
     /// The gradients of [`forward_relu`](Self::forward_relu) given its input `x`, weight `w`,
-    /// output `y` and the output's gradient `grad_y`; `∂L/∂x` only when `input_grad`.
+    /// output `y` and the output's gradient `grad_y`; `∂L/∂x` only when `input_grad`. On
+    /// [`Isa::active`]'s instruction set.
     ///
     /// # Panics
     /// When a slice's length does not match the shape.
     pub fn backward_relu(
         &self,
+        x: &[f32],
+        w: &[f32],
+        y: &[f32],
+        grad_y: &[f32],
+        input_grad: bool,
+    ) -> ConvGrads {
+        self.backward_relu_on(Isa::active(), x, w, y, grad_y, input_grad)
+    }
+
+    /// [`backward_relu`](Self::backward_relu) on the instruction set `isa`.
+    ///
+    /// # Panics
+    /// When a slice's length does not match the shape, or this CPU lacks `isa`.
+    pub fn backward_relu_on(
+        &self,
+        isa: Isa,
         x: &[f32],
         w: &[f32],
         y: &[f32],
@@ -192,9 +258,29 @@ impl Conv3x3 {
             self.output_len(),
             "conv3x3: gradient length for {self:?}"
         );
-        let (hw, co, ci) = (self.positions(), self.out_channels, self.in_channels);
-        // Each image's input gradient is zeroed by the thread that computes it, just before
-        // (in cache, on both cores), rather than all of it up front.
+        assert!(isa.available(), "conv3x3: this CPU lacks {isa:?}");
+        let (hw, co, ci, k) = (
+            self.positions(),
+            self.out_channels,
+            self.in_channels,
+            self.patch(),
+        );
+        let geometry = Padded::new(self.height, self.width);
+        // grad_x = w' · col(dy): w' is `ci × co·9`, w'[i, c·9 + t] = w[c, i, 8 - t].
+        let flipped = input_grad.then(|| {
+            pack(ci, co * 9, isa.conv_rows(), |i, col| {
+                let (c, tap) = (col / 9, col % 9);
+                w[(c * ci + i) * 9 + 8 - tap]
+            })
+        });
+        let context = Backward {
+            shape: *self,
+            isa,
+            geometry,
+            x_offsets: geometry.offsets(ci),
+            dy_offsets: geometry.offsets(co),
+            flipped: flipped.as_deref(),
+        };
         let mut grad_x = input_grad.then(|| uninit_vec(self.input_len()));
         let groups = self.batch.clamp(1, MAX_GROUPS);
         // Group g holds images [g·batch/groups, (g+1)·batch/groups).
@@ -210,207 +296,132 @@ impl Conv3x3 {
             }
             None => grad_x_groups.resize_with(groups, || None),
         }
-        let parallelism = self.inner_parallelism();
         let partials: Vec<(Vec<f32>, Vec<f32>)> = grad_x_groups
             .into_par_iter()
             .enumerate()
             .map(|(g, mut gx_group)| {
-                // This group's weight gradient, transposed (`k × co`).
-                let mut gw_t = vec![0.0; self.weight_len()];
+                let mut gw = vec![0.0; self.weight_len()];
                 let mut gb = vec![0.0; co];
                 for (i, image) in (bounds[g]..bounds[g + 1]).enumerate() {
                     let gx = gx_group
                         .as_deref_mut()
-                        .map(|gx| zeroed(&mut gx[i * ci * hw..][..ci * hw]));
-                    self.backward_image(
+                        .map(|gx| &mut gx[i * ci * hw..][..ci * hw]);
+                    context.image(
                         &x[image * ci * hw..][..ci * hw],
-                        w,
                         &y[image * co * hw..][..co * hw],
                         &grad_y[image * co * hw..][..co * hw],
                         gx,
-                        &mut gw_t,
+                        &mut gw,
                         &mut gb,
-                        parallelism,
                     );
                 }
-                (gw_t, gb)
+                (gw, gb)
             })
             .collect();
         let mut partials = partials.into_iter();
-        let (mut weight_t, mut bias) = partials.next().unwrap_or_default();
-        for (gw_t, gb) in partials {
-            weight_t.iter_mut().zip(gw_t).for_each(|(a, b)| *a += b);
+        let (mut weight, mut bias) = partials.next().unwrap_or_default();
+        for (gw, gb) in partials {
+            weight.iter_mut().zip(gw).for_each(|(a, b)| *a += b);
             bias.iter_mut().zip(gb).for_each(|(a, b)| *a += b);
         }
-        // `k × co` back to burn's `co × k`.
-        let k = self.patch();
-        let mut weight = vec![0.0; self.weight_len()];
-        for (kk, row) in weight_t.chunks_exact(co.max(1)).enumerate() {
-            for (c, &v) in row.iter().enumerate() {
-                weight[c * k + kk] = v;
-            }
+        if weight.is_empty() {
+            weight = vec![0.0; self.weight_len()];
+            bias = vec![0.0; co];
         }
+        debug_assert_eq!(weight.len(), k * co);
         ConvGrads {
-            // SAFETY: every image's part was zeroed (then added to) above: the groups cover
+            // SAFETY: every image's part was written by `Backward::image`: the groups cover
             // all images.
             input: grad_x.map(|buffer| unsafe { assume_vec_written(buffer) }),
             weight,
             bias,
         }
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn backward_image(
+/// What the backward pass of every image shares.
+struct Backward<'a> {
+    shape: Conv3x3,
+    isa: Isa,
+    geometry: Padded,
+    /// The column offsets into the padded input and into the padded output gradient.
+    x_offsets: Vec<usize>,
+    dy_offsets: Vec<usize>,
+    /// The flipped, transposed weights, packed; `None` when no input gradient is asked.
+    flipped: Option<&'a [f32]>,
+}
+
+impl Backward<'_> {
+    /// Adds one image's weight and bias gradients to `gw` and `gb` and writes its input
+    /// gradient (every element) into `gx` when given.
+    fn image(
         &self,
         x_img: &[f32],
-        w: &[f32],
         y_img: &[f32],
         gy_img: &[f32],
-        mut gx_img: Option<&mut [f32]>,
-        gw_t: &mut [f32],
+        gx: Option<&mut [MaybeUninit<f32>]>,
+        gw: &mut [f32],
         gb: &mut [f32],
-        parallelism: Parallelism,
     ) {
-        let (hw, k, co) = (self.positions(), self.patch(), self.out_channels);
-        let block = self.block();
-        let scratch_len = co * block + 2 * k * block;
-        with_scratch(scratch_len, |scratch| {
-            let (dy, rest) = scratch.split_at_mut(co * block);
-            let (col, dcol) = rest.split_at_mut(k * block);
-            for start in (0..hw).step_by(block) {
-                let n = block.min(hw - start);
-                let dy = &mut dy[..co * n];
-                for c in 0..co {
-                    gb[c] += simd::relu_grad_sum(
-                        &mut dy[c * n..][..n],
-                        &y_img[c * hw + start..][..n],
-                        &gy_img[c * hw + start..][..n],
+        let (s, geometry, isa) = (&self.shape, &self.geometry, self.isa);
+        let (ci, co, w, hw) = (s.in_channels, s.out_channels, s.width, s.positions());
+        let (x_len, dy_len) = (geometry.len(ci), geometry.len(co));
+        let stride = block_stride(isa, s.block_rows(geometry, ci + co) * geometry.wp);
+        let out_len = ci.div_ceil(isa.conv_rows()) * isa.conv_rows() * stride;
+        with_scratch(x_len + dy_len + out_len, |scratch| {
+            let (padded, rest) = scratch.split_at_mut(x_len);
+            let (dy, out) = rest.split_at_mut(dy_len);
+            geometry.pad(x_img, ci, padded);
+            // dy = grad_y ⊙ (y > 0), zero-padded like the input; its sums are grad_b.
+            geometry.zero_borders(co, dy);
+            for (c, gb) in gb.iter_mut().enumerate() {
+                for row in 0..s.height {
+                    let at = c * hw + row * w;
+                    *gb += simd::relu_grad_sum(
+                        geometry.row_mut(dy, c, row),
+                        &y_img[at..][..w],
+                        &gy_img[at..][..w],
                     );
                 }
-                let col = &mut col[..k * n];
-                self.im2col(x_img, start, n, col);
-                // grad_w[co × k] += dy[co × n] · colᵀ[n × k], kept transposed (`k × co`):
-                // the faster layout for the `gemm` crate.
-                sgemm_transposed_dst(
-                    co,
-                    k,
-                    n,
-                    gw_t,
-                    co,
-                    true,
-                    Strided::rows(dy, n),
-                    Strided::transposed(col, n),
-                    parallelism,
-                );
-                if let Some(gx) = gx_img.as_deref_mut() {
-                    let dcol = &mut dcol[..k * n];
-                    // dcol[k × n] = wᵀ[k × co] · dy[co × n]
-                    sgemm(
-                        k,
-                        n,
-                        co,
-                        dcol,
-                        n,
-                        false,
-                        Strided::transposed(w, k),
-                        Strided::rows(dy, n),
-                        parallelism,
-                    );
-                    self.col2im_add(dcol, start, n, gx);
+            }
+            // Past the last position `dy` reads zeros: whole vectors then, no scalar tail.
+            let mut positions = geometry.positions();
+            if geometry.zeros_after() >= WIDEST {
+                positions = positions.next_multiple_of(WIDEST);
+            }
+            for start in (0..positions).step_by(WGRAD_POSITIONS) {
+                let block = WgradBlock {
+                    dy: &dy[geometry.origin()..],
+                    dy_stride: geometry.plane,
+                    offsets: &self.x_offsets,
+                    src: padded,
+                    start,
+                    count: WGRAD_POSITIONS.min(positions - start),
+                };
+                wgrad_block(isa, &block, gw);
+            }
+            let (Some(gx), Some(flipped)) = (gx, self.flipped) else {
+                return;
+            };
+            for (r0, r1) in s.row_blocks(geometry, ci + co) {
+                let block = ConvBlock {
+                    a: flipped,
+                    offsets: &self.dy_offsets,
+                    src: dy,
+                    start: r0 * geometry.wp,
+                    count: (r1 - r0) * geometry.wp,
+                };
+                conv_block(isa, &block, out);
+                let stride = block.stride(isa);
+                for c in 0..ci {
+                    for row in r0..r1 {
+                        let from = &out[c * stride + (row - r0) * geometry.wp..][..w];
+                        for (to, &v) in gx[c * hw + row * w..][..w].iter_mut().zip(from) {
+                            to.write(v);
+                        }
+                    }
                 }
             }
         });
-    }
-
-    /// For each (channel, tap) row, the input pixels under output positions
-    /// `start..start + n` (zeros outside the image).
-    fn im2col(&self, x_img: &[f32], start: usize, n: usize, col: &mut [f32]) {
-        let (h, w) = (self.height, self.width);
-        for ci in 0..self.in_channels {
-            let plane = &x_img[ci * h * w..][..h * w];
-            for tap in 0..9 {
-                let row = &mut col[(ci * 9 + tap) * n..][..n];
-                for_each_run(
-                    start,
-                    n,
-                    w,
-                    tap,
-                    h,
-                    |dst, run, src_row, lo, hi, src_start| {
-                        let out = &mut row[dst..dst + run];
-                        match src_row {
-                            None => out.fill(0.0),
-                            Some(sy) => {
-                                out[..lo].fill(0.0);
-                                out[lo..hi]
-                                    .copy_from_slice(&plane[sy * w + src_start..][..hi - lo]);
-                                out[hi..].fill(0.0);
-                            }
-                        }
-                    },
-                );
-            }
-        }
-    }
-
-    /// The adjoint of [`im2col`](Self::im2col): adds each column entry to its input pixel.
-    fn col2im_add(&self, dcol: &[f32], start: usize, n: usize, gx_img: &mut [f32]) {
-        let (h, w) = (self.height, self.width);
-        for ci in 0..self.in_channels {
-            let plane = &mut gx_img[ci * h * w..][..h * w];
-            for tap in 0..9 {
-                let row = &dcol[(ci * 9 + tap) * n..][..n];
-                for_each_run(
-                    start,
-                    n,
-                    w,
-                    tap,
-                    h,
-                    |dst, _run, src_row, lo, hi, src_start| {
-                        if let Some(sy) = src_row {
-                            let target = &mut plane[sy * w + src_start..][..hi - lo];
-                            for (t, v) in target.iter_mut().zip(&row[dst + lo..dst + hi]) {
-                                *t += v;
-                            }
-                        }
-                    },
-                );
-            }
-        }
-    }
-}
-
-/// Walks output positions `start..start + n` one image row at a time. For tap `tap` (ky·3 +
-/// kx) calls `f(dst, run, src_row, lo, hi, src_start)`: the run covers block offsets
-/// `dst..dst + run`; `src_row` is the input row it reads (`None` above or below the image);
-/// within the run, offsets `lo..hi` read input pixels `src_start..src_start + (hi - lo)` of
-/// that row, the rest falls on the padding.
-fn for_each_run(
-    start: usize,
-    n: usize,
-    w: usize,
-    tap: usize,
-    h: usize,
-    mut f: impl FnMut(usize, usize, Option<usize>, usize, usize, usize),
-) {
-    let (ky, kx) = (tap / 3, tap % 3);
-    let mut dst = 0;
-    while dst < n {
-        let p = start + dst;
-        let (oy, ox0) = (p / w, p % w);
-        let run = (w - ox0).min(n - dst);
-        // Output column ox reads input column ox + kx - 1: valid for 1 - kx <= ox < w + 1 - kx.
-        let lo_ox = ox0.max(usize::from(kx == 0));
-        let hi_ox = (ox0 + run).min(w + 1 - kx).max(lo_ox);
-        let src_row = (oy + ky).checked_sub(1).filter(|&sy| sy < h);
-        f(
-            dst,
-            run,
-            src_row,
-            lo_ox - ox0,
-            hi_ox - ox0,
-            (lo_ox + kx).saturating_sub(1),
-        );
-        dst += run;
     }
 }

@@ -1,8 +1,9 @@
 //! CPU kernels for shardfeed's seed CNN, on plain `f32` slices: no burn, no tensors.
 //!
 //! [`Conv3x3`] is the network's convolution (3×3, stride 1, `same` padding, NCHW) with its
-//! bias and ReLU fused, forward and backward, as im2col + SGEMM (the `gemm` crate, AVX-512
-//! where the CPU has it) over both cores; [`MaxPool2x2`] is its 2×2 max-pool. `shardfeed-model` plugs these kernels into burn as
+//! bias and ReLU fused, forward and backward, as implicit GEMM (register-tiled kernels that
+//! read the zero-padded image itself, no im2col matrix) over both cores, on the best
+//! instruction set the CPU has ([`Isa`]: AVX-512, AVX2 + FMA or portable); [`MaxPool2x2`] is its 2×2 max-pool. `shardfeed-model` plugs these kernels into burn as
 //! a custom operation; this crate knows nothing of burn. [`BlockCache`] is the global
 //! allocator that keeps large tensors' memory from being page-faulted in again every step.
 //!
@@ -21,12 +22,15 @@
 
 mod alloc;
 mod conv;
+mod implicit;
+mod isa;
+mod lanes;
 mod pool;
 mod scratch;
-mod sgemm;
 mod simd;
 mod uninit;
 
 pub use alloc::BlockCache;
 pub use conv::{Conv3x3, ConvGrads};
+pub use isa::Isa;
 pub use pool::MaxPool2x2;

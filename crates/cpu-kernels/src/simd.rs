@@ -1,4 +1,4 @@
-//! The element-wise passes around the SGEMMs — bias + ReLU, the ReLU gradient with its sum,
+//! The element-wise passes around the convolution kernels — bias + ReLU, the ReLU gradient with its sum,
 //! the 2×2 max-pool forward and backward — in AVX-512 where the CPU has it (checked once at
 //! run time), with portable fallbacks that give bit-identical results: every operation is a
 //! compare, a select, a max written as `a > b ? a : b` (what `vmaxps` computes) or an add in a
@@ -32,15 +32,17 @@ fn max(a: f32, b: f32) -> f32 {
     if a > b { a } else { b }
 }
 
-/// `row[i] = max(row[i] + bias, 0)`.
-pub(crate) fn bias_relu(row: &mut [f32], bias: f32) {
+/// `out[i] = max(row[i] + bias, 0)`.
+pub(crate) fn bias_relu_into(out: &mut [MaybeUninit<f32>], row: &[f32], bias: f32) {
+    assert_eq!(out.len(), row.len());
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
-        // SAFETY: the CPU has AVX-512F.
-        return unsafe { avx512::bias_relu(row, bias) };
+        // SAFETY: the CPU has AVX-512F; the slices are equally long.
+        done = unsafe { avx512::bias_relu_into(out, row, bias) };
     }
-    for v in row {
-        *v = max(*v + bias, 0.0);
+    for (o, &v) in out[done..].iter_mut().zip(&row[done..]) {
+        o.write(max(v + bias, 0.0));
     }
 }
 
@@ -161,23 +163,28 @@ mod avx512 {
         unsafe { _mm512_loadu_si512(lanes.as_ptr().cast()) }
     }
 
+    /// The first `16·⌊n/16⌋` outputs of [`super::bias_relu_into`]; returns how many.
+    ///
     /// # Safety
-    /// The CPU must have AVX-512F.
+    /// The CPU must have AVX-512F; `out` and `row` must be equally long.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn bias_relu(row: &mut [f32], bias: f32) {
+    pub(super) unsafe fn bias_relu_into(
+        out: &mut [MaybeUninit<f32>],
+        row: &[f32],
+        bias: f32,
+    ) -> usize {
         let (b, zero) = (_mm512_set1_ps(bias), _mm512_setzero_ps());
-        let mut chunks = row.chunks_exact_mut(16);
-        for chunk in &mut chunks {
-            // SAFETY: 16 floats in `chunk`.
+        let whole = row.len() / 16 * 16;
+        for i in (0..whole).step_by(16) {
+            // SAFETY: `i + 16 <= len` floats in both.
             unsafe {
-                let v = _mm512_add_ps(_mm512_loadu_ps(chunk.as_ptr()), b);
+                let v = _mm512_add_ps(_mm512_loadu_ps(row.as_ptr().add(i)), b);
                 // vmaxps(a, b) = a > b ? a : b.
-                _mm512_storeu_ps(chunk.as_mut_ptr(), _mm512_max_ps(v, zero));
+                let out = out.as_mut_ptr().cast::<f32>().add(i);
+                _mm512_storeu_ps(out, _mm512_max_ps(v, zero));
             }
         }
-        for v in chunks.into_remainder() {
-            *v = super::max(*v + bias, 0.0);
-        }
+        whole
     }
 
     /// # Safety
@@ -348,10 +355,12 @@ mod tests {
         for len in 0..70 {
             let (x, g) = (awkward(len, len as u64), awkward(len, 99 + len as u64));
 
-            let mut row = x.clone();
-            bias_relu(&mut row, 0.25);
+            let mut row = vec![MaybeUninit::new(9.0); len];
+            bias_relu_into(&mut row, &x, 0.25);
+            // SAFETY: initialised by `vec!` and then by `bias_relu_into`.
+            let row: Vec<f32> = row.iter().map(|v| unsafe { v.assume_init() }).collect();
             let want: Vec<f32> = x.iter().map(|&v| max(v + 0.25, 0.0)).collect();
-            assert!(same_bits(&row, &want), "bias_relu, len {len}");
+            assert!(same_bits(&row, &want), "bias_relu_into, len {len}");
 
             let mut dy = vec![7.0; len];
             let sum = relu_grad_sum(&mut dy, &x, &g);

@@ -2,7 +2,24 @@
 //! on random shapes including 1-pixel and odd sizes.
 
 use proptest::prelude::*;
-use shardfeed_cpu_kernels::{Conv3x3, ConvGrads};
+use shardfeed_cpu_kernels::{Conv3x3, ConvGrads, Isa};
+
+/// The instruction sets this CPU runs, each checked by every test (the portable one always).
+fn isas() -> impl Iterator<Item = Isa> {
+    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|isa| isa.available()).collect();
+    let skipped: Vec<&str> = Isa::ALL
+        .into_iter()
+        .filter(|isa| !isa.available())
+        .map(Isa::name)
+        .collect();
+    if !skipped.is_empty() {
+        eprintln!(
+            "NOT TESTED on this CPU (it lacks them): {}",
+            skipped.join(", ")
+        );
+    }
+    isas.into_iter()
+}
 
 /// Deterministic values in [-1, 1).
 fn values(len: usize, seed: u64) -> Vec<f32> {
@@ -108,29 +125,36 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], scale: f32) {
 }
 
 fn check(s: Conv3x3, seed: u64) {
+    for isa in isas() {
+        check_on(isa, s, seed);
+    }
+}
+
+fn check_on(isa: Isa, s: Conv3x3, seed: u64) {
     let x = values(s.input_len(), seed);
     let w = values(s.weight_len(), seed + 1);
     let b = values(s.out_channels, seed + 2);
     let gy = values(s.output_len(), seed + 3);
     let direct = Direct { s, x: &x, w: &w };
     let terms = (s.in_channels * 9) as f32;
+    let what = |name: &str| format!("{name} on {isa:?}");
 
-    let y = s.forward_relu(&x, &w, &b);
-    assert_close("y", &y, &direct.forward(&b), terms);
+    let y = s.forward_relu_on(isa, &x, &w, &b);
+    assert_close(&what("y"), &y, &direct.forward(&b), terms);
 
     let want = direct.backward(&y, &gy);
-    let got = s.backward_relu(&x, &w, &y, &gy, true);
+    let got = s.backward_relu_on(isa, &x, &w, &y, &gy, true);
     let positions = (s.batch * s.height * s.width) as f32;
     assert_close(
-        "grad_x",
+        &what("grad_x"),
         got.input.as_deref().unwrap(),
         want.input.as_deref().unwrap(),
         (s.out_channels * 9) as f32,
     );
-    assert_close("grad_w", &got.weight, &want.weight, positions);
-    assert_close("grad_b", &got.bias, &want.bias, positions);
+    assert_close(&what("grad_w"), &got.weight, &want.weight, positions);
+    assert_close(&what("grad_b"), &got.bias, &want.bias, positions);
 
-    let without = s.backward_relu(&x, &w, &y, &gy, false);
+    let without = s.backward_relu_on(isa, &x, &w, &y, &gy, false);
     assert!(without.input.is_none());
     assert_eq!(
         without.weight, got.weight,
@@ -191,23 +215,53 @@ fn results_do_not_depend_on_the_number_of_threads() {
     let w = values(s.weight_len(), 2);
     let b = values(s.out_channels, 3);
     let gy = values(s.output_len(), 4);
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let y = s.forward_relu(&x, &w, &b);
-            let grads = s.backward_relu(&x, &w, &y, &gy, true);
-            (y, grads)
-        })
+    for isa in isas() {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let y = s.forward_relu_on(isa, &x, &w, &b);
+                let grads = s.backward_relu_on(isa, &x, &w, &y, &gy, true);
+                (y, grads)
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3, 16] {
+            assert!(
+                run(threads) == one,
+                "{isa:?}: {threads} threads gave other bits than 1 thread"
+            );
+        }
+    }
+}
+
+#[test]
+fn one_image_split_over_threads_gives_the_batchs_bits() {
+    // Fewer images than threads: the forward pass splits the output channels instead.
+    let s = Conv3x3 {
+        batch: 1,
+        in_channels: 4,
+        out_channels: 37,
+        height: 23,
+        width: 29,
     };
-    let one = run(1);
-    for threads in [2, 3, 16] {
-        assert!(
-            run(threads) == one,
-            "{threads} threads gave other bits than 1 thread"
-        );
+    let x = values(s.input_len(), 5);
+    let w = values(s.weight_len(), 6);
+    let b = values(s.out_channels, 7);
+    for isa in isas() {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| s.forward_relu_on(isa, &x, &w, &b))
+        };
+        let one = run(1);
+        for threads in [2, 5] {
+            assert!(run(threads) == one, "{isa:?}: {threads} threads");
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 //! autodiff.
 //!
 //! The model calls [`conv3x3_relu`] for its convolutions and [`max_pool2x2`] for its pools; on
-//! a flex device (with or without autodiff) they run our kernels (im2col + AVX-512 SGEMM with
-//! bias and ReLU fused; a direct 2×2 max), on any other device (CUDA) burn's own `conv2d` +
+//! a flex device (with or without autodiff) they run our kernels (implicit GEMM with bias
+//! and ReLU fused, AVX-512 or AVX2 chosen at run time; a direct 2×2 max), on any other device (CUDA) burn's own `conv2d` +
 //! `relu` and `MaxPool2d`. [`set_enabled`] (or the environment variable
 //! `SHARDFEED_STOCK_CPU=1`) turns the fast path off to compare with burn-flex's own kernels.
 

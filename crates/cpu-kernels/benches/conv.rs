@@ -1,0 +1,181 @@
+//! The seed CNN's five convolutions at batch 32, forward and backward, on each instruction
+//! set this CPU has: milliseconds (median of `SHARDFEED_BENCH_RUNS`, default 5) and GFLOP/s.
+//! `cargo bench -p shardfeed-cpu-kernels --bench conv [-- avx512|avx2|portable]`.
+
+use std::time::Instant;
+
+use shardfeed_cpu_kernels::{BlockCache, Conv3x3, Isa};
+
+/// As in training: large blocks reused, not page-faulted in again every call.
+#[global_allocator]
+static ALLOCATOR: BlockCache = BlockCache;
+
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// GFLOP/s of a loop of independent multiply-adds (24 accumulators, nothing loaded) on
+/// every thread at once: the CPU's peak for that instruction set, measured, not assumed.
+fn peak(isa: Isa) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        const ROUNDS: usize = 20_000_000;
+        #[target_feature(enable = "avx512f")]
+        fn avx512() -> f32 {
+            let mut acc = [_mm512_set1_ps(0.0); 24];
+            let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+            for _ in 0..ROUNDS {
+                for v in &mut acc {
+                    *v = _mm512_fmadd_ps(*v, a, b);
+                }
+            }
+            acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2() -> f32 {
+            let mut acc = [_mm256_set1_ps(0.0); 12];
+            let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+            for _ in 0..2 * ROUNDS {
+                for v in &mut acc {
+                    *v = _mm256_fmadd_ps(*v, a, b);
+                }
+            }
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: 8 floats into an array of 8.
+            acc.iter()
+                .map(|&v| {
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                    lanes.iter().sum::<f32>()
+                })
+                .sum()
+        }
+        let (run, flops): (fn() -> f32, f64) = match isa {
+            // SAFETY (both): the CPU has the instruction set (`isa.available()`).
+            Isa::Avx512 => (|| unsafe { avx512() }, (ROUNDS * 24 * 32) as f64),
+            Isa::Avx2Fma => (|| unsafe { avx2() }, (2 * ROUNDS * 12 * 16) as f64),
+            Isa::Portable => return None,
+        };
+        let threads = rayon::current_num_threads();
+        let t = Instant::now();
+        let sum: f32 = rayon::broadcast(|_| run()).into_iter().sum();
+        std::hint::black_box(sum);
+        Some(flops * threads as f64 / t.elapsed().as_secs_f64() / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        None
+    }
+}
+
+fn main() {
+    let runs: usize = std::env::var("SHARDFEED_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    println!("{cpu}; {} threads", rayon::current_num_threads());
+    let layers = [
+        (3, 16, 160),
+        (16, 32, 160),
+        (32, 64, 80),
+        (64, 128, 40),
+        (128, 256, 20),
+    ];
+    // The machine's peak: the best of the multiply-add loops (a core may run two 256-bit
+    // multiply-adds a cycle but only one 512-bit one, as AMD's Zen 4 does).
+    let peaks: Vec<(Isa, f64)> = Isa::ALL
+        .into_iter()
+        .filter(|isa| isa.available())
+        .filter_map(|isa| peak(isa).map(|p| (isa, p)))
+        .collect();
+    for (isa, p) in &peaks {
+        println!(
+            "peak of {} multiply-adds on every thread: {p:.0} GFLOP/s",
+            isa.name()
+        );
+    }
+    let machine_peak = peaks.iter().map(|&(_, p)| p).reduce(f64::max);
+    for isa in Isa::ALL {
+        if !isa.available() || (!only.is_empty() && !only.iter().any(|o| o == isa.name())) {
+            continue;
+        }
+        let peak = machine_peak;
+        let share =
+            |gflops: f64| peak.map_or(String::new(), |p| format!(" ({:.0} %)", 100.0 * gflops / p));
+        let (mut forward_total, mut backward_total) = (0.0, 0.0);
+        for (ci, co, side) in layers {
+            let s = Conv3x3 {
+                batch: 32,
+                in_channels: ci,
+                out_channels: co,
+                height: side,
+                width: side,
+            };
+            let (x, w, b) = (
+                values(s.input_len(), 1),
+                values(s.weight_len(), 2),
+                values(co, 3),
+            );
+            let gy = values(s.output_len(), 4);
+            let input_grad = ci != 3;
+            let mut y = s.forward_relu_on(isa, &x, &w, &b);
+            let mut grads = s.backward_relu_on(isa, &x, &w, &y, &gy, input_grad);
+            let (mut forward, mut backward) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                let t = Instant::now();
+                y = s.forward_relu_on(isa, &x, &w, &b);
+                forward.push(t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                grads = s.backward_relu_on(isa, &x, &w, &y, &gy, input_grad);
+                backward.push(t.elapsed().as_secs_f64());
+            }
+            std::hint::black_box((&y, &grads));
+            let (f, bw) = (median(forward), median(backward));
+            let flops = 2.0 * s.macs() as f64;
+            let backward_flops = flops * if input_grad { 2.0 } else { 1.0 };
+            forward_total += f;
+            backward_total += bw;
+            let (forward_rate, backward_rate) = (flops / f / 1e9, backward_flops / bw / 1e9);
+            println!(
+                "{:>8} conv{co:<3} {ci:>3}→{co:<3} at {side:>3}²: forward {:7.1} ms {forward_rate:5.0} GFLOP/s{}, backward {:7.1} ms {backward_rate:5.0} GFLOP/s{}",
+                isa.name(),
+                f * 1e3,
+                share(forward_rate),
+                bw * 1e3,
+                share(backward_rate),
+            );
+        }
+        println!(
+            "{:>8} all five: forward {:.1} ms, backward {:.1} ms",
+            isa.name(),
+            forward_total * 1e3,
+            backward_total * 1e3
+        );
+    }
+}
