@@ -59,6 +59,27 @@ pub fn machine() -> String {
     format!("{model}, {cores} cores, {:.0} GiB", kib / 1024.0 / 1024.0)
 }
 
+/// The vector and matrix flags of this CPU that the kernels choose by (`avx2`, `fma`,
+/// `avx512f`, `avx512_bf16`, `amx_bf16`, `amx_tile`), as `/proc/cpuinfo` lists them.
+pub fn simd_flags() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags")?.split_once(':').map(|p| p.1))
+        .map(|f| f.split_whitespace().collect())
+        .unwrap_or_default();
+    let wanted = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_bf16",
+        "amx_bf16",
+        "amx_tile",
+    ];
+    let present: Vec<&str> = wanted.into_iter().filter(|w| flags.contains(w)).collect();
+    format!("flags: {}", present.join(" "))
+}
+
 /// Today's date (UTC), `YYYY-MM-DD`.
 pub fn today() -> String {
     let days = std::time::SystemTime::now()

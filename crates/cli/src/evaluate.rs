@@ -13,6 +13,7 @@ use shardfeed_dataset::run::{RunInfo, validation_pipeline};
 use shardfeed_dataset::stream::RecordFormat;
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::evaluate::Evaluation as Figures;
+use shardfeed_model::fast::Precision;
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch};
 use shardfeed_record_format::ExampleKeys;
 
@@ -33,6 +34,8 @@ pub struct EvaluateSettings {
     pub jobs: Parallelism,
     /// Where the model runs.
     pub device: DeviceKind,
+    /// The CPU kernels' arithmetic (whatever the model was trained in: weights are `f32`).
+    pub precision: Precision,
 }
 
 /// What `evaluate` measured, and on which files (`--json` prints it: `files`, then the
@@ -54,6 +57,8 @@ pub fn classify_validation(
 ) -> anyhow::Result<(Figures, Vec<PathBuf>)> {
     let info = RunInfo::load(&settings.model)?;
     let device = shardfeed_model::device(settings.device, false).map_err(anyhow::Error::msg)?;
+    settings.precision.check().map_err(anyhow::Error::msg)?;
+    shardfeed_model::fast::set_precision(settings.precision);
     let classifier = Classifier::load(&settings.model, device)?;
     let (files, source) = info
         .open_validation(settings.shards.as_ref())

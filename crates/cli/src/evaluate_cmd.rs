@@ -37,6 +37,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         batch: args.run.batch,
         jobs: args.run.jobs(),
         device: args.run.device,
+        precision: args.run.precision,
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);

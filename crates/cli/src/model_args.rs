@@ -2,6 +2,7 @@
 
 use shardfeed_input_pipeline::Parallelism;
 use shardfeed_model::DeviceKind;
+use shardfeed_model::fast::Precision;
 
 /// How a saved model is run: batch size, decode threads and device.
 #[derive(Debug, clap::Args)]
@@ -15,6 +16,10 @@ pub struct ModelRunArgs {
     /// Where the model runs: cpu, or cuda (needs a build with the `cuda` feature).
     #[arg(long, default_value = "cpu", value_name = "cpu|cuda")]
     pub device: DeviceKind,
+    /// The CPU kernels' arithmetic: f32, or bf16 (needs AVX512-BF16), whatever the model was
+    /// trained in.
+    #[arg(long, default_value = "f32", value_name = "f32|bf16", value_parser = crate::ranges::precision)]
+    pub precision: Precision,
 }
 
 impl ModelRunArgs {

@@ -52,6 +52,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 batch: wanted,
                 jobs: Parallelism::Auto,
                 device: args.device,
+                precision: Default::default(),
                 strict: false,
             },
             |p| {
@@ -86,6 +87,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 batch: wanted,
                 jobs: Parallelism::Auto,
                 device: args.device,
+                precision: Default::default(),
             },
             |item, p| {
                 let estimated = predicted(p).0 as i64;

@@ -11,6 +11,7 @@ use anyhow::bail;
 use shardfeed_dataset::images;
 use shardfeed_image_prep::RgbImage;
 use shardfeed_input_pipeline::Parallelism;
+use shardfeed_model::fast::Precision;
 use shardfeed_model::{Classifier, DeviceKind, ImageBatch};
 
 use shardfeed_dataset::folder::Location;
@@ -29,6 +30,8 @@ pub struct PredictSettings {
     pub jobs: Parallelism,
     /// Where the model runs.
     pub device: DeviceKind,
+    /// The CPU kernels' arithmetic (whatever the model was trained in: weights are `f32`).
+    pub precision: Precision,
     /// Stop at the first unusable image instead of skipping it.
     pub strict: bool,
 }
@@ -67,6 +70,8 @@ pub fn predict(
     mut each: impl FnMut(&Prediction) -> anyhow::Result<()>,
 ) -> anyhow::Result<PredictSummary> {
     let device = shardfeed_model::device(settings.device, false).map_err(anyhow::Error::msg)?;
+    settings.precision.check().map_err(anyhow::Error::msg)?;
+    shardfeed_model::fast::set_precision(settings.precision);
     let classifier = Classifier::load(&settings.model, device)?;
     let preprocessing = classifier.card().preprocessing;
     let classes = classifier.card().classes.clone();

@@ -46,6 +46,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             batch: args.run.batch,
             jobs: args.run.jobs(),
             device: args.run.device,
+            precision: args.run.precision,
             strict: args.strict,
         },
         |p| {

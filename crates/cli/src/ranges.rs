@@ -64,6 +64,13 @@ pub fn probability() -> impl TypedValueParser<Value = f64> {
     })
 }
 
+/// `f32` or `bf16`, the latter only on a CPU that runs it (a usage error otherwise: exit 2).
+pub fn precision(text: &str) -> Result<shardfeed_model::fast::Precision, String> {
+    let precision: shardfeed_model::fast::Precision = text.parse()?;
+    precision.check()?;
+    Ok(precision)
+}
+
 /// A learning rate in `(0, 10]`.
 pub fn learning_rate() -> impl TypedValueParser<Value = f64> {
     clap::builder::StringValueParser::new().try_map(|text: String| {

@@ -14,6 +14,7 @@ use shardfeed_dataset::run::{DataSettings, RUN_FILE, RunInfo, TrainingData};
 use shardfeed_dataset::stream::RecordFormat;
 use shardfeed_dataset::{Decoded, to_float_batch};
 use shardfeed_input_pipeline::{Parallelism, PipelineIter, ResumeState, TuningHandle};
+use shardfeed_model::fast::Precision;
 use shardfeed_model::fit::{
     BoxError, EpochRow, Fit, FitData, FitError, FitObserver, Saved, StepReport, check_run_folder,
 };
@@ -65,6 +66,8 @@ pub struct TrainSettings {
     pub format: RecordFormat,
     /// RandomResizedCrop + flip on the training batches (`--augment`).
     pub augment: bool,
+    /// The CPU kernels' arithmetic (`--precision`).
+    pub precision: Precision,
 }
 
 impl Default for TrainSettings {
@@ -88,6 +91,7 @@ impl Default for TrainSettings {
             ignore_manifest: false,
             format: RecordFormat::default(),
             augment: false,
+            precision: Precision::F32,
         }
     }
 }
@@ -166,6 +170,12 @@ fn resumed_settings(given: &TrainSettings) -> anyhow::Result<(TrainSettings, Run
             size: (info.image_size > 0).then_some(info.image_size as u32),
         },
         augment: info.augment,
+        precision: match info.precision.as_deref() {
+            None => Precision::F32,
+            Some(name) => name
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--resume: run.json: {e}"))?,
+        },
         ..given.clone()
     };
     Ok((settings, info))
@@ -293,6 +303,17 @@ pub fn train(
     )?;
     let mut info = data.info.clone();
     info.epochs = Some(settings.epochs);
+    if settings.precision != Precision::F32 {
+        if settings.device != DeviceKind::Cpu {
+            anyhow::bail!(
+                "--precision {} is for the CPU kernels; with --device cuda the model trains in f32",
+                settings.precision.name(),
+            );
+        }
+        settings.precision.check().map_err(anyhow::Error::msg)?;
+        info.precision = Some(settings.precision.name().to_owned());
+    }
+    shardfeed_model::fast::set_precision(settings.precision);
     if let Some(previous) = &previous {
         info.image_size = previous.image_size;
         previous

@@ -17,6 +17,7 @@ use shardfeed_dataset::classes::ClassSource;
 use shardfeed_dataset::folder::ShardFolder;
 use shardfeed_dataset::run::RunInfo;
 use shardfeed_model::DeviceKind;
+use shardfeed_model::fast::Precision;
 use shardfeed_record_format::Compression;
 
 /// Flags of `shardfeed train`.
@@ -75,6 +76,11 @@ pub struct Args {
     /// Validation reads the seed's centre square.
     #[arg(long)]
     augment: bool,
+    /// The CPU kernels' arithmetic: f32, or bf16 (bfloat16 products, f32 sums, weights and
+    /// Adam state; needs a CPU with AVX512-BF16, refused otherwise). A --resume keeps the
+    /// run's.
+    #[arg(long, default_value = "f32", value_name = "f32|bf16", value_parser = crate::ranges::precision)]
+    precision: Precision,
     #[command(flatten)]
     record: crate::record_args::RecordArgs,
     /// No progress bar.
@@ -154,6 +160,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         ignore_manifest: args.ignore_manifest,
         format: args.record.format(),
         augment: args.augment,
+        precision: args.precision,
     };
     let show_bar = !args.quiet && std::io::stderr().is_terminal();
     let mut bar = ProgressBar::hidden();

@@ -1,10 +1,10 @@
 //! The seed CNN's five convolutions at batch 32, forward and backward, on each instruction
 //! set this CPU has: milliseconds (median of `SHARDFEED_BENCH_RUNS`, default 5) and GFLOP/s.
-//! `cargo bench -p shardfeed-cpu-kernels --bench conv [-- avx512|avx2|portable]`.
+//! `cargo bench -p shardfeed-cpu-kernels --bench conv [-- avx512|avx2|portable|bf16]`.
 
 use std::time::Instant;
 
-use shardfeed_cpu_kernels::{BlockCache, Conv3x3, Isa};
+use shardfeed_cpu_kernels::{Arithmetic, BlockCache, Conv3x3, Isa};
 
 /// As in training: large blocks reused, not page-faulted in again every call.
 #[global_allocator]
@@ -121,8 +121,18 @@ fn main() {
         );
     }
     let machine_peak = peaks.iter().map(|&(_, p)| p).reduce(f64::max);
-    for isa in Isa::ALL {
-        if !isa.available() || (!only.is_empty() && !only.iter().any(|o| o == isa.name())) {
+    let mut arithmetics: Vec<(&str, Arithmetic)> = Isa::ALL
+        .into_iter()
+        .filter(|isa| isa.available())
+        .map(|isa| (isa.name(), Arithmetic::F32(isa)))
+        .collect();
+    if Arithmetic::Bf16.available() {
+        arithmetics.push(("bf16", Arithmetic::Bf16));
+    } else {
+        println!("bf16 NOT MEASURED: this CPU lacks AVX512-BF16");
+    }
+    for (name, isa) in arithmetics {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
         let peak = machine_peak;
@@ -164,7 +174,7 @@ fn main() {
             let (forward_rate, backward_rate) = (flops / f / 1e9, backward_flops / bw / 1e9);
             println!(
                 "{:>8} conv{co:<3} {ci:>3}→{co:<3} at {side:>3}²: forward {:7.1} ms {forward_rate:5.0} GFLOP/s{}, backward {:7.1} ms {backward_rate:5.0} GFLOP/s{}",
-                isa.name(),
+                name,
                 f * 1e3,
                 share(forward_rate),
                 bw * 1e3,
@@ -173,7 +183,7 @@ fn main() {
         }
         println!(
             "{:>8} all five: forward {:.1} ms, backward {:.1} ms",
-            isa.name(),
+            name,
             forward_total * 1e3,
             backward_total * 1e3
         );

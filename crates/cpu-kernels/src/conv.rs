@@ -26,8 +26,9 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::implicit::{ConvBlock, Padded, WgradBlock, block_stride, conv_block, pack, wgrad_block};
+use crate::implicit::Padded;
 use crate::isa::Isa;
+use crate::products::{self, Arithmetic, Packed, Source, Wgrad};
 use crate::scratch::with_scratch;
 use crate::simd;
 use crate::uninit::{assume_vec_written, uninit_vec, vec_written_by};
@@ -36,8 +37,6 @@ use crate::uninit::{assume_vec_written, uninit_vec, vec_written_by};
 const BLOCK_BYTES: usize = 384 << 10;
 /// Positions per block of the weight gradient (whose sums leave the registers after each).
 const WGRAD_POSITIONS: usize = 4096;
-/// The widest vector of any instruction set, in floats.
-const WIDEST: usize = 16;
 /// Weight gradients are summed over at most this many image groups.
 const MAX_GROUPS: usize = 16;
 
@@ -137,31 +136,38 @@ impl Conv3x3 {
         self.forward_relu_on(Isa::active(), x, w, b)
     }
 
-    /// [`forward_relu`](Self::forward_relu) on the instruction set `isa`.
+    /// [`forward_relu`](Self::forward_relu) in the arithmetic `arithmetic` (an [`Isa`] for
+    /// `f32`).
     ///
     /// # Panics
-    /// When a slice's length does not match the shape, or this CPU lacks `isa`.
-    pub fn forward_relu_on(&self, isa: Isa, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+    /// When a slice's length does not match the shape, or this CPU lacks the arithmetic.
+    pub fn forward_relu_on(
+        &self,
+        arithmetic: impl Into<Arithmetic>,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+    ) -> Vec<f32> {
+        let arithmetic = arithmetic.into();
         self.check(x, w);
         assert_eq!(
             b.len(),
             self.out_channels,
             "conv3x3: bias length for {self:?}"
         );
-        assert!(isa.available(), "conv3x3: this CPU lacks {isa:?}");
-        let (hw, k, ci, co) = (
-            self.positions(),
-            self.patch(),
-            self.in_channels,
-            self.out_channels,
+        assert!(
+            arithmetic.available(),
+            "conv3x3: this CPU lacks {arithmetic:?}"
         );
+        let (hw, ci, co) = (self.positions(), self.in_channels, self.out_channels);
         if self.output_len() == 0 {
             return Vec::new();
         }
         let geometry = Padded::new(self.height, self.width);
-        let offsets = geometry.offsets(ci);
-        let mr = isa.conv_rows();
-        let a = pack(co, k, mr, |row, col| w[row * k + col]);
+        let a = Packed::new(arithmetic, &geometry, co, ci, |row, c, tap| {
+            w[(row * ci + c) * 9 + tap]
+        });
+        let mr = a.rows_per_panel();
         // Channels per task: all of them, or (fewer images than threads) a share of them.
         let threads = rayon::current_num_threads();
         let chunk = if self.batch >= threads {
@@ -169,8 +175,12 @@ impl Conv3x3 {
         } else {
             co.div_ceil(threads).div_ceil(mr) * mr
         };
-        let stride = block_stride(isa, self.block_rows(&geometry, ci + co) * geometry.wp);
-        let scratch = geometry.len(ci) + chunk.div_ceil(mr) * mr * stride;
+        let stride = products::stride(
+            arithmetic,
+            self.block_rows(&geometry, ci + co) * geometry.wp,
+        );
+        let copies = arithmetic.copies_len(&geometry, ci, true, false);
+        let scratch = geometry.len(ci) + copies + chunk.div_ceil(mr) * mr * stride;
         let fill = |y: &mut [MaybeUninit<f32>]| {
             y.par_chunks_mut(co * hw)
                 .zip(x.par_chunks(ci * hw))
@@ -181,20 +191,22 @@ impl Conv3x3 {
                         .for_each(|(part, y_part)| {
                             let first = part * chunk;
                             let channels = y_part.len() / hw;
-                            let a = &a[first * k..][..channels.div_ceil(mr) * mr * k];
+                            let panels = first / mr..(first + channels).div_ceil(mr);
                             with_scratch(scratch, |scratch| {
-                                let (padded, out) = scratch.split_at_mut(geometry.len(ci));
+                                let (padded, rest) = scratch.split_at_mut(geometry.len(ci));
+                                let (copies, out) = rest.split_at_mut(copies);
                                 geometry.pad(x_img, ci, padded);
+                                let src = Source::new(arithmetic, &geometry, ci, padded, copies);
                                 for (r0, r1) in self.row_blocks(&geometry, ci + co) {
-                                    let block = ConvBlock {
-                                        a,
-                                        offsets: &offsets,
-                                        src: padded,
-                                        start: r0 * geometry.wp,
-                                        count: (r1 - r0) * geometry.wp,
-                                    };
-                                    conv_block(isa, &block, out);
-                                    let stride = block.stride(isa);
+                                    let positions = (r0 * geometry.wp, (r1 - r0) * geometry.wp);
+                                    let stride = products::multiply(
+                                        arithmetic,
+                                        &a,
+                                        panels.clone(),
+                                        src,
+                                        positions,
+                                        out,
+                                    );
                                     for c in 0..channels {
                                         let bias = b[first + c];
                                         for y in r0..r1 {
@@ -234,13 +246,14 @@ impl Conv3x3 {
         self.backward_relu_on(Isa::active(), x, w, y, grad_y, input_grad)
     }
 
-    /// [`backward_relu`](Self::backward_relu) on the instruction set `isa`.
+    /// [`backward_relu`](Self::backward_relu) in the arithmetic `arithmetic` (an [`Isa`] for
+    /// `f32`).
     ///
     /// # Panics
-    /// When a slice's length does not match the shape, or this CPU lacks `isa`.
+    /// When a slice's length does not match the shape, or this CPU lacks the arithmetic.
     pub fn backward_relu_on(
         &self,
-        isa: Isa,
+        arithmetic: impl Into<Arithmetic>,
         x: &[f32],
         w: &[f32],
         y: &[f32],
@@ -258,7 +271,11 @@ impl Conv3x3 {
             self.output_len(),
             "conv3x3: gradient length for {self:?}"
         );
-        assert!(isa.available(), "conv3x3: this CPU lacks {isa:?}");
+        let arithmetic = arithmetic.into();
+        assert!(
+            arithmetic.available(),
+            "conv3x3: this CPU lacks {arithmetic:?}"
+        );
         let (hw, co, ci, k) = (
             self.positions(),
             self.out_channels,
@@ -266,20 +283,18 @@ impl Conv3x3 {
             self.patch(),
         );
         let geometry = Padded::new(self.height, self.width);
-        // grad_x = w' · col(dy): w' is `ci × co·9`, w'[i, c·9 + t] = w[c, i, 8 - t].
+        // grad_x = w' · col(dy): w' is `ci × co·9`, w'[i, (c, t)] = w[c, i, 8 - t].
         let flipped = input_grad.then(|| {
-            pack(ci, co * 9, isa.conv_rows(), |i, col| {
-                let (c, tap) = (col / 9, col % 9);
+            Packed::new(arithmetic, &geometry, ci, co, |i, c, tap| {
                 w[(c * ci + i) * 9 + 8 - tap]
             })
         });
         let context = Backward {
             shape: *self,
-            isa,
+            arithmetic,
             geometry,
             x_offsets: geometry.offsets(ci),
-            dy_offsets: geometry.offsets(co),
-            flipped: flipped.as_deref(),
+            flipped: flipped.as_ref(),
         };
         let mut grad_x = input_grad.then(|| uninit_vec(self.input_len()));
         let groups = self.batch.clamp(1, MAX_GROUPS);
@@ -342,13 +357,12 @@ impl Conv3x3 {
 /// What the backward pass of every image shares.
 struct Backward<'a> {
     shape: Conv3x3,
-    isa: Isa,
+    arithmetic: Arithmetic,
     geometry: Padded,
-    /// The column offsets into the padded input and into the padded output gradient.
+    /// The column offsets into the padded input.
     x_offsets: Vec<usize>,
-    dy_offsets: Vec<usize>,
     /// The flipped, transposed weights, packed; `None` when no input gradient is asked.
-    flipped: Option<&'a [f32]>,
+    flipped: Option<&'a Packed>,
 }
 
 impl Backward<'_> {
@@ -363,14 +377,20 @@ impl Backward<'_> {
         gw: &mut [f32],
         gb: &mut [f32],
     ) {
-        let (s, geometry, isa) = (&self.shape, &self.geometry, self.isa);
+        let (s, geometry, arithmetic) = (&self.shape, &self.geometry, self.arithmetic);
         let (ci, co, w, hw) = (s.in_channels, s.out_channels, s.width, s.positions());
         let (x_len, dy_len) = (geometry.len(ci), geometry.len(co));
-        let stride = block_stride(isa, s.block_rows(geometry, ci + co) * geometry.wp);
-        let out_len = ci.div_ceil(isa.conv_rows()) * isa.conv_rows() * stride;
-        with_scratch(x_len + dy_len + out_len, |scratch| {
+        let stride = products::stride(arithmetic, s.block_rows(geometry, ci + co) * geometry.wp);
+        let mr = arithmetic.tiles().conv_rows();
+        let out_len = ci.div_ceil(mr) * mr * stride;
+        let runs = arithmetic.copies_len(geometry, ci, false, true)
+            + arithmetic.copies_len(geometry, co, false, true);
+        let pairs = arithmetic.copies_len(geometry, co, true, false);
+        with_scratch(x_len + dy_len + runs + pairs + out_len, |scratch| {
             let (padded, rest) = scratch.split_at_mut(x_len);
-            let (dy, out) = rest.split_at_mut(dy_len);
+            let (dy, rest) = rest.split_at_mut(dy_len);
+            let (runs, rest) = rest.split_at_mut(runs);
+            let (pairs, out) = rest.split_at_mut(pairs);
             geometry.pad(x_img, ci, padded);
             // dy = grad_y ⊙ (y > 0), zero-padded like the input; its sums are grad_b.
             geometry.zero_borders(co, dy);
@@ -386,33 +406,22 @@ impl Backward<'_> {
             }
             // Past the last position `dy` reads zeros: whole vectors then, no scalar tail.
             let mut positions = geometry.positions();
-            if geometry.zeros_after() >= WIDEST {
-                positions = positions.next_multiple_of(WIDEST);
+            let vector = arithmetic.positions_per_vector();
+            if geometry.zeros_after() >= vector {
+                positions = positions.next_multiple_of(vector);
             }
+            let wgrad = Wgrad::new(arithmetic, *geometry, &self.x_offsets, dy, padded, runs);
             for start in (0..positions).step_by(WGRAD_POSITIONS) {
-                let block = WgradBlock {
-                    dy: &dy[geometry.origin()..],
-                    dy_stride: geometry.plane,
-                    offsets: &self.x_offsets,
-                    src: padded,
-                    start,
-                    count: WGRAD_POSITIONS.min(positions - start),
-                };
-                wgrad_block(isa, &block, gw);
+                wgrad.add(start, WGRAD_POSITIONS.min(positions - start), gw);
             }
             let (Some(gx), Some(flipped)) = (gx, self.flipped) else {
                 return;
             };
+            let src = Source::new(arithmetic, geometry, co, dy, pairs);
             for (r0, r1) in s.row_blocks(geometry, ci + co) {
-                let block = ConvBlock {
-                    a: flipped,
-                    offsets: &self.dy_offsets,
-                    src: dy,
-                    start: r0 * geometry.wp,
-                    count: (r1 - r0) * geometry.wp,
-                };
-                conv_block(isa, &block, out);
-                let stride = block.stride(isa);
+                let positions = (r0 * geometry.wp, (r1 - r0) * geometry.wp);
+                let panels = 0..ci.div_ceil(mr);
+                let stride = products::multiply(arithmetic, flipped, panels, src, positions, out);
                 for c in 0..ci {
                     for row in r0..r1 {
                         let from = &out[c * stride + (row - r0) * geometry.wp..][..w];

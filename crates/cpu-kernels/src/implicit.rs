@@ -26,7 +26,7 @@
 use crate::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use crate::lanes::{Avx2, Avx512};
-use crate::lanes::{Lanes, Portable};
+use crate::lanes::{Element, Lanes, Portable};
 
 /// Floats after the last padded channel that a kernel may read (and that are zero): the
 /// widest tile of positions, 48, plus the last tap's 2, rounded up.
@@ -139,9 +139,14 @@ impl Isa {
 
 /// `a` (`m × k`, read through `get(row, col)`) in panels of `mr` rows: panel `p` holds, for
 /// each column, rows `p·mr .. p·mr + mr` (zeros past `m`).
-pub(crate) fn pack(m: usize, k: usize, mr: usize, get: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+pub(crate) fn pack<E: Copy + Default>(
+    m: usize,
+    k: usize,
+    mr: usize,
+    get: impl Fn(usize, usize) -> E,
+) -> Vec<E> {
     let panels = m.div_ceil(mr);
-    let mut packed = vec![0.0; panels * k * mr];
+    let mut packed = vec![E::default(); panels * k * mr];
     for (p, panel) in packed.chunks_exact_mut(k * mr).enumerate() {
         for (col, column) in panel.chunks_exact_mut(mr).enumerate() {
             for (r, v) in column.iter_mut().enumerate() {
@@ -155,24 +160,51 @@ pub(crate) fn pack(m: usize, k: usize, mr: usize, get: impl Fn(usize, usize) -> 
     packed
 }
 
-/// One multiplication of [`conv_block`]: which rows, columns and positions.
-pub(crate) struct ConvBlock<'a> {
+/// One multiplication of [`conv_block`]: which rows, columns and positions; `E` is what the
+/// operands are stored as (`f32`, or pairs of bfloat16 in a `u32`: [`crate::bf16`]).
+pub(crate) struct ConvBlock<'a, E = f32> {
     /// `a` packed by [`pack`] with [`Isa::conv_rows`] rows per panel.
-    pub a: &'a [f32],
+    pub a: &'a [E],
     /// Where each row of the column matrix starts in `src` ([`Padded::offsets`]).
     pub offsets: &'a [usize],
     /// The padded channels the column matrix is read from.
-    pub src: &'a [f32],
+    pub src: &'a [E],
     /// The first position.
     pub start: usize,
     /// Positions to compute (rounded up to a whole tile; the extra ones are thrown away).
     pub count: usize,
 }
 
-impl ConvBlock<'_> {
+impl<E> ConvBlock<'_, E> {
     /// Positions computed per row of the output: [`block_stride`] of `count`.
     pub fn stride(&self, isa: Isa) -> usize {
         block_stride(isa, self.count)
+    }
+
+    /// Checks the block against `out` for tiles of `mr` rows; returns the number of panels,
+    /// or `None` (with the output zeroed) when there is nothing to multiply.
+    ///
+    /// # Panics
+    /// When `out`, `src` or `a` is too short for the block.
+    pub(crate) fn check(&self, mr: usize, stride: usize, out: &mut [f32]) -> Option<usize> {
+        let k = self.offsets.len();
+        let panels = if k == 0 { 0 } else { self.a.len() / (k * mr) };
+        assert_eq!(self.a.len(), panels * k * mr, "conv_block: packed a");
+        assert!(
+            out.len() >= panels * mr * stride,
+            "conv_block: out too short"
+        );
+        let last = self
+            .offsets
+            .iter()
+            .max()
+            .map_or(0, |o| o + self.start + stride);
+        assert!(last <= self.src.len(), "conv_block: src too short");
+        if k == 0 {
+            out[..panels * mr * stride].fill(0.0);
+            return None;
+        }
+        Some(panels)
     }
 }
 
@@ -193,23 +225,8 @@ pub(crate) fn block_stride(isa: Isa, count: usize) -> usize {
 /// # Panics
 /// When `out`, `src` or `a` is too short for the block.
 pub(crate) fn conv_block(isa: Isa, block: &ConvBlock<'_>, out: &mut [f32]) {
-    let k = block.offsets.len();
-    let mr = isa.conv_rows();
     let stride = block.stride(isa);
-    let panels = if k == 0 { 0 } else { block.a.len() / (k * mr) };
-    assert_eq!(block.a.len(), panels * k * mr, "conv_block: packed a");
-    assert!(
-        out.len() >= panels * mr * stride,
-        "conv_block: out too short"
-    );
-    let last = block
-        .offsets
-        .iter()
-        .max()
-        .map_or(0, |o| o + block.start + stride);
-    assert!(last <= block.src.len(), "conv_block: src too short");
-    if k == 0 {
-        out[..panels * mr * stride].fill(0.0);
+    if block.check(isa.conv_rows(), stride, out).is_none() {
         return;
     }
     // SAFETY: the asserts above bound every read and write of the tiles; the CPU has the
@@ -242,10 +259,10 @@ unsafe fn conv_avx2(block: &ConvBlock<'_>, out: &mut [f32], stride: usize) {
 }
 
 /// # Safety
-/// As [`conv_block`] checks; `V`'s instruction set must be available.
+/// As [`ConvBlock::check`] checks; `V`'s instruction set must be available.
 #[inline(always)]
-unsafe fn conv<V: Lanes, const MR: usize, const NR: usize>(
-    block: &ConvBlock<'_>,
+pub(crate) unsafe fn conv<V: Lanes, const MR: usize, const NR: usize>(
+    block: &ConvBlock<'_, V::Elem>,
     out: &mut [f32],
     stride: usize,
 ) {
@@ -255,7 +272,7 @@ unsafe fn conv<V: Lanes, const MR: usize, const NR: usize>(
     let src = block.src.as_ptr().wrapping_add(block.start);
     // Panels in groups whose packed `a` stays in the L1 cache while every tile of positions
     // runs through the group: the tile's columns are then read once per group.
-    let group = (A_IN_L1 / (k * MR * 4)).max(1);
+    let group = (A_IN_L1 / (k * MR * size_of::<V::Elem>())).max(1);
     for first in (0..panels).step_by(group) {
         for t in (0..stride).step_by(tile) {
             for p in first..(first + group).min(panels) {
@@ -276,9 +293,9 @@ unsafe fn conv<V: Lanes, const MR: usize, const NR: usize>(
 /// Every read and write must be in bounds; `V`'s instruction set must be available.
 #[inline(always)]
 unsafe fn conv_tile<V: Lanes, const MR: usize, const NR: usize>(
-    a: *const f32,
+    a: *const V::Elem,
     offsets: &[usize],
-    src: *const f32,
+    src: *const V::Elem,
     out: *mut f32,
     stride: usize,
 ) {
@@ -287,12 +304,12 @@ unsafe fn conv_tile<V: Lanes, const MR: usize, const NR: usize>(
         // SAFETY: the caller's contract.
         unsafe {
             let b = src.add(offset);
-            let bv: [V; NR] = std::array::from_fn(|v| V::load(b.add(v * V::L)));
+            let bv: [V::In; NR] = std::array::from_fn(|v| V::load(b.add(v * V::STEP)));
             let aj = a.add(j * MR);
             for (r, row) in acc.iter_mut().enumerate() {
                 let av = V::splat(aj.add(r));
                 for (sum, &bv) in row.iter_mut().zip(&bv) {
-                    *sum = av.mul_add(bv, *sum);
+                    *sum = sum.mac(av, bv);
                 }
             }
         }
@@ -305,18 +322,61 @@ unsafe fn conv_tile<V: Lanes, const MR: usize, const NR: usize>(
     }
 }
 
-/// One weight-gradient product of [`wgrad_block`].
-pub(crate) struct WgradBlock<'a> {
+/// One weight-gradient product of [`wgrad_block`]; `E` as in [`ConvBlock`].
+pub(crate) struct WgradBlock<'a, E = f32> {
     /// The output gradient, `m` rows `dy_stride` apart, read at `start .. start + count`.
-    pub dy: &'a [f32],
+    pub dy: &'a [E],
     pub dy_stride: usize,
     /// Where each row of the column matrix starts in `src` ([`Padded::offsets`]); a
     /// multiple of 3 long (whole kernel rows).
     pub offsets: &'a [usize],
     /// The padded input channels.
-    pub src: &'a [f32],
+    pub src: &'a [E],
     pub start: usize,
     pub count: usize,
+}
+
+impl<E: Element> WgradBlock<'_, E> {
+    /// Checks the block against `g`; false when there is nothing to add.
+    ///
+    /// # Panics
+    /// When a slice is too short or `offsets` is not a multiple of 3 long.
+    pub(crate) fn check(&self, g: &[f32]) -> bool {
+        let k = self.offsets.len();
+        assert_eq!(k % 3, 0, "wgrad_block: whole kernel rows");
+        if k == 0 || self.count == 0 {
+            return false;
+        }
+        let m = g.len() / k;
+        assert_eq!(g.len(), m * k, "wgrad_block: g");
+        let end = self.start + self.count;
+        if m > 0 {
+            assert!(
+                (m - 1) * self.dy_stride + end <= self.dy.len(),
+                "wgrad_block: dy too short"
+            );
+        }
+        let last = self.offsets.iter().max().map_or(0, |o| o + end);
+        assert!(last <= self.src.len(), "wgrad_block: src too short");
+        true
+    }
+
+    /// Adds the products of the positions after the first `done`, one by one in order.
+    pub(crate) fn tail(&self, done: usize, g: &mut [f32]) {
+        if done >= self.count {
+            return;
+        }
+        let (k, end) = (self.offsets.len(), self.start + self.count);
+        for (i, g_row) in g.chunks_exact_mut(k).enumerate() {
+            let dy = &self.dy[i * self.dy_stride..][self.start + done..end];
+            for (gj, &offset) in g_row.iter_mut().zip(self.offsets) {
+                let src = &self.src[offset + self.start + done..offset + end];
+                for (d, s) in dy.iter().zip(src) {
+                    *gj += d.value() * s.value();
+                }
+            }
+        }
+    }
 }
 
 /// `g[i · k + j] += Σ_q dy[i · dy_stride + q] · src[offsets[j] + q]` over positions
@@ -326,22 +386,9 @@ pub(crate) struct WgradBlock<'a> {
 /// # Panics
 /// When a slice is too short or `offsets` is not a multiple of 3 long.
 pub(crate) fn wgrad_block(isa: Isa, block: &WgradBlock<'_>, g: &mut [f32]) {
-    let k = block.offsets.len();
-    assert_eq!(k % 3, 0, "wgrad_block: whole kernel rows");
-    if k == 0 || block.count == 0 {
+    if !block.check(g) {
         return;
     }
-    let m = g.len() / k;
-    assert_eq!(g.len(), m * k, "wgrad_block: g");
-    let end = block.start + block.count;
-    if m > 0 {
-        assert!(
-            (m - 1) * block.dy_stride + end <= block.dy.len(),
-            "wgrad_block: dy too short"
-        );
-    }
-    let last = block.offsets.iter().max().map_or(0, |o| o + end);
-    assert!(last <= block.src.len(), "wgrad_block: src too short");
     // SAFETY: the asserts above bound every read and write; the CPU has the instruction set.
     let vectorised = unsafe {
         match isa {
@@ -354,13 +401,7 @@ pub(crate) fn wgrad_block(isa: Isa, block: &WgradBlock<'_>, g: &mut [f32]) {
             Isa::Portable => wgrad::<Portable, 2>(block, g),
         }
     };
-    for (i, g_row) in g.chunks_exact_mut(k).enumerate() {
-        let dy = &block.dy[i * block.dy_stride..][block.start + vectorised..end];
-        for (gj, &offset) in g_row.iter_mut().zip(block.offsets) {
-            let src = &block.src[offset + block.start + vectorised..offset + end];
-            *gj += dy.iter().zip(src).map(|(d, s)| d * s).sum::<f32>();
-        }
-    }
+    block.tail(vectorised, g);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -380,12 +421,15 @@ unsafe fn wgrad_avx2(block: &WgradBlock<'_>, g: &mut [f32]) -> usize {
 /// The whole vectors of [`wgrad_block`]; returns how many positions they covered.
 ///
 /// # Safety
-/// As [`wgrad_block`] checks; `V`'s instruction set must be available.
+/// As [`WgradBlock::check`] checks; `V`'s instruction set must be available.
 #[inline(always)]
-unsafe fn wgrad<V: Lanes, const MC: usize>(block: &WgradBlock<'_>, g: &mut [f32]) -> usize {
+pub(crate) unsafe fn wgrad<V: Lanes, const MC: usize>(
+    block: &WgradBlock<'_, V::Elem>,
+    g: &mut [f32],
+) -> usize {
     let k = block.offsets.len();
     let m = g.len() / k;
-    let vectors = block.count / V::L;
+    let vectors = block.count / V::STEP;
     let dy = block.dy.as_ptr().wrapping_add(block.start);
     let src = block.src.as_ptr().wrapping_add(block.start);
     let g = g.as_mut_ptr();
@@ -411,7 +455,7 @@ unsafe fn wgrad<V: Lanes, const MC: usize>(block: &WgradBlock<'_>, g: &mut [f32]
         }
         i += rows;
     }
-    vectors * V::L
+    vectors * V::STEP
 }
 
 /// `g[r · g_stride + t] += Σ over `vectors` vectors of dy[r · dy_stride + q] ·
@@ -421,26 +465,26 @@ unsafe fn wgrad<V: Lanes, const MC: usize>(block: &WgradBlock<'_>, g: &mut [f32]
 /// Every read and write must be in bounds; `V`'s instruction set must be available.
 #[inline(always)]
 unsafe fn wgrad_tile<V: Lanes, const MC: usize>(
-    dy: *const f32,
+    dy: *const V::Elem,
     dy_stride: usize,
     offsets: &[usize],
-    src: *const f32,
+    src: *const V::Elem,
     vectors: usize,
     g: *mut f32,
     g_stride: usize,
 ) {
     let mut acc = [[V::zero(); 3]; MC];
     // SAFETY: the caller's contract.
-    let taps: [*const f32; 3] = std::array::from_fn(|t| unsafe { src.add(offsets[t]) });
+    let taps: [*const V::Elem; 3] = std::array::from_fn(|t| unsafe { src.add(offsets[t]) });
     for v in 0..vectors {
-        let q = v * V::L;
+        let q = v * V::STEP;
         // SAFETY: the caller's contract.
         unsafe {
-            let d: [V; MC] = std::array::from_fn(|r| V::load(dy.add(r * dy_stride + q)));
+            let d: [V::In; MC] = std::array::from_fn(|r| V::load(dy.add(r * dy_stride + q)));
             for (t, &tap) in taps.iter().enumerate() {
                 let b = V::load(tap.add(q));
                 for (row, &d) in acc.iter_mut().zip(&d) {
-                    row[t] = d.mul_add(b, row[t]);
+                    row[t] = row[t].mac(d, b);
                 }
             }
         }

@@ -1,28 +1,37 @@
 //! One vector of `f32` lanes, as the convolution kernels see it: AVX-512 (16 lanes), AVX2 +
-//! FMA (8) and a portable array of 8 that any target compiles. The kernels in
+//! FMA (8) and a portable array of 8 that any target compiles (and, in [`crate::bf16`],
+//! accumulators fed pairs of bfloat16). The kernels in
 //! [`crate::implicit`] are written once, generic over [`Lanes`], and instantiated inside
 //! functions compiled for each instruction set (`#[target_feature]`), so every method here
 //! is `#[inline(always)]`: it must melt into that function's code.
 
-/// A vector of [`Lanes::L`] floats.
+/// A vector of [`Lanes::L`] `f32` accumulators and the operands it multiplies: `f32` lanes
+/// themselves, or pairs of bfloat16 ([`crate::bf16`]).
 pub(crate) trait Lanes: Copy {
-    /// Floats per vector.
+    /// What operands are stored as in memory.
+    type Elem: Copy;
+    /// One operand vector.
+    type In: Copy;
+    /// Accumulators per vector.
     const L: usize;
+    /// Elements one operand load covers: `L`, or `2·L` when each accumulator takes a pair of
+    /// consecutive elements.
+    const STEP: usize;
     /// All zeros.
     fn zero() -> Self;
-    /// `L` floats from `p`, any alignment.
+    /// [`Lanes::STEP`] elements from `p`, any alignment.
     ///
     /// # Safety
-    /// `p` must be valid for reads of `L` floats.
-    unsafe fn load(p: *const f32) -> Self;
-    /// `*p` in every lane.
+    /// `p` must be valid for reads of `STEP` elements.
+    unsafe fn load(p: *const Self::Elem) -> Self::In;
+    /// `*p` for every accumulator.
     ///
     /// # Safety
     /// `p` must be valid for a read.
-    unsafe fn splat(p: *const f32) -> Self;
-    /// `self · b + acc` (one rounding where the instruction set fuses it).
-    fn mul_add(self, b: Self, acc: Self) -> Self;
-    /// Writes the `L` floats to `p`, any alignment.
+    unsafe fn splat(p: *const Self::Elem) -> Self::In;
+    /// `self + a · b`, lane by lane (for pairs: both products, the second element's first).
+    fn mac(self, a: Self::In, b: Self::In) -> Self;
+    /// Writes the `L` accumulators to `p`, any alignment.
     ///
     /// # Safety
     /// `p` must be valid for writes of `L` floats.
@@ -38,13 +47,28 @@ pub(crate) trait Lanes: Copy {
     }
 }
 
+/// An operand element: its value as `f32`.
+pub(crate) trait Element: Copy {
+    fn value(self) -> f32;
+}
+
+impl Element for f32 {
+    #[inline(always)]
+    fn value(self) -> f32 {
+        self
+    }
+}
+
 /// Eight lanes as a plain array: the fallback for CPUs without AVX2 + FMA (and for other
 /// architectures). No fused multiply-add: `a · b + c` rounded twice.
 #[derive(Clone, Copy)]
 pub(crate) struct Portable([f32; 8]);
 
 impl Lanes for Portable {
+    type Elem = f32;
+    type In = Self;
     const L: usize = 8;
+    const STEP: usize = 8;
     #[inline(always)]
     fn zero() -> Self {
         Portable([0.0; 8])
@@ -60,8 +84,8 @@ impl Lanes for Portable {
         Portable([unsafe { *p }; 8])
     }
     #[inline(always)]
-    fn mul_add(self, b: Self, acc: Self) -> Self {
-        Portable(std::array::from_fn(|i| self.0[i] * b.0[i] + acc.0[i]))
+    fn mac(self, a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| a.0[i] * b.0[i] + self.0[i]))
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
@@ -75,7 +99,7 @@ impl Lanes for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{Avx2, Avx512};
+pub(crate) use x86::{Avx2, Avx512, tree16};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -97,7 +121,10 @@ mod x86 {
     // compiled for their instruction set and reached only on a CPU that has it (see
     // `crate::isa::Isa`); the pointer contracts are the callers'.
     impl Lanes for Avx512 {
+        type Elem = f32;
+        type In = Self;
         const L: usize = 16;
+        const STEP: usize = 16;
         #[inline(always)]
         fn zero() -> Self {
             Avx512(unsafe { _mm512_setzero_ps() })
@@ -111,8 +138,8 @@ mod x86 {
             Avx512(unsafe { _mm512_set1_ps(*p) })
         }
         #[inline(always)]
-        fn mul_add(self, b: Self, acc: Self) -> Self {
-            Avx512(unsafe { _mm512_fmadd_ps(self.0, b.0, acc.0) })
+        fn mac(self, a: Self, b: Self) -> Self {
+            Avx512(unsafe { _mm512_fmadd_ps(a.0, b.0, self.0) })
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -126,43 +153,54 @@ mod x86 {
         }
         #[inline(always)]
         fn sums16(v: [Self; 16]) -> [f32; 16] {
-            // Halve, pair by pair, until each 128-bit quarter of one vector holds the 4
-            // partial sums of one input: quarters of 4 floats are q0..q3.
-            unsafe {
-                // [a.q0 + a.q2, a.q1 + a.q3, b.q0 + b.q2, b.q1 + b.q3] for pairs (a, b).
-                let halves: [__m512; 8] = std::array::from_fn(|i| {
-                    let (a, b) = (v[2 * i].0, v[2 * i + 1].0);
-                    _mm512_add_ps(
-                        _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
-                        _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
-                    )
-                });
-                // Quarter j of quarters[i] holds input 4i + j's four partial sums.
-                let quarters: [__m512; 4] = std::array::from_fn(|i| {
-                    let (s, t) = (halves[2 * i], halves[2 * i + 1]);
-                    _mm512_add_ps(
-                        _mm512_shuffle_f32x4::<0b10_00_10_00>(s, t),
-                        _mm512_shuffle_f32x4::<0b11_01_11_01>(s, t),
-                    )
-                });
-                // Within each quarter j: [in(j), in(4 + j)] pairs, then all four.
-                let (q0, q1, q2, q3) = (quarters[0], quarters[1], quarters[2], quarters[3]);
-                let u0 = _mm512_add_ps(_mm512_unpacklo_ps(q0, q1), _mm512_unpackhi_ps(q0, q1));
-                let u1 = _mm512_add_ps(_mm512_unpacklo_ps(q2, q3), _mm512_unpackhi_ps(q2, q3));
-                let r = _mm512_add_ps(
-                    _mm512_shuffle_ps::<0b01_00_01_00>(u0, u1),
-                    _mm512_shuffle_ps::<0b11_10_11_10>(u0, u1),
-                );
-                // Lane 4j + t of `r` is the sum of input 4t + j.
-                let mut lanes = [0.0f32; 16];
-                _mm512_storeu_ps(lanes.as_mut_ptr(), r);
-                std::array::from_fn(|i| lanes[4 * (i % 4) + i / 4])
-            }
+            tree16(v.map(|v| v.0))
+        }
+    }
+
+    /// The lane sums of 16 vectors, as a tree (see [`Lanes::sums16`]): lane `l` of input `i`
+    /// adds in as `((e0 + e2) + (e1 + e3))` with `ej = (l[j] + l[8 + j]) + (l[4 + j] +
+    /// l[12 + j])`.
+    #[inline(always)]
+    pub(crate) fn tree16(v: [__m512; 16]) -> [f32; 16] {
+        // Halve, pair by pair, until each 128-bit quarter of one vector holds the 4
+        // partial sums of one input: quarters of 4 floats are q0..q3.
+        unsafe {
+            // [a.q0 + a.q2, a.q1 + a.q3, b.q0 + b.q2, b.q1 + b.q3] for pairs (a, b).
+            let halves: [__m512; 8] = std::array::from_fn(|i| {
+                let (a, b) = (v[2 * i], v[2 * i + 1]);
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+                    _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+                )
+            });
+            // Quarter j of quarters[i] holds input 4i + j's four partial sums.
+            let quarters: [__m512; 4] = std::array::from_fn(|i| {
+                let (s, t) = (halves[2 * i], halves[2 * i + 1]);
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b10_00_10_00>(s, t),
+                    _mm512_shuffle_f32x4::<0b11_01_11_01>(s, t),
+                )
+            });
+            // Within each quarter j: [in(j), in(4 + j)] pairs, then all four.
+            let (q0, q1, q2, q3) = (quarters[0], quarters[1], quarters[2], quarters[3]);
+            let u0 = _mm512_add_ps(_mm512_unpacklo_ps(q0, q1), _mm512_unpackhi_ps(q0, q1));
+            let u1 = _mm512_add_ps(_mm512_unpacklo_ps(q2, q3), _mm512_unpackhi_ps(q2, q3));
+            let r = _mm512_add_ps(
+                _mm512_shuffle_ps::<0b01_00_01_00>(u0, u1),
+                _mm512_shuffle_ps::<0b11_10_11_10>(u0, u1),
+            );
+            // Lane 4j + t of `r` is the sum of input 4t + j.
+            let mut lanes = [0.0f32; 16];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), r);
+            std::array::from_fn(|i| lanes[4 * (i % 4) + i / 4])
         }
     }
 
     impl Lanes for Avx2 {
+        type Elem = f32;
+        type In = Self;
         const L: usize = 8;
+        const STEP: usize = 8;
         #[inline(always)]
         fn zero() -> Self {
             Avx2(unsafe { _mm256_setzero_ps() })
@@ -176,8 +214,8 @@ mod x86 {
             Avx2(unsafe { _mm256_broadcast_ss(&*p) })
         }
         #[inline(always)]
-        fn mul_add(self, b: Self, acc: Self) -> Self {
-            Avx2(unsafe { _mm256_fmadd_ps(self.0, b.0, acc.0) })
+        fn mac(self, a: Self, b: Self) -> Self {
+            Avx2(unsafe { _mm256_fmadd_ps(a.0, b.0, self.0) })
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -198,7 +236,7 @@ mod tests {
 
     /// `sums16` puts each vector's lane sum at its index, on every instruction set here
     /// (small integers: every order of addition gives the same, exact sums).
-    fn check<V: Lanes>() {
+    fn check<V: Lanes<Elem = f32, In = V>>() {
         let vectors: [V; 16] = std::array::from_fn(|i| {
             let lanes: Vec<f32> = (0..V::L).map(|l| (i * 100 + l) as f32).collect();
             // SAFETY: `L` floats.

@@ -21,11 +21,13 @@
 #![deny(missing_docs)]
 
 mod alloc;
+mod bf16;
 mod conv;
 mod implicit;
 mod isa;
 mod lanes;
 mod pool;
+mod products;
 mod scratch;
 mod simd;
 mod uninit;
@@ -34,3 +36,4 @@ pub use alloc::BlockCache;
 pub use conv::{Conv3x3, ConvGrads};
 pub use isa::Isa;
 pub use pool::MaxPool2x2;
+pub use products::Arithmetic;

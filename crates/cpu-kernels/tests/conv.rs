@@ -2,7 +2,7 @@
 //! on random shapes including 1-pixel and odd sizes.
 
 use proptest::prelude::*;
-use shardfeed_cpu_kernels::{Conv3x3, ConvGrads, Isa};
+use shardfeed_cpu_kernels::{Arithmetic, Conv3x3, ConvGrads, Isa};
 
 /// The instruction sets this CPU runs, each checked by every test (the portable one always).
 fn isas() -> impl Iterator<Item = Isa> {
@@ -163,6 +163,80 @@ fn check_on(isa: Isa, s: Conv3x3, seed: u64) {
     assert_eq!(without.bias, got.bias);
 }
 
+/// `v` rounded to bfloat16 and back (to nearest even): the operands bf16 arithmetic
+/// multiplies, so that the direct convolution of the rounded values is its exact reference.
+fn rounded(v: &[f32]) -> Vec<f32> {
+    v.iter()
+        .map(|x| {
+            let bits = x.to_bits();
+            f32::from_bits(bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) & 0xFFFF_0000)
+        })
+        .collect()
+}
+
+/// bf16 arithmetic (the plain-Rust reference, on every CPU) against the direct convolution of
+/// the bf16-rounded operands: the products are exact there, so only the f32 sums differ.
+fn check_bf16(s: Conv3x3, seed: u64) {
+    let x = values(s.input_len(), seed);
+    let w = values(s.weight_len(), seed + 1);
+    let b = values(s.out_channels, seed + 2);
+    let gy = values(s.output_len(), seed + 3);
+    let (xr, wr) = (rounded(&x), rounded(&w));
+    let direct = Direct { s, x: &xr, w: &wr };
+    let arithmetic = Arithmetic::Bf16Reference;
+    let y = s.forward_relu_on(arithmetic, &x, &w, &b);
+    assert_close(
+        "bf16 y",
+        &y,
+        &direct.forward(&b),
+        (s.in_channels * 9) as f32,
+    );
+    let got = s.backward_relu_on(arithmetic, &x, &w, &y, &gy, true);
+    let want = direct.backward(&y, &rounded(&gy));
+    let positions = (s.batch * s.height * s.width) as f32;
+    assert_close(
+        "bf16 grad_x",
+        got.input.as_deref().unwrap(),
+        want.input.as_deref().unwrap(),
+        (s.out_channels * 9) as f32,
+    );
+    assert_close("bf16 grad_w", &got.weight, &want.weight, positions);
+    // The bias gradient sums the f32 output gradient itself.
+    let exact = direct.backward(&y, &gy);
+    assert_close("bf16 grad_b", &got.bias, &exact.bias, positions);
+}
+
+/// The instruction (`vdpbf16ps`) against the plain-Rust reference: the same bits.
+fn check_bf16_instruction(s: Conv3x3, seed: u64) {
+    if !Arithmetic::Bf16.available() {
+        eprintln!(
+            "NOT TESTED on this CPU: the AVX512-BF16 kernels (it lacks avx512_bf16); the \
+             reference was checked against f64"
+        );
+        return;
+    }
+    let x = values(s.input_len(), seed);
+    let w = values(s.weight_len(), seed + 1);
+    let b = values(s.out_channels, seed + 2);
+    let gy = values(s.output_len(), seed + 3);
+    let run = |arithmetic: Arithmetic| {
+        let y = s.forward_relu_on(arithmetic, &x, &w, &b);
+        let grads = s.backward_relu_on(arithmetic, &x, &w, &y, &gy, true);
+        (y, grads)
+    };
+    let (hardware, reference) = (run(Arithmetic::Bf16), run(Arithmetic::Bf16Reference));
+    let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&hardware.0), bits(&reference.0), "bf16 y, {s:?}");
+    let (h, r) = (&hardware.1, &reference.1);
+    assert_eq!(
+        bits(h.input.as_deref().unwrap()),
+        bits(r.input.as_deref().unwrap()),
+        "bf16 grad_x, {s:?}"
+    );
+    assert_eq!(bits(&h.weight), bits(&r.weight), "bf16 grad_w, {s:?}");
+    assert_eq!(bits(&h.bias), bits(&r.bias), "bf16 grad_b, {s:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -176,6 +250,35 @@ proptest! {
         seed in any::<u64>(),
     ) {
         check(Conv3x3 { batch, in_channels, out_channels, height, width }, seed);
+    }
+
+    #[test]
+    fn bf16_matches_the_direct_convolution_of_rounded_operands(
+        batch in 1usize..4,
+        in_channels in 1usize..8,
+        out_channels in 1usize..10,
+        height in 1usize..12,
+        width in 1usize..40,
+        seed in any::<u64>(),
+    ) {
+        let s = Conv3x3 { batch, in_channels, out_channels, height, width };
+        check_bf16(s, seed);
+        check_bf16_instruction(s, seed);
+    }
+}
+
+#[test]
+fn bf16_on_the_networks_channel_counts() {
+    for (ci, co, side) in [(3, 16, 21), (16, 32, 17), (32, 64, 9), (128, 256, 5)] {
+        let s = Conv3x3 {
+            batch: 2,
+            in_channels: ci,
+            out_channels: co,
+            height: side,
+            width: side,
+        };
+        check_bf16(s, 11);
+        check_bf16_instruction(s, 11);
     }
 }
 
@@ -215,7 +318,10 @@ fn results_do_not_depend_on_the_number_of_threads() {
     let w = values(s.weight_len(), 2);
     let b = values(s.out_channels, 3);
     let gy = values(s.output_len(), 4);
-    for isa in isas() {
+    let bf16 = [Arithmetic::Bf16, Arithmetic::Bf16Reference]
+        .into_iter()
+        .filter(|a| a.available());
+    for isa in isas().map(Arithmetic::from).chain(bf16) {
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

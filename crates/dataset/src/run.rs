@@ -65,6 +65,10 @@ pub struct RunInfo {
     /// resume goes on with them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub augment: bool,
+    /// The arithmetic of the CPU kernels (`--precision`): absent for `f32`, `"bf16"`, so a
+    /// resume goes on in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 impl RunInfo {
@@ -291,6 +295,7 @@ impl TrainingData {
             image_key: settings.format.keys.as_ref().map(|k| k.image.to_string()),
             label_key: settings.format.keys.as_ref().map(|k| k.label.to_string()),
             augment: settings.augment,
+            precision: None,
         };
         let seed = settings.seed;
         let classes = Some(info.classes.len() as u64);

@@ -1,10 +1,10 @@
 //! One training step of the seed CNN (batch 32, 160×160×3, forward + loss + backward + Adam,
-//! after warm-up) with burn-flex's own kernels ("stock") and with our fast CPU path ("fast"),
-//! in one process; and single-image inference latency for both. `cargo xtask bench train`
+//! after warm-up) with burn-flex's own kernels ("stock"), with our fast CPU path ("fast") and
+//! with it in bfloat16 ("bf16", where the CPU has AVX512-BF16), in one process; and single-image inference latency for both. `cargo xtask bench train`
 //! runs Keras's own throughput mode beside it.
 //!
 //! Settings from the environment: `SHARDFEED_BENCH_RUNS` (timed steps, default 5),
-//! `SHARDFEED_BENCH_JSON` (write the result there too), `SHARDFEED_BENCH_MODE=stock|fast` (only one), `SHARDFEED_BENCH_PROFILE=1` (also time
+//! `SHARDFEED_BENCH_JSON` (write the result there too), `SHARDFEED_BENCH_MODE=stock|fast|bf16` (only those, comma-separated), `SHARDFEED_BENCH_PROFILE=1` (also time
 //! every layer's forward and backward pass alone, for `docs/PERFORMANCE.md`).
 
 use std::time::Instant;
@@ -150,12 +150,21 @@ fn main() {
     let mut document =
         serde_json::json!({ "bench": "train", "steps": runs, "batch": BATCH, "side": SIDE });
     let only = std::env::var("SHARDFEED_BENCH_MODE").ok();
-    let modes = [("stock", false), ("fast", true)];
-    for (mode, on) in modes
-        .into_iter()
-        .filter(|(mode, _)| only.as_deref().is_none_or(|m| m == *mode))
-    {
+    let modes = [
+        ("stock", false, fast::Precision::F32),
+        ("fast", true, fast::Precision::F32),
+        ("bf16", true, fast::Precision::Bf16),
+    ];
+    for (mode, on, precision) in modes.into_iter().filter(|(mode, ..)| {
+        only.as_deref()
+            .is_none_or(|m| m.split(',').any(|m| m == *mode))
+    }) {
+        if let Err(why) = precision.check() {
+            println!("{mode:>5}: NOT MEASURED: {why}");
+            continue;
+        }
         fast::set_enabled(on);
+        fast::set_precision(precision);
         let step = train_step(runs);
         let predict = predict_one(runs);
         println!(
@@ -219,6 +228,12 @@ fn main() {
         document["stock"]["images_per_s"].as_f64(),
     ) {
         println!("fast vs stock: {:.2}x", fast / stock);
+    }
+    if let (Some(fast), Some(bf16)) = (
+        document["fast"]["images_per_s"].as_f64(),
+        document["bf16"]["images_per_s"].as_f64(),
+    ) {
+        println!("bf16 vs fast (f32): {:.2}x", bf16 / fast);
     }
     // The headline figure `cargo xtask bench train` compares with Keras: the default (fast) path.
     document["images_per_s"] = document["fast"]["images_per_s"].clone();

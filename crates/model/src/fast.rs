@@ -23,7 +23,8 @@ use burn::nn::pool::MaxPool2d;
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::activation::relu;
-use shardfeed_cpu_kernels::{Conv3x3, MaxPool2x2};
+use serde::{Deserialize, Serialize};
+use shardfeed_cpu_kernels::{Arithmetic, Conv3x3, Isa, MaxPool2x2};
 
 /// Custom operations of the fast CPU path.
 #[backend_extension(Flex, Autodiff)]
@@ -59,6 +60,92 @@ pub fn enabled() -> bool {
             set_enabled(on);
             on
         }
+    }
+}
+
+/// The arithmetic of the fast kernels' convolutions (`--precision`). Weights, their
+/// gradients' sums and Adam's state stay `f32` in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// `f32` products and sums (AVX-512 or AVX2 + FMA, chosen at run time).
+    #[default]
+    F32,
+    /// bfloat16 products with `f32` sums: AVX512-BF16's `vdpbf16ps`.
+    Bf16,
+}
+
+impl Precision {
+    /// `f32` or `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Whether this CPU runs it; if not, why (naming the CPU flags it needs).
+    pub fn check(self) -> Result<(), String> {
+        match self {
+            Precision::F32 => Ok(()),
+            Precision::Bf16 if Arithmetic::Bf16.available() => Ok(()),
+            Precision::Bf16 => Err(
+                "this CPU lacks AVX512-BF16 (`avx512_bf16` in /proc/cpuinfo), which bf16 \
+                 training needs (AMX is not supported yet); use --precision f32"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The kernels' arithmetic.
+    fn arithmetic(self) -> Arithmetic {
+        match self {
+            Precision::F32 => Arithmetic::F32(Isa::active()),
+            Precision::Bf16 => Arithmetic::Bf16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision {other:?}: f32 or bf16")),
+        }
+    }
+}
+
+static PRECISION: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the fast kernels' arithmetic, process-wide (`f32` until set).
+///
+/// # Panics
+/// When this CPU cannot run `precision` ([`Precision::check`]).
+pub fn set_precision(precision: Precision) {
+    if let Err(why) = precision.check() {
+        panic!("set_precision: {why}");
+    }
+    PRECISION.store(precision as u8, Ordering::Relaxed);
+}
+
+/// The fast kernels' arithmetic.
+pub fn precision() -> Precision {
+    match PRECISION.load(Ordering::Relaxed) {
+        1 => Precision::Bf16,
+        _ => Precision::F32,
+    }
+}
+
+/// The arithmetic a model on `device` computes in: [`precision`] on the fast kernels, `f32`
+/// elsewhere (burn's own kernels, CUDA).
+pub fn precision_on(device: &Device) -> Precision {
+    if runs_fast(device) {
+        precision()
+    } else {
+        Precision::F32
     }
 }
 
@@ -155,7 +242,9 @@ impl FastCpu for Flex {
         let shape = conv_shape(&x, &w);
         let y = with_values(&x, "input", |x| {
             with_values(&w, "weight", |w| {
-                with_values(&b, "bias", |b| shape.forward_relu(x, w, b))
+                with_values(&b, "bias", |b| {
+                    shape.forward_relu_on(precision().arithmetic(), x, w, b)
+                })
             })
         });
         flex_tensor(
@@ -240,7 +329,14 @@ impl Backward<Flex, 3> for Conv3x3ReluBackward {
             with_values(&w, "weight", |w| {
                 with_values(&y, "output", |y| {
                     with_values(&grad_y, "gradient", |g| {
-                        shape.backward_relu(x, w, y, g, node_x.is_some())
+                        shape.backward_relu_on(
+                            precision().arithmetic(),
+                            x,
+                            w,
+                            y,
+                            g,
+                            node_x.is_some(),
+                        )
                     })
                 })
             })

@@ -226,6 +226,7 @@ impl Fit {
         let card = ModelCard {
             classes: self.classes.clone(),
             preprocessing: Preprocessing::for_size(saved.image_size as u32),
+            precision: crate::fast::precision_on(trainer.device()),
         };
         save_model(trainer.model(), &card, &self.out)?;
         observer.saved(&saved).map_err(FitError::Observer)

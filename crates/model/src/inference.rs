@@ -14,6 +14,7 @@ use shardfeed_image_prep::Preprocessing;
 
 use crate::checkpoint::{read_json, write_atomic};
 use crate::error::ModelError;
+use crate::fast::Precision;
 use crate::{Cnn, ImageBatch, outputs_for};
 
 /// The weights file of a saved model.
@@ -29,6 +30,8 @@ pub struct ModelCard {
     pub classes: Vec<String>,
     /// How the model's input is made: the training batches and `predict` both follow it.
     pub preprocessing: Preprocessing,
+    /// The arithmetic it was trained in (`f32` for cards written before it was recorded).
+    pub precision: Precision,
 }
 
 impl ModelCard {
@@ -46,6 +49,8 @@ struct CardFile {
     #[serde(default)]
     image_size: Option<usize>,
     preprocessing: PreprocessingField,
+    #[serde(default)]
+    precision: Precision,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +76,7 @@ impl TryFrom<CardFile> for ModelCard {
         Ok(ModelCard {
             classes: file.classes,
             preprocessing,
+            precision: file.precision,
         })
     }
 }
@@ -100,7 +106,7 @@ pub fn save_model(model: &Cnn, card: &ModelCard, dir: &Path) -> Result<(), Model
 /// # use shardfeed_image_prep::Preprocessing;
 /// # let dir = tempfile::tempdir()?;
 /// # let trainer = Trainer::new(TrainConfig::default(), cpu_device());
-/// # let card = ModelCard { classes: vec!["cat".into(), "dog".into()], preprocessing: Preprocessing::for_size(8) };
+/// # let card = ModelCard { classes: vec!["cat".into(), "dog".into()], preprocessing: Preprocessing::for_size(8), precision: Default::default() };
 /// # save_model(trainer.model(), &card, dir.path())?;
 /// # let run = dir.path();
 /// # let (n, pixels) = (2, vec![0.5; 2 * 8 * 8 * 3]);

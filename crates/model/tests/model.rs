@@ -141,6 +141,7 @@ fn a_saved_model_loads_back_as_a_classifier_with_identical_predictions() {
     let card = ModelCard {
         classes: vec!["cat".into(), "dog".into()],
         preprocessing: Preprocessing::for_size(16),
+        precision: Default::default(),
     };
     save_model(trainer.model(), &card, dir.path()).unwrap();
     let saved: serde_json::Value =

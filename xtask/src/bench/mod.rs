@@ -361,14 +361,30 @@ pub(super) fn run_baseline(
     args: &[&OsStr],
     runs: usize,
 ) -> anyhow::Result<Vec<Value>> {
+    run_baseline_under(None, script, args, runs)
+}
+
+/// [`run_baseline`] under a Keras mixed-precision policy (`scripts/keras_policy.py`) when
+/// `policy` is given.
+pub(super) fn run_baseline_under(
+    policy: Option<&str>,
+    script: &str,
+    args: &[&OsStr],
+    runs: usize,
+) -> anyhow::Result<Vec<Value>> {
     let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
     let path = baseline_script(script)?;
     let json = util::root()
         .join("target/bench-data")
         .join(format!("{script}.json"));
+    let wrapper = util::root().join("scripts/keras_policy.py");
     (0..runs.max(1))
         .map(|_| {
-            let output = Command::new(&python)
+            let mut command = Command::new(&python);
+            if let Some(policy) = policy {
+                command.arg(&wrapper).arg(policy);
+            }
+            let output = command
                 .arg(&path)
                 .args(args)
                 .arg("--json")

@@ -56,6 +56,7 @@ pub(super) fn train(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             pair_ratios: None,
         });
     }
+    pairs(args, &shards, ours["bf16"].is_object(), rows)?;
     let our_latency = Figure::from_json(&ours["fast"], "predict_ms", args.runs);
     let latency = match keras_predict_latency() {
         Ok(latency) => Some(latency),
@@ -122,6 +123,15 @@ pub(super) fn keras_predict_latency() -> anyhow::Result<Value> {
 
 /// Keras's training-step throughput on the same shards, images/s per run.
 pub(super) fn keras_throughput(shards: &Path, runs: usize) -> anyhow::Result<Vec<f64>> {
+    keras_throughput_under(None, shards, runs)
+}
+
+/// [`keras_throughput`] under a Keras mixed-precision policy when given.
+fn keras_throughput_under(
+    policy: Option<&str>,
+    shards: &Path,
+    runs: usize,
+) -> anyhow::Result<Vec<f64>> {
     let mut args: Vec<&OsStr> = vec!["--shards".as_ref(), shards.as_os_str()];
     args.extend(
         [
@@ -137,8 +147,79 @@ pub(super) fn keras_throughput(shards: &Path, runs: usize) -> anyhow::Result<Vec
         .map(OsStr::new),
     );
     numbers(
-        &run_baseline("train.py", &args, runs)?,
+        &run_baseline_under(policy, "train.py", &args, runs)?,
         "images_per_s",
         "train.py",
     )
+}
+
+/// Alternating pairs, `--runs` of them: our step (f32, and bf16 where the CPU has it), then
+/// Keras float32, then Keras `mixed_bfloat16` (its one-line bf16), each pair back to back.
+fn pairs(args: &Args, shards: &Path, bf16: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let cpu = format!(
+        "{}; {}",
+        crate::report::machine(),
+        crate::report::simd_flags()
+    );
+    if !bf16 {
+        eprintln!("bf16 pairs NOT MEASURED: this CPU lacks AVX512-BF16 ({cpu})");
+    }
+    let modes = if bf16 { "fast,bf16" } else { "fast" };
+    let (mut ours, mut theirs, mut ratios) = (
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+    );
+    for pair in 1..=args.runs.max(1) {
+        let step = cargo_bench(
+            "shardfeed-model",
+            "train_step",
+            3,
+            &[("SHARDFEED_BENCH_MODE", modes.to_owned())],
+        )?;
+        for (i, (mode, policy)) in [("fast", None), ("bf16", Some("mixed_bfloat16"))]
+            .into_iter()
+            .enumerate()
+            .take(if bf16 { 2 } else { 1 })
+        {
+            let rate = step[mode]["images_per_s"]
+                .as_f64()
+                .with_context(|| format!("{mode} in the train bench output"))?;
+            let keras = keras_throughput_under(policy, shards, 1)?[0];
+            println!(
+                "train pair {pair} ({cpu}): ours {mode} {rate:.1} vs keras {} {keras:.1} images/s: {:.2}x",
+                policy.unwrap_or("float32"),
+                rate / keras
+            );
+            ours[i].push(rate);
+            theirs[i].push(keras);
+            ratios[i].push(rate / keras);
+        }
+    }
+    let names = [
+        (
+            "training step, batch 32 at 160 px: fast CPU path, f32, alternating pairs",
+            "Keras `train.py --mode throughput`, float32, same shards, same pairs",
+        ),
+        (
+            "training step, batch 32 at 160 px: fast CPU path, --precision bf16, alternating pairs",
+            "Keras `train.py --mode throughput` under `mixed_bfloat16`, same shards, same pairs",
+        ),
+    ];
+    for (i, (name, baseline)) in names.into_iter().enumerate() {
+        if ours[i].is_empty() {
+            continue;
+        }
+        rows.push(Row {
+            stage: "train",
+            name: name.to_owned(),
+            unit: "images/s",
+            ours: Figure::of(std::mem::take(&mut ours[i])),
+            baseline,
+            theirs: Some(Figure::of(std::mem::take(&mut theirs[i]))),
+            lower_is_better: false,
+            pair_ratios: Some(Figure::of(std::mem::take(&mut ratios[i]))),
+        });
+    }
+    Ok(())
 }

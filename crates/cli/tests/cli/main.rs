@@ -13,6 +13,7 @@ mod flags;
 mod jpeg_kinds;
 mod mistakes;
 mod other_writers;
+mod precision;
 mod readme;
 mod resize;
 mod robustness;
