@@ -434,9 +434,9 @@ mod tests {
             return;
         }
         let (acc, a, b) = (
-            patterns(16 * 500, 1),
-            patterns(32 * 500, 2),
-            patterns(32 * 500, 4),
+            patterns(16 * 5000, 1),
+            patterns(32 * 5000, 2),
+            patterns(32 * 5000, 4),
         );
         let halves = |v: &[f32]| v.iter().map(|&x| to_bf16(x)).collect::<Vec<u16>>();
         let (a, b) = (halves(&a), halves(&b));

@@ -3,27 +3,12 @@
 //! elsewhere the flag is a usage error (exit 2) naming the CPU flag it needs.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use shardfeed_dataset::ShardConfig;
 use shardfeed_dataset::synthetic::GenData;
 
+use crate::common::{shardfeed, text};
 use crate::generated::generated_shards;
-
-fn shardfeed(args: &[&str]) -> Output {
-    Command::new(crate::common::shardfeed_bin())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()

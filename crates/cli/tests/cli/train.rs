@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::common::probabilities;
+use crate::common::{probabilities, shardfeed, text};
 use crate::generated::generated_shards;
 use shardfeed::train::{TrainEvent, TrainSettings, train};
 use shardfeed_dataset::ShardConfig;
@@ -30,21 +30,6 @@ fn tiny_shards(dir: &Path, n: usize) -> PathBuf {
         ..ShardConfig::default()
     };
     generated_shards(dir, &data, config)
-}
-
-fn shardfeed(args: &[&str]) -> Output {
-    Command::new(crate::common::shardfeed_bin())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn path(p: &Path) -> &str {

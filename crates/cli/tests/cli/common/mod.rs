@@ -10,6 +10,23 @@ pub fn shardfeed_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shardfeed")))
 }
 
+/// Runs the binary under test with `args`, waiting for it.
+pub fn shardfeed(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(shardfeed_bin())
+        .args(args)
+        .output()
+        .expect("the binary under test runs")
+}
+
+/// A run's stdout and stderr together, for assertion messages.
+pub fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Whether the binary under test was built with `--features cuda` (its `--version` says).
 pub fn is_cuda_build() -> bool {
     let output = std::process::Command::new(shardfeed_bin())
