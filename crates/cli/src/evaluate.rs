@@ -57,8 +57,7 @@ pub fn classify_validation(
 ) -> anyhow::Result<(Figures, Vec<PathBuf>)> {
     let info = RunInfo::load(&settings.model)?;
     let device = shardfeed_model::device(settings.device, false).map_err(anyhow::Error::msg)?;
-    settings.precision.check().map_err(anyhow::Error::msg)?;
-    shardfeed_model::fast::set_precision(settings.precision);
+    shardfeed_model::fast::set_precision(settings.precision).map_err(anyhow::Error::msg)?;
     let classifier = Classifier::load(&settings.model, device)?;
     let (files, source) = info
         .open_validation(settings.shards.as_ref())

@@ -70,8 +70,7 @@ pub fn predict(
     mut each: impl FnMut(&Prediction) -> anyhow::Result<()>,
 ) -> anyhow::Result<PredictSummary> {
     let device = shardfeed_model::device(settings.device, false).map_err(anyhow::Error::msg)?;
-    settings.precision.check().map_err(anyhow::Error::msg)?;
-    shardfeed_model::fast::set_precision(settings.precision);
+    shardfeed_model::fast::set_precision(settings.precision).map_err(anyhow::Error::msg)?;
     let classifier = Classifier::load(&settings.model, device)?;
     let preprocessing = classifier.card().preprocessing;
     let classes = classifier.card().classes.clone();

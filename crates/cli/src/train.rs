@@ -310,10 +310,9 @@ pub fn train(
                 settings.precision.name(),
             );
         }
-        settings.precision.check().map_err(anyhow::Error::msg)?;
         info.precision = Some(settings.precision.name().to_owned());
     }
-    shardfeed_model::fast::set_precision(settings.precision);
+    shardfeed_model::fast::set_precision(settings.precision).map_err(anyhow::Error::msg)?;
     if let Some(previous) = &previous {
         info.image_size = previous.image_size;
         previous

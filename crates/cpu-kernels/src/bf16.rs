@@ -210,8 +210,8 @@ macro_rules! emulated {
                 unsafe { p.cast::<[f32; 16]>().write_unaligned(self.0) }
             }
             #[inline(always)]
-            fn sum(self) -> f32 {
-                tree_sum(&self.0)
+            fn sums16(v: [Self; 16]) -> [f32; 16] {
+                v.map(|v| tree_sum(&v.0))
             }
         }
     };
@@ -277,12 +277,6 @@ mod x86 {
                 #[inline(always)]
                 unsafe fn store(self, p: *mut f32) {
                     unsafe { _mm512_storeu_ps(p, self.0) }
-                }
-                #[inline(always)]
-                fn sum(self) -> f32 {
-                    let mut lanes = [0.0f32; 16];
-                    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), self.0) };
-                    super::tree_sum(&lanes)
                 }
                 #[inline(always)]
                 fn sums16(v: [Self; 16]) -> [f32; 16] {

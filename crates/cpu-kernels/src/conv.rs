@@ -179,7 +179,7 @@ impl Conv3x3 {
             arithmetic,
             self.block_rows(&geometry, ci + co) * geometry.wp,
         );
-        let copies = arithmetic.copies_len(&geometry, ci, true, false);
+        let copies = arithmetic.pairs_len(&geometry, ci);
         let scratch = geometry.len(ci) + copies + chunk.div_ceil(mr) * mr * stride;
         let fill = |y: &mut [MaybeUninit<f32>]| {
             y.par_chunks_mut(co * hw)
@@ -383,9 +383,8 @@ impl Backward<'_> {
         let stride = products::stride(arithmetic, s.block_rows(geometry, ci + co) * geometry.wp);
         let mr = arithmetic.tiles().conv_rows();
         let out_len = ci.div_ceil(mr) * mr * stride;
-        let runs = arithmetic.copies_len(geometry, ci, false, true)
-            + arithmetic.copies_len(geometry, co, false, true);
-        let pairs = arithmetic.copies_len(geometry, co, true, false);
+        let runs = arithmetic.runs_len(geometry, ci) + arithmetic.runs_len(geometry, co);
+        let pairs = arithmetic.pairs_len(geometry, co);
         with_scratch(x_len + dy_len + runs + pairs + out_len, |scratch| {
             let (padded, rest) = scratch.split_at_mut(x_len);
             let (dy, rest) = rest.split_at_mut(dy_len);

@@ -57,29 +57,24 @@ impl Arithmetic {
         !matches!(self, Arithmetic::F32(_))
     }
 
-    /// Floats of scratch the bf16 copies of `channels` padded channels take: as pairs (for
-    /// the forward product's source) and as runs (for the weight gradient's).
-    pub(crate) fn copies_len(
-        self,
-        geometry: &Padded,
-        channels: usize,
-        pairs: bool,
-        runs: bool,
-    ) -> usize {
-        if !self.is_bf16() {
-            return 0;
-        }
-        let pairs = if pairs {
+    /// Floats of scratch the bf16 pairs of `channels` padded channels take ([`Source::new`]):
+    /// none for `f32`.
+    pub(crate) fn pairs_len(self, geometry: &Padded, channels: usize) -> usize {
+        if self.is_bf16() {
             geometry.len(channels.div_ceil(2))
         } else {
             0
-        };
-        let runs = if runs {
+        }
+    }
+
+    /// Floats of scratch the bf16 runs of `channels` padded channels take ([`Wgrad::new`]):
+    /// none for `f32`.
+    pub(crate) fn runs_len(self, geometry: &Padded, channels: usize) -> usize {
+        if self.is_bf16() {
             geometry.len(channels).div_ceil(2)
         } else {
             0
-        };
-        pairs + runs
+        }
     }
 }
 
@@ -143,6 +138,22 @@ impl Packed {
     pub fn rows_per_panel(&self) -> usize {
         self.rows_per_panel
     }
+
+    /// The product of `values` (panels of these weights) with `src` over `positions`.
+    fn block<'b, E>(
+        &'b self,
+        values: &'b [E],
+        src: &'b [E],
+        (start, count): (usize, usize),
+    ) -> ConvBlock<'b, E> {
+        ConvBlock {
+            a: values,
+            offsets: &self.offsets,
+            src,
+            start,
+            count,
+        }
+    }
 }
 
 /// Padded channels as a product reads them: `f32`, or bf16 pairs of channels.
@@ -154,7 +165,7 @@ pub(crate) enum Source<'a> {
 
 impl<'a> Source<'a> {
     /// `padded` (`channels` padded channels) as `arithmetic` reads it; the bf16 pairs are
-    /// written into `scratch` (at least [`Arithmetic::copies_len`] with `pairs`).
+    /// written into `scratch` (at least [`Arithmetic::pairs_len`]).
     pub fn new(
         arithmetic: Arithmetic,
         geometry: &Padded,
@@ -165,7 +176,7 @@ impl<'a> Source<'a> {
         if !arithmetic.is_bf16() {
             return Source::F32(padded);
         }
-        let len = geometry.len(channels.div_ceil(2));
+        let len = arithmetic.pairs_len(geometry, channels);
         let pairs = &mut words(scratch)[..len];
         bf16::pad_pairs(padded, channels, geometry.plane, pairs);
         Source::Pairs(pairs)
@@ -189,24 +200,12 @@ pub(crate) fn multiply(
             let Arithmetic::F32(isa) = arithmetic else {
                 unreachable!("f32 weights come from f32 arithmetic")
             };
-            let block = ConvBlock {
-                a: &values[range],
-                offsets: &a.offsets,
-                src,
-                start,
-                count,
-            };
+            let block = a.block(&values[range], src, (start, count));
             conv_block(isa, &block, out);
             block.stride(isa)
         }
         (Values::Bf16(values), Source::Pairs(src)) => {
-            let block = ConvBlock {
-                a: &values[range],
-                offsets: &a.offsets,
-                src,
-                start,
-                count,
-            };
+            let block = a.block(&values[range], src, (start, count));
             bf16::conv_block(arithmetic == Arithmetic::Bf16, &block, out);
             block.stride(Isa::Avx512)
         }
@@ -221,7 +220,7 @@ pub(crate) fn stride(arithmetic: Arithmetic, count: usize) -> usize {
 
 /// `g += dy · col(x)ᵀ` over positions `start .. start + count` (`dy` and `x` padded, `dy`
 /// read from [`Padded::origin`]); for bf16 both are first rounded into `scratch` (at least
-/// [`Arithmetic::copies_len`] of `dy`'s and `x`'s channels with `runs`).
+/// [`Arithmetic::runs_len`] of `dy`'s and of `x`'s channels).
 pub(crate) struct Wgrad<'a> {
     arithmetic: Arithmetic,
     geometry: Padded,
@@ -266,31 +265,33 @@ impl<'a> Wgrad<'a> {
 
     /// Adds positions `start .. start + count` to `g`.
     pub fn add(&self, start: usize, count: usize, g: &mut [f32]) {
-        let (origin, plane) = (self.geometry.origin(), self.geometry.plane);
         match (&self.operands, self.arithmetic) {
             (Operands::F32 { dy, x }, Arithmetic::F32(isa)) => {
-                let block = WgradBlock {
-                    dy: &dy[origin..],
-                    dy_stride: plane,
-                    offsets: self.offsets,
-                    src: x,
-                    start,
-                    count,
-                };
-                wgrad_block(isa, &block, g);
+                wgrad_block(isa, &self.block(dy, x, start, count), g);
             }
             (Operands::Bf16 { dy, x }, arithmetic) => {
-                let block = WgradBlock {
-                    dy: &dy[origin..],
-                    dy_stride: plane,
-                    offsets: self.offsets,
-                    src: x,
-                    start,
-                    count,
-                };
+                let block = self.block(dy, x, start, count);
                 bf16::wgrad_block(arithmetic == Arithmetic::Bf16, &block, g);
             }
             _ => unreachable!("operands rounded for one arithmetic"),
+        }
+    }
+
+    /// The product of `dy` (read from [`Padded::origin`]) and `x` over the positions.
+    fn block<'b, E>(
+        &'b self,
+        dy: &'b [E],
+        x: &'b [E],
+        start: usize,
+        count: usize,
+    ) -> WgradBlock<'b, E> {
+        WgradBlock {
+            dy: &dy[self.geometry.origin()..],
+            dy_stride: self.geometry.plane,
+            offsets: self.offsets,
+            src: x,
+            start,
+            count,
         }
     }
 }

@@ -159,12 +159,11 @@ fn main() {
         only.as_deref()
             .is_none_or(|m| m.split(',').any(|m| m == *mode))
     }) {
-        if let Err(why) = precision.check() {
+        if let Err(why) = fast::set_precision(precision) {
             println!("{mode:>5}: NOT MEASURED: {why}");
             continue;
         }
         fast::set_enabled(on);
-        fast::set_precision(precision);
         let step = train_step(runs);
         let predict = predict_one(runs);
         println!(

@@ -120,15 +120,12 @@ impl std::str::FromStr for Precision {
 
 static PRECISION: AtomicU8 = AtomicU8::new(0);
 
-/// Sets the fast kernels' arithmetic, process-wide (`f32` until set).
-///
-/// # Panics
-/// When this CPU cannot run `precision` ([`Precision::check`]).
-pub fn set_precision(precision: Precision) {
-    if let Err(why) = precision.check() {
-        panic!("set_precision: {why}");
-    }
+/// Sets the fast kernels' arithmetic, process-wide (`f32` until set); refused, leaving it as
+/// it was, when this CPU cannot run `precision` ([`Precision::check`]'s reason).
+pub fn set_precision(precision: Precision) -> Result<(), String> {
+    precision.check()?;
     PRECISION.store(precision as u8, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The fast kernels' arithmetic.

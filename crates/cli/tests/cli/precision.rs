@@ -4,11 +4,8 @@
 
 use std::path::Path;
 
-use shardfeed_dataset::ShardConfig;
-use shardfeed_dataset::synthetic::GenData;
-
 use crate::common::{shardfeed, text};
-use crate::generated::generated_shards;
+use crate::generated::tiny_shards;
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -21,19 +18,7 @@ fn has_bf16() -> bool {
 #[test]
 fn bf16_trains_records_resumes_and_evaluates_or_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let data = GenData {
-        n_train: 64,
-        n_test: 0,
-        seed: 8,
-        sides: (40, 60),
-        ..GenData::default()
-    };
-    let config = ShardConfig {
-        shards: 8,
-        size: 32,
-        ..ShardConfig::default()
-    };
-    let shards = generated_shards(dir.path(), &data, config);
+    let shards = tiny_shards(dir.path(), 64);
     let out = dir.path().join("run");
     let (shards, out_s) = (shards.to_str().unwrap(), out.to_str().unwrap());
     let train = |extra: &[&str]| {

@@ -3,34 +3,15 @@
 //! model, and the saved run is evaluated, applied and drawn.
 
 use shardfeed_dataset::folder::Location;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::common::{probabilities, shardfeed, text};
-use crate::generated::generated_shards;
+use crate::generated::tiny_shards;
 use shardfeed::train::{TrainEvent, TrainSettings, train};
-use shardfeed_dataset::ShardConfig;
-use shardfeed_dataset::synthetic::GenData;
 use shardfeed_input_pipeline::Parallelism;
-
-/// `n` generated images (and `n / 4` test images) sharded at 32 px into 8 shards.
-fn tiny_shards(dir: &Path, n: usize) -> PathBuf {
-    let data = GenData {
-        n_train: n,
-        n_test: n / 4,
-        seed: 4,
-        sides: (40, 60),
-        ..GenData::default()
-    };
-    let config = ShardConfig {
-        shards: 8,
-        size: 32,
-        ..ShardConfig::default()
-    };
-    generated_shards(dir, &data, config)
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()

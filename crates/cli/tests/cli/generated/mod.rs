@@ -19,3 +19,20 @@ pub fn generated_shards(dir: &Path, data: &GenData, config: ShardConfig) -> Path
     shard(&config, |_| {}).unwrap();
     out
 }
+
+/// `n` generated images (and `n / 4` test images) sharded at 32 px into 8 shards.
+pub fn tiny_shards(dir: &Path, n: usize) -> PathBuf {
+    let data = GenData {
+        n_train: n,
+        n_test: n / 4,
+        seed: 4,
+        sides: (40, 60),
+        ..GenData::default()
+    };
+    let config = ShardConfig {
+        shards: 8,
+        size: 32,
+        ..ShardConfig::default()
+    };
+    generated_shards(dir, &data, config)
+}
