@@ -442,3 +442,55 @@ fn the_loader_reads_each_epoch_in_trains_order() {
     let first_difference = loaded.iter().zip(&trained).position(|(a, b)| a != b);
     assert_eq!(first_difference, None, "of {} records", trained.len());
 }
+
+#[test]
+fn a_ranks_workers_taken_in_turn_are_that_ranks_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_shards(dir.path(), 101, 5);
+    let batch = 4;
+    for world in [1, 2] {
+        for workers in [2, 3] {
+            for rank in 0..world {
+                let plain = Loader::open(&files, config(batch, rank, world, true)).unwrap();
+                let position = Position {
+                    epoch: 1,
+                    offset: 8,
+                };
+                let whole = plain.share(position).addresses;
+                let shares: Vec<Vec<Address>> = (0..workers)
+                    .map(|w| {
+                        let c = config(batch, rank, world, true)
+                            .in_worker(w, workers)
+                            .unwrap();
+                        assert_eq!(c.world_size, world * workers);
+                        Loader::open(&files, c).unwrap().share(position).addresses
+                    })
+                    .collect();
+                // Taken in turn, a batch from each worker, as a DataLoader hands them out.
+                let mut turns = Vec::new();
+                for b in 0.. {
+                    let Some(share) = shares.get(b % workers) else {
+                        break;
+                    };
+                    let Some(run) = share.get(b / workers * batch..(b / workers + 1) * batch)
+                    else {
+                        break;
+                    };
+                    turns.extend_from_slice(run);
+                }
+                let step = batch * world * workers;
+                let full = (101 - 8) / step * step / world;
+                assert_eq!(turns.len(), full, "world {world} workers {workers}");
+                assert_eq!(
+                    turns,
+                    whole[..full],
+                    "world {world} workers {workers} rank {rank}"
+                );
+            }
+        }
+    }
+    let c = config(batch, 0, 1, true);
+    assert!(c.in_worker(2, 2).is_err());
+    assert!(c.in_worker(0, 0).is_err());
+    assert_eq!(c.in_worker(0, 2).unwrap().jobs, Parallelism::Fixed(2));
+}

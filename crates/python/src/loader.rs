@@ -22,6 +22,13 @@ use shardfeed_record_format::ExampleKeys;
 use crate::files::resolve;
 use crate::{lock, parallelism, parse_compression, to_py};
 
+/// A loader opened anew: for this process, and this `DataLoader` worker split.
+type Opened = (
+    u32,
+    Option<(usize, usize)>,
+    Arc<shardfeed_dataset::loader::Loader>,
+);
+
 struct RunState {
     position: Position,
     /// Totals over the loader's epochs (what `stats()` shows).
@@ -56,42 +63,59 @@ struct RunState {
 ///
 /// `on_damaged="raise"` raises `DamagedRecordError`; `"skip"` leaves the record out of its
 /// batch (one shorter) and lists it in `stats()["skipped"]` with its file and offset.
+///
+/// In PyTorch `DataLoader(num_workers=N)` workers, worker `w` is rank `w × world_size + rank`
+/// of `world_size × N` (`LoaderConfig::in_worker`): the batches handed out in turn are this
+/// rank's, in their order. The workers iterate copies: `set_epoch` before each epoch, or
+/// `persistent_workers=True`. Pickled as its arguments and its state (`spawn` workers).
 #[pyclass(module = "shardfeed._native", frozen)]
 pub(crate) struct Loader {
     inner: Arc<shardfeed_dataset::loader::Loader>,
     /// What it was opened from, to open it again in a forked child.
     opened: (Vec<PathBuf>, LoaderConfig),
-    /// The loader a forked child iterates: opened anew there (the parent's pipeline and
-    /// cache may have been locked by a thread that the child does not have).
-    child: Mutex<Option<(u32, Arc<shardfeed_dataset::loader::Loader>)>>,
+    /// The loader a forked child or a `DataLoader` worker iterates: opened anew there (the
+    /// parent's pipeline and cache may have been locked by a thread that the child does not
+    /// have), with the process and the worker split it was opened for.
+    child: Mutex<Option<Opened>>,
     state: Mutex<RunState>,
     epochs: Option<u64>,
     /// Each batch also yields its images' record ids, crop boxes and flips.
     return_ids: bool,
     /// The process that opened it.
     pid: u32,
+    /// The constructor's arguments, for pickling.
+    given: Py<PyDict>,
 }
 
 impl Loader {
-    /// The loader whose workers this process may start: its own, or, in a forked child, one
-    /// opened anew from the same files and settings.
-    fn runnable(&self, py: Python<'_>) -> PyResult<Arc<shardfeed_dataset::loader::Loader>> {
+    /// The loader whose workers this process may start: its own; in a forked child, one
+    /// opened anew from the same files and settings; in worker `w` of a `DataLoader`'s `n`,
+    /// one opened anew with `LoaderConfig::in_worker(w, n)`.
+    fn runnable(
+        &self,
+        py: Python<'_>,
+        worker: Option<(usize, usize)>,
+    ) -> PyResult<Arc<shardfeed_dataset::loader::Loader>> {
         let pid = std::process::id();
-        if pid == self.pid {
+        if pid == self.pid && worker.is_none() {
             return Ok(self.inner.clone());
         }
         let mut child = lock(&self.child);
-        if let Some((owner, loader)) = child.as_ref()
-            && *owner == pid
+        if let Some((owner, opened_for, loader)) = child.as_ref()
+            && (*owner, *opened_for) == (pid, worker)
         {
             return Ok(loader.clone());
         }
         let (files, config) = &self.opened;
+        let config = match worker {
+            Some((w, n)) => config.in_worker(w, n).map_err(|e| to_py(py, e))?,
+            None => config.clone(),
+        };
         let loader = py
-            .detach(|| shardfeed_dataset::loader::Loader::open(files, config.clone()))
+            .detach(|| shardfeed_dataset::loader::Loader::open(files, config))
             .map_err(|e| to_py(py, e))?;
         let loader = Arc::new(loader);
-        *child = Some((pid, loader.clone()));
+        *child = Some((pid, worker, loader.clone()));
         Ok(loader)
     }
 }
@@ -138,6 +162,31 @@ impl Loader {
         transform: Option<&Bound<'_, PyAny>>,
         return_ids: bool,
     ) -> PyResult<Self> {
+        // The arguments as given, for pickling (a `spawn` or `forkserver` DataLoader worker).
+        let arguments = PyDict::new(py);
+        arguments.set_item("shards", shards)?;
+        arguments.set_item("batch_size", batch_size)?;
+        arguments.set_item("shuffle", shuffle)?;
+        arguments.set_item("seed", seed)?;
+        arguments.set_item("deterministic", deterministic)?;
+        arguments.set_item("epochs", epochs)?;
+        arguments.set_item("drop_remainder", drop_remainder)?;
+        arguments.set_item("cache", cache)?;
+        arguments.set_item("jobs", jobs)?;
+        arguments.set_item("rank", rank)?;
+        arguments.set_item("world_size", world_size)?;
+        arguments.set_item("split", split.clone())?;
+        arguments.set_item("dtype", dtype)?;
+        arguments.set_item("layout", layout)?;
+        arguments.set_item("on_damaged", on_damaged)?;
+        arguments.set_item("compression", compression.clone())?;
+        arguments.set_item("cache_bytes", cache_bytes)?;
+        arguments.set_item("ignore_manifest", ignore_manifest)?;
+        arguments.set_item("size", size)?;
+        arguments.set_item("image_key", image_key.clone())?;
+        arguments.set_item("label_key", label_key.clone())?;
+        arguments.set_item("transform", transform)?;
+        arguments.set_item("return_ids", return_ids)?;
         let transform = transform.map(parse_transform).transpose()?;
         if let Some(size) = size {
             shardfeed_dataset::limits::check_size(size).map_err(|e| to_py(py, e))?;
@@ -235,6 +284,7 @@ impl Loader {
             }),
             epochs,
             return_ids,
+            given: arguments.unbind(),
         })
     }
 
@@ -251,7 +301,7 @@ impl Loader {
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> PyResult<LoaderIter> {
-        refuse_dataloader_workers(slf.py())?;
+        let worker = dataloader_worker(slf.py())?;
         let loader = slf.get();
         let (generation, epoch) = {
             let mut state = lock(&loader.state);
@@ -267,6 +317,7 @@ impl Loader {
             current: Mutex::new(None),
             generation,
             pid: std::process::id(),
+            worker,
             busy: Mutex::new(false),
             free: Condvar::new(),
         })
@@ -327,6 +378,31 @@ impl Loader {
         Ok(())
     }
 
+    /// Pickled as its arguments and its `state_dict()`: a `DataLoader` worker started with
+    /// `spawn` or `forkserver` opens it anew where this one stands.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let again = py.import("shardfeed")?.getattr("_loader_from")?;
+        let args = (self.given.bind(py).copy()?, self.state_dict(py)?);
+        PyTuple::new(py, [again, args.into_pyobject(py)?.into_any()])
+    }
+
+    /// Starts the next `iter()` at the beginning of epoch `epoch` (keeping `set_size`). Where
+    /// the loader is iterated in `DataLoader` worker processes, which iterate copies of it,
+    /// call it before each epoch (as `DistributedSampler.set_epoch`): the loader here does not
+    /// see their batches, so without it every epoch would read epoch 0's order again
+    /// (`persistent_workers=True` keeps the copies, which then go on by themselves).
+    fn set_epoch(&self, epoch: u64) -> PyResult<()> {
+        if epoch > MAX_EPOCH {
+            return Err(PyValueError::new_err(format!(
+                "epoch {epoch} is past the largest, {MAX_EPOCH}"
+            )));
+        }
+        let mut run = lock(&self.state);
+        run.position = Position { epoch, offset: 0 };
+        run.generation += 1;
+        Ok(())
+    }
+
     /// The transform's output side from the next epoch on (progressive resizing): the crops
     /// and flips stay those of each record's key, resized to `size`. Kept in `state_dict()`.
     fn set_size(&self, py: Python<'_>, size: u32) -> PyResult<()> {
@@ -374,6 +450,8 @@ pub(crate) struct LoaderIter {
     generation: u64,
     /// The process whose threads serve it.
     pid: u32,
+    /// In a torch `DataLoader` worker: (its index, the workers).
+    worker: Option<(usize, usize)>,
     /// A thread is in `__next__`: another waits (with the GIL released) for its turn.
     busy: Mutex<bool>,
     free: Condvar,
@@ -389,26 +467,21 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// Inside a PyTorch `DataLoader` worker (`torch.utils.data.get_worker_info()` is set; torch is
-/// looked up, never imported), a `Loader` would read its whole share in every worker: refused,
-/// saying how to use it.
-fn refuse_dataloader_workers(py: Python<'_>) -> PyResult<()> {
+/// Inside a PyTorch `DataLoader` worker, `torch.utils.data.get_worker_info()`'s (index,
+/// workers); `None` elsewhere. torch is looked up, never imported.
+fn dataloader_worker(py: Python<'_>) -> PyResult<Option<(usize, usize)>> {
     let modules = py.import("sys")?.getattr("modules")?;
     let data = modules.call_method1("get", ("torch.utils.data",))?;
     if data.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let info = data.call_method0("get_worker_info")?;
     if info.is_none() {
-        return Ok(());
+        return Ok(None);
     }
-    let workers: usize = info.getattr("num_workers")?.extract()?;
-    Err(PyRuntimeError::new_err(format!(
-        "shardfeed.Loader is being iterated inside a torch DataLoader worker (num_workers={workers}): \
-         it decodes in its own threads and splits records by rank only, so each worker would \
-         read every record and its state_dict() would not follow. Iterate the Loader in the \
-         training process instead (it already decodes in parallel threads): \
-         `for images, labels in loader`; wrapped in an IterableDataset, use num_workers=0"
+    Ok(Some((
+        info.getattr("id")?.extract()?,
+        info.getattr("num_workers")?.extract()?,
     )))
 }
 
@@ -492,7 +565,7 @@ impl LoaderIter {
                 if self.run_end.is_some_and(|end| position.epoch >= end) {
                     return Ok(None);
                 }
-                let runnable = loader.runnable(py)?;
+                let runnable = loader.runnable(py, self.worker)?;
                 let size = lock(&loader.state).size;
                 let epoch = py.detach(|| runnable.epoch_at_size(position, size));
                 let mut run = lock(&loader.state);

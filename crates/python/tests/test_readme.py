@@ -29,7 +29,7 @@ def test_the_readme_python_blocks_run(tmp_path):
     runnable = [code for why, code in found if why is None]
     not_run = [why for why, _ in found if why is not None]
     assert len(runnable) >= 3
-    assert len(not_run) == 2 and "PyTorch" in not_run[0] and "pyspark" in not_run[1], not_run
+    assert len(not_run) == 3 and "PyTorch" in not_run[0] and "PyTorch" in not_run[1] and "pyspark" in not_run[2], not_run
     print(f"\nREADME: {len(runnable)} python blocks run; NOT RUN: {not_run}")
     needs_jax = any("import jax" in code for code in runnable)
     if needs_jax:

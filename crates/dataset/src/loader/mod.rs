@@ -171,6 +171,43 @@ impl Default for LoaderConfig {
     }
 }
 
+impl LoaderConfig {
+    /// The settings of worker process `worker` of `workers` that one rank splits its share
+    /// over (a PyTorch `DataLoader(num_workers=workers)`): rank `worker × world_size + rank`
+    /// of `world_size × workers`. Each step of that many batches is `workers` of this rank's
+    /// steps, worker `w` taking the `w`-th: the workers' batches taken in turn (as the
+    /// `DataLoader` hands them out) are this rank's batches in their order, and after `n` of
+    /// them all ranks together have consumed `n × world_size × batch_size` records of the
+    /// epoch, as without workers. Only the tail that does not fill a step of the larger world
+    /// is cut (dropped or evened) over more ranks. `Auto` decode threads are shared out
+    /// between the workers (at least one each).
+    pub fn in_worker(&self, worker: usize, workers: usize) -> Result<LoaderConfig> {
+        if workers == 0 || worker >= workers {
+            return Err(Error::Invalid(format!(
+                "worker {worker} is not below the {workers} workers"
+            )));
+        }
+        let world_size = self.world_size.checked_mul(workers).ok_or_else(|| {
+            Error::Invalid(format!(
+                "world_size {} × {workers} workers is too large",
+                self.world_size
+            ))
+        })?;
+        let jobs = match self.jobs {
+            Parallelism::Auto => {
+                Parallelism::AutoUpTo((Parallelism::Auto.threads() / workers).max(1))
+            }
+            jobs => jobs,
+        };
+        Ok(LoaderConfig {
+            rank: worker * self.world_size + self.rank,
+            world_size,
+            jobs,
+            ..self.clone()
+        })
+    }
+}
+
 /// A decoded record, or why it could not be.
 #[derive(Debug, Clone)]
 enum Slot {

@@ -38,6 +38,15 @@ from . import transforms
 # on threads the child does not have, and a Loader iterated there opens anew.
 _os.register_at_fork(after_in_child=_after_fork_in_child)
 
+
+
+def _loader_from(arguments, state):
+    """A pickled :class:`Loader` opened anew: its arguments, then its ``state_dict()``."""
+    loader = Loader(**arguments)
+    loader.load_state_dict(state)
+    return loader
+
+
 __all__ = [
     "DamagedRecordError",
     "Loader",

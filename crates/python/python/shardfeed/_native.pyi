@@ -125,6 +125,16 @@ class Loader:
     ``on_damaged="raise"`` raises :class:`DamagedRecordError`; ``"skip"`` leaves the record
     out of its batch (one shorter) and lists it in ``stats()["skipped"]`` with file and offset.
 
+    In PyTorch ``DataLoader(IterableDataset wrapping it, batch_size=None, num_workers=N)``
+    workers, worker ``w`` is rank ``w × world_size + rank`` of ``world_size × N`` (``jobs=None``
+    shares the cores out): the batches the ``DataLoader`` hands out in turn are this rank's
+    batches in their order, pixels, crops and flips equal; only the last records that do not
+    fill a step of ``world_size × N`` batches are dropped or evened out over more ranks. The
+    workers iterate copies: call :meth:`set_epoch` before each epoch (or use
+    ``persistent_workers=True``); a state loaded before the ``DataLoader`` starts is where the
+    workers begin. A ``Loader`` pickles as its arguments and its state (``spawn`` and
+    ``forkserver`` workers).
+
     Records of varying size (``shard(resize="fit"|"keep")``, other writers' records) are made
     into ``size`` squares as they are read (shorter side → ``size``, centre crop; default
     160); a ``crop`` folder keeps its own size unless ``size`` asks for another. Such a loader
@@ -190,6 +200,12 @@ class Loader:
         """Where the loader stands: a small JSON-serialisable dict."""
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continues from a :meth:`state_dict` of the same files and order settings."""
+    def set_epoch(self, epoch: int) -> None:
+        """The next ``iter()`` starts at the beginning of ``epoch`` (``set_size`` kept). Call
+        it before each epoch where ``DataLoader`` workers iterate copies of the loader (as
+        ``DistributedSampler.set_epoch``); this one does not see their batches."""
+    def __reduce__(self) -> Tuple[Any, ...]:
+        """Pickled as its arguments and its :meth:`state_dict`."""
     def set_size(self, size: int) -> None:
         """The transform's output side from the next epoch on (progressive resizing): each
         record keeps its crop and flip, resized to ``size``. Kept in :meth:`state_dict`."""
