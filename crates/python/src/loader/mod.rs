@@ -2,25 +2,26 @@
 //! workers decode, and safe across `fork()` (a `DataLoader` worker, a child process).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
-use numpy::IntoPyArray;
-use numpy::ndarray::Array;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use shardfeed_dataset::loader::{
-    Dtype, EpochBatches, Layout, LoaderConfig, LoaderState, MAX_EPOCH, OnDamaged, Pixels, Position,
-    SplitPart,
+    Dtype, Layout, LoaderConfig, LoaderState, MAX_EPOCH, OnDamaged, Position, SplitPart,
 };
 use shardfeed_dataset::stats::ReadStats;
 use shardfeed_dataset::stream::RecordFormat;
 
-use crate::transforms::{parse_transform, traced_ids};
+use crate::transforms::parse_transform;
 use shardfeed_record_format::ExampleKeys;
 
 use crate::files::resolve;
 use crate::{lock, parallelism, parse_compression, to_py};
+
+mod iter;
+pub(crate) use iter::LoaderIter;
+use iter::dataloader_worker;
 
 /// A loader opened anew: for this process, and this `DataLoader` worker split.
 type Opened = (
@@ -309,18 +310,10 @@ impl Loader {
             (state.generation, state.position.epoch)
         };
         let epoch = epoch.min(MAX_EPOCH);
-        Ok(LoaderIter {
-            // Runs of `epochs` epochs are aligned (0..E, E..2E, …): an iterator started
-            // mid-run (after a resume) ends where the uninterrupted run would have.
-            run_end: loader.epochs.map(|n| (epoch / n + 1) * n),
-            loader: slf.unbind(),
-            current: Mutex::new(None),
-            generation,
-            pid: std::process::id(),
-            worker,
-            busy: Mutex::new(false),
-            free: Condvar::new(),
-        })
+        // Runs of `epochs` epochs are aligned (0..E, E..2E, …): an iterator started mid-run
+        // (after a resume) ends where the uninterrupted run would have.
+        let run_end = loader.epochs.map(|n| (epoch / n + 1) * n);
+        Ok(LoaderIter::new(slf.unbind(), run_end, generation, worker))
     }
 
     /// The epoch the next batch belongs to (from 0).
@@ -436,210 +429,5 @@ impl Loader {
             c.world_size,
             self.inner.batches_per_epoch()
         )
-    }
-}
-
-/// One pass of a [`Loader`]: the rest of its current run of epochs. Dropping it (or
-/// breaking out of the loop) stops and joins the worker threads.
-#[pyclass(module = "shardfeed._native", frozen)]
-pub(crate) struct LoaderIter {
-    loader: Py<Loader>,
-    current: Mutex<Option<EpochBatches>>,
-    /// The epoch this pass stops before (`None`: without end).
-    run_end: Option<u64>,
-    generation: u64,
-    /// The process whose threads serve it.
-    pid: u32,
-    /// In a torch `DataLoader` worker: (its index, the workers).
-    worker: Option<(usize, usize)>,
-    /// A thread is in `__next__`: another waits (with the GIL released) for its turn.
-    busy: Mutex<bool>,
-    free: Condvar,
-}
-
-/// A thread's turn in [`LoaderIter::__next__`]; the next waiting thread goes on when it drops.
-struct Turn<'a>(&'a LoaderIter);
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *lock(&self.0.busy) = false;
-        self.0.free.notify_one();
-    }
-}
-
-/// Inside a PyTorch `DataLoader` worker, `torch.utils.data.get_worker_info()`'s (index,
-/// workers); `None` elsewhere. torch is looked up, never imported.
-fn dataloader_worker(py: Python<'_>) -> PyResult<Option<(usize, usize)>> {
-    let modules = py.import("sys")?.getattr("modules")?;
-    let data = modules.call_method1("get", ("torch.utils.data",))?;
-    if data.is_none() {
-        return Ok(None);
-    }
-    let info = data.call_method0("get_worker_info")?;
-    if info.is_none() {
-        return Ok(None);
-    }
-    Ok(Some((
-        info.getattr("id")?.extract()?,
-        info.getattr("num_workers")?.extract()?,
-    )))
-}
-
-impl LoaderIter {
-    /// Waits (GIL released) until no other thread is in `__next__`.
-    fn turn(&self, py: Python<'_>) -> Turn<'_> {
-        py.detach(|| {
-            let mut busy = lock(&self.busy);
-            while *busy {
-                busy = self.free.wait(busy).unwrap_or_else(|p| p.into_inner());
-            }
-            *busy = true;
-        });
-        Turn(self)
-    }
-
-    fn finish_epoch(&self, epoch: EpochBatches) {
-        let loader = self.loader.get();
-        let mut run = lock(&loader.state);
-        epoch.add_to(&mut run.totals);
-        if run.generation == self.generation {
-            run.position = Position {
-                epoch: epoch.share().epoch + 1,
-                offset: 0,
-            };
-        }
-    }
-}
-
-impl Drop for LoaderIter {
-    fn drop(&mut self) {
-        let Some(epoch) = lock(&self.current).take() else {
-            return;
-        };
-        if std::process::id() != self.pid {
-            // A forked child: the workers are the parent's threads, which the child does not
-            // have; joining them would wait for ever. Their memory is the child's to leave.
-            std::mem::forget(epoch);
-            return;
-        }
-        // The epoch's figures so far go into the loader's totals; then the workers are
-        // joined with the GIL released (a worker stalled on a remote read must not freeze
-        // every Python thread).
-        let loader = self.loader.get();
-        epoch.add_to(&mut lock(&loader.state).totals);
-        Python::attach(|py| py.detach(move || drop(epoch)));
-    }
-}
-
-#[pymethods]
-impl LoaderIter {
-    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        if std::process::id() != self.pid {
-            return Err(PyRuntimeError::new_err(format!(
-                "this iterator was started in process {} and this is process {}: a forked \
-                 child does not have its worker threads. Iterate the Loader anew in this \
-                 process (iter(loader))",
-                self.pid,
-                std::process::id()
-            )));
-        }
-        let _turn = self.turn(py);
-        let loader = self.loader.get();
-        loop {
-            let (position, generation) = {
-                let run = lock(&loader.state);
-                (run.position, run.generation)
-            };
-            if generation != self.generation {
-                return Err(PyRuntimeError::new_err(
-                    "this iterator was superseded: the loader was iterated again or its state \
-                     loaded; iterate the loader anew",
-                ));
-            }
-            let mut current = lock(&self.current).take();
-            if current.is_none() {
-                if self.run_end.is_some_and(|end| position.epoch >= end) {
-                    return Ok(None);
-                }
-                let runnable = loader.runnable(py, self.worker)?;
-                let size = lock(&loader.state).size;
-                let epoch = py.detach(|| runnable.epoch_at_size(position, size));
-                let mut run = lock(&loader.state);
-                run.totals.padded += epoch.share().padded;
-                run.totals.dropped += epoch.share().dropped;
-                drop(run);
-                current = Some(epoch);
-            }
-            let mut epoch = current.expect("set above");
-            let (next, epoch) = py.detach(move || (epoch.next_batch(), epoch));
-            match next {
-                None => {
-                    self.finish_epoch(epoch);
-                    continue;
-                }
-                Some(Err(error)) => {
-                    epoch.add_to(&mut lock(&loader.state).totals);
-                    return Err(to_py(py, error));
-                }
-                Some(Ok(batch)) => {
-                    {
-                        let mut run = lock(&loader.state);
-                        run.position = epoch.position();
-                        run.totals.images += batch.len() as u64;
-                        run.totals.batches += 1;
-                        run.totals.skipped.extend(batch.skipped.iter().cloned());
-                    }
-                    *lock(&self.current) = Some(epoch);
-                    let (n, side) = (batch.len(), batch.side);
-                    let shape = match loader.inner.config().layout {
-                        Layout::Nhwc => (n, side, side, 3),
-                        Layout::Nchw => (n, 3, side, side),
-                    };
-                    let shape_error = |e: numpy::ndarray::ShapeError| {
-                        PyRuntimeError::new_err(format!("batch shape: {e}"))
-                    };
-                    let halves = |v: Vec<u16>| -> PyResult<Bound<'py, PyAny>> {
-                        Ok(Array::from_shape_vec(shape, v)
-                            .map_err(shape_error)?
-                            .into_pyarray(py)
-                            .into_any())
-                    };
-                    let images = match batch.pixels {
-                        Pixels::F32(v) => Array::from_shape_vec(shape, v)
-                            .map_err(shape_error)?
-                            .into_pyarray(py)
-                            .into_any(),
-                        Pixels::U8(v) => Array::from_shape_vec(shape, v)
-                            .map_err(shape_error)?
-                            .into_pyarray(py)
-                            .into_any(),
-                        Pixels::F16(v) => halves(v)?
-                            .call_method1("view", (py.import("numpy")?.getattr("float16")?,))?,
-                        Pixels::Bf16(v) => {
-                            let bits = halves(v)?;
-                            // ml_dtypes' bfloat16 where it is importable; else the raw bits
-                            // as uint16 (documented).
-                            match py.import("ml_dtypes") {
-                                Ok(ml) => bits.call_method1("view", (ml.getattr("bfloat16")?,))?,
-                                Err(_) => bits,
-                            }
-                        }
-                    };
-                    let ids = if loader.return_ids {
-                        Some(traced_ids(py, &batch.traced)?)
-                    } else {
-                        None
-                    };
-                    let labels = batch.labels.into_pyarray(py).into_any();
-                    let mut items = vec![images, labels];
-                    items.extend(ids);
-                    return Ok(Some(PyTuple::new(py, items)?));
-                }
-            }
-        }
     }
 }
