@@ -296,6 +296,70 @@ fn ten_thousand_draws_follow_torchvisions_rule() {
     assert!((below - 0.5).abs() < 0.02, "{below} below ratio 1");
 }
 
+/// The reference path at the fused path's DCT scale: the whole image decoded at `eighths`/8,
+/// the box (scaled) cut out, resized with the same filter.
+fn reference_at_scale(jpeg: &[u8], crop: CropBox, out: u32, eighths: u32) -> RgbImage {
+    let info = Decoder::new().unwrap().probe(jpeg).unwrap();
+    let options = DecodeOptions {
+        dct_scaling: true,
+        ..DecodeOptions::default()
+    };
+    // The whole image as the crop, with an output side that makes the decoder choose
+    // `eighths`/8 (the smallest scale that keeps it at least that side).
+    let side = info.width.min(info.height) * eighths / 8;
+    let whole = Decoder::new()
+        .unwrap()
+        .decode_crop(
+            jpeg,
+            &options,
+            CropBox::whole(info.width, info.height),
+            (side, side),
+        )
+        .unwrap();
+    assert_eq!(
+        whole.eighths, eighths,
+        "{}×{} at side {side}",
+        info.width, info.height
+    );
+    assert_eq!((whole.within.left, whole.within.top), (0.0, 0.0));
+    let f = f64::from(eighths) / 8.0;
+    let scaled = CropBox {
+        left: crop.left * f,
+        top: crop.top * f,
+        width: crop.width * f,
+        height: crop.height * f,
+    };
+    CropResizer::new()
+        .resize(&whole.image, scaled, (out, out))
+        .unwrap()
+}
+
+/// With DCT scaling, the fused crop (only its region decoded) equals the reference path at
+/// the same scale bit for bit, on every kind of JPEG: the region decode and the box's
+/// mapping add nothing. (Against the full-size reference it differs as a DCT-domain
+/// downscale differs from the bilinear filter: the test above.)
+#[test]
+fn the_scaled_region_decode_equals_the_whole_decode_at_that_scale() {
+    let rrc = RandomResizedCrop::default();
+    let mut scales_seen = std::collections::BTreeSet::new();
+    for (name, jpeg) in variants() {
+        let info = Decoder::new().unwrap().probe(&jpeg).unwrap();
+        let mut draw = uniform(13);
+        for i in 0..25 {
+            let crop = rrc.sample(info.width, info.height, &mut draw);
+            let (got, eighths) = fused(&jpeg, crop, 48, true);
+            scales_seen.insert(eighths);
+            let expected = reference_at_scale(&jpeg, crop, 48, eighths);
+            let diff = max_difference(&got, &expected);
+            assert!(
+                diff == 0,
+                "{name}, crop {i} {crop:?} at {eighths}/8: differs by {diff} levels from the whole decode at that scale"
+            );
+        }
+    }
+    assert!(scales_seen.len() >= 3, "scales tried: {scales_seen:?}");
+}
+
 /// The box's pixels of a region decode are the whole decode's, bit for bit (the region is
 /// widened so that chroma upsampling has its context).
 #[test]
