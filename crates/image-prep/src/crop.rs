@@ -62,14 +62,17 @@ pub struct DecodedCrop {
     pub eighths: u32,
 }
 
-/// libjpeg-turbo's iMCU width for a `TJSAMP` value (`tjMCUWidth`); `None` for one it does
-/// not name (such JPEGs are decoded whole, then cropped).
-fn mcu_width(subsampling: i32) -> Option<u32> {
+/// libjpeg-turbo's iMCU (width, height) for a `TJSAMP` value (`tjMCUWidth`,
+/// `tjMCUHeight`); `None` for one it does not name (such JPEGs are decoded whole, then
+/// cropped).
+fn mcu_size(subsampling: i32) -> Option<(u32, u32)> {
     match subsampling {
-        x if x == raw::TJSAMP_TJSAMP_444 || x == raw::TJSAMP_TJSAMP_GRAY => Some(8),
-        x if x == raw::TJSAMP_TJSAMP_440 || x == raw::TJSAMP_TJSAMP_441 => Some(8),
-        x if x == raw::TJSAMP_TJSAMP_422 || x == raw::TJSAMP_TJSAMP_420 => Some(16),
-        x if x == raw::TJSAMP_TJSAMP_411 => Some(32),
+        x if x == raw::TJSAMP_TJSAMP_444 || x == raw::TJSAMP_TJSAMP_GRAY => Some((8, 8)),
+        x if x == raw::TJSAMP_TJSAMP_440 => Some((8, 16)),
+        x if x == raw::TJSAMP_TJSAMP_441 => Some((8, 32)),
+        x if x == raw::TJSAMP_TJSAMP_422 => Some((16, 8)),
+        x if x == raw::TJSAMP_TJSAMP_420 => Some((16, 16)),
+        x if x == raw::TJSAMP_TJSAMP_411 => Some((32, 8)),
         _ => None,
     }
 }
@@ -136,19 +139,26 @@ impl Decoder {
         let scaled_size = |side: u32| (u64::from(side) * u64::from(eighths)).div_ceil(8) as u32;
         let (scaled_width, scaled_height) = (scaled_size(info.width), scaled_size(info.height));
         let scaled = crop.scaled(f64::from(eighths) / 8.0);
-        // The region is widened by an iMCU on every side (within the image): chroma
-        // upsampling at a region's edge replicates the edge where the whole decode has a
-        // neighbour, so the box's own pixels come out as the whole decode's only with one
-        // iMCU of context around them (measured: up to 3 levels off at 4:2:0 without it).
-        let region = mcu_width(subsampling).map(|mcu| {
-            let step = scaled_size(mcu).max(1);
-            let rows = scaled_size(16).max(1);
+        // The region is widened by an iMCU on each side where the chroma is subsampled that
+        // way (within the image): chroma upsampling at a region's edge replicates the edge
+        // where the whole decode has a neighbour, so the box's own pixels come out as the
+        // whole decode's only with one iMCU of context around them (measured: up to 3 levels
+        // off at 4:2:0 without it). Full-resolution chroma (4:4:4, grey) needs none: every
+        // block decodes alone, and the rows below the box are not entropy-decoded at all.
+        let region = mcu_size(subsampling).map(|(mcu_width, mcu_height)| {
+            let step = scaled_size(mcu_width).max(1);
+            let margin_x = if mcu_width > 8 { step } else { 0 };
+            let margin_y = if mcu_height > 8 {
+                scaled_size(mcu_height).max(1)
+            } else {
+                0
+            };
             let left = (scaled.left.floor() as u32).min(scaled_width - 1);
             let top = (scaled.top.floor() as u32).min(scaled_height - 1);
-            let x0 = (left / step * step).saturating_sub(step);
-            let y0 = top.saturating_sub(rows);
-            let right = (scaled.left + scaled.width).ceil() as u32 + step;
-            let bottom = (scaled.top + scaled.height).ceil() as u32 + rows;
+            let x0 = (left / step * step).saturating_sub(margin_x);
+            let y0 = top.saturating_sub(margin_y);
+            let right = (scaled.left + scaled.width).ceil() as u32 + margin_x;
+            let bottom = (scaled.top + scaled.height).ceil() as u32 + margin_y;
             let x1 = right.clamp(x0 + 1, scaled_width);
             let y1 = bottom.clamp(y0 + 1, scaled_height);
             [x0, y0, x1 - x0, y1 - y0]

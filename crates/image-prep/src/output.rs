@@ -142,13 +142,30 @@ impl PixelWriter {
         }
     }
 
-    /// CHW `f32`: each row split into its three channels (mirrored here), then each channel
-    /// converted by a loop the compiler vectorises (AVX2 where the CPU has it, detected at
-    /// run time; SSE2 otherwise): `(v × scale − mean) / std`, the tables' own operations.
+    /// CHW `f32`: `(v × scale − mean) / std`, the tables' own operations. Where the CPU has
+    /// AVX2 (detected at run time) each row's pixels are split into their channels (mirrored
+    /// there) and converted 8 at a time in registers; otherwise each row is split into its
+    /// three channels, then each channel converted by a loop the compiler vectorises (SSE2).
     fn fill_f32_chw(&self, image: &RgbImage, flip: bool, out: &mut [MaybeUninit<f32>]) {
         let w = image.width as usize;
         let plane = w * image.height as usize;
         assert_eq!(out.len(), plane * 3, "the output holds one image");
+        let n = self.normalize;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            let (r, rest) = out.split_at_mut(plane);
+            let (g, b) = rest.split_at_mut(plane);
+            let rows = image.pixels.chunks_exact(w * 3);
+            let planes = r
+                .chunks_exact_mut(w)
+                .zip(g.chunks_exact_mut(w))
+                .zip(b.chunks_exact_mut(w));
+            for (row, ((r, g), b)) in rows.zip(planes) {
+                // SAFETY: the CPU has AVX2 (checked at run time, cached by std).
+                unsafe { chw_row_avx2(row, flip, [r, g, b], self.scale, n.mean, n.std) };
+            }
+            return;
+        }
         let mut channels = vec![0u8; w * 3];
         for (y, row) in image.pixels.chunks_exact(w * 3).enumerate() {
             let (r, rest) = channels.split_at_mut(w);
@@ -161,14 +178,7 @@ impl PixelWriter {
             }
             for (c, values) in channels.chunks_exact(w).enumerate() {
                 let dst = &mut out[c * plane + y * w..c * plane + (y + 1) * w];
-                let (mean, std) = (self.normalize.mean[c], self.normalize.std[c]);
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked at run time, cached by std).
-                    unsafe { convert_avx2(values, dst, self.scale, mean, std) };
-                    continue;
-                }
-                convert(values, dst, self.scale, mean, std);
+                convert(values, dst, self.scale, n.mean[c], n.std[c]);
             }
         }
     }
@@ -314,17 +324,73 @@ fn convert(values: &[u8], dst: &mut [MaybeUninit<f32>], scale: f32, mean: f32, s
     }
 }
 
-/// [`convert`] compiled for AVX2 (8 lanes): the same operations, so the same bits.
+/// One row of RGB bytes (`row`, mirrored when `flip`) into its three CHW plane rows `dst`,
+/// `(v × scale − mean[c]) / std[c]`: [`convert`]'s operations, unfused, so the same bits.
+/// Eight pixels at a time: their 24 bytes loaded as two overlapping 16-byte halves, each
+/// channel's 8 bytes gathered by two byte shuffles (in reverse order for a mirrored row).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn convert_avx2(
-    values: &[u8],
-    dst: &mut [MaybeUninit<f32>],
+unsafe fn chw_row_avx2(
+    row: &[u8],
+    flip: bool,
+    dst: [&mut [MaybeUninit<f32>]; 3],
     scale: f32,
-    mean: f32,
-    std: f32,
+    mean: [f32; 3],
+    std: [f32; 3],
 ) {
-    convert(values, dst, scale, mean, std)
+    use std::arch::x86_64::*;
+    let w = dst[0].len();
+    assert!(
+        row.len() == w * 3 && dst.iter().all(|d| d.len() == w),
+        "one row"
+    );
+    // Lane j of channel c is source pixel j (7 − j mirrored): byte 3s + c of the 24, from the
+    // low half (bytes 0..16) or the high one (bytes 8..24); -1 (0x80) gives zero.
+    let mask = |c: usize, reversed: bool, high: bool| {
+        let mut m = [-1i8; 16];
+        for (j, lane) in m.iter_mut().take(8).enumerate() {
+            let byte = 3 * if reversed { 7 - j } else { j } + c;
+            match (byte < 16, high) {
+                (true, false) => *lane = byte as i8,
+                (false, true) => *lane = (byte - 8) as i8,
+                _ => {}
+            }
+        }
+        // SAFETY: 16 bytes into a 16-byte vector (an unaligned load).
+        unsafe { _mm_loadu_si128(m.as_ptr().cast()) }
+    };
+    let masks: [(__m128i, __m128i); 3] =
+        std::array::from_fn(|c| (mask(c, flip, false), mask(c, flip, true)));
+    let vscale = _mm256_set1_ps(scale);
+    let vmean = mean.map(|m| _mm256_set1_ps(m));
+    let vstd = std.map(|s| _mm256_set1_ps(s));
+    let [r, g, b] = dst;
+    let mut planes = [r, g, b];
+    let mut x = 0;
+    while x + 8 <= w {
+        let first = if flip { w - x - 8 } else { x };
+        // SAFETY: pixels first..first + 8 lie in the row (bytes 3·first .. 3·first + 24, the
+        // high half starting 8 in), and lanes x..x + 8 in each plane row (checked above).
+        unsafe {
+            let p = row.as_ptr().add(first * 3);
+            let lo = _mm_loadu_si128(p.cast());
+            let hi = _mm_loadu_si128(p.add(8).cast());
+            for (c, plane) in planes.iter_mut().enumerate() {
+                let (mlo, mhi) = masks[c];
+                let bytes = _mm_or_si128(_mm_shuffle_epi8(lo, mlo), _mm_shuffle_epi8(hi, mhi));
+                let v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+                let v = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(v, vscale), vmean[c]), vstd[c]);
+                _mm256_storeu_ps(plane.as_mut_ptr().add(x).cast(), v);
+            }
+        }
+        x += 8;
+    }
+    for x in x..w {
+        let s = if flip { w - 1 - x } else { x };
+        for (c, plane) in planes.iter_mut().enumerate() {
+            plane[x].write((f32::from(row[s * 3 + c]) * scale - mean[c]) / std[c]);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -373,20 +439,28 @@ mod tests {
     /// The vectorised CHW conversion gives the tables' bits for every value, channel and flip.
     #[test]
     fn the_vectorised_conversion_equals_the_tables() {
-        let pixels: Vec<u8> = (0..37 * 7 * 3).map(|i| (i * 113 % 256) as u8).collect();
-        let image = RgbImage::new(37, 7, pixels).unwrap();
-        for normalize in [None, Some(Normalize::IMAGENET)] {
-            let chw = PixelWriter::new(Element::F32, Axes::Chw, normalize).unwrap();
-            for flip in [false, true] {
-                let fast = chw.batch_f32(once((&image, flip)), 1, 37 * 7 * 3);
-                let mut tables = vec![MaybeUninit::new(0f32); 37 * 7 * 3];
-                chw.fill(&image, flip, &chw.f32_table, &mut tables);
-                let tables: Vec<u32> = tables
-                    .iter()
-                    .map(|v| unsafe { v.assume_init() }.to_bits())
-                    .collect();
-                let fast: Vec<u32> = fast.iter().map(|v| v.to_bits()).collect();
-                assert_eq!(fast, tables, "normalize {normalize:?}, flip {flip}");
+        // Every value in every channel (113 and the 3-byte stride are prime to 256); widths
+        // of whole 8-pixel blocks, with a tail, and below one block.
+        for width in [37, 16, 5] {
+            let len = width * 7 * 3;
+            let pixels: Vec<u8> = (0..len).map(|i| (i * 113 % 256) as u8).collect();
+            let image = RgbImage::new(width as u32, 7, pixels).unwrap();
+            for normalize in [None, Some(Normalize::IMAGENET)] {
+                let chw = PixelWriter::new(Element::F32, Axes::Chw, normalize).unwrap();
+                for flip in [false, true] {
+                    let fast = chw.batch_f32(once((&image, flip)), 1, len);
+                    let mut tables = vec![MaybeUninit::new(0f32); len];
+                    chw.fill(&image, flip, &chw.f32_table, &mut tables);
+                    let tables: Vec<u32> = tables
+                        .iter()
+                        .map(|v| unsafe { v.assume_init() }.to_bits())
+                        .collect();
+                    let fast: Vec<u32> = fast.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(
+                        fast, tables,
+                        "width {width}, normalize {normalize:?}, flip {flip}"
+                    );
+                }
             }
         }
         // And the portable loop against the tables, all 256 values.

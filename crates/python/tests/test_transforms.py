@@ -257,3 +257,21 @@ def test_spawned_dataloader_workers_split_as_forked_ones(kept):
                                                  num_workers=2, multiprocessing_context="spawn")]
     assert len(via) == 24
     same_batches(via, direct[:24])
+
+
+def test_a_batch_buffer_is_written_again_once_numpy_lets_go(kept):
+    """A batch's buffer goes back to the loader when its array (and every view) is dropped,
+    and later batches are written into it; one still held is never written."""
+    run = loader(kept, epochs=None, drop_remainder=True)
+    held = None
+    addresses = []
+    for i, (images, labels, ids) in zip(range(50), run):
+        addresses.append(images.__array_interface__["data"][0])
+        if i == 2:
+            held = (images.copy(), images[1:3])  # a view keeps the buffer
+    # 25 batches an epoch, all made ahead here (small images); the second epoch's are written
+    # into the first's buffers, given back (at most BufferPool::KEPT, 16, are kept).
+    assert len(set(addresses[25:]) & set(addresses[:25])) >= 12, addresses
+    copy, view = held
+    assert view.tobytes() == copy[1:3].tobytes()
+    assert addresses.count(view.__array_interface__["data"][0] - view.strides[0]) == 1

@@ -44,6 +44,7 @@ use crate::folder::Resolved;
 use crate::transform::{Transform, TransformWorker, Transformed, transform_at};
 pub use batches::{EpochBatches, LoaderBatch, Pixels, Traced};
 use shardfeed_image_prep::output::{Axes, Element, PixelWriter};
+pub use slabs::BufferPool;
 
 mod batches;
 mod pipelines;
@@ -295,6 +296,8 @@ pub struct Loader {
     rules: RecordRules,
     /// The one copy out: type, layout, normalisation.
     writer: Arc<PixelWriter>,
+    /// Batch buffers given back for the next batches.
+    pool: Arc<BufferPool>,
 }
 
 impl std::fmt::Debug for Loader {
@@ -435,6 +438,7 @@ impl Loader {
             note,
             rules,
             writer: Arc::new(writer),
+            pool: Arc::default(),
         })
     }
 
@@ -446,6 +450,13 @@ impl Loader {
     /// Records per epoch (all ranks).
     pub fn records(&self) -> u64 {
         self.counts.iter().sum()
+    }
+
+    /// Where a batch's pixels go back when their user is done with them
+    /// ([`BufferPool::give`]), to be written again by a later batch: where the workers write
+    /// into batch buffers (a transform, deterministic order); `None` otherwise.
+    pub fn buffers(&self) -> Option<&Arc<BufferPool>> {
+        (self.config.transform.is_some() && self.config.deterministic).then_some(&self.pool)
     }
 
     /// The settings.
@@ -546,6 +557,7 @@ impl Loader {
                         self.config.batch_size,
                         transform.augment.size as usize,
                         self.config.dtype,
+                        self.pool.clone(),
                     )));
                 }
                 transform_pipeline(

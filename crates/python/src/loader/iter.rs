@@ -3,12 +3,14 @@
 
 use std::sync::{Condvar, Mutex};
 
-use numpy::IntoPyArray;
-use numpy::ndarray::Array;
+use std::sync::Arc;
+
+use numpy::ndarray::ArrayView;
+use numpy::{IntoPyArray, PyArray};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use shardfeed_dataset::loader::{EpochBatches, Layout, Pixels, Position};
+use shardfeed_dataset::loader::{BufferPool, EpochBatches, Layout, Pixels, Position};
 
 use super::Loader;
 use crate::transforms::traced_ids;
@@ -40,6 +42,60 @@ impl Drop for Turn<'_> {
         *lock(&self.0.busy) = false;
         self.0.free.notify_one();
     }
+}
+
+/// A batch's pixels as the base of its numpy array: when numpy lets go of them (the array and
+/// every view of it dropped), the buffer goes back to the loader's pool to be written again.
+#[pyclass(module = "shardfeed._native", frozen)]
+struct BatchBuffer {
+    pixels: Pixels,
+    pool: Option<Arc<BufferPool>>,
+}
+
+impl Drop for BatchBuffer {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            pool.give(std::mem::replace(&mut self.pixels, Pixels::U8(Vec::new())));
+        }
+    }
+}
+
+/// A numpy array over `buffer`'s elements (`T` the buffer's element type), `buffer` its base.
+fn over<'py, T: numpy::Element>(
+    buffer: &Bound<'py, BatchBuffer>,
+    values: &[T],
+    shape: (usize, usize, usize, usize),
+) -> PyResult<Bound<'py, PyAny>> {
+    let view = ArrayView::from_shape(shape, values)
+        .map_err(|e| PyRuntimeError::new_err(format!("batch shape: {e}")))?;
+    // SAFETY: `values` is `buffer`'s own, which the array keeps alive as its base and which
+    // nothing else writes while the array lives (the pool takes it back only when dropped).
+    Ok(unsafe { PyArray::borrow_from_array(&view, buffer.clone().into_any()) }.into_any())
+}
+
+/// A batch's pixels as a numpy array of `shape`: float32, uint8, float16, or bfloat16
+/// (`ml_dtypes`' where importable, else the raw bits as uint16, documented), over the buffer
+/// itself, which goes back to `pool` when numpy is done with it.
+fn batch_array<'py>(
+    py: Python<'py>,
+    pixels: Pixels,
+    shape: (usize, usize, usize, usize),
+    pool: Option<Arc<BufferPool>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let buffer = Bound::new(py, BatchBuffer { pixels, pool })?;
+    Ok(match &buffer.get().pixels {
+        Pixels::F32(v) => over(&buffer, v, shape)?,
+        Pixels::U8(v) => over(&buffer, v, shape)?,
+        Pixels::F16(v) => over(&buffer, v, shape)?
+            .call_method1("view", (py.import("numpy")?.getattr("float16")?,))?,
+        Pixels::Bf16(v) => {
+            let bits = over(&buffer, v, shape)?;
+            match py.import("ml_dtypes") {
+                Ok(ml) => bits.call_method1("view", (ml.getattr("bfloat16")?,))?,
+                Err(_) => bits,
+            }
+        }
+    })
 }
 
 /// Inside a PyTorch `DataLoader` worker, `torch.utils.data.get_worker_info()`'s (index,
@@ -192,36 +248,8 @@ impl LoaderIter {
                         Layout::Nhwc => (n, side, side, 3),
                         Layout::Nchw => (n, 3, side, side),
                     };
-                    let shape_error = |e: numpy::ndarray::ShapeError| {
-                        PyRuntimeError::new_err(format!("batch shape: {e}"))
-                    };
-                    let halves = |v: Vec<u16>| -> PyResult<Bound<'py, PyAny>> {
-                        Ok(Array::from_shape_vec(shape, v)
-                            .map_err(shape_error)?
-                            .into_pyarray(py)
-                            .into_any())
-                    };
-                    let images = match batch.pixels {
-                        Pixels::F32(v) => Array::from_shape_vec(shape, v)
-                            .map_err(shape_error)?
-                            .into_pyarray(py)
-                            .into_any(),
-                        Pixels::U8(v) => Array::from_shape_vec(shape, v)
-                            .map_err(shape_error)?
-                            .into_pyarray(py)
-                            .into_any(),
-                        Pixels::F16(v) => halves(v)?
-                            .call_method1("view", (py.import("numpy")?.getattr("float16")?,))?,
-                        Pixels::Bf16(v) => {
-                            let bits = halves(v)?;
-                            // ml_dtypes' bfloat16 where it is importable; else the raw bits
-                            // as uint16 (documented).
-                            match py.import("ml_dtypes") {
-                                Ok(ml) => bits.call_method1("view", (ml.getattr("bfloat16")?,))?,
-                                Err(_) => bits,
-                            }
-                        }
-                    };
+                    let pool = loader.runnable(py, self.worker)?.buffers().cloned();
+                    let images = batch_array(py, batch.pixels, shape, pool)?;
                     let ids = if loader.return_ids {
                         Some(traced_ids(py, &batch.traced)?)
                     } else {
