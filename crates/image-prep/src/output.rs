@@ -195,8 +195,27 @@ impl PixelWriter {
         self.fill(image, flip, &self.u16_table, out);
     }
 
-    /// [`PixelWriter::write_f32_uninit`] as the bytes.
+    /// [`PixelWriter::write_f32_uninit`] as the bytes (CHW, where the CPU has AVX2: split
+    /// into channels 8 pixels at a time by byte shuffles, as the `f32` copy).
     pub fn write_u8_uninit(&self, image: &RgbImage, flip: bool, out: &mut [MaybeUninit<u8>]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.axes == Axes::Chw && std::arch::is_x86_feature_detected!("avx2") {
+            let w = image.width as usize;
+            let plane = w * image.height as usize;
+            assert_eq!(out.len(), plane * 3, "the output holds one image");
+            let (r, rest) = out.split_at_mut(plane);
+            let (g, b) = rest.split_at_mut(plane);
+            let rows = image.pixels.chunks_exact(w * 3);
+            let planes = r
+                .chunks_exact_mut(w)
+                .zip(g.chunks_exact_mut(w))
+                .zip(b.chunks_exact_mut(w));
+            for (row, ((r, g), b)) in rows.zip(planes) {
+                // SAFETY: the CPU has AVX2 (checked at run time, cached by std).
+                unsafe { chw_row_u8_avx2(row, flip, [r, g, b]) };
+            }
+            return;
+        }
         self.fill(image, flip, &self.u8_table, out);
     }
 
@@ -324,10 +343,53 @@ fn convert(values: &[u8], dst: &mut [MaybeUninit<f32>], scale: f32, mean: f32, s
     }
 }
 
+/// The byte shuffles that gather channel `c`'s 8 bytes from 8 RGB pixels loaded as two
+/// overlapping 16-byte halves (bytes 0..16 and 8..24): lane `j` is source pixel `j` (`7 − j`
+/// mirrored), byte `3s + c`, from the low half or the high one; -1 (0x80) gives zero.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn channel_masks(flip: bool) -> [(std::arch::x86_64::__m128i, std::arch::x86_64::__m128i); 3] {
+    use std::arch::x86_64::_mm_loadu_si128;
+    let mask = |c: usize, high: bool| {
+        let mut m = [-1i8; 16];
+        for (j, lane) in m.iter_mut().take(8).enumerate() {
+            let byte = 3 * if flip { 7 - j } else { j } + c;
+            match (byte < 16, high) {
+                (true, false) => *lane = byte as i8,
+                (false, true) => *lane = (byte - 8) as i8,
+                _ => {}
+            }
+        }
+        // SAFETY: 16 bytes into a 16-byte vector (an unaligned load).
+        unsafe { _mm_loadu_si128(m.as_ptr().cast()) }
+    };
+    std::array::from_fn(|c| (mask(c, false), mask(c, true)))
+}
+
+/// Channel `c`'s bytes (in the low 8 lanes) of pixels `first..first + 8` of an RGB `row`.
+///
+/// # Safety
+/// `first + 8` pixels lie in `row`; the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gather8(
+    row: &[u8],
+    first: usize,
+    masks: &[(std::arch::x86_64::__m128i, std::arch::x86_64::__m128i); 3],
+) -> [std::arch::x86_64::__m128i; 3] {
+    use std::arch::x86_64::*;
+    debug_assert!((first + 8) * 3 <= row.len());
+    // SAFETY: bytes 3·first .. 3·first + 24 lie in the row (the caller's promise).
+    let (lo, hi) = unsafe {
+        let p = row.as_ptr().add(first * 3);
+        (_mm_loadu_si128(p.cast()), _mm_loadu_si128(p.add(8).cast()))
+    };
+    masks.map(|(mlo, mhi)| _mm_or_si128(_mm_shuffle_epi8(lo, mlo), _mm_shuffle_epi8(hi, mhi)))
+}
+
 /// One row of RGB bytes (`row`, mirrored when `flip`) into its three CHW plane rows `dst`,
 /// `(v × scale − mean[c]) / std[c]`: [`convert`]'s operations, unfused, so the same bits.
-/// Eight pixels at a time: their 24 bytes loaded as two overlapping 16-byte halves, each
-/// channel's 8 bytes gathered by two byte shuffles (in reverse order for a mirrored row).
+/// Eight pixels at a time ([`gather8`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn chw_row_avx2(
@@ -344,41 +406,20 @@ unsafe fn chw_row_avx2(
         row.len() == w * 3 && dst.iter().all(|d| d.len() == w),
         "one row"
     );
-    // Lane j of channel c is source pixel j (7 − j mirrored): byte 3s + c of the 24, from the
-    // low half (bytes 0..16) or the high one (bytes 8..24); -1 (0x80) gives zero.
-    let mask = |c: usize, reversed: bool, high: bool| {
-        let mut m = [-1i8; 16];
-        for (j, lane) in m.iter_mut().take(8).enumerate() {
-            let byte = 3 * if reversed { 7 - j } else { j } + c;
-            match (byte < 16, high) {
-                (true, false) => *lane = byte as i8,
-                (false, true) => *lane = (byte - 8) as i8,
-                _ => {}
-            }
-        }
-        // SAFETY: 16 bytes into a 16-byte vector (an unaligned load).
-        unsafe { _mm_loadu_si128(m.as_ptr().cast()) }
-    };
-    let masks: [(__m128i, __m128i); 3] =
-        std::array::from_fn(|c| (mask(c, flip, false), mask(c, flip, true)));
+    let masks = channel_masks(flip);
     let vscale = _mm256_set1_ps(scale);
     let vmean = mean.map(|m| _mm256_set1_ps(m));
     let vstd = std.map(|s| _mm256_set1_ps(s));
-    let [r, g, b] = dst;
-    let mut planes = [r, g, b];
+    let mut planes = dst;
     let mut x = 0;
     while x + 8 <= w {
         let first = if flip { w - x - 8 } else { x };
-        // SAFETY: pixels first..first + 8 lie in the row (bytes 3·first .. 3·first + 24, the
-        // high half starting 8 in), and lanes x..x + 8 in each plane row (checked above).
+        // SAFETY: pixels first..first + 8 lie in the row, lanes x..x + 8 in each plane row
+        // (lengths checked above).
         unsafe {
-            let p = row.as_ptr().add(first * 3);
-            let lo = _mm_loadu_si128(p.cast());
-            let hi = _mm_loadu_si128(p.add(8).cast());
+            let channels = gather8(row, first, &masks);
             for (c, plane) in planes.iter_mut().enumerate() {
-                let (mlo, mhi) = masks[c];
-                let bytes = _mm_or_si128(_mm_shuffle_epi8(lo, mlo), _mm_shuffle_epi8(hi, mhi));
-                let v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+                let v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(channels[c]));
                 let v = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(v, vscale), vmean[c]), vstd[c]);
                 _mm256_storeu_ps(plane.as_mut_ptr().add(x).cast(), v);
             }
@@ -389,6 +430,39 @@ unsafe fn chw_row_avx2(
         let s = if flip { w - 1 - x } else { x };
         for (c, plane) in planes.iter_mut().enumerate() {
             plane[x].write((f32::from(row[s * 3 + c]) * scale - mean[c]) / std[c]);
+        }
+    }
+}
+
+/// One row of RGB bytes (mirrored when `flip`) into its three CHW plane rows of bytes,
+/// eight pixels at a time ([`gather8`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn chw_row_u8_avx2(row: &[u8], flip: bool, dst: [&mut [MaybeUninit<u8>]; 3]) {
+    use std::arch::x86_64::_mm_storel_epi64;
+    let w = dst[0].len();
+    assert!(
+        row.len() == w * 3 && dst.iter().all(|d| d.len() == w),
+        "one row"
+    );
+    let masks = channel_masks(flip);
+    let mut planes = dst;
+    let mut x = 0;
+    while x + 8 <= w {
+        let first = if flip { w - x - 8 } else { x };
+        // SAFETY: as in `chw_row_avx2`; each store writes 8 bytes, lanes x..x + 8.
+        unsafe {
+            let channels = gather8(row, first, &masks);
+            for (c, plane) in planes.iter_mut().enumerate() {
+                _mm_storel_epi64(plane.as_mut_ptr().add(x).cast(), channels[c]);
+            }
+        }
+        x += 8;
+    }
+    for x in x..w {
+        let s = if flip { w - 1 - x } else { x };
+        for (c, plane) in planes.iter_mut().enumerate() {
+            plane[x].write(row[s * 3 + c]);
         }
     }
 }
@@ -475,6 +549,25 @@ mod tests {
                     unsafe { got.assume_init() }.to_bits(),
                     writer.f32_table[c][v].to_bits()
                 );
+            }
+        }
+    }
+
+    /// The CHW byte copy (AVX2 where the CPU has it) against the tables, every value, widths
+    /// with and without a tail and below one 8-pixel group, flipped and not.
+    #[test]
+    fn the_chw_byte_copy_equals_the_tables() {
+        for width in [37, 16, 5] {
+            let len = width * 7 * 3;
+            let pixels: Vec<u8> = (0..len).map(|i| (i * 113 % 256) as u8).collect();
+            let image = RgbImage::new(width as u32, 7, pixels).unwrap();
+            let chw = PixelWriter::new(Element::U8, Axes::Chw, None).unwrap();
+            for flip in [false, true] {
+                let fast = chw.batch_u8(once((&image, flip)), 1, len);
+                let mut tables = vec![MaybeUninit::new(0u8); len];
+                chw.fill(&image, flip, &chw.u8_table, &mut tables);
+                let tables: Vec<u8> = tables.iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_eq!(fast, tables, "width {width}, flip {flip}");
             }
         }
     }
