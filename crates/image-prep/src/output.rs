@@ -153,17 +153,13 @@ impl PixelWriter {
         let n = self.normalize;
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            let (r, rest) = out.split_at_mut(plane);
-            let (g, b) = rest.split_at_mut(plane);
-            let rows = image.pixels.chunks_exact(w * 3);
-            let planes = r
-                .chunks_exact_mut(w)
-                .zip(g.chunks_exact_mut(w))
-                .zip(b.chunks_exact_mut(w));
-            for (row, ((r, g), b)) in rows.zip(planes) {
-                // SAFETY: the CPU has AVX2 (checked at run time, cached by std).
-                unsafe { chw_row_avx2(row, flip, [r, g, b], self.scale, n.mean, n.std) };
-            }
+            let lanes = Normalized {
+                scale: self.scale,
+                mean: n.mean,
+                std: n.std,
+            };
+            // SAFETY: the CPU has AVX2 (checked at run time, cached by std).
+            unsafe { chw_avx2(image, flip, out, &lanes) };
             return;
         }
         let mut channels = vec![0u8; w * 3];
@@ -200,20 +196,8 @@ impl PixelWriter {
     pub fn write_u8_uninit(&self, image: &RgbImage, flip: bool, out: &mut [MaybeUninit<u8>]) {
         #[cfg(target_arch = "x86_64")]
         if self.axes == Axes::Chw && std::arch::is_x86_feature_detected!("avx2") {
-            let w = image.width as usize;
-            let plane = w * image.height as usize;
-            assert_eq!(out.len(), plane * 3, "the output holds one image");
-            let (r, rest) = out.split_at_mut(plane);
-            let (g, b) = rest.split_at_mut(plane);
-            let rows = image.pixels.chunks_exact(w * 3);
-            let planes = r
-                .chunks_exact_mut(w)
-                .zip(g.chunks_exact_mut(w))
-                .zip(b.chunks_exact_mut(w));
-            for (row, ((r, g), b)) in rows.zip(planes) {
-                // SAFETY: the CPU has AVX2 (checked at run time, cached by std).
-                unsafe { chw_row_u8_avx2(row, flip, [r, g, b]) };
-            }
+            // SAFETY: the CPU has AVX2 (checked at run time, cached by std).
+            unsafe { chw_avx2(image, flip, out, &Bytes) };
             return;
         }
         self.fill(image, flip, &self.u8_table, out);
@@ -387,82 +371,99 @@ unsafe fn gather8(
     masks.map(|(mlo, mhi)| _mm_or_si128(_mm_shuffle_epi8(lo, mlo), _mm_shuffle_epi8(hi, mhi)))
 }
 
-/// One row of RGB bytes (`row`, mirrored when `flip`) into its three CHW plane rows `dst`,
-/// `(v × scale − mean[c]) / std[c]`: [`convert`]'s operations, unfused, so the same bits.
-/// Eight pixels at a time ([`gather8`]).
+/// What a CHW copy writes for a channel: eight lanes from their bytes, or one value.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn chw_row_avx2(
-    row: &[u8],
-    flip: bool,
-    dst: [&mut [MaybeUninit<f32>]; 3],
+trait ChwLanes<T> {
+    /// Writes the 8 values of channel `c`'s bytes (the low 8 lanes of `bytes`) at `dst`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 (called inside [`chw_avx2`]); `dst` has 8 writable elements.
+    unsafe fn eight(&self, c: usize, bytes: std::arch::x86_64::__m128i, dst: *mut T);
+    /// The value of channel `c`'s byte.
+    fn one(&self, c: usize, byte: u8) -> T;
+}
+
+/// `(v × scale − mean[c]) / std[c]` as `f32`: [`convert`]'s operations, unfused, so the
+/// tables' bits.
+#[cfg(target_arch = "x86_64")]
+struct Normalized {
     scale: f32,
     mean: [f32; 3],
     std: [f32; 3],
-) {
-    use std::arch::x86_64::*;
-    let w = dst[0].len();
-    assert!(
-        row.len() == w * 3 && dst.iter().all(|d| d.len() == w),
-        "one row"
-    );
-    let masks = channel_masks(flip);
-    let vscale = _mm256_set1_ps(scale);
-    let vmean = mean.map(|m| _mm256_set1_ps(m));
-    let vstd = std.map(|s| _mm256_set1_ps(s));
-    let mut planes = dst;
-    let mut x = 0;
-    while x + 8 <= w {
-        let first = if flip { w - x - 8 } else { x };
-        // SAFETY: pixels first..first + 8 lie in the row, lanes x..x + 8 in each plane row
-        // (lengths checked above).
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ChwLanes<f32> for Normalized {
+    #[inline(always)]
+    unsafe fn eight(&self, c: usize, bytes: std::arch::x86_64::__m128i, dst: *mut f32) {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 and 8 writable lanes (the caller's promise).
         unsafe {
-            let channels = gather8(row, first, &masks);
-            for (c, plane) in planes.iter_mut().enumerate() {
-                let v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(channels[c]));
-                let v = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(v, vscale), vmean[c]), vstd[c]);
-                _mm256_storeu_ps(plane.as_mut_ptr().add(x).cast(), v);
-            }
+            let v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+            let v = _mm256_mul_ps(v, _mm256_set1_ps(self.scale));
+            let v = _mm256_sub_ps(v, _mm256_set1_ps(self.mean[c]));
+            _mm256_storeu_ps(dst, _mm256_div_ps(v, _mm256_set1_ps(self.std[c])));
         }
-        x += 8;
     }
-    for x in x..w {
-        let s = if flip { w - 1 - x } else { x };
-        for (c, plane) in planes.iter_mut().enumerate() {
-            plane[x].write((f32::from(row[s * 3 + c]) * scale - mean[c]) / std[c]);
-        }
+
+    #[inline(always)]
+    fn one(&self, c: usize, byte: u8) -> f32 {
+        (f32::from(byte) * self.scale - self.mean[c]) / self.std[c]
     }
 }
 
-/// One row of RGB bytes (mirrored when `flip`) into its three CHW plane rows of bytes,
-/// eight pixels at a time ([`gather8`]).
+/// The bytes as they are.
+#[cfg(target_arch = "x86_64")]
+struct Bytes;
+
+#[cfg(target_arch = "x86_64")]
+impl ChwLanes<u8> for Bytes {
+    #[inline(always)]
+    unsafe fn eight(&self, _: usize, bytes: std::arch::x86_64::__m128i, dst: *mut u8) {
+        // SAFETY: AVX2 and 8 writable bytes (the caller's promise).
+        unsafe { std::arch::x86_64::_mm_storel_epi64(dst.cast(), bytes) }
+    }
+
+    #[inline(always)]
+    fn one(&self, _: usize, byte: u8) -> u8 {
+        byte
+    }
+}
+
+/// `image` (each row mirrored when `flip`) into its three CHW planes `out` through `lanes`,
+/// eight pixels at a time ([`gather8`]), the row's last `width % 8` one by one.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn chw_row_u8_avx2(row: &[u8], flip: bool, dst: [&mut [MaybeUninit<u8>]; 3]) {
-    use std::arch::x86_64::_mm_storel_epi64;
-    let w = dst[0].len();
-    assert!(
-        row.len() == w * 3 && dst.iter().all(|d| d.len() == w),
-        "one row"
-    );
+unsafe fn chw_avx2<T, L: ChwLanes<T>>(
+    image: &RgbImage,
+    flip: bool,
+    out: &mut [MaybeUninit<T>],
+    lanes: &L,
+) {
+    let w = image.width as usize;
+    let plane = w * image.height as usize;
+    assert_eq!(out.len(), plane * 3, "the output holds one image");
     let masks = channel_masks(flip);
-    let mut planes = dst;
-    let mut x = 0;
-    while x + 8 <= w {
-        let first = if flip { w - x - 8 } else { x };
-        // SAFETY: as in `chw_row_avx2`; each store writes 8 bytes, lanes x..x + 8.
-        unsafe {
-            let channels = gather8(row, first, &masks);
-            for (c, plane) in planes.iter_mut().enumerate() {
-                _mm_storel_epi64(plane.as_mut_ptr().add(x).cast(), channels[c]);
+    for (y, row) in image.pixels.chunks_exact(w * 3).enumerate() {
+        let mut x = 0;
+        while x + 8 <= w {
+            let first = if flip { w - x - 8 } else { x };
+            // SAFETY: pixels first..first + 8 lie in the row; lanes y·w + x .. + 8 of each
+            // plane lie in `out` (its length checked above).
+            unsafe {
+                let channels = gather8(row, first, &masks);
+                for (c, &bytes) in channels.iter().enumerate() {
+                    let dst = out.as_mut_ptr().add(c * plane + y * w + x);
+                    lanes.eight(c, bytes, dst.cast());
+                }
             }
+            x += 8;
         }
-        x += 8;
-    }
-    for x in x..w {
-        let s = if flip { w - 1 - x } else { x };
-        for (c, plane) in planes.iter_mut().enumerate() {
-            plane[x].write(row[s * 3 + c]);
+        for x in x..w {
+            let s = if flip { w - 1 - x } else { x };
+            for c in 0..3 {
+                out[c * plane + y * w + x].write(lanes.one(c, row[s * 3 + c]));
+            }
         }
     }
 }
