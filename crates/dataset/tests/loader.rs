@@ -494,3 +494,51 @@ fn a_ranks_workers_taken_in_turn_are_that_ranks_batches() {
     assert!(c.in_worker(0, 0).is_err());
     assert_eq!(c.in_worker(0, 2).unwrap().jobs, Parallelism::Fixed(2));
 }
+
+#[test]
+fn a_batch_count_is_the_position_the_batches_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_shards(dir.path(), 101, 5);
+    for (world, drop) in [(1, true), (2, true), (1, false), (2, false)] {
+        let loader = Loader::open(&files, config(4, 0, world, drop)).unwrap();
+        let start = Position {
+            epoch: 2,
+            offset: 8,
+        };
+        // Iterated here: the position after n batches is the epoch's own.
+        let mut epoch = loader.epoch(start);
+        let mut n = 0;
+        loop {
+            let here = epoch.position();
+            assert_eq!(
+                loader.position_after(start, n, 0).unwrap(),
+                here,
+                "{world} {drop} {n}"
+            );
+            if epoch.next_batch().is_none() {
+                break;
+            }
+            n += 1;
+        }
+        assert_eq!(
+            loader.position_after(start, n, 0).unwrap(),
+            Position {
+                epoch: 3,
+                offset: 0
+            }
+        );
+        // Two workers: steps of world × 2 × 4 records, then the epoch's end.
+        let whole = (101 - 8) / (world as u64 * 8) * 2;
+        assert_eq!(
+            loader.position_after(start, 6, 2).unwrap().offset,
+            8 + 6 * world as u64 * 4
+        );
+        assert!(loader.position_after(start, 5, 2).is_err(), "inside a step");
+        let all = whole + u64::from(!drop && (101 - 8) % (world as u64 * 8) > 0) * 2;
+        assert_eq!(loader.position_after(start, all, 2).unwrap().epoch, 3);
+        assert!(loader.position_after(start, all + 1, 2).is_err());
+        if all > whole {
+            assert!(loader.position_after(start, whole + 1, 2).is_err());
+        }
+    }
+}

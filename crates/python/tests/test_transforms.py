@@ -214,6 +214,18 @@ def test_dataloader_workers_hand_out_the_ranks_batches_in_order(kept):
                                  num_workers=2, persistent_workers=True)
     [as_numpy(b) for b in persistent]
     same_batches([as_numpy(b) for b in persistent], second[: len(via)])
+    # Saved mid-epoch by the training process from its batch count, resumed in workers.
+    whole = through(loader(kept, drop_remainder=True))
+    for k in (4, 10):
+        state = loader(kept, drop_remainder=True).state_dict(batches=k, workers=2)
+        resumed = loader(kept, drop_remainder=True)
+        resumed.load_state_dict(state)
+        same_batches(through(resumed), whole[k:])
+    assert loader(kept, drop_remainder=True).state_dict(batches=len(whole), workers=2)["epoch"] == 1
+    with pytest.raises(ValueError, match="multiple of 2"):
+        loader(kept, drop_remainder=True).state_dict(batches=5, workers=2)
+    with pytest.raises(ValueError, match="to the epoch's end"):
+        loader(kept, drop_remainder=True).state_dict(batches=len(whole) + 1, workers=2)
     # Resumed in the workers from a state the training process saved after 5 batches.
     direct = [as_numpy(b) for b in loader(kept, drop_remainder=True)]
     run = loader(kept, drop_remainder=True)
@@ -222,6 +234,8 @@ def test_dataloader_workers_hand_out_the_ranks_batches_in_order(kept):
         next(it)
     state = run.state_dict()
     del it
+    # The count gives the same state as the batches themselves.
+    assert loader(kept, drop_remainder=True).state_dict(batches=5) == state
     resumed = loader(kept, drop_remainder=True)
     resumed.load_state_dict(state)
     via = through(resumed)

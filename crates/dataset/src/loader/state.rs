@@ -91,3 +91,74 @@ impl Loader {
         })
     }
 }
+
+impl Loader {
+    /// Where this rank stands after `batches` more of its batches from `position`, handed out
+    /// in turn by `workers` `DataLoader` workers (0: iterated in this process): for a
+    /// training process whose workers iterate copies of the loader and which counts the
+    /// batches it received. Inside the epoch's whole steps that is `batches × world_size ×
+    /// batch_size` records on; all of the epoch's batches is the next epoch's start. A count
+    /// that cannot be continued exactly is refused: one inside a step of the workers' batches
+    /// (not a multiple of `workers`: resumed there, the rest would be cut into other steps),
+    /// one inside the last, uneven batches of an epoch that does not fill its steps
+    /// (`drop_remainder = false`), one past the epoch's end.
+    pub fn position_after(
+        &self,
+        position: Position,
+        batches: u64,
+        workers: usize,
+    ) -> Result<Position> {
+        let config = if workers > 0 {
+            self.config.in_worker(0, workers)?
+        } else {
+            self.config.clone()
+        };
+        let per_turn = workers.max(1) as u64;
+        let records = self.records();
+        let start = position.offset.min(records);
+        let step = (config.batch_size * config.world_size) as u64;
+        let steps = (records - start) / step;
+        let tail = (records - start) % step;
+        let whole = steps * per_turn;
+        let all = whole
+            + if tail > 0 && !config.drop_remainder {
+                per_turn
+            } else {
+                0
+            };
+        let record_per_batch = (self.config.batch_size * self.config.world_size) as u64;
+        if batches == all {
+            return Ok(Position {
+                epoch: position.epoch + 1,
+                offset: 0,
+            });
+        }
+        if batches > all {
+            return Err(Error::Invalid(format!(
+                "{batches} batches on from epoch {} record {start}: this rank has {all} to \
+                 the epoch's end",
+                position.epoch
+            )));
+        }
+        if !batches.is_multiple_of(per_turn) {
+            // Resumed mid-step, the rest would be cut into steps from there, and its last
+            // batches would differ from the uninterrupted run's.
+            return Err(Error::Invalid(format!(
+                "{batches} batches is inside a step of {workers} workers' batches, which \
+                 cannot be continued exactly: save after a multiple of {workers}"
+            )));
+        }
+        if batches > whole {
+            return Err(Error::Invalid(format!(
+                "{batches} batches on from epoch {} record {start} lies inside the epoch's last, \
+                 uneven batches ({whole} whole, {all} in all), which cannot be continued \
+                 exactly: save before them or at the epoch's end",
+                position.epoch
+            )));
+        }
+        Ok(Position {
+            epoch: position.epoch,
+            offset: start + batches * record_per_batch,
+        })
+    }
+}

@@ -132,7 +132,8 @@ class Loader:
     fill a step of ``world_size × N`` batches are dropped or evened out over more ranks. The
     workers iterate copies: call :meth:`set_epoch` before each epoch (or use
     ``persistent_workers=True``); a state loaded before the ``DataLoader`` starts is where the
-    workers begin. A ``Loader`` pickles as its arguments and its state (``spawn`` and
+    workers begin, and ``state_dict(batches=n, workers=N)`` is the state after the ``n``
+    batches the training loop received. A ``Loader`` pickles as its arguments and its state (``spawn`` and
     ``forkserver`` workers).
 
     Records of varying size (``shard(resize="fit"|"keep")``, other writers' records) are made
@@ -196,8 +197,14 @@ class Loader:
     @property
     def files(self) -> list[str]:
         """The shard files read (after ``split``), sorted."""
-    def state_dict(self) -> dict[str, Any]:
-        """Where the loader stands: a small JSON-serialisable dict."""
+    def state_dict(self, batches: Optional[int] = None, workers: int = 0) -> dict[str, Any]:
+        """Where the loader stands: a small JSON-serialisable dict. ``batches=n``: where it
+        stands after ``n`` more of this rank's batches handed out by ``workers``
+        ``DataLoader`` workers (``0``: iterated here) — what a training loop whose workers
+        iterate copies saves mid-epoch, after a multiple of ``workers`` batches (inside a
+        step of the workers' batches, inside an epoch's last, uneven batches
+        (``drop_remainder=False``) or past its end it raises ``ValueError``: those cannot be
+        continued exactly)."""
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continues from a :meth:`state_dict` of the same files and order settings."""
     def set_epoch(self, epoch: int) -> None:

@@ -68,7 +68,8 @@ struct RunState {
 /// In PyTorch `DataLoader(num_workers=N)` workers, worker `w` is rank `w × world_size + rank`
 /// of `world_size × N` (`LoaderConfig::in_worker`): the batches handed out in turn are this
 /// rank's, in their order. The workers iterate copies: `set_epoch` before each epoch, or
-/// `persistent_workers=True`. Pickled as its arguments and its state (`spawn` workers).
+/// `persistent_workers=True`; `state_dict(batches=n, workers=N)` is the state after the `n`
+/// batches the loop received. Pickled as its arguments and its state (`spawn` workers).
 #[pyclass(module = "shardfeed._native", frozen)]
 pub(crate) struct Loader {
     inner: Arc<shardfeed_dataset::loader::Loader>,
@@ -339,11 +340,26 @@ impl Loader {
     }
 
     /// Where the loader stands, as a small JSON-serialisable dict; the same on every rank
-    /// after the same number of batches.
-    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// after the same number of batches. `batches=n`: where it stands after `n` more of this
+    /// rank's batches, handed out by `workers` `DataLoader` workers (0: iterated here) — for
+    /// a training process whose workers iterate copies of the loader.
+    #[pyo3(signature = (batches=None, workers=0))]
+    fn state_dict<'py>(
+        &self,
+        py: Python<'py>,
+        batches: Option<u64>,
+        workers: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (position, size) = {
             let run = lock(&self.state);
             (run.position, run.size)
+        };
+        let position = match batches {
+            Some(n) => self
+                .inner
+                .position_after(position, n, workers)
+                .map_err(|e| to_py(py, e))?,
+            None => position,
         };
         let mut state = self.inner.state(position);
         state.size = size;
@@ -375,7 +391,7 @@ impl Loader {
     /// `spawn` or `forkserver` opens it anew where this one stands.
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let again = py.import("shardfeed")?.getattr("_loader_from")?;
-        let args = (self.given.bind(py).copy()?, self.state_dict(py)?);
+        let args = (self.given.bind(py).copy()?, self.state_dict(py, None, 0)?);
         PyTuple::new(py, [again, args.into_pyobject(py)?.into_any()])
     }
 
