@@ -89,6 +89,13 @@ impl EpochBatches {
         &self.share
     }
 
+    /// Where this epoch's batch pixels go back when their user is done with them
+    /// ([`super::BufferPool::give`]), to be written again by a later batch: where the workers
+    /// write into batch buffers (a transform, deterministic order); `None` otherwise.
+    pub fn buffers(&self) -> Option<&Arc<super::BufferPool>> {
+        self.slabs.as_ref().map(|slabs| slabs.pool())
+    }
+
     /// The position after the batches yielded so far (the same on every rank).
     pub fn position(&self) -> Position {
         if self.yielded >= self.share.batches {

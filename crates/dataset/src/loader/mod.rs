@@ -297,13 +297,6 @@ impl Loader {
         self.counts.iter().sum()
     }
 
-    /// Where a batch's pixels go back when their user is done with them
-    /// ([`BufferPool::give`]), to be written again by a later batch: where the workers write
-    /// into batch buffers (a transform, deterministic order); `None` otherwise.
-    pub fn buffers(&self) -> Option<&Arc<BufferPool>> {
-        (self.config.transform.is_some() && self.config.deterministic).then_some(&self.pool)
-    }
-
     /// The settings.
     pub fn config(&self) -> &LoaderConfig {
         &self.config

@@ -152,6 +152,11 @@ impl Slabs {
         }
     }
 
+    /// Where the buffers come from, and go back to.
+    pub(crate) fn pool(&self) -> &Arc<BufferPool> {
+        &self.pool
+    }
+
     /// Makes the buffers of batches `batches` that are not made yet, in the calling thread:
     /// the consumer makes them ahead of the workers, so they come from its allocator arena,
     /// whose freed batches (numpy's) they reuse, rather than being mapped fresh, page by page,

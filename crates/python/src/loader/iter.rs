@@ -242,13 +242,13 @@ impl LoaderIter {
                         run.totals.batches += 1;
                         run.totals.skipped.extend(batch.skipped.iter().cloned());
                     }
+                    let pool = epoch.buffers().cloned();
                     *lock(&self.current) = Some(epoch);
                     let (n, side) = (batch.len(), batch.side);
                     let shape = match loader.inner.config().layout {
                         Layout::Nhwc => (n, side, side, 3),
                         Layout::Nchw => (n, 3, side, side),
                     };
-                    let pool = loader.runnable(py, self.worker)?.buffers().cloned();
                     let images = batch_array(py, batch.pixels, shape, pool)?;
                     let ids = if loader.return_ids {
                         Some(traced_ids(py, &batch.traced)?)
