@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use shardfeed_cpu_kernels::{Arithmetic, BlockCache, Conv3x3, Isa};
+use shardfeed_cpu_kernels::{Arithmetic, BlockCache, Conv3x3, Isa, MaxPool2x2};
 
 /// As in training: large blocks reused, not page-faulted in again every call.
 #[global_allocator]
@@ -80,6 +80,36 @@ fn peak(isa: Isa) -> Option<f64> {
         let _ = isa;
         None
     }
+}
+
+/// A layer followed by the 2×2 max-pool: the backward pass through both, as the pool's
+/// gradient expanded then the dense backward pass, and as the sparse pass that visits only
+/// the windows' winners; alternating, medians.
+fn pooled(s: Conv3x3, arithmetic: Arithmetic, runs: usize, x: &[f32], w: &[f32], y: &[f32]) {
+    let pool = MaxPool2x2 {
+        planes: s.batch * s.out_channels,
+        height: s.height,
+        width: s.width,
+    };
+    let gp = values(pool.output_len(), 5);
+    let (_, winners) = pool.forward_winners(y);
+    let (mut dense, mut sparse) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let gy = pool.backward(y, &gp);
+        std::hint::black_box(s.backward_relu_on(arithmetic, x, w, y, &gy, true));
+        dense.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        std::hint::black_box(s.backward_relu_pool_on(arithmetic, x, w, &winners, &gp, true));
+        sparse.push(t.elapsed().as_secs_f64());
+    }
+    let (dense, sparse) = (median(dense), median(sparse));
+    println!(
+        "           + max-pool backward: pool's gradient expanded + dense {:7.1} ms, winners only {:7.1} ms ({:.2}x)",
+        dense * 1e3,
+        sparse * 1e3,
+        dense / sparse
+    );
 }
 
 fn main() {
@@ -180,6 +210,9 @@ fn main() {
                 bw * 1e3,
                 share(backward_rate),
             );
+            if matches!(co, 32 | 64 | 128) {
+                pooled(s, isa, runs, &x, &w, &y);
+            }
         }
         println!(
             "{:>8} all five: forward {:.1} ms, backward {:.1} ms",

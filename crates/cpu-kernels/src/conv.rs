@@ -276,12 +276,7 @@ impl Conv3x3 {
             arithmetic.available(),
             "conv3x3: this CPU lacks {arithmetic:?}"
         );
-        let (hw, co, ci, k) = (
-            self.positions(),
-            self.out_channels,
-            self.in_channels,
-            self.patch(),
-        );
+        let (hw, co, ci) = (self.positions(), self.out_channels, self.in_channels);
         let geometry = Padded::new(self.height, self.width);
         // grad_x = w' · col(dy): w' is `ci × co·9`, w'[i, (c, t)] = w[c, i, 8 - t].
         let flipped = input_grad.then(|| {
@@ -296,6 +291,31 @@ impl Conv3x3 {
             x_offsets: geometry.offsets(ci),
             flipped: flipped.as_ref(),
         };
+        self.sum_over_images(input_grad, |image, gx, gw, gb| {
+            let at = |len: usize| image * len..(image + 1) * len;
+            context.image(
+                &x[at(ci * hw)],
+                &y[at(co * hw)],
+                &grad_y[at(co * hw)],
+                gx,
+                gw,
+                gb,
+            );
+        })
+    }
+
+    /// The gradients of a backward pass that `image(n, grad_x, grad_w, grad_b)` computes image
+    /// by image: it writes every element of image `n`'s input gradient into `grad_x` (given
+    /// when `input_grad`) and adds its weight and bias gradients to `grad_w` and `grad_b`
+    /// (in the layout it chooses, [`weight_len`](Self::weight_len) and `out` long). Images
+    /// run in fixed groups on rayon's pool, each group's sums in image order, the groups'
+    /// then added in order: the result does not depend on the number of threads.
+    pub(crate) fn sum_over_images(
+        &self,
+        input_grad: bool,
+        image: impl Fn(usize, Option<&mut [MaybeUninit<f32>]>, &mut [f32], &mut [f32]) + Sync,
+    ) -> ConvGrads {
+        let (hw, ci, co) = (self.positions(), self.in_channels, self.out_channels);
         let mut grad_x = input_grad.then(|| uninit_vec(self.input_len()));
         let groups = self.batch.clamp(1, MAX_GROUPS);
         // Group g holds images [g·batch/groups, (g+1)·batch/groups).
@@ -317,18 +337,11 @@ impl Conv3x3 {
             .map(|(g, mut gx_group)| {
                 let mut gw = vec![0.0; self.weight_len()];
                 let mut gb = vec![0.0; co];
-                for (i, image) in (bounds[g]..bounds[g + 1]).enumerate() {
+                for (i, n) in (bounds[g]..bounds[g + 1]).enumerate() {
                     let gx = gx_group
                         .as_deref_mut()
                         .map(|gx| &mut gx[i * ci * hw..][..ci * hw]);
-                    context.image(
-                        &x[image * ci * hw..][..ci * hw],
-                        &y[image * co * hw..][..co * hw],
-                        &grad_y[image * co * hw..][..co * hw],
-                        gx,
-                        &mut gw,
-                        &mut gb,
-                    );
+                    image(n, gx, &mut gw, &mut gb);
                 }
                 (gw, gb)
             })
@@ -343,10 +356,8 @@ impl Conv3x3 {
             weight = vec![0.0; self.weight_len()];
             bias = vec![0.0; co];
         }
-        debug_assert_eq!(weight.len(), k * co);
         ConvGrads {
-            // SAFETY: every image's part was written by `Backward::image`: the groups cover
-            // all images.
+            // SAFETY: every image's part was written by `image`: the groups cover all images.
             input: grad_x.map(|buffer| unsafe { assume_vec_written(buffer) }),
             weight,
             bias,

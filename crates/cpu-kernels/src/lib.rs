@@ -3,7 +3,10 @@
 //! [`Conv3x3`] is the network's convolution (3×3, stride 1, `same` padding, NCHW) with its
 //! bias and ReLU fused, forward and backward, as implicit GEMM (register-tiled kernels that
 //! read the zero-padded image itself, no im2col matrix) over both cores, on the best
-//! instruction set the CPU has ([`Isa`]: AVX-512, AVX2 + FMA or portable); [`MaxPool2x2`] is its 2×2 max-pool. `shardfeed-model` plugs these kernels into burn as
+//! instruction set the CPU has ([`Isa`]: AVX-512, AVX2 + FMA or portable); [`MaxPool2x2`] is its 2×2 max-pool, and
+//! [`Conv3x3::backward_relu_pool_on`] the backward pass of a convolution and the pool after
+//! it together, from the pool's [`Winners`] alone, visiting only the positions each window's
+//! gradient goes to. `shardfeed-model` plugs these kernels into burn as
 //! a custom operation; this crate knows nothing of burn. [`BlockCache`] is the global
 //! allocator that keeps large tensors' memory from being page-faulted in again every step.
 //!
@@ -27,6 +30,7 @@ mod implicit;
 mod isa;
 mod lanes;
 mod pool;
+mod pooled;
 mod products;
 mod scratch;
 mod simd;
@@ -35,5 +39,5 @@ mod uninit;
 pub use alloc::BlockCache;
 pub use conv::{Conv3x3, ConvGrads};
 pub use isa::Isa;
-pub use pool::MaxPool2x2;
+pub use pool::{MaxPool2x2, Winners};
 pub use products::Arithmetic;

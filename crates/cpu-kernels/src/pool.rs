@@ -22,6 +22,28 @@ pub struct MaxPool2x2 {
     pub width: usize,
 }
 
+/// For each output of a 2×2 max-pool whose input is a ReLU's output, which input of its
+/// window the gradient goes to — 0–3 in row-major order, the first largest — or that none
+/// does, the largest not being positive (the ReLU's gradient is 0 there). Made by
+/// [`MaxPool2x2::forward_winners`], one byte per output, for
+/// [`Conv3x3::backward_relu_pool_on`](crate::Conv3x3::backward_relu_pool_on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Winners {
+    pub(crate) codes: Vec<u8>,
+}
+
+impl Winners {
+    /// Outputs of the pool it describes.
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// Whether it describes no output.
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+}
+
 /// Planes handled per parallel task.
 const PLANES_PER_TASK: usize = 8;
 
@@ -47,6 +69,15 @@ impl MaxPool2x2 {
     /// # Panics
     /// When `x` does not have [`input_len`](Self::input_len) values.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        self.forward_winners(x).0
+    }
+
+    /// The pooled values, and for each which input of its window won ([`Winners`]): all the
+    /// backward pass of a ReLU + pool needs, instead of the ReLU's output.
+    ///
+    /// # Panics
+    /// When `x` does not have [`input_len`](Self::input_len) values.
+    pub fn forward_winners(&self, x: &[f32]) -> (Vec<f32>, Winners) {
         assert_eq!(
             x.len(),
             self.input_len(),
@@ -54,24 +85,36 @@ impl MaxPool2x2 {
         );
         let (oh, ow) = self.output_size();
         let plane_in = self.height * self.width;
+        let mut codes = vec![0u8; self.output_len()];
         let fill = |y: &mut [MaybeUninit<f32>]| {
             if y.is_empty() {
                 return;
             }
-            y.par_chunks_mut(oh * ow * PLANES_PER_TASK)
+            let plane_out = oh * ow;
+            y.par_chunks_mut(plane_out * PLANES_PER_TASK)
+                .zip(codes.par_chunks_mut(plane_out * PLANES_PER_TASK))
                 .zip(x.par_chunks(plane_in * PLANES_PER_TASK))
-                .for_each(|(y_planes, x_planes)| {
-                    for (out, plane) in y_planes.chunks_mut(oh * ow).zip(x_planes.chunks(plane_in))
-                    {
+                .for_each(|((y_planes, code_planes), x_planes)| {
+                    let planes = y_planes
+                        .chunks_mut(plane_out)
+                        .zip(code_planes.chunks_mut(plane_out))
+                        .zip(x_planes.chunks(plane_in));
+                    for ((out, codes), plane) in planes {
                         for oy in 0..oh {
                             let (top, bottom) = plane[2 * oy * self.width..].split_at(self.width);
-                            simd::pool_row(top, bottom, &mut out[oy * ow..][..ow]);
+                            simd::pool_row_winners(
+                                top,
+                                bottom,
+                                &mut out[oy * ow..][..ow],
+                                &mut codes[oy * ow..][..ow],
+                            );
                         }
                     }
                 });
         };
         // SAFETY: the chunks cover every plane and every (row, column) of each is written.
-        unsafe { vec_written_by(self.output_len(), fill) }
+        let pooled = unsafe { vec_written_by(self.output_len(), fill) };
+        (pooled, Winners { codes })
     }
 
     /// The input's gradient given the input `x` and the output's gradient `grad_y`.

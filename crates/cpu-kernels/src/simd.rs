@@ -87,26 +87,7 @@ fn relu_grad_lanes(dy: &mut [f32], out: &[f32], grad: &[f32]) -> [f32; LANES] {
     lanes
 }
 
-/// One output row of a 2×2 max-pool: `out[x]` is the first largest of `top[2x]`,
-/// `top[2x + 1]`, `bottom[2x]`, `bottom[2x + 1]` (candidates in that order; a later one wins
-/// only when strictly larger).
-pub(crate) fn pool_row(top: &[f32], bottom: &[f32], out: &mut [MaybeUninit<f32>]) {
-    let n = out.len();
-    assert!(top.len() >= 2 * n && bottom.len() >= 2 * n);
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
-        // SAFETY: the CPU has AVX-512F; the rows hold `2n` values each.
-        done = unsafe { avx512::pool_row(top, bottom, out) };
-    }
-    for x in done..n {
-        let m = max(top[2 * x + 1], top[2 * x]);
-        let m = max(bottom[2 * x], m);
-        out[x].write(max(bottom[2 * x + 1], m));
-    }
-}
-
-/// The gradient of [`pool_row`] for one output row: each `grad[x]` goes to the input that
+/// The gradient of [`pool_row_winners`]' maxima for one output row: each `grad[x]` goes to the input that
 /// won its window, the other three get 0; every one of the `2n` values of `grad_top` and
 /// `grad_bottom` is written.
 pub(crate) fn pool_row_backward(
@@ -126,20 +107,64 @@ pub(crate) fn pool_row_backward(
         done = unsafe { avx512::pool_row_backward(top, bottom, grad, grad_top, grad_bottom) };
     }
     for x in done..n {
-        let (a, b, c, d) = (top[2 * x], top[2 * x + 1], bottom[2 * x], bottom[2 * x + 1]);
-        let m1 = max(b, a);
-        let m2 = max(c, m1);
-        // Which candidate won: the last whose comparison with the running max was true.
-        let win_d = d > m2;
-        let win_c = !win_d && c > m1;
-        let win_b = !win_d && !win_c && b > a;
-        let win_a = !(win_b || win_c || win_d);
+        let won = window_winner(top[2 * x], top[2 * x + 1], bottom[2 * x], bottom[2 * x + 1]);
         let g = grad[x];
-        let pick = |won: bool| if won { g } else { 0.0 };
-        grad_top[2 * x].write(pick(win_a));
-        grad_top[2 * x + 1].write(pick(win_b));
-        grad_bottom[2 * x].write(pick(win_c));
-        grad_bottom[2 * x + 1].write(pick(win_d));
+        let pick = |i: usize| if won == i { g } else { 0.0 };
+        grad_top[2 * x].write(pick(0));
+        grad_top[2 * x + 1].write(pick(1));
+        grad_bottom[2 * x].write(pick(2));
+        grad_bottom[2 * x + 1].write(pick(3));
+    }
+}
+
+/// Which input of a 2×2 window (`a b` over `c d`) [`pool_row_winners`]' maximum came from, and so
+/// which one its gradient goes to: 0–3 in row-major order, the first of equal ones (the
+/// last candidate whose comparison with the running max was true).
+#[inline(always)]
+pub(crate) fn window_winner(a: f32, b: f32, c: f32, d: f32) -> usize {
+    let m1 = max(b, a);
+    let m2 = max(c, m1);
+    if d > m2 {
+        3
+    } else if c > m1 {
+        2
+    } else {
+        usize::from(b > a)
+    }
+}
+
+/// The code [`pool_row_winners`] writes for a window whose gradient the ReLU before the pool
+/// stops: its largest input is not positive.
+pub(crate) const NO_WINNER: u8 = 4;
+
+/// One output row of a 2×2 max-pool: `out[x]` is the first largest of `top[2x]`,
+/// `top[2x + 1]`, `bottom[2x]`, `bottom[2x + 1]` (candidates in that order; a later one wins
+/// only when strictly larger); `codes[x]` which of them that is ([`window_winner`]'s 0–3), or
+/// [`NO_WINNER`] when it is not positive (a ReLU output of 0).
+pub(crate) fn pool_row_winners(
+    top: &[f32],
+    bottom: &[f32],
+    out: &mut [MaybeUninit<f32>],
+    codes: &mut [u8],
+) {
+    let n = out.len();
+    assert!(top.len() >= 2 * n && bottom.len() >= 2 * n && codes.len() == n);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512F; the rows hold `2n` values each, `codes` `n`.
+        done = unsafe { avx512::pool_row_winners(top, bottom, out, codes) };
+    }
+    for x in done..n {
+        let window = [top[2 * x], top[2 * x + 1], bottom[2 * x], bottom[2 * x + 1]];
+        let m = max(window[3], max(window[2], max(window[1], window[0])));
+        out[x].write(m);
+        let won = window_winner(window[0], window[1], window[2], window[3]);
+        codes[x] = if window[won] > 0.0 {
+            won as u8
+        } else {
+            NO_WINNER
+        };
     }
 }
 
@@ -246,24 +271,49 @@ mod avx512 {
         }
     }
 
-    /// The first `16·⌊n/16⌋` outputs of [`super::pool_row`]; returns how many.
+    /// The first `16·⌊n/16⌋` outputs of [`super::pool_row_winners`]; returns how many.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F; `top` and `bottom` must hold `2·out.len()` values.
+    /// The CPU must have AVX-512F; `top` and `bottom` must hold `2·out.len()` values,
+    /// `codes` `out.len()`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn pool_row(
+    pub(super) unsafe fn pool_row_winners(
         top: &[f32],
         bottom: &[f32],
         out: &mut [MaybeUninit<f32>],
+        codes: &mut [u8],
     ) -> usize {
         let whole = out.len() / 16 * 16;
         for x in (0..whole).step_by(16) {
-            // SAFETY: `2x + 32 <= 2·whole` values in each row, `x + 16 <= whole` outputs.
+            // SAFETY: `2x + 32 <= 2·whole` values in each row, `x + 16 <= whole` outputs
+            // and codes.
             unsafe {
                 let (a, b) = pairs(top, x);
                 let (c, d) = pairs(bottom, x);
-                let m = _mm512_max_ps(d, _mm512_max_ps(c, _mm512_max_ps(b, a)));
+                let m1 = _mm512_max_ps(b, a);
+                let m2 = _mm512_max_ps(c, m1);
+                let m = _mm512_max_ps(d, m2);
                 _mm512_storeu_ps(out.as_mut_ptr().cast::<f32>().add(x), m);
+                // `window_winner`, lane by lane: the last comparison that holds wins.
+                let win_b = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a);
+                let win_c = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(c, m1);
+                let win_d = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d, m2);
+                let value = _mm512_mask_blend_ps(
+                    win_d,
+                    _mm512_mask_blend_ps(win_c, _mm512_mask_blend_ps(win_b, a, b), c),
+                    d,
+                );
+                let code = _mm512_maskz_mov_epi32(win_b, _mm512_set1_epi32(1));
+                let code = _mm512_mask_mov_epi32(code, win_c, _mm512_set1_epi32(2));
+                let code = _mm512_mask_mov_epi32(code, win_d, _mm512_set1_epi32(3));
+                let stopped = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(value, _mm512_setzero_ps())
+                    | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(value, value);
+                let code = _mm512_mask_mov_epi32(
+                    code,
+                    stopped,
+                    _mm512_set1_epi32(i32::from(super::NO_WINNER)),
+                );
+                _mm_storeu_si128(codes.as_mut_ptr().add(x).cast(), _mm512_cvtepi32_epi8(code));
             }
         }
         whole
@@ -283,7 +333,7 @@ mod avx512 {
     ) -> usize {
         let whole = grad.len() / 16 * 16;
         for x in (0..whole).step_by(16) {
-            // SAFETY: as in `pool_row`.
+            // SAFETY: as in `pool_row_winners`.
             unsafe {
                 let (a, b) = pairs(top, x);
                 let (c, d) = pairs(bottom, x);
@@ -385,7 +435,8 @@ mod tests {
                 v.into_iter().map(|v| unsafe { v.assume_init() }).collect()
             };
             let mut out = vec![MaybeUninit::new(9.0); len];
-            pool_row(&top, &bottom, &mut out);
+            let mut codes = vec![9; len];
+            pool_row_winners(&top, &bottom, &mut out, &mut codes);
             let out = written(out);
             let mut grad_top = vec![MaybeUninit::new(9.0); 2 * len];
             let mut grad_bottom = vec![MaybeUninit::new(9.0); 2 * len];
@@ -401,6 +452,15 @@ mod tests {
                     }
                 }
                 assert_eq!(out[i].to_bits(), window[best].to_bits(), "pool, len {len}");
+                let code = if window[best] > 0.0 {
+                    best as u8
+                } else {
+                    NO_WINNER
+                };
+                assert_eq!(
+                    codes[i], code,
+                    "pool_row_winners' code, len {len}, {window:?}"
+                );
                 let grads = [
                     grad_top[2 * i],
                     grad_top[2 * i + 1],

@@ -8,6 +8,7 @@
 //! `relu` and `MaxPool2d`. [`set_enabled`] (or the environment variable
 //! `SHARDFEED_STOCK_CPU=1`) turns the fast path off to compare with burn-flex's own kernels.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -24,7 +25,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
-use shardfeed_cpu_kernels::{Arithmetic, Conv3x3, Isa, MaxPool2x2};
+use shardfeed_cpu_kernels::{Arithmetic, Conv3x3, ConvGrads, Isa, MaxPool2x2, Winners};
 
 /// Custom operations of the fast CPU path.
 #[backend_extension(Flex, Autodiff)]
@@ -38,6 +39,15 @@ pub trait FastCpu: Backend {
 
     /// 2×2 max-pooling, stride 2, no padding, NCHW.
     fn max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `max_pool2x2(relu(conv2d(x, w, b)))`: [`FastCpu::conv3x3_relu`] then
+    /// [`FastCpu::max_pool2x2`], whose backward pass visits only the positions each window's
+    /// gradient goes to.
+    fn conv3x3_relu_pool(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 const UNSET: u8 = 0;
@@ -165,6 +175,30 @@ pub fn conv3x3_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// `pool(relu(conv(x)))` for one of the model's 3×3 `same` convolutions followed by its 2×2
+/// max-pool: the fused fast kernels on the CPU, burn's own ops elsewhere.
+pub fn conv3x3_relu_pool(conv: &Conv2d, pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let bias = conv.bias.as_ref().map(|bias| bias.val());
+    match bias {
+        Some(bias) if runs_fast(&x.device()) => fast_conv3x3_relu_pool(x, conv.weight.val(), bias),
+        _ => pool.forward(relu(conv.forward(x))),
+    }
+}
+
+/// The fused fast kernels themselves, whatever [`enabled`] says: `max_pool2x2(relu(conv2d(x,
+/// w, b)))`, shapes as [`fast_conv3x3_relu`]'s.
+///
+/// # Panics
+/// On a device other than burn-flex, or when the shapes do not fit.
+pub fn fast_conv3x3_relu_pool(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>) -> Tensor<4> {
+    let out = <Dispatch as FastCpu>::conv3x3_relu_pool(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        b.into_dispatch(),
+    );
+    Tensor::from_dispatch(out)
+}
+
 /// A 2×2, stride 2 max-pool: the fast kernel on the CPU, burn's `MaxPool2d` elsewhere.
 pub fn max_pool2x2(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     if runs_fast(&x.device()) {
@@ -256,6 +290,29 @@ impl FastCpu for Flex {
         let (oh, ow) = pool.output_size();
         flex_tensor(y, vec![dims[0], dims[1], oh, ow])
     }
+
+    fn conv3x3_relu_pool(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
+        conv_relu_pool(&x, &w, &b).0
+    }
+}
+
+/// [`FastCpu::conv3x3_relu_pool`] on flex, and the pool's winners for the backward pass.
+fn conv_relu_pool(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> (FlexTensor, Winners) {
+    let shape = conv_shape(x, w);
+    let (pooled, winners) = with_values(x, "input", |x| {
+        with_values(w, "weight", |w| {
+            with_values(b, "bias", |b| {
+                shape.forward_relu_pool_on(precision().arithmetic(), x, w, b)
+            })
+        })
+    });
+    let dims = vec![
+        shape.batch,
+        shape.out_channels,
+        shape.height / 2,
+        shape.width / 2,
+    ];
+    (flex_tensor(pooled, dims), winners)
 }
 
 /// The pooling kernel's shape and the input's dimensions.
@@ -338,20 +395,75 @@ impl Backward<Flex, 3> for Conv3x3ReluBackward {
                 })
             })
         });
-        if let (Some(node), Some(grad)) = (node_x, computed.input) {
-            let dims = vec![shape.batch, shape.in_channels, shape.height, shape.width];
-            grads.register::<Flex>(node.id, flex_tensor(grad, dims));
-        }
-        if let Some(node) = node_w {
-            let dims = vec![shape.out_channels, shape.in_channels, 3, 3];
-            grads.register::<Flex>(node.id, flex_tensor(computed.weight, dims));
-        }
-        if let Some(node) = node_b {
-            grads.register::<Flex>(
-                node.id,
-                flex_tensor(computed.bias, vec![shape.out_channels]),
-            );
-        }
+        register(
+            shape,
+            computed,
+            [node_x, node_w, node_b].map(|n| n.map(|n| n.id)),
+            grads,
+        );
+    }
+}
+
+/// The backward step of [`FastCpu::conv3x3_relu_pool`] under autodiff.
+#[derive(Debug)]
+struct Conv3x3ReluPoolBackward;
+
+impl Backward<Flex, 3> for Conv3x3ReluPoolBackward {
+    /// The input's and the weight's node, and the pool's winners.
+    type State = (NodeId, NodeId, Arc<Winners>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad_p = grads.consume::<Flex>(&ops.node);
+        let (x_state, w_state, winners) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
+        let w: FlexTensor = checkpointer.retrieve_node_output(w_state);
+        let shape = conv_shape(&x, &w);
+        let computed = with_values(&x, "input", |x| {
+            with_values(&w, "weight", |w| {
+                with_values(&grad_p, "gradient", |g| {
+                    shape.backward_relu_pool_on(
+                        precision().arithmetic(),
+                        x,
+                        w,
+                        &winners,
+                        g,
+                        node_x.is_some(),
+                    )
+                })
+            })
+        });
+        register(
+            shape,
+            computed,
+            [node_x, node_w, node_b].map(|n| n.map(|n| n.id)),
+            grads,
+        );
+    }
+}
+
+/// Registers a convolution's gradients with the parents (input, weight, bias) that take them.
+fn register(
+    shape: Conv3x3,
+    computed: ConvGrads,
+    [node_x, node_w, node_b]: [Option<NodeId>; 3],
+    grads: &mut Gradients,
+) {
+    if let (Some(node), Some(grad)) = (node_x, computed.input) {
+        let dims = vec![shape.batch, shape.in_channels, shape.height, shape.width];
+        grads.register::<Flex>(node, flex_tensor(grad, dims));
+    }
+    if let Some(node) = node_w {
+        let dims = vec![shape.out_channels, shape.in_channels, 3, 3];
+        grads.register::<Flex>(node, flex_tensor(computed.weight, dims));
+    }
+    if let Some(node) = node_b {
+        grads.register::<Flex>(node, flex_tensor(computed.bias, vec![shape.out_channels]));
     }
 }
 
@@ -392,6 +504,34 @@ impl<C: CheckpointStrategy> FastCpu for Autodiff<Flex, C> {
                 prep.finish(x_state, Flex::max_pool2x2(x.into_primitive()))
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::max_pool2x2(x.into_primitive())),
+        }
+    }
+
+    fn conv3x3_relu_pool(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match Conv3x3ReluPoolBackward
+            .prepare::<C>([x.node(), w.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let w_state = prep.checkpoint(&w);
+                let (pooled, winners) = conv_relu_pool(
+                    &x.into_primitive(),
+                    &w.into_primitive(),
+                    &b.into_primitive(),
+                );
+                prep.finish((x_state, w_state, Arc::new(winners)), pooled)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::conv3x3_relu_pool(
+                x.into_primitive(),
+                w.into_primitive(),
+                b.into_primitive(),
+            )),
         }
     }
 }

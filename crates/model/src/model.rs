@@ -10,7 +10,7 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxP
 use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
-use crate::fast::{conv3x3_relu, max_pool2x2};
+use crate::fast::{conv3x3_relu, conv3x3_relu_pool};
 
 /// The CNN. Input: `[batch, 3, height, width]` in [0, 1]; output: logits `[batch, outputs]`.
 #[derive(Module, Debug)]
@@ -99,12 +99,9 @@ impl Cnn {
     /// Logits for a batch of NCHW images.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = conv3x3_relu(&self.conv16, images);
-        let x = conv3x3_relu(&self.conv32, x);
-        let x = max_pool2x2(&self.pool1, x);
-        let x = conv3x3_relu(&self.conv64, x);
-        let x = max_pool2x2(&self.pool2, x);
-        let x = conv3x3_relu(&self.conv128, x);
-        let x = max_pool2x2(&self.pool3, x);
+        let x = conv3x3_relu_pool(&self.conv32, &self.pool1, x);
+        let x = conv3x3_relu_pool(&self.conv64, &self.pool2, x);
+        let x = conv3x3_relu_pool(&self.conv128, &self.pool3, x);
         let x = conv3x3_relu(&self.conv256, x);
         let x = self.global_pool.forward(x); // [batch, 256, 1, 1]
         let x: Tensor<2> = x.flatten(1, 3);

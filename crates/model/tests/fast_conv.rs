@@ -9,7 +9,9 @@ use burn::nn::pool::MaxPool2dConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::relu;
-use shardfeed_model::fast::{fast_conv3x3_relu, fast_max_pool2x2, runs_fast};
+use shardfeed_model::fast::{
+    fast_conv3x3_relu, fast_conv3x3_relu_pool, fast_max_pool2x2, runs_fast,
+};
 
 /// burn's random numbers come from one generator per backend, shared by the tests running in
 /// parallel: each test holds this while it seeds and draws, so its inputs are the seed's and
@@ -33,7 +35,47 @@ fn flat<const D: usize>(t: Tensor<D>) -> Tensor<4> {
     t.reshape([1, 1, 1, n])
 }
 
+/// Where a window's largest ReLU output lies within `margin` of 0 or of the next largest (the
+/// two paths, summing in other orders, may pick another input there — both right), 0; 1
+/// elsewhere: `[batch, channels, height / 2, width / 2]`.
+fn decided_windows(pre_activation: Tensor<4>, margin: f32) -> Tensor<4> {
+    let [n, c, h, w] = pre_activation.dims();
+    let values = pre_activation.into_data().try_to_vec::<f32>().unwrap();
+    let (oh, ow) = (h / 2, w / 2);
+    let mut mask = Vec::with_capacity(n * c * oh * ow);
+    for plane in values.chunks(h * w) {
+        for wy in 0..oh {
+            for wx in 0..ow {
+                let mut window: Vec<f32> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                    .iter()
+                    .map(|(dy, dx)| plane[(2 * wy + dy) * w + 2 * wx + dx].max(0.0))
+                    .collect();
+                window.sort_by(|a, b| b.total_cmp(a));
+                let clear = window[0] - window[1] > margin && window[0] > margin;
+                mask.push(if clear { 1.0 } else { 0.0 });
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(mask, [n, c, oh, ow]), &Device::flex())
+}
+
 fn compare(batch: usize, cin: usize, cout: usize, height: usize, width: usize, seed: u64) {
+    compare_op(batch, cin, cout, height, width, seed, false);
+    if height >= 2 && width >= 2 {
+        compare_op(batch, cin, cout, height, width, seed, true);
+    }
+}
+
+/// The fast convolution + ReLU (`pooled`: + 2×2 max-pool, fused) against burn's own ops.
+fn compare_op(
+    batch: usize,
+    cin: usize,
+    cout: usize,
+    height: usize,
+    width: usize,
+    seed: u64,
+    pooled: bool,
+) {
     let device = Device::flex().autodiff();
     let draws = seeded();
     device.seed(seed);
@@ -45,29 +87,38 @@ fn compare(batch: usize, cin: usize, cout: usize, height: usize, width: usize, s
         Distribution::Uniform(-1.0, 1.0),
         &device,
     );
+    let (oh, ow) = if pooled {
+        (height / 2, width / 2)
+    } else {
+        (height, width)
+    };
     let upstream = Tensor::<4>::random(
-        [batch, cout, height, width],
+        [batch, cout, oh, ow],
         Distribution::Uniform(-1.0, 1.0),
         &device,
     );
     drop(draws);
+    let pool = MaxPool2dConfig::new([2, 2]).init();
     // ReLU has no derivative at 0: where a pre-activation lies within rounding of it, the two
     // paths (which sum in different orders, burn's depending on its threads' schedule) may
     // land on either side and route the gradient differently — both right. No gradient flows
     // from those outputs, so the comparison is of what is defined.
     let pre_activation = conv.forward(x.clone().detach()).detach();
-    let upstream = upstream.mask_fill(pre_activation.abs().lower_elem(1e-4), 0.0);
+    let upstream = if pooled {
+        let decided = decided_windows(pre_activation.inner(), 1e-4);
+        upstream.mask_fill(Tensor::from_inner(decided).lower_elem(0.5), 0.0)
+    } else {
+        upstream.mask_fill(pre_activation.abs().lower_elem(1e-4), 0.0)
+    };
 
     let run = |fast: bool| {
         let x = x.clone().detach().require_grad();
-        let y = if fast {
-            fast_conv3x3_relu(
-                x.clone(),
-                conv.weight.val(),
-                conv.bias.as_ref().unwrap().val(),
-            )
-        } else {
-            relu(conv.forward(x.clone()))
+        let (w, b) = (conv.weight.val(), conv.bias.as_ref().unwrap().val());
+        let y = match (fast, pooled) {
+            (true, false) => fast_conv3x3_relu(x.clone(), w, b),
+            (true, true) => fast_conv3x3_relu_pool(x.clone(), w, b),
+            (false, false) => relu(conv.forward(x.clone())),
+            (false, true) => pool.forward(relu(conv.forward(x.clone()))),
         };
         let grads = (y.clone() * upstream.clone()).sum().backward();
         (
@@ -79,7 +130,7 @@ fn compare(batch: usize, cin: usize, cout: usize, height: usize, width: usize, s
     };
     let (y, gx, gw, gb) = run(true);
     let (y_ref, gx_ref, gw_ref, gb_ref) = run(false);
-    let what = format!("batch {batch}, {cin} → {cout} channels, {height}×{width}");
+    let what = format!("batch {batch}, {cin} → {cout} channels, {height}×{width}, pooled {pooled}");
     // f32 sums of up to 64·9 (forward) and 8·33·33 (weight gradient) products in another
     // order than burn's: relative error 1e-5 of the largest value.
     for (name, err) in [
