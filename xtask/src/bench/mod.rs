@@ -52,6 +52,11 @@ pub struct Args {
     /// Do not write docs/BENCHMARKS.md.
     #[arg(long)]
     no_write: bool,
+    /// `train`: alternating pairs of whole 2-epoch runs (validation included), `shardfeed
+    /// train` against Keras's `train.py --mode run` on the same shards, in f32 and (where the
+    /// CPU has AVX512-BF16) bf16 against `mixed_bfloat16`: about 8 minutes a pair.
+    #[arg(long, default_value_t = 0)]
+    wall_pairs: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

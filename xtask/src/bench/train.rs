@@ -57,6 +57,11 @@ pub(super) fn train(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         });
     }
     pairs(args, &shards, ours["bf16"].is_object(), rows)?;
+    if args.wall_pairs > 0 {
+        wall_pairs(args, &binary, &shards, ours["bf16"].is_object(), rows)?;
+    } else {
+        eprintln!("2-epoch runs against Keras NOT MEASURED (pass --wall-pairs N)");
+    }
     let our_latency = Figure::from_json(&ours["fast"], "predict_ms", args.runs);
     let latency = match keras_predict_latency() {
         Ok(latency) => Some(latency),
@@ -218,6 +223,106 @@ fn pairs(args: &Args, shards: &Path, bf16: bool, rows: &mut Vec<Row>) -> anyhow:
             baseline,
             theirs: Some(Figure::of(std::mem::take(&mut theirs[i]))),
             lower_is_better: false,
+            pair_ratios: Some(Figure::of(std::mem::take(&mut ratios[i]))),
+        });
+    }
+    Ok(())
+}
+
+/// Alternating pairs of whole runs, `--wall-pairs` of them: `shardfeed train --epochs 2`
+/// (f32, then bf16 where the CPU has it) and Keras's `train.py --mode run --epochs 2`
+/// (float32, then `mixed_bfloat16`) on the same shards, wall time from start to exit:
+/// start-up, input pipeline, both epochs and their validation.
+fn wall_pairs(
+    args: &Args,
+    binary: &Path,
+    shards: &Path,
+    bf16: bool,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let cpu = format!(
+        "{}; {}",
+        crate::report::machine(),
+        crate::report::simd_flags()
+    );
+    let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
+    let script = baseline_script("train.py")?;
+    let out = util::root().join("target/bench-data/wall-run");
+    let timed = |command: &mut Command| -> anyhow::Result<f64> {
+        let start = std::time::Instant::now();
+        let output = command.output()?;
+        if !output.status.success() {
+            bail!(
+                "{command:?} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let modes = [("f32", None), ("bf16", Some("mixed_bfloat16"))];
+    let modes = &modes[..if bf16 { 2 } else { 1 }];
+    let (mut ours, mut theirs, mut ratios) = (
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+        [Vec::new(), Vec::new()],
+    );
+    for pair in 1..=args.wall_pairs {
+        for (i, &(precision, policy)) in modes.iter().enumerate() {
+            let our_s = timed(
+                Command::new(binary)
+                    .arg("train")
+                    .arg(shards)
+                    .args(["--epochs", "2", "--precision", precision, "--quiet", "--overwrite"])
+                    .arg("--out")
+                    .arg(&out),
+            )?;
+            let mut keras = Command::new(&python);
+            if let Some(policy) = policy {
+                keras
+                    .arg(util::root().join("scripts/keras_policy.py"))
+                    .arg(policy);
+            }
+            let keras_s = timed(
+                keras
+                    .arg(&script)
+                    .arg("--shards")
+                    .arg(shards)
+                    .args(["--mode", "run", "--epochs", "2", "--verbose", "0"])
+                    .env("TF_CPP_MIN_LOG_LEVEL", "3"),
+            )?;
+            println!(
+                "2-epoch pair {pair} ({cpu}): ours {precision} {our_s:.1} s vs keras {} {keras_s:.1} s: {:.2}x",
+                policy.unwrap_or("float32"),
+                keras_s / our_s
+            );
+            ours[i].push(our_s);
+            theirs[i].push(keras_s);
+            ratios[i].push(keras_s / our_s);
+        }
+    }
+    let names = [
+        (
+            "2 epochs with validation, wall: `shardfeed train`, f32, alternating pairs",
+            "Keras `train.py --mode run --epochs 2`, float32, same shards, same pairs",
+        ),
+        (
+            "2 epochs with validation, wall: `shardfeed train --precision bf16`, alternating pairs",
+            "Keras `train.py --mode run --epochs 2` under `mixed_bfloat16`, same shards, same pairs",
+        ),
+    ];
+    for (i, (name, baseline)) in names.into_iter().enumerate() {
+        if ours[i].is_empty() {
+            continue;
+        }
+        rows.push(Row {
+            stage: "train",
+            name: name.to_owned(),
+            unit: "s",
+            ours: Figure::of(std::mem::take(&mut ours[i])),
+            baseline,
+            theirs: Some(Figure::of(std::mem::take(&mut theirs[i]))),
+            lower_is_better: true,
             pair_ratios: Some(Figure::of(std::mem::take(&mut ratios[i]))),
         });
     }
