@@ -54,6 +54,12 @@ pub(crate) fn to_bf16(x: f32) -> u16 {
     (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16
 }
 
+/// `x` rounded to bfloat16 ([`to_bf16`]) and back: the value the instruction multiplies.
+#[inline(always)]
+pub(crate) fn round(x: f32) -> f32 {
+    from_bf16(to_bf16(x))
+}
+
 /// The `f32` a bfloat16 stands for.
 #[inline(always)]
 pub(crate) fn from_bf16(h: u16) -> f32 {

@@ -29,6 +29,7 @@ mod conv;
 mod implicit;
 mod isa;
 mod lanes;
+mod layout;
 mod pool;
 mod pooled;
 mod products;

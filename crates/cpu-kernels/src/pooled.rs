@@ -26,12 +26,13 @@
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
-use crate::bf16::{from_bf16, to_bf16};
+use crate::bf16;
 use crate::conv::{Conv3x3, ConvGrads};
 use crate::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use crate::lanes::{Avx2, Avx512};
 use crate::lanes::{Lanes, Portable};
+use crate::layout;
 use crate::pool::{MaxPool2x2, Winners};
 use crate::products::Arithmetic;
 use crate::scratch::with_scratch;
@@ -189,7 +190,7 @@ impl Conv3x3 {
 /// `v` rounded to bf16 when `bf16`, as the instruction rounds its operands.
 #[inline(always)]
 fn round(bf16: bool, v: f32) -> f32 {
-    if bf16 { from_bf16(to_bf16(v)) } else { v }
+    if bf16 { bf16::round(v) } else { v }
 }
 
 /// One image's slices.
@@ -242,9 +243,13 @@ impl Sparse {
         }
     }
 
-    /// Floats of one channels-last padded image.
-    fn padded_len(&self) -> usize {
-        (self.shape.height + 2) * (self.shape.width + 2) * self.shape.in_channels
+    /// One input image, for its channels-last copies.
+    fn layout(&self) -> layout::Image {
+        layout::Image {
+            channels: self.shape.in_channels,
+            height: self.shape.height,
+            width: self.shape.width,
+        }
     }
 
     /// Adds one image's weight gradient (as `[out, ky, kx, in]`) and bias gradient to `gw`
@@ -258,7 +263,7 @@ impl Sparse {
         gb: &mut [f32],
     ) {
         // Each buffer starts on a cache line: a vector never straddles two.
-        let len = self.padded_len().next_multiple_of(16);
+        let len = self.layout().padded_len().next_multiple_of(16);
         let scratch = if gx.is_some() { 2 * len } else { len };
         let mut kept = KEPT.with(|slot| std::mem::take(&mut *slot.borrow_mut()));
         with_scratch(scratch + 16, |scratch| {
@@ -270,7 +275,8 @@ impl Sparse {
                 kept: &kept,
                 starts: &starts,
             };
-            self.channels_last(image.x, xt);
+            self.layout()
+                .write_channels_last(isa, image.x, self.bf16, xt);
             // SAFETY: `offsets` and every kept position stay inside a padded image (`new`,
             // `keep`), which `xt` and `dxt` hold; the CPU has `isa`.
             unsafe { pass.run(isa, xt, gw, false) };
@@ -279,7 +285,7 @@ impl Sparse {
                 dxt.fill(0.0);
                 // SAFETY: as above.
                 unsafe { pass.run(isa, dxt, gw, true) };
-                self.channels_first(dxt, gx);
+                self.layout().write_channels_first(isa, dxt, gx);
             }
         });
         KEPT.with(|slot| *slot.borrow_mut() = kept);
@@ -317,42 +323,6 @@ impl Sparse {
         }
         starts.push(count);
         starts
-    }
-
-    /// `x` (`in × h × w`) into `dst` channels-last and zero-padded: `(h + 2) × (w + 2) × in`.
-    fn channels_last(&self, x: &[f32], dst: &mut [f32]) {
-        let s = &self.shape;
-        let (h, w, ci) = (s.height, s.width, s.in_channels);
-        let row = (w + 2) * ci;
-        dst[..row].fill(0.0);
-        dst[(h + 1) * row..][..row].fill(0.0);
-        for y in 0..h {
-            let out = &mut dst[(y + 1) * row..][..row];
-            out[..ci].fill(0.0);
-            out[(w + 1) * ci..].fill(0.0);
-            for c in 0..ci {
-                let from = &x[(c * h + y) * w..][..w];
-                for (px, &v) in from.iter().enumerate() {
-                    out[(px + 1) * ci + c] = round(self.bf16, v);
-                }
-            }
-        }
-    }
-
-    /// The interior of the channels-last padded `src` into `dst` as `in × h × w`.
-    fn channels_first(&self, src: &[f32], dst: &mut [MaybeUninit<f32>]) {
-        let s = &self.shape;
-        let (h, w, ci) = (s.height, s.width, s.in_channels);
-        let row = (w + 2) * ci;
-        for y in 0..h {
-            let from = &src[(y + 1) * row..][..row];
-            for c in 0..ci {
-                let to = &mut dst[(c * h + y) * w..][..w];
-                for (px, to) in to.iter_mut().enumerate() {
-                    to.write(from[(px + 1) * ci + c]);
-                }
-            }
-        }
     }
 }
 

@@ -273,7 +273,14 @@ fn wall_pairs(
                 Command::new(binary)
                     .arg("train")
                     .arg(shards)
-                    .args(["--epochs", "2", "--precision", precision, "--quiet", "--overwrite"])
+                    .args([
+                        "--epochs",
+                        "2",
+                        "--precision",
+                        precision,
+                        "--quiet",
+                        "--overwrite",
+                    ])
                     .arg("--out")
                     .arg(&out),
             )?;
