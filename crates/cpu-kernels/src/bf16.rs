@@ -244,7 +244,7 @@ mod x86 {
 
     use super::Lanes;
     use crate::implicit::{ConvBlock, WgradBlock};
-    use crate::lanes::tree16;
+    use crate::lanes::{tree16, unwrap16};
 
     /// 16 accumulators in a `zmm` register fed pairs of bfloat16 by `vdpbf16ps`; `RUNS` as
     /// in [`super::Emulated`]. Only used inside functions compiled with
@@ -286,7 +286,7 @@ mod x86 {
                 }
                 #[inline(always)]
                 fn sums16(v: [Self; 16]) -> [f32; 16] {
-                    tree16(v.map(|v| v.0))
+                    tree16(unwrap16(&v, |v| v.0))
                 }
             }
         };

@@ -94,7 +94,7 @@ impl Lanes for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::{Avx2, Avx512, tree16};
+pub(crate) use x86::{Avx2, Avx512, tree16, unwrap16};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -142,8 +142,19 @@ mod x86 {
         }
         #[inline(always)]
         fn sums16(v: [Self; 16]) -> [f32; 16] {
-            tree16(v.map(|v| v.0))
+            tree16(unwrap16(&v, |v| v.0))
         }
+    }
+
+    /// The registers of 16 vectors, by a loop (see [`tree16`] on `map`).
+    #[inline(always)]
+    pub(crate) fn unwrap16<T>(v: &[T; 16], register: impl Fn(&T) -> __m512) -> [__m512; 16] {
+        // SAFETY: AVX-512F is the caller's (see the types' contracts).
+        let mut out = [unsafe { _mm512_setzero_ps() }; 16];
+        for (out, v) in out.iter_mut().zip(v) {
+            *out = register(v);
+        }
+        out
     }
 
     /// The lane sums of 16 vectors, as a tree (see [`Lanes::sums16`]): lane `l` of input `i`
@@ -155,21 +166,25 @@ mod x86 {
         // partial sums of one input: quarters of 4 floats are q0..q3.
         unsafe {
             // [a.q0 + a.q2, a.q1 + a.q3, b.q0 + b.q2, b.q1 + b.q3] for pairs (a, b).
-            let halves: [__m512; 8] = std::array::from_fn(|i| {
+            // (Loops over arrays, not `array::from_fn` or `map`: those may stay out of line,
+            // compiled without AVX-512, and copy the vectors through memory.)
+            let mut halves = [_mm512_setzero_ps(); 8];
+            for (i, half) in halves.iter_mut().enumerate() {
                 let (a, b) = (v[2 * i], v[2 * i + 1]);
-                _mm512_add_ps(
+                *half = _mm512_add_ps(
                     _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
                     _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
-                )
-            });
+                );
+            }
             // Quarter j of quarters[i] holds input 4i + j's four partial sums.
-            let quarters: [__m512; 4] = std::array::from_fn(|i| {
+            let mut quarters = [_mm512_setzero_ps(); 4];
+            for (i, quarter) in quarters.iter_mut().enumerate() {
                 let (s, t) = (halves[2 * i], halves[2 * i + 1]);
-                _mm512_add_ps(
+                *quarter = _mm512_add_ps(
                     _mm512_shuffle_f32x4::<0b10_00_10_00>(s, t),
                     _mm512_shuffle_f32x4::<0b11_01_11_01>(s, t),
-                )
-            });
+                );
+            }
             // Within each quarter j: [in(j), in(4 + j)] pairs, then all four.
             let (q0, q1, q2, q3) = (quarters[0], quarters[1], quarters[2], quarters[3]);
             let u0 = _mm512_add_ps(_mm512_unpacklo_ps(q0, q1), _mm512_unpackhi_ps(q0, q1));
@@ -212,11 +227,13 @@ mod x86 {
         }
         #[inline(always)]
         fn sums16(v: [Self; 16]) -> [f32; 16] {
-            v.map(|v| {
+            let mut sums = [0.0f32; 16];
+            for (sum, v) in sums.iter_mut().zip(&v) {
                 let mut lanes = [0.0f32; 8];
                 unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v.0) };
-                lanes.iter().sum()
-            })
+                *sum = lanes.iter().sum();
+            }
+            sums
         }
     }
 }
