@@ -115,7 +115,7 @@ impl Conv3x3 {
     }
 
     /// Panics unless the input and weight lengths match the shape.
-    fn check(&self, x: &[f32], w: &[f32]) {
+    pub(crate) fn check(&self, x: &[f32], w: &[f32]) {
         assert_eq!(
             x.len(),
             self.input_len(),

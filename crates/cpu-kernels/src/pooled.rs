@@ -128,16 +128,7 @@ impl Conv3x3 {
             let (kept, grad_y) = self.expand(winners, grad_p);
             return self.backward_relu_on(arithmetic, x, w, &kept, &grad_y, input_grad);
         }
-        assert_eq!(
-            x.len(),
-            self.input_len(),
-            "conv3x3: input length for {self:?}"
-        );
-        assert_eq!(
-            w.len(),
-            self.weight_len(),
-            "conv3x3: weight length for {self:?}"
-        );
+        self.check(x, w);
         assert!(
             arithmetic.available(),
             "conv3x3: this CPU lacks {arithmetic:?}"

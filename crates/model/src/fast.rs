@@ -376,9 +376,7 @@ impl Backward<Flex, 3> for Conv3x3ReluBackward {
         let [node_x, node_w, node_b] = ops.parents;
         let grad_y = grads.consume::<Flex>(&ops.node);
         let (x_state, w_state, y) = ops.state;
-        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
-        let w: FlexTensor = checkpointer.retrieve_node_output(w_state);
-        let shape = conv_shape(&x, &w);
+        let (x, w, shape) = conv_inputs(checkpointer, x_state, w_state);
         let computed = with_values(&x, "input", |x| {
             with_values(&w, "weight", |w| {
                 with_values(&y, "output", |y| {
@@ -421,9 +419,7 @@ impl Backward<Flex, 3> for Conv3x3ReluPoolBackward {
         let [node_x, node_w, node_b] = ops.parents;
         let grad_p = grads.consume::<Flex>(&ops.node);
         let (x_state, w_state, winners) = ops.state;
-        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
-        let w: FlexTensor = checkpointer.retrieve_node_output(w_state);
-        let shape = conv_shape(&x, &w);
+        let (x, w, shape) = conv_inputs(checkpointer, x_state, w_state);
         let computed = with_values(&x, "input", |x| {
             with_values(&w, "weight", |w| {
                 with_values(&grad_p, "gradient", |g| {
@@ -445,6 +441,18 @@ impl Backward<Flex, 3> for Conv3x3ReluPoolBackward {
             grads,
         );
     }
+}
+
+/// A convolution's input and weight, kept by its forward step, and its shape.
+fn conv_inputs(
+    checkpointer: &mut Checkpointer,
+    x: NodeId,
+    w: NodeId,
+) -> (FlexTensor, FlexTensor, Conv3x3) {
+    let x: FlexTensor = checkpointer.retrieve_node_output(x);
+    let w: FlexTensor = checkpointer.retrieve_node_output(w);
+    let shape = conv_shape(&x, &w);
+    (x, w, shape)
 }
 
 /// Registers a convolution's gradients with the parents (input, weight, bias) that take them.

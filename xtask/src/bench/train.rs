@@ -211,22 +211,34 @@ fn pairs(args: &Args, shards: &Path, bf16: bool, rows: &mut Vec<Row>) -> anyhow:
             "Keras `train.py --mode throughput` under `mixed_bfloat16`, same shards, same pairs",
         ),
     ];
-    for (i, (name, baseline)) in names.into_iter().enumerate() {
-        if ours[i].is_empty() {
+    push_pairs(rows, names, ("images/s", false), [ours, theirs, ratios]);
+    Ok(())
+}
+
+/// One report row per precision that was measured: `names` (ours, the baseline), the unit and
+/// whether lower is better, and per precision the figures `[ours, theirs, pair ratios]`.
+fn push_pairs(
+    rows: &mut Vec<Row>,
+    names: [(&str, &'static str); 2],
+    (unit, lower_is_better): (&'static str, bool),
+    [ours, theirs, ratios]: [[Vec<f64>; 2]; 3],
+) {
+    let figures = ours.into_iter().zip(theirs).zip(ratios);
+    for ((name, baseline), ((ours, theirs), ratios)) in names.into_iter().zip(figures) {
+        if ours.is_empty() {
             continue;
         }
         rows.push(Row {
             stage: "train",
             name: name.to_owned(),
-            unit: "images/s",
-            ours: Figure::of(std::mem::take(&mut ours[i])),
+            unit,
+            ours: Figure::of(ours),
             baseline,
-            theirs: Some(Figure::of(std::mem::take(&mut theirs[i]))),
-            lower_is_better: false,
-            pair_ratios: Some(Figure::of(std::mem::take(&mut ratios[i]))),
+            theirs: Some(Figure::of(theirs)),
+            lower_is_better,
+            pair_ratios: Some(Figure::of(ratios)),
         });
     }
-    Ok(())
 }
 
 /// Alternating pairs of whole runs, `--wall-pairs` of them: `shardfeed train --epochs 2`
@@ -318,20 +330,6 @@ fn wall_pairs(
             "Keras `train.py --mode run --epochs 2` under `mixed_bfloat16`, same shards, same pairs",
         ),
     ];
-    for (i, (name, baseline)) in names.into_iter().enumerate() {
-        if ours[i].is_empty() {
-            continue;
-        }
-        rows.push(Row {
-            stage: "train",
-            name: name.to_owned(),
-            unit: "s",
-            ours: Figure::of(std::mem::take(&mut ours[i])),
-            baseline,
-            theirs: Some(Figure::of(std::mem::take(&mut theirs[i]))),
-            lower_is_better: true,
-            pair_ratios: Some(Figure::of(std::mem::take(&mut ratios[i]))),
-        });
-    }
+    push_pairs(rows, names, ("s", true), [ours, theirs, ratios]);
     Ok(())
 }
