@@ -213,7 +213,7 @@ impl<E> ConvBlock<'_, E> {
 pub(crate) fn block_stride(isa: Isa, count: usize) -> usize {
     let tile = match isa {
         Isa::Avx512 => 3 * 16,
-        Isa::Avx2Fma => 3 * 8,
+        Isa::Avx2Fma => 2 * 8,
         Isa::Portable => 2 * 8,
     };
     count.div_ceil(tile) * tile
@@ -255,7 +255,7 @@ unsafe fn conv_avx512(block: &ConvBlock<'_>, out: &mut [f32], stride: usize) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn conv_avx2(block: &ConvBlock<'_>, out: &mut [f32], stride: usize) {
     // SAFETY: the caller's contract.
-    unsafe { conv::<Avx2, 4, 3>(block, out, stride) }
+    unsafe { conv::<Avx2, 4, 2>(block, out, stride) }
 }
 
 /// # Safety
