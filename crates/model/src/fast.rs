@@ -2,10 +2,12 @@
 //! operation (a burn backend extension) on burn-flex, with its own backward pass under
 //! autodiff.
 //!
-//! The model calls [`conv3x3_relu`] for its convolutions and [`max_pool2x2`] for its pools; on
-//! a flex device (with or without autodiff) they run our kernels (implicit GEMM with bias
-//! and ReLU fused, AVX-512 or AVX2 chosen at run time; a direct 2×2 max), on any other device (CUDA) burn's own `conv2d` +
-//! `relu` and `MaxPool2d`. [`set_enabled`] (or the environment variable
+//! The model calls [`conv3x3_relu`] for its convolutions and [`conv3x3_relu_pool`] for the
+//! three followed by a max-pool; on a flex device (with or without autodiff) they run our
+//! kernels (implicit GEMM with bias and ReLU fused, AVX-512 or AVX2 chosen at run time; the
+//! pool fused after it, its backward pass from the pool's winners alone), on any other
+//! device (CUDA) burn's own `conv2d` + `relu` (+ `MaxPool2d`). [`fast_max_pool2x2`], the pool
+//! alone, is kept as an operation of its own. [`set_enabled`] (or the environment variable
 //! `SHARDFEED_STOCK_CPU=1`) turns the fast path off to compare with burn-flex's own kernels.
 
 use std::sync::Arc;
@@ -199,15 +201,6 @@ pub fn fast_conv3x3_relu_pool(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>) -> Tenso
     Tensor::from_dispatch(out)
 }
 
-/// A 2×2, stride 2 max-pool: the fast kernel on the CPU, burn's `MaxPool2d` elsewhere.
-pub fn max_pool2x2(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
-    if runs_fast(&x.device()) {
-        fast_max_pool2x2(x)
-    } else {
-        pool.forward(x)
-    }
-}
-
 /// The fast 2×2 max-pool itself, whatever [`enabled`] says.
 ///
 /// # Panics
@@ -373,32 +366,11 @@ impl Backward<Flex, 3> for Conv3x3ReluBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_w, node_b] = ops.parents;
-        let grad_y = grads.consume::<Flex>(&ops.node);
-        let (x_state, w_state, y) = ops.state;
-        let (x, w, shape) = conv_inputs(checkpointer, x_state, w_state);
-        let computed = with_values(&x, "input", |x| {
-            with_values(&w, "weight", |w| {
-                with_values(&y, "output", |y| {
-                    with_values(&grad_y, "gradient", |g| {
-                        shape.backward_relu_on(
-                            precision().arithmetic(),
-                            x,
-                            w,
-                            y,
-                            g,
-                            node_x.is_some(),
-                        )
-                    })
-                })
+        conv_backward(ops, grads, checkpointer, |shape, x, w, y, g, input_grad| {
+            with_values(y, "output", |y| {
+                shape.backward_relu_on(precision().arithmetic(), x, w, y, g, input_grad)
             })
         });
-        register(
-            shape,
-            computed,
-            [node_x, node_w, node_b].map(|n| n.map(|n| n.id)),
-            grads,
-        );
     }
 }
 
@@ -416,62 +388,51 @@ impl Backward<Flex, 3> for Conv3x3ReluPoolBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_w, node_b] = ops.parents;
-        let grad_p = grads.consume::<Flex>(&ops.node);
-        let (x_state, w_state, winners) = ops.state;
-        let (x, w, shape) = conv_inputs(checkpointer, x_state, w_state);
-        let computed = with_values(&x, "input", |x| {
-            with_values(&w, "weight", |w| {
-                with_values(&grad_p, "gradient", |g| {
-                    shape.backward_relu_pool_on(
-                        precision().arithmetic(),
-                        x,
-                        w,
-                        &winners,
-                        g,
-                        node_x.is_some(),
-                    )
-                })
-            })
-        });
-        register(
-            shape,
-            computed,
-            [node_x, node_w, node_b].map(|n| n.map(|n| n.id)),
+        conv_backward(
+            ops,
             grads,
+            checkpointer,
+            |shape, x, w, winners, g, input_grad| {
+                shape.backward_relu_pool_on(precision().arithmetic(), x, w, winners, g, input_grad)
+            },
         );
     }
 }
 
-/// A convolution's input and weight, kept by its forward step, and its shape.
-fn conv_inputs(
-    checkpointer: &mut Checkpointer,
-    x: NodeId,
-    w: NodeId,
-) -> (FlexTensor, FlexTensor, Conv3x3) {
-    let x: FlexTensor = checkpointer.retrieve_node_output(x);
-    let w: FlexTensor = checkpointer.retrieve_node_output(w);
-    let shape = conv_shape(&x, &w);
-    (x, w, shape)
-}
-
-/// Registers a convolution's gradients with the parents (input, weight, bias) that take them.
-fn register(
-    shape: Conv3x3,
-    computed: ConvGrads,
-    [node_x, node_w, node_b]: [Option<NodeId>; 3],
+/// What the convolutions' backward steps share: the input and weight the forward step kept,
+/// the output's gradient, `compute(shape, x, w, kept, grad, input_grad)` for the gradients
+/// (with what else the forward step kept), each registered with the parent (input, weight,
+/// bias) that takes it.
+fn conv_backward<S>(
+    ops: Ops<(NodeId, NodeId, S), 3>,
     grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+    compute: impl FnOnce(Conv3x3, &[f32], &[f32], &S, &[f32], bool) -> ConvGrads,
 ) {
+    let [node_x, node_w, node_b] = ops.parents;
+    let grad = grads.consume::<Flex>(&ops.node);
+    let (x_state, w_state, kept) = ops.state;
+    let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
+    let w: FlexTensor = checkpointer.retrieve_node_output(w_state);
+    let shape = conv_shape(&x, &w);
+    let computed = with_values(&x, "input", |x| {
+        with_values(&w, "weight", |w| {
+            with_values(&grad, "gradient", |g| {
+                compute(shape, x, w, &kept, g, node_x.is_some())
+            })
+        })
+    });
     if let (Some(node), Some(grad)) = (node_x, computed.input) {
         let dims = vec![shape.batch, shape.in_channels, shape.height, shape.width];
-        grads.register::<Flex>(node, flex_tensor(grad, dims));
+        grads.register::<Flex>(node.id, flex_tensor(grad, dims));
     }
     if let Some(node) = node_w {
         let dims = vec![shape.out_channels, shape.in_channels, 3, 3];
-        grads.register::<Flex>(node, flex_tensor(computed.weight, dims));
+        grads.register::<Flex>(node.id, flex_tensor(computed.weight, dims));
     }
     if let Some(node) = node_b {
-        grads.register::<Flex>(node, flex_tensor(computed.bias, vec![shape.out_channels]));
+        let dims = vec![shape.out_channels];
+        grads.register::<Flex>(node.id, flex_tensor(computed.bias, dims));
     }
 }
 

@@ -382,19 +382,13 @@ pub(super) fn run_baseline_under(
     let json = util::root()
         .join("target/bench-data")
         .join(format!("{script}.json"));
-    let wrapper = util::root().join("scripts/keras_policy.py");
     (0..runs.max(1))
         .map(|_| {
-            let mut command = Command::new(&python);
-            if let Some(policy) = policy {
-                command.arg(&wrapper).arg(policy);
-            }
-            let output = command
+            let output = keras_command(&python, policy)
                 .arg(&path)
                 .args(args)
                 .arg("--json")
                 .arg(&json)
-                .env("TF_CPP_MIN_LOG_LEVEL", "3")
                 .output()?;
             if !output.status.success() {
                 bail!(
@@ -406,6 +400,20 @@ pub(super) fn run_baseline_under(
             Ok(serde_json::from_slice(&std::fs::read(&json)?)?)
         })
         .collect()
+}
+
+/// `python` ready to run a baseline script (the caller adds it and its arguments), under a
+/// Keras mixed-precision policy (`scripts/keras_policy.py`) when `policy` is given, with
+/// TensorFlow's start-up chatter off.
+pub(super) fn keras_command(python: &Path, policy: Option<&str>) -> Command {
+    let mut command = Command::new(python);
+    if let Some(policy) = policy {
+        command
+            .arg(util::root().join("scripts/keras_policy.py"))
+            .arg(policy);
+    }
+    command.env("TF_CPP_MIN_LOG_LEVEL", "3");
+    command
 }
 
 /// `key` from each run's document, sorted.

@@ -161,20 +161,12 @@ fn keras_throughput_under(
 /// Alternating pairs, `--runs` of them: our step (f32, and bf16 where the CPU has it), then
 /// Keras float32, then Keras `mixed_bfloat16` (its one-line bf16), each pair back to back.
 fn pairs(args: &Args, shards: &Path, bf16: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let cpu = format!(
-        "{}; {}",
-        crate::report::machine(),
-        crate::report::simd_flags()
-    );
+    let cpu = cpu_line();
     if !bf16 {
         eprintln!("bf16 pairs NOT MEASURED: this CPU lacks AVX512-BF16 ({cpu})");
     }
     let modes = if bf16 { "fast,bf16" } else { "fast" };
-    let (mut ours, mut theirs, mut ratios) = (
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-    );
+    let mut figures = Pairs::default();
     for pair in 1..=args.runs.max(1) {
         let step = cargo_bench(
             "shardfeed-model",
@@ -182,8 +174,9 @@ fn pairs(args: &Args, shards: &Path, bf16: bool, rows: &mut Vec<Row>) -> anyhow:
             3,
             &[("SHARDFEED_BENCH_MODE", modes.to_owned())],
         )?;
-        for (i, (mode, policy)) in [("fast", None), ("bf16", Some("mixed_bfloat16"))]
+        for (i, (mode, policy)) in ["fast", "bf16"]
             .into_iter()
+            .zip(KERAS_POLICIES)
             .enumerate()
             .take(if bf16 { 2 } else { 1 })
         {
@@ -196,9 +189,7 @@ fn pairs(args: &Args, shards: &Path, bf16: bool, rows: &mut Vec<Row>) -> anyhow:
                 policy.unwrap_or("float32"),
                 rate / keras
             );
-            ours[i].push(rate);
-            theirs[i].push(keras);
-            ratios[i].push(rate / keras);
+            figures.push(i, rate, keras, rate / keras);
         }
     }
     let names = [
@@ -211,33 +202,62 @@ fn pairs(args: &Args, shards: &Path, bf16: bool, rows: &mut Vec<Row>) -> anyhow:
             "Keras `train.py --mode throughput` under `mixed_bfloat16`, same shards, same pairs",
         ),
     ];
-    push_pairs(rows, names, ("images/s", false), [ours, theirs, ratios]);
+    figures.into_rows(rows, names, ("images/s", false));
     Ok(())
 }
 
-/// One report row per precision that was measured: `names` (ours, the baseline), the unit and
-/// whether lower is better, and per precision the figures `[ours, theirs, pair ratios]`.
-fn push_pairs(
-    rows: &mut Vec<Row>,
-    names: [(&str, &'static str); 2],
-    (unit, lower_is_better): (&'static str, bool),
-    [ours, theirs, ratios]: [[Vec<f64>; 2]; 3],
-) {
-    let figures = ours.into_iter().zip(theirs).zip(ratios);
-    for ((name, baseline), ((ours, theirs), ratios)) in names.into_iter().zip(figures) {
-        if ours.is_empty() {
-            continue;
+/// Keras's arithmetic against ours in f32 and in bf16: float32 (no policy), `mixed_bfloat16`.
+const KERAS_POLICIES: [Option<&str>; 2] = [None, Some("mixed_bfloat16")];
+
+/// The machine and its vector flags, for every pair's line.
+fn cpu_line() -> String {
+    format!(
+        "{}; {}",
+        crate::report::machine(),
+        crate::report::simd_flags()
+    )
+}
+
+/// The figures of alternating pairs, per precision (f32, bf16): ours, theirs, each pair's
+/// ratio.
+#[derive(Default)]
+struct Pairs {
+    ours: [Vec<f64>; 2],
+    theirs: [Vec<f64>; 2],
+    ratios: [Vec<f64>; 2],
+}
+
+impl Pairs {
+    fn push(&mut self, precision: usize, ours: f64, theirs: f64, ratio: f64) {
+        self.ours[precision].push(ours);
+        self.theirs[precision].push(theirs);
+        self.ratios[precision].push(ratio);
+    }
+
+    /// One report row per precision that was measured: `names` (ours, the baseline), the
+    /// unit and whether lower is better.
+    fn into_rows(
+        self,
+        rows: &mut Vec<Row>,
+        names: [(&str, &'static str); 2],
+        (unit, lower_is_better): (&'static str, bool),
+    ) {
+        let figures = self.ours.into_iter().zip(self.theirs).zip(self.ratios);
+        for ((name, baseline), ((ours, theirs), ratios)) in names.into_iter().zip(figures) {
+            if ours.is_empty() {
+                continue;
+            }
+            rows.push(Row {
+                stage: "train",
+                name: name.to_owned(),
+                unit,
+                ours: Figure::of(ours),
+                baseline,
+                theirs: Some(Figure::of(theirs)),
+                lower_is_better,
+                pair_ratios: Some(Figure::of(ratios)),
+            });
         }
-        rows.push(Row {
-            stage: "train",
-            name: name.to_owned(),
-            unit,
-            ours: Figure::of(ours),
-            baseline,
-            theirs: Some(Figure::of(theirs)),
-            lower_is_better,
-            pair_ratios: Some(Figure::of(ratios)),
-        });
     }
 }
 
@@ -252,11 +272,7 @@ fn wall_pairs(
     bf16: bool,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
-    let cpu = format!(
-        "{}; {}",
-        crate::report::machine(),
-        crate::report::simd_flags()
-    );
+    let cpu = cpu_line();
     let python = util::tensorflow_python().map_err(anyhow::Error::msg)?;
     let script = baseline_script("train.py")?;
     let out = util::root().join("target/bench-data/wall-run");
@@ -272,15 +288,10 @@ fn wall_pairs(
         }
         Ok(start.elapsed().as_secs_f64())
     };
-    let modes = [("f32", None), ("bf16", Some("mixed_bfloat16"))];
-    let modes = &modes[..if bf16 { 2 } else { 1 }];
-    let (mut ours, mut theirs, mut ratios) = (
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-        [Vec::new(), Vec::new()],
-    );
+    let mut figures = Pairs::default();
     for pair in 1..=args.wall_pairs {
-        for (i, &(precision, policy)) in modes.iter().enumerate() {
+        let modes = ["f32", "bf16"].into_iter().zip(KERAS_POLICIES);
+        for (i, (precision, policy)) in modes.enumerate().take(if bf16 { 2 } else { 1 }) {
             let our_s = timed(
                 Command::new(binary)
                     .arg("train")
@@ -296,28 +307,19 @@ fn wall_pairs(
                     .arg("--out")
                     .arg(&out),
             )?;
-            let mut keras = Command::new(&python);
-            if let Some(policy) = policy {
-                keras
-                    .arg(util::root().join("scripts/keras_policy.py"))
-                    .arg(policy);
-            }
             let keras_s = timed(
-                keras
+                keras_command(&python, policy)
                     .arg(&script)
                     .arg("--shards")
                     .arg(shards)
-                    .args(["--mode", "run", "--epochs", "2", "--verbose", "0"])
-                    .env("TF_CPP_MIN_LOG_LEVEL", "3"),
+                    .args(["--mode", "run", "--epochs", "2", "--verbose", "0"]),
             )?;
             println!(
                 "2-epoch pair {pair} ({cpu}): ours {precision} {our_s:.1} s vs keras {} {keras_s:.1} s: {:.2}x",
                 policy.unwrap_or("float32"),
                 keras_s / our_s
             );
-            ours[i].push(our_s);
-            theirs[i].push(keras_s);
-            ratios[i].push(keras_s / our_s);
+            figures.push(i, our_s, keras_s, keras_s / our_s);
         }
     }
     let names = [
@@ -330,6 +332,6 @@ fn wall_pairs(
             "Keras `train.py --mode run --epochs 2` under `mixed_bfloat16`, same shards, same pairs",
         ),
     ];
-    push_pairs(rows, names, ("s", true), [ours, theirs, ratios]);
+    figures.into_rows(rows, names, ("s", true));
     Ok(())
 }
