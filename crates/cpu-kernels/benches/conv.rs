@@ -6,21 +6,13 @@ use std::time::Instant;
 
 use shardfeed_cpu_kernels::{Arithmetic, BlockCache, Conv3x3, Isa, MaxPool2x2};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::values;
+
 /// As in training: large blocks reused, not page-faulted in again every call.
 #[global_allocator]
 static ALLOCATOR: BlockCache = BlockCache;
-
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -263,6 +263,13 @@ impl Sparse {
             let skew = scratch.as_ptr().align_offset(64).min(16);
             let (xt, dxt) = scratch[skew..].split_at_mut(len);
             let starts = self.keep(isa, image, &mut kept, gb);
+            // The products' operand, once (the bias gradient above summed them unrounded).
+            if self.bf16 {
+                let count = starts.last().copied().unwrap_or(0);
+                kept.grad[..count]
+                    .iter_mut()
+                    .for_each(|g| *g = bf16::round(*g));
+            }
             let pass = Pass {
                 sparse: self,
                 kept: &kept,
@@ -485,7 +492,7 @@ impl Pass<'_> {
                                 *w = V::load(taps.as_ptr().add(j * V::L));
                             }
                             for (&at, g) in places.iter().zip(grads) {
-                                let g = V::splat(&round(s.bf16, *g));
+                                let g = V::splat(g);
                                 let p = base.add(at as usize);
                                 for j in 0..CHUNK {
                                     let q = p.add(offsets[j]);
@@ -498,7 +505,7 @@ impl Pass<'_> {
                         // SAFETY: the caller's contract.
                         unsafe {
                             for (&at, g) in places.iter().zip(grads) {
-                                let g = V::splat(&round(s.bf16, *g));
+                                let g = V::splat(g);
                                 let p = base.add(at as usize);
                                 for j in 0..CHUNK {
                                     acc[j] = acc[j].mac(g, V::load(p.add(offsets[j])));

@@ -271,6 +271,22 @@ mod avx512 {
         }
     }
 
+    /// [`super::window_winner`] for 16 windows (`a b` over `c d`, lane by lane): their
+    /// maxima, and the lanes that `b`, `c` and `d` win (at most one of the three; `a` wins
+    /// the rest).
+    #[inline(always)]
+    unsafe fn winners(a: __m512, b: __m512, c: __m512, d: __m512) -> (__m512, [__mmask16; 3]) {
+        // SAFETY: AVX-512F on registers (the callers are compiled for it).
+        unsafe {
+            let m1 = _mm512_max_ps(b, a);
+            let m2 = _mm512_max_ps(c, m1);
+            let win_d = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d, m2);
+            let win_c = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(c, m1) & !win_d;
+            let win_b = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) & !win_d & !win_c;
+            (_mm512_max_ps(d, m2), [win_b, win_c, win_d])
+        }
+    }
+
     /// The first `16·⌊n/16⌋` outputs of [`super::pool_row_winners`]; returns how many.
     ///
     /// # Safety
@@ -290,14 +306,8 @@ mod avx512 {
             unsafe {
                 let (a, b) = pairs(top, x);
                 let (c, d) = pairs(bottom, x);
-                let m1 = _mm512_max_ps(b, a);
-                let m2 = _mm512_max_ps(c, m1);
-                let m = _mm512_max_ps(d, m2);
+                let (m, [win_b, win_c, win_d]) = winners(a, b, c, d);
                 _mm512_storeu_ps(out.as_mut_ptr().cast::<f32>().add(x), m);
-                // `window_winner`, lane by lane: the last comparison that holds wins.
-                let win_b = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a);
-                let win_c = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(c, m1);
-                let win_d = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d, m2);
                 let value = _mm512_mask_blend_ps(
                     win_d,
                     _mm512_mask_blend_ps(win_c, _mm512_mask_blend_ps(win_b, a, b), c),
@@ -337,11 +347,7 @@ mod avx512 {
             unsafe {
                 let (a, b) = pairs(top, x);
                 let (c, d) = pairs(bottom, x);
-                let m1 = _mm512_max_ps(b, a);
-                let m2 = _mm512_max_ps(c, m1);
-                let win_d = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(d, m2);
-                let win_c = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(c, m1) & !win_d;
-                let win_b = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(b, a) & !win_d & !win_c;
+                let (_, [win_b, win_c, win_d]) = winners(a, b, c, d);
                 let win_a = !(win_b | win_c | win_d);
                 let g = _mm512_loadu_ps(grad.as_ptr().add(x));
                 store_pairs(

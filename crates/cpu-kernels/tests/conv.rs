@@ -4,6 +4,9 @@
 use proptest::prelude::*;
 use shardfeed_cpu_kernels::{Arithmetic, Conv3x3, ConvGrads, Isa};
 
+mod common;
+use common::values;
+
 /// The instruction sets this CPU runs, each checked by every test (the portable one always).
 fn isas() -> impl Iterator<Item = Isa> {
     let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|isa| isa.available()).collect();
@@ -19,19 +22,6 @@ fn isas() -> impl Iterator<Item = Isa> {
         );
     }
     isas.into_iter()
-}
-
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 struct Direct<'a> {

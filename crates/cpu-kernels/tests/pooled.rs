@@ -7,6 +7,9 @@
 use proptest::prelude::*;
 use shardfeed_cpu_kernels::{Arithmetic, Conv3x3, ConvGrads, Isa, MaxPool2x2};
 
+mod common;
+use common::values;
+
 /// `f32` on every instruction set this CPU has, and bf16 (its operands rounded, multiplied
 /// in `f32` by the sparse kernels) where it has AVX512-BF16 for the dense pass to compare with.
 fn arithmetics() -> Vec<Arithmetic> {
@@ -21,19 +24,6 @@ fn arithmetics() -> Vec<Arithmetic> {
         eprintln!("NOT TESTED: the sparse pass in bf16 (this CPU lacks AVX512-BF16)");
     }
     arithmetics
-}
-
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 fn assert_close(what: &str, got: &[f32], want: &[f32]) {
